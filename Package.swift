@@ -1,0 +1,35 @@
+// swift-tools-version: 6.0
+// One package, two builds from the same sources:
+//  - host: `swift test` and `swift run -c release membench`
+//  - kernel: `swift build --triple aarch64-none-none-elf --toolset qemu/<board>.json -c release`
+import PackageDescription
+
+let package = Package(
+  name: "SwiftKernelMemory",
+  products: [
+    .library(name: "PageFrames", targets: ["PageFrames"]),
+    .library(name: "KernelHeap", targets: ["KernelHeap"]),
+    .library(name: "MemInit", targets: ["MemInit"]),
+    .executable(name: "kernel", targets: ["Kernel"]),
+    .executable(name: "testkernel", targets: ["TestKernel"]),
+  ],
+  targets: [
+    // Portable: no architecture code, host Swift and Embedded Swift from one source.
+    .target(name: "PageFrames"),
+    .target(name: "KernelHeap", dependencies: ["PageFrames"]),
+    .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap"]),
+    // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
+    .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit"]),
+
+    // Architecture and board code (AArch64; raspi3b and virt). Empty on the host.
+    .target(name: "ArchSupport", exclude: ["linker"]),
+    .target(name: "Arch", dependencies: ["ArchSupport"]),
+
+    // Bootable images.
+    .executableTarget(name: "Kernel", dependencies: ["Arch", "MemInit"]),
+    .executableTarget(name: "TestKernel", dependencies: ["Arch", "MemInit", "Scenarios"]),
+
+    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
+  ],
+  swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,48 @@
+// Raspberry Pi VideoCore mailbox: the property interface's "get ARM memory" tag.
+#if arch(arm64) && os(none) && !BOARD_VIRT
+import ArchSupport
+
+private let mailboxRead: UInt = 0x00
+private let mailboxStatus: UInt = 0x18
+private let mailboxWrite: UInt = 0x20
+private let statusFull: UInt32 = 0x8000_0000
+private let statusEmpty: UInt32 = 0x4000_0000
+private let propertyChannel: UInt32 = 8
+private let tagGetArmMemory: UInt32 = 0x0001_0005
+private let codeRequest: UInt32 = 0
+private let codeResponseOK: UInt32 = 0x8000_0000
+
+/// The request buffer: 16-byte aligned because the low 4 bits of its address carry the channel.
+private struct PropertyMessage {
+  var words: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
+    (0, 0, 0, 0, 0, 0, 0, 0)
+}
+
+// Static storage in .bss, in RAM the VideoCore can read: the stack would do as well,
+// but a fixed buffer keeps the address obviously stable.
+nonisolated(unsafe) private var message = PropertyMessage()
+
+enum Mailbox {
+  /// Asks the firmware for the ARM's share of RAM. Returns (base, size) or nil.
+  static func armMemory() -> (base: UInt, size: UInt)? {
+    return withUnsafeMutablePointer(to: &message) { pointer -> (base: UInt, size: UInt)? in
+      let address = UInt(bitPattern: pointer)
+      guard address & 0xF == 0 else { return nil }
+      pointer.pointee.words = (32, codeRequest, tagGetArmMemory, 8, 0, 0, 0, 0)
+      arch_dsb()
+      while arch_mmio_read32(Board.mailboxBase + mailboxStatus) & statusFull != 0 {}
+      arch_mmio_write32(Board.mailboxBase + mailboxWrite, UInt32(truncatingIfNeeded: address) | propertyChannel)
+      while true {
+        while arch_mmio_read32(Board.mailboxBase + mailboxStatus) & statusEmpty != 0 {}
+        let reply = arch_mmio_read32(Board.mailboxBase + mailboxRead)
+        if reply & 0xF == propertyChannel { break }
+      }
+      arch_dsb()
+      let words = pointer.pointee.words
+      guard words.1 == codeResponseOK, words.5 != 0 || words.6 != 0 else { return nil }
+      return (UInt(words.5), UInt(words.6))
+    }
+  }
+}
+
+#endif

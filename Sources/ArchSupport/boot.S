@@ -1,0 +1,98 @@
+// Start-up: park secondary cores, drop to EL1, enable FP/SIMD, set the stack,
+// zero .bss, turn on the MMU (identity map), then call the Swift entry point `main`.
+#if defined(__aarch64__) && !defined(__linux__)
+
+#define SCR_EL3_NS      (1 << 0)
+#define SCR_EL3_RW      (1 << 10)
+#define HCR_EL2_RW      (1 << 31)
+#define SPSR_EL1H_MASKED 0x3c5          // EL1h, D/A/I/F masked
+#define CPACR_FPEN_ALL  (3 << 20)
+#define CPTR_EL2_RES1   0x33ff
+#define SCTLR_EL1_RES1  0x30d00800      // MMU, caches and alignment checks off
+
+  .section .text.boot, "ax"
+  .global _start
+_start:
+  mov x20, x0                           // x0 at entry (DTB pointer on some loaders)
+  mrs x1, mpidr_el1
+  and x1, x1, #0xff
+  cbz x1, primary
+park:
+  wfe
+  b park
+
+primary:
+  mrs x19, CurrentEL
+  lsr x19, x19, #2                      // x19 = entry exception level
+  ldr x2, =SCTLR_EL1_RES1
+  msr sctlr_el1, x2
+  cmp x19, #3
+  b.eq from_el3
+  cmp x19, #2
+  b.eq from_el2
+  b at_el1
+
+from_el3:
+  msr cptr_el3, xzr                     // no FP/SIMD traps to EL3
+  mov x2, #(SCR_EL3_NS | SCR_EL3_RW)
+  msr scr_el3, x2
+  mov x2, #HCR_EL2_RW                   // EL1 is AArch64
+  msr hcr_el2, x2
+  mov x2, #SPSR_EL1H_MASKED
+  msr spsr_el3, x2
+  adr x2, at_el1
+  msr elr_el3, x2
+  eret
+
+from_el2:
+  mov x2, #CPTR_EL2_RES1                // no FP/SIMD traps to EL2
+  msr cptr_el2, x2
+  mov x2, #HCR_EL2_RW
+  msr hcr_el2, x2
+  mov x2, #3                            // EL1 may read the physical counter and timer
+  msr cnthctl_el2, x2
+  msr cntvoff_el2, xzr
+  mov x2, #SPSR_EL1H_MASKED
+  msr spsr_el2, x2
+  adr x2, at_el1
+  msr elr_el2, x2
+  eret
+
+at_el1:
+  mov x2, #CPACR_FPEN_ALL
+  msr cpacr_el1, x2
+  isb
+  ldr x2, =__stack_top
+  mov sp, x2
+
+  // .bss with aligned 16-byte stores: the MMU is still off, so memory is Device
+  // memory and `dc zva` or unaligned stores would fault.
+  ldr x2, =__bss_start
+  ldr x3, =__bss_end
+1:
+  cmp x2, x3
+  b.hs 2f
+  stp xzr, xzr, [x2], #16
+  b 1b
+2:
+  ldr x2, =arch_boot_el
+  str x19, [x2]
+  ldr x2, =arch_boot_x0
+  str x20, [x2]
+
+  bl arch_mmu_enable
+  mov x0, #0
+  mov x1, #0
+  bl main
+  bl arch_exit                          // main's return value is the exit status
+3:
+  b 3b
+
+  .section .bss
+  .balign 8
+  .global arch_boot_el
+arch_boot_el: .quad 0
+  .global arch_boot_x0
+arch_boot_x0: .quad 0
+
+#endif

@@ -1,0 +1,75 @@
+// ArchSupport: the C and assembly half of the Arch layer (AArch64, bare metal).
+// On the host every definition compiles away; only the Swift Arch module uses these.
+#ifndef ARCH_SUPPORT_H
+#define ARCH_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__aarch64__) && !defined(__linux__) && !defined(__APPLE__)
+#define ARCH_BARE_METAL 1
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Zeroes `size` bytes at `ptr` with 16-byte stores (and `dc zva` for whole blocks).
+/// Any alignment, any size. Assembly: bzero.S.
+void bzero(void *ptr, size_t size);
+
+/// Ends the QEMU process with `code` as its exit status (semihosting SYS_EXIT,
+/// ADP_Stopped_ApplicationExit). Never returns.
+void arch_exit(int code) __attribute__((noreturn));
+
+/// Fills `buffer` (at most `capacity` bytes) with the semihosting command line
+/// (`-semihosting-config arg=...`). Returns 0 on success.
+long arch_semihosting_cmdline(char *buffer, size_t capacity);
+
+/// Exception level the boot code was entered at (1, 2 or 3), and the value of x0 at entry.
+extern uint64_t arch_boot_el;
+extern uint64_t arch_boot_x0;
+
+/// Linker-script symbols, as addresses: the kernel image is [kernel_start, kernel_end),
+/// kernel_end being `__end` (page aligned); .bss and the boot stack lie inside it.
+uintptr_t arch_kernel_start(void);
+uintptr_t arch_kernel_end(void);
+uintptr_t arch_bss_start(void);
+uintptr_t arch_bss_end(void);
+uintptr_t arch_stack_bottom(void);
+uintptr_t arch_stack_top(void);
+
+/// Builds the identity map and turns on the MMU and caches. Called once by boot.S.
+void arch_mmu_enable(void);
+
+/// Writes a character to the UART, `\n` as CR LF (libc.c). Embedded Swift's print() uses it.
+int putchar(int c);
+
+/// Writes one byte to the board's PL011 UART (Swift, Arch/Uart.swift).
+void arch_uart_putc(uint8_t byte);
+
+/// Current exception level (1 after boot).
+uint64_t arch_current_el(void);
+
+/// Virtual counter and its frequency, for coarse timing.
+uint64_t arch_counter(void);
+uint64_t arch_counter_frequency(void);
+
+/// Reads an MMIO register with a single 32-bit load that the compiler may not elide.
+static inline uint32_t arch_mmio_read32(uintptr_t address) {
+  return *(volatile uint32_t *)address;
+}
+
+/// Writes an MMIO register with a single 32-bit store that the compiler may not elide.
+static inline void arch_mmio_write32(uintptr_t address, uint32_t value) {
+  *(volatile uint32_t *)address = value;
+}
+
+/// Full-system data memory barrier, for ordering MMIO against memory (mailbox buffers).
+void arch_dsb(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
