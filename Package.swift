@@ -17,6 +17,8 @@ let package = Package(
     // Portable: no architecture code, host Swift and Embedded Swift from one source.
     .target(name: "PageFrames"),
     .target(name: "KernelHeap", dependencies: ["PageFrames"]),
+    // The C names (malloc, free, posix_memalign, ...) over KernelHeap; bare metal only.
+    .target(name: "KernelHeapRuntime"),
     .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap"]),
     // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
     .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit"]),
@@ -25,9 +27,10 @@ let package = Package(
     .target(name: "ArchSupport", exclude: ["linker"]),
     .target(name: "Arch", dependencies: ["ArchSupport"]),
 
-    // Bootable images.
-    .executableTarget(name: "Kernel", dependencies: ["Arch", "MemInit"]),
-    .executableTarget(name: "TestKernel", dependencies: ["Arch", "MemInit", "Scenarios"]),
+    // Bootable images: the boot sequence both share, the demo kernel and the test kernel.
+    .target(name: "KernelBoot", dependencies: ["Arch", "MemInit", "KernelHeapRuntime"]),
+    .executableTarget(name: "Kernel", dependencies: ["KernelBoot"]),
+    .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
 
     .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
   ],

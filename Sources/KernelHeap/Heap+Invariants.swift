@@ -1,0 +1,102 @@
+extension Heap {
+  /// `heapCheck`: walks every arena and every free list and checks that
+  /// - every header's check value is intact and sizes are multiples of 16, at least 32;
+  /// - each boundary tag (`prevSize`, the previous-free flag) matches the block before it;
+  /// - no two free blocks are adjacent;
+  /// - block sizes plus sentinels add up to each arena, and arenas plus the control
+  ///   block to the claimed bytes;
+  /// - every free block is on the list of its size class, and only free blocks are;
+  /// - both bitmap levels agree with the lists;
+  /// - the counters (used, free, blocks) equal a recount.
+  ///
+  /// - Returns: nil, or the first broken invariant and where.
+  /// - Complexity: O(blocks). For tests, fuzzing and debug boots.
+  public func check() -> HeapCheckFailure? {
+    var used = 0, free = 0, allocatedCount = 0, freeCount = 0
+    var claimed = Heap.controlBytes
+    for index in 0..<control.pointee.arenaCount {
+      let arena = arenas[index]
+      claimed += Int(arena.end - arena.start)
+      var block = UnsafeMutableRawPointer(bitPattern: arena.start)!
+      var previousSize = 0
+      var previousFree = false
+      while true {
+        let address = UInt(bitPattern: block)
+        guard address + UInt(Block.headerSize) <= arena.end else {
+          return HeapCheckFailure(reason: "block runs past its arena", address: address)
+        }
+        guard Block.isIntact(block) else { return HeapCheckFailure(reason: "header check value wrong", address: address) }
+        guard Block.prevSize(block) == previousSize else {
+          return HeapCheckFailure(reason: "boundary tag differs from previous block's size", address: address)
+        }
+        guard (Block.flags(block) & Block.flagPrevFree != 0) == previousFree else {
+          return HeapCheckFailure(reason: "previous-free flag wrong", address: address)
+        }
+        if Block.flags(block) & Block.flagSentinel != 0 {
+          guard address + UInt(Block.headerSize) == arena.end, Block.size(block) == 0 else {
+            return HeapCheckFailure(reason: "sentinel not at arena end", address: address)
+          }
+          break
+        }
+        let size = Block.size(block)
+        guard size >= Block.minimumSize, size & 15 == 0, Block.flags(block) & Block.flagAbsorbed == 0 else {
+          return HeapCheckFailure(reason: "bad block size", address: address)
+        }
+        let isFree = Block.isFree(block)
+        if isFree {
+          guard !previousFree else { return HeapCheckFailure(reason: "two adjacent free blocks", address: address) }
+          free += size - Block.headerSize
+          freeCount += 1
+        } else {
+          used += size - Block.headerSize
+          allocatedCount += 1
+        }
+        previousSize = size
+        previousFree = isFree
+        block += size
+      }
+    }
+    if claimed != control.pointee.claimedBytes {
+      return HeapCheckFailure(reason: "arenas do not add up to the claimed bytes", address: 0)
+    }
+    if used != control.pointee.usedBytes || free != control.pointee.freeBytes
+      || allocatedCount != control.pointee.allocatedBlocks || freeCount != control.pointee.freeBlocks
+    {
+      return HeapCheckFailure(reason: "counters differ from a recount", address: 0)
+    }
+    var listed = 0
+    for first in 0..<SizeClass.firstLevelCount {
+      var secondMap: UInt32 = 0
+      for second in 0..<SizeClass.secondLevelCount {
+        var block = heads[first * SizeClass.secondLevelCount + second]
+        if block != nil { secondMap |= 1 << UInt32(second) }
+        var previous: UnsafeMutableRawPointer? = nil
+        while let current = block {
+          let address = UInt(bitPattern: current)
+          guard arenaIndex(containingPayload: address + UInt(Block.headerSize)) != nil, Block.isIntact(current),
+            Block.isFree(current), Block.flags(current) & Block.flagAbsorbed == 0
+          else { return HeapCheckFailure(reason: "free list holds a block that is not free", address: address) }
+          let index = SizeClass.index(of: Block.size(current))
+          guard index.first == first, index.second == second else {
+            return HeapCheckFailure(reason: "free block on the wrong size class", address: address)
+          }
+          guard Block.prevFree(current) == previous else {
+            return HeapCheckFailure(reason: "free list back link broken", address: address)
+          }
+          listed += 1
+          guard listed <= freeCount else { return HeapCheckFailure(reason: "free lists loop or hold extra blocks", address: address) }
+          previous = current
+          block = Block.nextFree(current)
+        }
+      }
+      guard secondLevelBitmaps[first] == secondMap else {
+        return HeapCheckFailure(reason: "second-level bitmap disagrees with lists", address: UInt(first))
+      }
+      guard (control.pointee.firstLevelBitmap & (1 << UInt32(first)) != 0) == (secondMap != 0) else {
+        return HeapCheckFailure(reason: "first-level bitmap disagrees", address: UInt(first))
+      }
+    }
+    if listed != freeCount { return HeapCheckFailure(reason: "a free block is on no list", address: 0) }
+    return nil
+  }
+}

@@ -1,0 +1,479 @@
+import PageFrames
+
+/// Gets 2^order zeroed-or-not contiguous pages for heap growth, or nil.
+/// In the kernel it calls the page-frame allocator with owner `.heap`.
+public typealias HeapGrowPages = @convention(c) (_ order: Int) -> UnsafeMutableRawPointer?
+
+/// The heap's bookkeeping, kept at the start of its first arena.
+struct HeapControl {
+  static let maxArenas = 16
+
+  var firstLevelBitmap: UInt32 = 0
+  var arenaCount = 0
+  /// Bytes of every arena, control block included: what the heap has claimed.
+  var claimedBytes = 0
+  /// Payload bytes of allocated blocks (block size - header).
+  var usedBytes = 0
+  var peakUsedBytes = 0
+  /// Payload bytes of free blocks.
+  var freeBytes = 0
+  var allocatedBlocks = 0
+  var freeBlocks = 0
+  var growthCeiling = 0
+  var growPages: HeapGrowPages?
+  var zeroFill: ZeroFill
+}
+
+/// A best-fit-class allocator over one or more memory ranges: TLSF-style segregated
+/// free lists with two bitmap levels, boundary tags, split and coalesce, 16-byte
+/// aligned payloads and a 16-byte checked header per block.
+///
+/// `Heap` is a handle (its state lives in the arena), so copies share one heap. It is
+/// not thread-safe: the kernel calls it with interrupts off or under a lock.
+public struct Heap {
+  let control: UnsafeMutablePointer<HeapControl>
+  let secondLevelBitmaps: UnsafeMutablePointer<UInt32>
+  let heads: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+  /// (first block, sentinel + 16) of each arena.
+  let arenas: UnsafeMutablePointer<(start: UInt, end: UInt)>
+
+  /// Bytes the control block takes at the start of the first arena.
+  public static var controlBytes: Int {
+    var bytes = roundUp(MemoryLayout<HeapControl>.stride, 16)
+    bytes += roundUp(SizeClass.firstLevelCount * 4, 16)
+    bytes += SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride
+    bytes += HeapControl.maxArenas * MemoryLayout<(start: UInt, end: UInt)>.stride
+    return bytes
+  }
+
+  /// The largest request `allocate` can ever satisfy.
+  public static let maximumRequest = SizeClass.maximumBlockSize - Block.headerSize
+
+  /// Sets up a heap over `[start, start + size)`.
+  ///
+  /// - Parameters:
+  ///   - start: 16-byte aligned.
+  ///   - size: room for the control block, one minimum block and the sentinel.
+  ///   - zeroFill: used by `allocateZeroed`.
+  ///   - growPages: where to get pages when a request does not fit (nil: never grow).
+  ///   - growthCeiling: the most bytes the heap may claim in all, growth included.
+  /// - Returns: nil if the range is misaligned, too small or too large.
+  /// - Complexity: O(number of size classes), about 400 stores.
+  public init?(
+    start: UnsafeMutableRawPointer, size: Int, zeroFill: ZeroFill,
+    growPages: HeapGrowPages? = nil, growthCeiling: Int = 0
+  ) {
+    guard UInt(bitPattern: start) & 15 == 0, size & 15 == 0,
+      size >= Heap.controlBytes + Block.minimumSize + Block.headerSize,
+      size - Heap.controlBytes <= SizeClass.maximumBlockSize
+    else { return nil }
+    var cursor = start
+    control = start.bindMemory(to: HeapControl.self, capacity: 1)
+    control.initialize(to: HeapControl(growthCeiling: max(growthCeiling, size), growPages: growPages, zeroFill: zeroFill))
+    cursor += Heap.roundUp(MemoryLayout<HeapControl>.stride, 16)
+    secondLevelBitmaps = cursor.bindMemory(to: UInt32.self, capacity: SizeClass.firstLevelCount)
+    secondLevelBitmaps.initialize(repeating: 0, count: SizeClass.firstLevelCount)
+    cursor += Heap.roundUp(SizeClass.firstLevelCount * 4, 16)
+    heads = cursor.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: SizeClass.classCount)
+    heads.initialize(repeating: nil, count: SizeClass.classCount)
+    cursor += SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride
+    arenas = cursor.bindMemory(to: (start: UInt, end: UInt).self, capacity: HeapControl.maxArenas)
+    cursor += HeapControl.maxArenas * MemoryLayout<(start: UInt, end: UInt)>.stride
+    control.pointee.claimedBytes = cursor - start
+    addArena(cursor, size: size - (cursor - start))
+  }
+
+  static func roundUp(_ value: Int, _ alignment: Int) -> Int { (value + alignment - 1) & ~(alignment - 1) }
+
+  // MARK: Allocation
+
+  /// Allocates at least `size` bytes, 16-byte aligned. `size == 0` gets a unique
+  /// minimum block (16 usable bytes). Grows the heap through `growPages` when nothing fits.
+  ///
+  /// - Returns: the payload, or nil when `size > maximumRequest` or memory is exhausted
+  ///   (the heap is unchanged then).
+  /// - Complexity: O(1): two bitmap scans, at most one split; growth adds one page-run
+  ///   allocation.
+  public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard let need = Heap.blockSize(forRequest: size) else { return nil }
+    guard let block = findFreeBlock(need) ?? (grow(need) ? findFreeBlock(need) : nil) else { return nil }
+    return Block.payload(take(block, need: need))
+  }
+
+  /// The block size serving a request: payload rounded to 16 plus the header, at least
+  /// the minimum block. nil when it could never fit. No arithmetic here can wrap.
+  @inline(__always)
+  static func blockSize(forRequest size: Int) -> Int? {
+    guard size >= 0, size <= maximumRequest else { return nil }
+    return max((size + 15) & ~15 + Block.headerSize, Block.minimumSize)
+  }
+
+  /// Allocates `size` bytes at an address that is a multiple of `alignment`.
+  ///
+  /// - Parameter alignment: a power of two up to 4096; up to 16 this is `allocate`.
+  /// - Returns: nil for a bad alignment, an impossible size, or no memory.
+  /// - Complexity: O(1), as `allocate`, plus at most two splits.
+  public func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= 4096 else { return nil }
+    if alignment <= Block.alignment { return allocate(size) }
+    guard let need = Heap.blockSize(forRequest: size), need <= SizeClass.maximumBlockSize - alignment - Block.minimumSize
+    else { return nil }
+    // Room to slide the payload up to the boundary and leave a whole free block behind.
+    let padded = need + alignment + Block.minimumSize
+    guard let block = findFreeBlock(padded) ?? (grow(padded) ? findFreeBlock(padded) : nil) else { return nil }
+    var start = block
+    let payload = UInt(bitPattern: Block.payload(block))
+    let mask = UInt(alignment - 1)
+    if payload & mask != 0 {
+      var aligned = (payload + mask) & ~mask
+      if aligned - payload < UInt(Block.minimumSize) { aligned += UInt(alignment) }
+      let lead = Int(aligned - payload)
+      let total = Block.size(block)
+      let prevSize = Block.prevSize(block)
+      start = block + lead
+      // The leading piece stays free; its left neighbour is allocated (free blocks never touch).
+      Block.write(block, size: lead, flags: Block.flagFree, prevSize: prevSize)
+      insertFree(block)
+      Block.write(start, size: total - lead, flags: Block.flagFree | Block.flagPrevFree, prevSize: lead)
+      let after = Block.next(start)
+      Block.write(after, size: Block.size(after), flags: Block.flags(after), prevSize: total - lead)
+      // One free block became two: one more header.
+      control.pointee.freeBlocks += 1
+      control.pointee.freeBytes -= Block.headerSize
+    }
+    return Block.payload(take(start, need: need))
+  }
+
+  /// Allocates `count * size` zeroed bytes; nil if the product overflows.
+  /// - Complexity: O(1) plus zeroing.
+  public func allocateZeroed(count: Int, size: Int) -> UnsafeMutableRawPointer? {
+    let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+    guard !overflow, count >= 0, size >= 0, let payload = allocate(bytes) else { return nil }
+    control.pointee.zeroFill(payload, bytes)
+    return payload
+  }
+
+  /// Frees a payload from this heap, coalescing with free neighbours on both sides.
+  /// `nil` does nothing.
+  ///
+  /// - Throws: `HeapError` for a misaligned, foreign or interior pointer, a double
+  ///   free, or a corrupted header; the heap is untouched then.
+  /// - Complexity: O(1) (O(arenas) ≤ 16 for the bounds check).
+  public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
+    guard let pointer else { return }
+    let block = try validate(pointer)
+    let size = Block.size(block)
+    control.pointee.usedBytes -= size - Block.headerSize
+    control.pointee.allocatedBlocks -= 1
+    control.pointee.freeBytes += size - Block.headerSize
+    control.pointee.freeBlocks += 1
+    Block.setFlags(block, Block.flags(block) | Block.flagFree)
+    insertFree(coalesce(block))
+  }
+
+  /// Resizes an allocation, in place when the block or its free right neighbour allows,
+  /// otherwise by allocate-copy-free. `nil` acts as `allocate`; size 0 frees and
+  /// returns nil.
+  ///
+  /// - Returns: the (possibly moved) payload, or nil when no memory was found (the old
+  ///   block is then untouched and still owned by the caller).
+  /// - Throws: as `deallocate` for a bad pointer.
+  /// - Complexity: O(1) in place; O(size) when it moves.
+  public func reallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
+    guard let pointer else { return allocate(size) }
+    let block = try validate(pointer)
+    if size == 0 {
+      try deallocate(pointer)
+      return nil
+    }
+    guard let need = Heap.blockSize(forRequest: size) else { return nil }
+    let current = Block.size(block)
+    if need <= current {
+      shrink(block, to: need)
+      return pointer
+    }
+    let next = Block.next(block)
+    if Block.isFree(next) && current + Block.size(next) >= need {
+      removeFree(next)
+      let merged = current + Block.size(next)
+      control.pointee.freeBytes -= Block.size(next) - Block.headerSize
+      control.pointee.freeBlocks -= 1
+      control.pointee.usedBytes += merged - current
+      Block.write(block, size: merged, flags: Block.flags(block), prevSize: Block.prevSize(block))
+      let after = Block.next(block)
+      Block.write(after, size: Block.size(after), flags: Block.flags(after) & ~Block.flagPrevFree, prevSize: merged)
+      shrink(block, to: need)
+      notePeak()
+      return pointer
+    }
+    guard let moved = allocate(size) else { return nil }
+    moved.copyMemory(from: pointer, byteCount: current - Block.headerSize)
+    try deallocate(pointer)
+    return moved
+  }
+
+  /// Usable bytes of an allocation (at least what was asked for).
+  public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
+    Block.size(try validate(pointer)) - Block.headerSize
+  }
+
+  // MARK: Validation
+
+  /// The header of a payload that may be freed, after every check.
+  func validate(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> UnsafeMutableRawPointer {
+    let address = UInt(bitPattern: pointer)
+    // Critical: alignment first, then bounds, then the header (never read outside the heap).
+    guard address & 15 == 0 else { throw HeapError(.misaligned, address) }
+    guard let arena = arenaIndex(containingPayload: address) else { throw HeapError(.outsideHeap, address) }
+    let block = Block.header(ofPayload: pointer)
+    guard Block.isIntact(block) else { throw HeapError(.corruptHeader, address) }
+    let flags = Block.flags(block)
+    if flags & Block.flagFree != 0 { throw HeapError(.doubleFree, address) }
+    guard flags & Block.flagSentinel == 0 else { throw HeapError(.corruptHeader, address) }
+    let size = Block.size(block)
+    let arenaEnd = arenas[arena].end
+    // Critical: the size must keep the right neighbour inside the arena, and agree with it.
+    guard size >= Block.minimumSize, size & 15 == 0, UInt(size) <= arenaEnd - UInt(Block.headerSize) - UInt(bitPattern: block) else {
+      throw HeapError(.corruptNeighbour, address)
+    }
+    let next = block + size
+    guard Block.isIntact(next), Block.prevSize(next) == size,
+      (Block.flags(next) & Block.flagPrevFree) == 0
+    else { throw HeapError(.corruptNeighbour, address) }
+    return block
+  }
+
+  @inline(__always)
+  func arenaIndex(containingPayload address: UInt) -> Int? {
+    var index = 0
+    let count = control.pointee.arenaCount
+    while index < count {
+      let arena = arenas[index]
+      if address >= arena.start + UInt(Block.headerSize) && address < arena.end { return index }
+      index += 1
+    }
+    return nil
+  }
+
+  // MARK: Blocks
+
+  /// Marks free block `block` (already off the lists) allocated with `need` bytes,
+  /// splitting off the tail when it can hold a minimum block.
+  @inline(__always)
+  private func take(_ block: UnsafeMutableRawPointer, need: Int) -> UnsafeMutableRawPointer {
+    let size = Block.size(block)
+    let prevSize = Block.prevSize(block)
+    let flags = Block.flags(block) & Block.flagPrevFree
+    control.pointee.freeBlocks -= 1
+    control.pointee.freeBytes -= size - Block.headerSize
+    control.pointee.allocatedBlocks += 1
+    if size - need >= Block.minimumSize {
+      Block.write(block, size: need, flags: flags, prevSize: prevSize)
+      let rest = block + need
+      let restSize = size - need
+      Block.write(rest, size: restSize, flags: Block.flagFree, prevSize: need)
+      let after = rest + restSize
+      Block.write(after, size: Block.size(after), flags: Block.flags(after) | Block.flagPrevFree, prevSize: restSize)
+      insertFree(rest)
+      control.pointee.freeBlocks += 1
+      control.pointee.freeBytes += restSize - Block.headerSize
+      control.pointee.usedBytes += need - Block.headerSize
+    } else {
+      Block.write(block, size: size, flags: flags, prevSize: prevSize)
+      let after = block + size
+      Block.write(after, size: Block.size(after), flags: Block.flags(after) & ~Block.flagPrevFree, prevSize: size)
+      control.pointee.usedBytes += size - Block.headerSize
+    }
+    notePeak()
+    return block
+  }
+
+  @inline(__always)
+  private func notePeak() {
+    if control.pointee.usedBytes > control.pointee.peakUsedBytes {
+      control.pointee.peakUsedBytes = control.pointee.usedBytes
+    }
+  }
+
+  /// Cuts allocated `block` down to `need` bytes when the tail can stand alone,
+  /// merging the tail with a free right neighbour.
+  private func shrink(_ block: UnsafeMutableRawPointer, to need: Int) {
+    let size = Block.size(block)
+    guard size - need >= Block.minimumSize else { return }
+    Block.write(block, size: need, flags: Block.flags(block), prevSize: Block.prevSize(block))
+    let tail = block + need
+    let tailSize = size - need
+    Block.write(tail, size: tailSize, flags: Block.flagFree, prevSize: need)
+    let after = tail + tailSize
+    Block.write(after, size: Block.size(after), flags: Block.flags(after) | Block.flagPrevFree, prevSize: tailSize)
+    control.pointee.usedBytes -= tailSize
+    control.pointee.freeBytes += tailSize - Block.headerSize
+    control.pointee.freeBlocks += 1
+    insertFree(coalesce(tail))
+  }
+
+  /// Merges free-marked `block` (not on a list) with free neighbours; returns the
+  /// merged block, marked free, with its right neighbour's boundary tag updated.
+  @inline(__always)
+  private func coalesce(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+    var start = block
+    var size = Block.size(block)
+    var prevSize = Block.prevSize(block)
+    var flags = Block.flags(block)
+    let next = block + size
+    if Block.isFree(next) {
+      removeFree(next)
+      size += Block.size(next)
+      absorb(next)
+    }
+    if flags & Block.flagPrevFree != 0 {
+      let previous = block - prevSize
+      removeFree(previous)
+      size += Block.size(previous)
+      absorb(block)
+      start = previous
+      prevSize = Block.prevSize(previous)
+      flags = Block.flags(previous)
+    }
+    Block.write(start, size: size, flags: (flags & Block.flagPrevFree) | Block.flagFree, prevSize: prevSize)
+    let after = start + size
+    Block.write(after, size: Block.size(after), flags: Block.flags(after) | Block.flagPrevFree, prevSize: size)
+    return start
+  }
+
+  /// Turns a header swallowed by its left neighbour into a tombstone, so freeing its
+  /// old payload again reads as a double free.
+  @inline(__always)
+  private func absorb(_ block: UnsafeMutableRawPointer) {
+    Block.write(block, size: 0, flags: Block.flagFree | Block.flagAbsorbed, prevSize: 0)
+    control.pointee.freeBlocks -= 1
+    control.pointee.freeBytes += Block.headerSize
+  }
+
+  // MARK: Free lists
+
+  /// The head of the first non-empty class whose blocks all hold `need` bytes, else a
+  /// bounded scan of `need`'s own class. The block is taken off its list.
+  @inline(__always)
+  private func findFreeBlock(_ need: Int) -> UnsafeMutableRawPointer? {
+    var (first, second) = SizeClass.searchIndex(for: need)
+    if first < SizeClass.firstLevelCount {
+      var secondMap = secondLevelBitmaps[first] & (~0 << UInt32(second))
+      if secondMap == 0 {
+        let firstMap = first + 1 < 32 ? control.pointee.firstLevelBitmap & (~0 << UInt32(first + 1)) : 0
+        if firstMap != 0 {
+          first = firstMap.trailingZeroBitCount
+          secondMap = secondLevelBitmaps[first]
+        }
+      }
+      if secondMap != 0 {
+        second = secondMap.trailingZeroBitCount
+        let block = heads[first * SizeClass.secondLevelCount + second]!
+        removeFree(block)
+        return block
+      }
+    }
+    return scanOwnClass(need)
+  }
+
+  /// Best of the first `fallbackScanLimit` blocks in `need`'s exact class that fit.
+  private func scanOwnClass(_ need: Int) -> UnsafeMutableRawPointer? {
+    let (first, second) = SizeClass.index(of: need)
+    guard first < SizeClass.firstLevelCount else { return nil }
+    var candidate = heads[first * SizeClass.secondLevelCount + second]
+    var best: UnsafeMutableRawPointer? = nil
+    var steps = 0
+    while let block = candidate, steps < SizeClass.fallbackScanLimit {
+      let size = Block.size(block)
+      if size >= need && (best == nil || size < Block.size(best!)) { best = block }
+      candidate = Block.nextFree(block)
+      steps += 1
+    }
+    if let best { removeFree(best) }
+    return best
+  }
+
+  @inline(__always)
+  func insertFree(_ block: UnsafeMutableRawPointer) {
+    let (first, second) = SizeClass.index(of: Block.size(block))
+    let slot = first * SizeClass.secondLevelCount + second
+    let head = heads[slot]
+    Block.setNextFree(block, head)
+    Block.setPrevFree(block, nil)
+    if let head { Block.setPrevFree(head, block) }
+    heads[slot] = block
+    secondLevelBitmaps[first] |= 1 << UInt32(second)
+    control.pointee.firstLevelBitmap |= 1 << UInt32(first)
+  }
+
+  @inline(__always)
+  func removeFree(_ block: UnsafeMutableRawPointer) {
+    let next = Block.nextFree(block)
+    let prev = Block.prevFree(block)
+    if let next { Block.setPrevFree(next, prev) }
+    if let prev {
+      Block.setNextFree(prev, next)
+    } else {
+      let (first, second) = SizeClass.index(of: Block.size(block))
+      let slot = first * SizeClass.secondLevelCount + second
+      heads[slot] = next
+      if next == nil {
+        secondLevelBitmaps[first] &= ~(1 << UInt32(second))
+        if secondLevelBitmaps[first] == 0 {
+          control.pointee.firstLevelBitmap &= ~(1 << UInt32(first))
+        }
+      }
+    }
+  }
+
+  // MARK: Arenas and growth
+
+  /// Adds `[start, start + size)` as one free block plus a sentinel. A range that begins
+  /// where an arena ends extends that arena instead.
+  @discardableResult
+  func addArena(_ start: UnsafeMutableRawPointer, size: Int) -> Bool {
+    let address = UInt(bitPattern: start)
+    var index = 0
+    while index < control.pointee.arenaCount {
+      if arenas[index].end == address {
+        // The old sentinel becomes the header of the new space.
+        let sentinel = start - Block.headerSize
+        let prevSize = Block.prevSize(sentinel)
+        let prevFlag = Block.flags(sentinel) & Block.flagPrevFree
+        Block.write(sentinel, size: size, flags: prevFlag, prevSize: prevSize)
+        Block.write(start + size - Block.headerSize, size: 0, flags: Block.flagSentinel, prevSize: size)
+        arenas[index].end = address + UInt(size)
+        control.pointee.claimedBytes += size
+        control.pointee.usedBytes += size - Block.headerSize
+        control.pointee.allocatedBlocks += 1
+        try? deallocate(Block.payload(sentinel))
+        return true
+      }
+      index += 1
+    }
+    guard control.pointee.arenaCount < HeapControl.maxArenas else { return false }
+    let blockSize = size - Block.headerSize
+    Block.write(start, size: blockSize, flags: Block.flagFree, prevSize: 0)
+    Block.write(start + blockSize, size: 0, flags: Block.flagSentinel | Block.flagPrevFree, prevSize: blockSize)
+    arenas[control.pointee.arenaCount] = (address, address + UInt(size))
+    control.pointee.arenaCount += 1
+    control.pointee.claimedBytes += size
+    control.pointee.freeBlocks += 1
+    control.pointee.freeBytes += blockSize - Block.headerSize
+    insertFree(start)
+    return true
+  }
+
+  /// Claims a page run big enough for a `need`-byte block, within the ceiling.
+  private func grow(_ need: Int) -> Bool {
+    guard let growPages = control.pointee.growPages else { return false }
+    let bytes = need + 2 * Block.headerSize
+    var order = 0
+    while (Page.size << order) < bytes { order += 1 }
+    guard order <= Page.maxOrder,
+      control.pointee.claimedBytes + (Page.size << order) <= control.pointee.growthCeiling,
+      let pages = growPages(order)
+    else { return false }
+    return addArena(pages, size: Page.size << order)
+  }
+}

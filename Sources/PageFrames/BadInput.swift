@@ -1,0 +1,18 @@
+/// A refused call: which function, why, and the address involved. The kernel prints it
+/// as "function: reason address" and stops; host tests record it.
+public struct BadInputReport: Sendable {
+  public let function: StaticString
+  public let reason: StaticString
+  public let address: UInt
+
+  public init(function: StaticString, reason: StaticString, address: UInt) {
+    self.function = function
+    self.reason = reason
+    self.address = address
+  }
+}
+
+/// Where the kernel-wide entry points (`freePage`, `kfree`, ...) send bad input. The kernel
+/// installs a handler that panics; the default does nothing, so a refused call simply
+/// returns with the structures intact. Set it before the first allocation.
+nonisolated(unsafe) public var badInputHandler: (BadInputReport) -> Void = { _ in }

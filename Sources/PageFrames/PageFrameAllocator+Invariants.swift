@@ -1,0 +1,84 @@
+/// A broken invariant of the page allocator: what and where.
+public struct PageFrameInvariantError: Error, Sendable {
+  public let reason: StaticString
+  public let pageIndex: Int
+}
+
+extension PageFrameAllocator {
+  /// Checks every structure against every other:
+  /// - per-owner counters equal a recount of the array, and add up to `pageCount`
+  ///   (the accounting identity; so no page is left unclaimed after set-up);
+  /// - every free-list entry is a free block head of that order, naturally aligned,
+  ///   inside RAM, with consistent back links, and its pages are all free;
+  /// - no free block has a free buddy of the same order (it would have merged);
+  /// - the non-empty-orders bitmap agrees with the lists;
+  /// - the pages on the free lists add up to `freePageCount`.
+  ///
+  /// - Returns: nil, or the first broken invariant.
+  /// - Complexity: O(pageCount). For tests and debug boots.
+  public func checkInvariants() -> PageFrameInvariantError? {
+    var recount = (0, 0, 0, 0, 0, 0, 0, 0)
+    for index in 0..<pageCount {
+      let owner = entries[index].owner
+      withUnsafeMutableBytes(of: &recount) { counts in
+        let offset = Int(owner.rawValue) * 8
+        counts.storeBytes(of: counts.load(fromByteOffset: offset, as: Int.self) + 1, toByteOffset: offset, as: Int.self)
+      }
+    }
+    var total = 0
+    for owner in PageOwner.allCases {
+      let counted = withUnsafeBytes(of: recount) { $0.load(fromByteOffset: Int(owner.rawValue) * 8, as: Int.self) }
+      if counted != count(owner) {
+        return PageFrameInvariantError(reason: "owner count differs from the array (or pages left unclaimed)", pageIndex: Int(owner.rawValue))
+      }
+      total += counted
+    }
+    if total != pageCount {
+      return PageFrameInvariantError(reason: "free + reserved + allocated != pages", pageIndex: -1)
+    }
+    let frameBase = Int(base >> UInt(Page.shift))
+    var listed = 0
+    for order in 0...Page.maxOrder {
+      var index = freeHead(order)
+      let bitSet = nonEmptyOrders & (1 << UInt32(order)) != 0
+      if bitSet != (index != PageEntry.none) {
+        return PageFrameInvariantError(reason: "order bitmap disagrees with list", pageIndex: order)
+      }
+      var previous = PageEntry.none
+      var steps = 0
+      while index != PageEntry.none {
+        let i = Int(index)
+        steps += 1
+        if i >= pageCount || steps > pageCount {
+          return PageFrameInvariantError(reason: "free list leaves RAM or loops", pageIndex: i)
+        }
+        let entry = entries[i]
+        if !entry.isBlockHead || entry.owner != .free || entry.order != order {
+          return PageFrameInvariantError(reason: "free list entry is not a free head of its order", pageIndex: i)
+        }
+        if entry.prev != previous {
+          return PageFrameInvariantError(reason: "free list back link broken", pageIndex: i)
+        }
+        if (frameBase + i) & ((1 << order) - 1) != 0 || i + (1 << order) > pageCount {
+          return PageFrameInvariantError(reason: "free block misaligned or past RAM", pageIndex: i)
+        }
+        for page in (i + 1)..<(i + (1 << order)) where entries[page].word != 0 {
+          return PageFrameInvariantError(reason: "page inside a free block is not plain free", pageIndex: page)
+        }
+        let buddy = ((frameBase + i) ^ (1 << order)) - frameBase
+        if order < Page.maxOrder, buddy >= 0, buddy + (1 << order) <= pageCount,
+          entries[buddy].isBlockHead, entries[buddy].owner == .free, entries[buddy].order == order
+        {
+          return PageFrameInvariantError(reason: "free buddies left unmerged", pageIndex: i)
+        }
+        listed += 1 << order
+        previous = index
+        index = entry.next
+      }
+    }
+    if listed != freePageCount {
+      return PageFrameInvariantError(reason: "free lists disagree with the free count", pageIndex: -1)
+    }
+    return nil
+  }
+}
