@@ -1,0 +1,247 @@
+import KernelHeap
+import PageFrames
+
+/// A 1 MiB heap at the start of the scenario memory (the kernel heap's size).
+func makeHeap(_ memory: ScenarioMemory, bytes: Int = 1 << 20) -> Heap {
+  Heap(start: memory.base, size: bytes, zeroFill: memory.zeroFill)!
+}
+
+func address(_ pointer: UnsafeMutableRawPointer?) -> UInt { UInt(bitPattern: pointer) }
+
+/// The heap is one free block again and passes heapCheck.
+func expectPristine(_ heap: Heap, _ e: inout Expectations, _ message: StaticString) {
+  let stats = heap.statistics
+  e.expect(heap.check() == nil, message, address(heap.check().map { UnsafeMutableRawPointer(bitPattern: $0.address) } ?? nil))
+  e.expect(stats.allocatedBlocks == 0 && stats.freeBlocks == stats.arenas, message, UInt(stats.freeBlocks))
+  e.expect(stats.usedBytes == 0, message, UInt(stats.usedBytes))
+}
+
+func expectRefused(_ heap: Heap, _ pointer: UnsafeMutableRawPointer?, _ reason: HeapError.Reason, _ e: inout Expectations, _ message: StaticString) {
+  do throws(HeapError) {
+    try heap.deallocate(pointer)
+    e.expect(false, message, address(pointer))
+  } catch {
+    e.expect(error.reason == reason, message, UInt(error.reason.rawValue))
+  }
+  e.expect(heap.check() == nil, message, address(pointer))
+}
+
+func heapScenarios() -> [Scenario] {
+  [
+    Scenario("heap.alloc_free_cycle") { memory, e in
+      let heap = makeHeap(memory)
+      let before = heap.statistics
+      for size in [1, 16, 24, 100, 1000, 4096, 65536] {
+        let p = heap.allocate(size)
+        e.expect(p != nil, "allocate returned nil", UInt(size))
+        e.expect(try! heap.usableSize(p!) >= size, "usable size below request", UInt(size))
+        p!.initializeMemory(as: UInt8.self, repeating: 0xAB, count: size)
+        e.expect(heap.check() == nil, "heapCheck after allocate", UInt(size))
+        try? heap.deallocate(p)
+        let after = heap.statistics
+        e.expect(after.usedBytes == before.usedBytes && after.freeBytes == before.freeBytes
+          && after.freeBlocks == before.freeBlocks && after.allocatedBlocks == 0, "statistics differ after free", UInt(size))
+        e.expect(after.peakUsedBytes >= size, "peak records the allocation", UInt(size))
+      }
+      expectPristine(heap, &e, "heap not pristine after cycle")
+    },
+    Scenario("heap.out_of_memory") { memory, e in
+      let heap = makeHeap(memory)
+      var blocks: [UnsafeMutableRawPointer] = []
+      while let p = heap.allocate(4000) { blocks.append(p) }
+      e.expect(blocks.count > 200, "too few 4000-byte blocks in 1 MiB", UInt(blocks.count))
+      e.expect(heap.allocate(4000) == nil, "allocation after exhaustion", 0)
+      e.expect(heap.check() == nil, "heapCheck after exhaustion", 0)
+      for p in blocks { try? heap.deallocate(p) }
+      expectPristine(heap, &e, "heap not pristine after freeing everything")
+      e.expect(heap.allocate(900 << 10) != nil, "large block after coalescing", 0)
+    },
+    Scenario("heap.split") { memory, e in
+      let heap = makeHeap(memory)
+      let whole = heap.statistics.freeBytes
+      let p = heap.allocate(100)!
+      let stats = heap.statistics
+      e.expect(stats.freeBlocks == 1 && stats.allocatedBlocks == 1, "split must leave one free block", UInt(stats.freeBlocks))
+      e.expect(stats.usedBytes == 112, "100 bytes take a 112-byte payload", UInt(stats.usedBytes))
+      e.expect(stats.freeBytes == whole - 112 - 16, "remainder = whole - block", UInt(stats.freeBytes))
+      try? heap.deallocate(p)
+      expectPristine(heap, &e, "split block did not merge back")
+    },
+    Scenario("heap.coalesce_left_right_both_last") { memory, e in
+      let heap = makeHeap(memory)
+      // Fill the heap exactly, so the last block is the arena's last segment.
+      let a = heap.allocate(64)!, b = heap.allocate(64)!, c = heap.allocate(64)!, d = heap.allocate(64)!
+      let rest = heap.statistics.largestFreeBlock
+      let last = heap.allocate(rest)!
+      e.expect(heap.statistics.freeBlocks == 0, "heap should be full", UInt(heap.statistics.freeBlocks))
+      try? heap.deallocate(a)  // no free neighbour
+      try? heap.deallocate(b)  // coalesce left with a
+      e.expect(heap.statistics.freeBlocks == 1, "left coalesce", UInt(heap.statistics.freeBlocks))
+      try? heap.deallocate(d)  // no free neighbour (c and last allocated)
+      try? heap.deallocate(c)  // coalesce both ways: ab + c + d
+      e.expect(heap.statistics.freeBlocks == 1, "coalesce both ways", UInt(heap.statistics.freeBlocks))
+      let f = heap.allocate(16)!  // re-split the merged block at the front
+      try? heap.deallocate(last)  // last segment: right neighbour is the sentinel
+      e.expect(heap.check() == nil, "heapCheck after freeing the last segment", 0)
+      let before = heap.statistics.freeBlocks
+      try? heap.deallocate(f)  // coalesce right into the merged run
+      e.expect(heap.statistics.freeBlocks <= before, "right coalesce", UInt(heap.statistics.freeBlocks))
+      expectPristine(heap, &e, "heap not one block after all frees")
+    },
+    Scenario("heap.alignment") { memory, e in
+      let heap = makeHeap(memory)
+      var live: [UnsafeMutableRawPointer] = []
+      for size in 0...300 {
+        let p = heap.allocate(size)!
+        e.expect(address(p) & 15 == 0, "payload not 16-byte aligned", UInt(size))
+        live.append(p)
+      }
+      var alignment = 32
+      while alignment <= 4096 {
+        for size in [1, 100, 5000] {
+          let p = heap.allocate(size, alignment: alignment)
+          e.expect(p != nil && address(p) & UInt(alignment - 1) == 0, "aligned allocation", UInt(alignment))
+          e.expect(heap.check() == nil, "heapCheck after aligned allocation", UInt(alignment))
+          if let p { live.append(p) }
+        }
+        alignment <<= 1
+      }
+      e.expect(heap.allocate(10, alignment: 3) == nil && heap.allocate(10, alignment: 8192) == nil, "bad alignment must be refused", 0)
+      for p in live { try? heap.deallocate(p) }
+      expectPristine(heap, &e, "heap not pristine after aligned frees")
+    },
+    Scenario("heap.zero_size_and_nil") { memory, e in
+      let heap = makeHeap(memory)
+      let a = heap.allocate(0), b = heap.allocate(0)
+      e.expect(a != nil && b != nil && a != b, "allocate(0) gives distinct minimum blocks", 0)
+      e.expect((try? heap.usableSize(a!)) == 16, "allocate(0) has 16 usable bytes", 0)
+      try? heap.deallocate(nil)
+      try? heap.deallocate(a)
+      try? heap.deallocate(b)
+      expectPristine(heap, &e, "heap not pristine after zero-size frees")
+    },
+    Scenario("heap.bad_frees") { memory, e in
+      let heap = makeHeap(memory)
+      let p = heap.allocate(200)!
+      let q = heap.allocate(200)!
+      expectRefused(heap, p + 8, .misaligned, &e, "misaligned pointer")
+      expectRefused(heap, p + 32, .corruptHeader, &e, "interior pointer")
+      expectRefused(heap, memory.base + (2 << 20), .outsideHeap, &e, "foreign pointer above the heap")
+      expectRefused(heap, memory.base, .outsideHeap, &e, "pointer into the control block")
+      try? heap.deallocate(p)
+      expectRefused(heap, p, .doubleFree, &e, "double free")
+      try? heap.deallocate(q)  // q merges with p and the tail; p's header is absorbed
+      expectRefused(heap, q, .doubleFree, &e, "double free after coalescing")
+      expectRefused(heap, p, .doubleFree, &e, "double free of an absorbed block")
+      expectPristine(heap, &e, "refused frees changed the heap")
+    },
+    Scenario("heap.header_byte_flips") { memory, e in
+      let heap = makeHeap(memory)
+      let a = heap.allocate(48)!
+      let p = heap.allocate(48)!
+      let header = (p - 16).assumingMemoryBound(to: UInt8.self)
+      for byte in 0..<16 {
+        for mask: UInt8 in [0x01, 0x80, 0xFF] {
+          header[byte] ^= mask
+          do throws(HeapError) {
+            try heap.deallocate(p)
+            e.expect(false, "flipped header byte went unnoticed", UInt(byte))
+          } catch {
+            e.expect(error.reason == .corruptHeader, "flip must read as a bad header", UInt(byte))
+          }
+          header[byte] ^= mask
+          e.expect(heap.check() == nil, "heap changed by a refused free", UInt(byte))
+        }
+      }
+      try? heap.deallocate(p)
+      try? heap.deallocate(a)
+      expectPristine(heap, &e, "heap not pristine after header tests")
+    },
+    Scenario("heap.huge_sizes") { memory, e in
+      let heap = makeHeap(memory)
+      let before = heap.statistics
+      var size = UInt32.max - 16384
+      while true {
+        e.expect(heap.allocate(Int(size)) == nil, "huge size must return nil", UInt(size))
+        if size == UInt32.max { break }
+        size += 1
+      }
+      e.expect(heap.allocate(-1) == nil && heap.allocate(Int.max) == nil, "negative and Int.max sizes", 0)
+      e.expect(heap.allocateZeroed(count: Int.max / 2, size: 4) == nil, "calloc overflow", 0)
+      e.expect(heap.statistics == before, "huge requests changed the heap", 0)
+      expectPristine(heap, &e, "heap not pristine after huge sizes")
+    },
+    Scenario("heap.realloc_calloc") { memory, e in
+      let heap = makeHeap(memory)
+      let p = heap.allocate(100)!
+      for i in 0..<100 { p.storeBytes(of: UInt8(i), toByteOffset: i, as: UInt8.self) }
+      let grown = try! heap.reallocate(p, to: 1000)!
+      e.expect(grown == p, "grows in place into a free neighbour", address(grown))
+      let blocker = heap.allocate(32)!
+      let moved = try! heap.reallocate(grown, to: 5000)!
+      e.expect(moved != grown, "moves when the neighbour is taken", address(moved))
+      var intact = true
+      for i in 0..<100 where moved.load(fromByteOffset: i, as: UInt8.self) != UInt8(i) { intact = false }
+      e.expect(intact, "realloc preserves contents", 0)
+      let shrunk = try! heap.reallocate(moved, to: 50)!
+      e.expect(shrunk == moved && (try! heap.usableSize(shrunk)) < 5000, "shrinks in place", 0)
+      e.expect(heap.check() == nil, "heapCheck after realloc", 0)
+      let z = heap.allocateZeroed(count: 100, size: 10)!
+      var zero = true
+      for i in 0..<1000 where z.load(fromByteOffset: i, as: UInt8.self) != 0 { zero = false }
+      e.expect(zero, "calloc memory is zeroed", 0)
+      e.expect((try! heap.reallocate(nil, to: 10)) != nil, "realloc(nil) allocates", 0)
+      e.expect((try! heap.reallocate(z, to: 0)) == nil, "realloc(p, 0) frees", 0)
+      try? heap.deallocate(shrunk)
+      try? heap.deallocate(blocker)
+      e.expect(heap.check() == nil, "heapCheck after realloc frees", 0)
+    },
+    Scenario("heap.statistics_identity") { memory, e in
+      let heap = makeHeap(memory)
+      var rng = SplitMix(seed: memory.seed)
+      var live: [UnsafeMutableRawPointer] = []
+      for _ in 0..<500 {
+        if live.isEmpty || rng.below(3) != 0, let p = heap.allocate(rng.inRange(1..<2000)) {
+          live.append(p)
+        } else if !live.isEmpty {
+          try? heap.deallocate(live.remove(at: rng.below(live.count)))
+        }
+        let s = heap.statistics
+        e.expect(s.claimedBytes == s.usedBytes + s.freeBytes + s.overheadBytes, "claimed = used + free + overhead", 0)
+        e.expect(s.claimedBytes == 1 << 20 && s.peakUsedBytes >= s.usedBytes, "claimed bytes and peak", 0)
+      }
+      for p in live { try? heap.deallocate(p) }
+      expectPristine(heap, &e, "heap not pristine after statistics run")
+    },
+    Scenario("heap.growth_from_pages") { memory, e in
+      // A heap of 64 KiB that grows from a page allocator over the rest of the memory.
+      var frames = PageFrameAllocator(
+        base: 0x1000_0000, pageCount: 512, metadata: memory.base + (3 << 20),
+        directMapOffset: Int(bitPattern: memory.base + (1 << 20)) - 0x1000_0000, zeroFill: memory.zeroFill)
+      frames.release(start: 0x1000_0000, end: 0x1000_0000 + (2 << 20))
+      let slot = (memory.base + (3 << 20) + (64 << 10)).bindMemory(to: PageFrameAllocator.self, capacity: 1)
+      slot.initialize(to: frames)
+      growthSource = slot
+      defer { growthSource = nil }
+      let heap = Heap(start: memory.base, size: 64 << 10, zeroFill: memory.zeroFill, growPages: growFromSource, growthCeiling: 1 << 20)!
+      var live: [UnsafeMutableRawPointer] = []
+      while let p = heap.allocate(3000) { live.append(p) }
+      let stats = heap.statistics
+      e.expect(stats.claimedBytes > 64 << 10 && stats.claimedBytes <= 1 << 20, "heap grew up to its ceiling", UInt(stats.claimedBytes))
+      e.expect(slot.pointee.count(.heap) * 4096 == stats.claimedBytes - (64 << 10), "growth pages are counted as heap", UInt(slot.pointee.count(.heap)))
+      e.expect(heap.check() == nil && slot.pointee.checkInvariants() == nil, "heap and pages intact after growth", 0)
+      e.expect(heap.allocate(8 << 20) == nil, "request beyond the ceiling is refused", 0)
+      for p in live { try? heap.deallocate(p) }
+      let after = heap.statistics
+      e.expect(after.allocatedBlocks == 0 && after.freeBlocks == after.arenas, "one free block per arena after freeing", UInt(after.freeBlocks))
+      e.expect(heap.check() == nil, "heapCheck after growth frees", 0)
+    },
+  ]
+}
+
+/// The page allocator the growth scenario draws from (C callbacks cannot capture).
+nonisolated(unsafe) var growthSource: UnsafeMutablePointer<PageFrameAllocator>?
+
+let growFromSource: HeapGrowPages = { order in
+  growthSource?.pointee.allocPages(order: order, owner: .heap, zeroed: false)
+}

@@ -1,0 +1,74 @@
+import KernelHeap
+import MemInit
+import PageFrames
+
+/// memInit's layout over the 4 MiB scenario memory as RAM at 0x40000000: 1 MiB of
+/// firmware with a DTB at its start, a 256 KiB kernel, then the array and a 1 MiB heap.
+func scenarioConfig(_ memory: ScenarioMemory, ramSize: UInt = 4 << 20) -> MemInitConfig {
+  MemInitConfig(
+    ramBase: simulatedBase, ramSize: ramSize,
+    kernelStart: simulatedBase + 0x10_0000, kernelEnd: simulatedBase + 0x14_0000,
+    dtbStart: simulatedBase, dtbEnd: simulatedBase + 0x2345,
+    directMapOffset: Int(bitPattern: memory.base) - Int(bitPattern: simulatedBase), zeroFill: memory.zeroFill)
+}
+
+func memInitScenarios() -> [Scenario] {
+  [
+    Scenario("meminit.reservation_boundaries") { memory, e in
+      let config = scenarioConfig(memory)
+      guard let layout = try? planLayout(config) else { return e.expect(false, "layout refused", 0) }
+      let frames = buildPageFrames(config, layout)
+      let owner = { (address: UInt) in frames.owner(ofPhysical: address) }
+      e.expect(layout.metadataStart == config.kernelEnd, "array starts at the first page after __end", layout.metadataStart)
+      e.expect(layout.heapStart == layout.metadataEnd, "heap starts after the array's last page", layout.heapStart)
+      e.expect(owner(simulatedBase) == .deviceTree && owner(simulatedBase + 0x2000) == .deviceTree, "DTB pages", 0)
+      e.expect(owner(simulatedBase + 0x3000) == .firmware && owner(config.kernelStart - 1) == .firmware, "firmware pages", 0)
+      e.expect(owner(config.kernelStart) == .kernel && owner(config.kernelEnd - 1) == .kernel, "first and last kernel page", 0)
+      e.expect(owner(layout.metadataStart) == .metadata && owner(layout.metadataEnd - 1) == .metadata, "metadata pages", 0)
+      e.expect(owner(layout.heapStart) == .heap && owner(layout.heapEnd - 1) == .heap, "first and last heap page", 0)
+      e.expect(owner(layout.heapEnd) == .free && owner(layout.ramEnd - 1) == .free, "pages after the heap are free", 0)
+      e.expect(frames.count(.heap) == 256, "1 MiB of heap pages", UInt(frames.count(.heap)))
+      e.expect(frames.checkInvariants() == nil, "accounting identity after memInit", 0)
+    },
+    Scenario("meminit.heap_never_overlaps_array") { memory, e in
+      let config = scenarioConfig(memory)
+      guard let layout = try? planLayout(config) else { return e.expect(false, "layout refused", 0) }
+      var frames = buildPageFrames(config, layout)
+      let arrayEnd = layout.metadataStart + UInt(PageFrameAllocator.metadataBytes(pageCount: layout.pageCount))
+      e.expect(layout.heapStart >= arrayEnd, "heap begins after the array's last byte", layout.heapStart)
+      // No heap page may ever come off the free lists.
+      var pages: [UnsafeMutableRawPointer] = []
+      while let page = frames.allocPages(order: 0, zeroed: false) {
+        let physical = frames.physical(of: page)
+        e.expect(physical >= layout.heapEnd, "allocator handed out a reserved page", physical)
+        pages.append(page)
+      }
+      for page in pages { try? frames.freePage(page) }
+      // The heap works in its pages and leaves the array alone.
+      let before = frames.checkInvariants() == nil
+      let heap = Heap(start: frames.pointer(toPhysical: layout.heapStart), size: Int(layout.heapEnd - layout.heapStart), zeroFill: memory.zeroFill)!
+      var blocks: [UnsafeMutableRawPointer] = []
+      while let p = heap.allocate(1000) {
+        p.initializeMemory(as: UInt8.self, repeating: 0xEE, count: 1000)
+        blocks.append(p)
+      }
+      e.expect(before && frames.checkInvariants() == nil, "filling the heap left the page array intact", 0)
+      for p in blocks { try? heap.deallocate(p) }
+    },
+    Scenario("meminit.ram_too_small") { memory, e in
+      let config = scenarioConfig(memory, ramSize: 0x18_0000)
+      do throws(MemInitError) {
+        _ = try planLayout(config)
+        e.expect(false, "layout accepted RAM smaller than kernel + array + heap", 0)
+      } catch {
+        e.expect(error.reason == .ramTooSmall && error.address == simulatedBase + 0x18_0000, "ramTooSmall names RAM end", error.address)
+      }
+      var outside = scenarioConfig(memory)
+      outside.kernelEnd = simulatedBase + (8 << 20)
+      e.expect((try? planLayout(outside)) == nil, "kernel outside RAM refused", 0)
+      var misaligned = scenarioConfig(memory)
+      misaligned.ramSize += 1
+      e.expect((try? planLayout(misaligned)) == nil, "misaligned RAM refused", 0)
+    },
+  ]
+}

@@ -1,0 +1,130 @@
+import KernelHeap
+import PageFrames
+
+/// One live allocation in the shadow model.
+struct ShadowBlock {
+  let pointer: UnsafeMutableRawPointer
+  let size: Int
+  let tag: UInt8
+}
+
+/// Operations per seed in the shared model scenario.
+public let modelOperationsPerSeed = 10_000
+
+/// Seeded random heap and page operations mirrored into a shadow model. Heap: 256 KiB
+/// growing from a page allocator over 2 MiB of simulated RAM (ceiling 1 MiB); sizes from
+/// 0 to 2x the arena, alignments up to 4096, reallocs, frees in random order. After every
+/// operation: no overlap, alignment, contents, heapCheck, and the page accounting identity.
+/// At the end everything is freed: one free block per arena, every page back.
+/// Failures carry the seed as their value, so a run can be replayed.
+public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ e: inout Expectations) {
+  let seedValue = UInt(truncatingIfNeeded: seed)
+  var rng = SplitMix(seed: seed)
+  let ramPages = 512
+  var frames = PageFrameAllocator(
+    base: simulatedBase, pageCount: ramPages, metadata: memory.base + (3 << 20),
+    directMapOffset: Int(bitPattern: memory.base + (1 << 20)) - Int(bitPattern: simulatedBase),
+    zeroFill: memory.zeroFill)
+  frames.release(start: simulatedBase, end: simulatedBase + UInt(ramPages * Page.size))
+  let slot = (memory.base + (3 << 20) + (64 << 10)).bindMemory(to: PageFrameAllocator.self, capacity: 1)
+  slot.initialize(to: frames)
+  growthSource = slot
+  defer { growthSource = nil }
+  let arena = 256 << 10
+  let heap = Heap(start: memory.base, size: arena, zeroFill: memory.zeroFill, growPages: growFromSource, growthCeiling: 1 << 20)!
+  var live: [ShadowBlock] = []
+  var pages: [(UnsafeMutableRawPointer, Int)] = []
+  var tag: UInt8 = 0
+
+  func overlaps(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+    let start = UInt(bitPattern: p), end = start + UInt(max(size, 1))
+    for block in live {
+      let s = UInt(bitPattern: block.pointer), t = s + UInt(max(block.size, 1))
+      if start < t && s < end { return true }
+    }
+    return false
+  }
+
+  func intact(_ block: ShadowBlock) -> Bool {
+    if block.size == 0 { return true }
+    let bytes = block.pointer.assumingMemoryBound(to: UInt8.self)
+    let step = max(1, block.size / 16)
+    var i = 0
+    while i < block.size {
+      if bytes[i] != block.tag { return false }
+      i += step
+    }
+    return bytes[block.size - 1] == block.tag
+  }
+
+  for _ in 0..<operations {
+    let action = rng.below(100)
+    if action < 45 || live.isEmpty {
+      // Sizes: mostly small, some large, a few beyond 2x the arena.
+      let kind = rng.below(100)
+      let size = kind < 70 ? rng.below(256) : kind < 95 ? rng.below(8192) : rng.below(2 * arena)
+      let alignment = rng.below(8) == 0 ? 1 << rng.inRange(5..<13) : 16
+      if let p = alignment == 16 ? heap.allocate(size) : heap.allocate(size, alignment: alignment) {
+        e.expect(UInt(bitPattern: p) & UInt(alignment - 1) == 0, "model: misaligned allocation (seed)", seedValue)
+        e.expect(!overlaps(p, size), "model: allocation overlaps a live one (seed)", seedValue)
+        tag &+= 1
+        p.initializeMemory(as: UInt8.self, repeating: tag, count: size)
+        live.append(ShadowBlock(pointer: p, size: size, tag: tag))
+      }
+    } else if action < 80 {
+      let block = live.remove(at: rng.below(live.count))
+      e.expect(intact(block), "model: contents changed under an allocation (seed)", seedValue)
+      do { try heap.deallocate(block.pointer) } catch { e.expect(false, "model: valid free refused (seed)", seedValue) }
+    } else if action < 90 {
+      let index = rng.below(live.count)
+      let block = live[index]
+      let size = rng.below(4096)
+      do {
+        if let p = try heap.reallocate(block.pointer, to: size) {
+          let kept = min(size, block.size)
+          let moved = ShadowBlock(pointer: p, size: kept, tag: block.tag)
+          e.expect(intact(moved), "model: realloc lost contents (seed)", seedValue)
+          live.remove(at: index)
+          e.expect(!overlaps(p, size), "model: realloc overlaps a live block (seed)", seedValue)
+          p.initializeMemory(as: UInt8.self, repeating: block.tag, count: size)
+          live.append(ShadowBlock(pointer: p, size: size, tag: block.tag))
+        } else if size == 0 {
+          live.remove(at: index)
+        }
+      } catch {
+        e.expect(false, "model: realloc refused a live block (seed)", seedValue)
+      }
+    } else if action < 95 || pages.isEmpty {
+      let order = rng.below(4)
+      if let run = slot.pointee.allocPages(order: order, zeroed: false) { pages.append((run, order)) }
+    } else {
+      let (run, order) = pages.remove(at: rng.below(pages.count))
+      do { try slot.pointee.freePages(run, order: order) } catch { e.expect(false, "model: page free refused (seed)", seedValue) }
+    }
+    if let failure = heap.check() { e.expect(false, failure.reason, seedValue) }
+    var held = 0
+    for (_, order) in pages { held += 1 << order }
+    let p = slot.pointee
+    e.expect(p.freePageCount + p.count(.allocated) + p.count(.heap) == ramPages && p.count(.allocated) == held,
+      "model: page accounting identity (seed)", seedValue)
+    if !e.passed { return }
+  }
+  for block in live {
+    e.expect(intact(block), "model: contents changed (seed)", seedValue)
+    try? heap.deallocate(block.pointer)
+  }
+  for (run, order) in pages { try? slot.pointee.freePages(run, order: order) }
+  let stats = heap.statistics
+  e.expect(stats.allocatedBlocks == 0 && stats.freeBlocks == stats.arenas, "model: heap not one free block per arena (seed)", seedValue)
+  e.expect(heap.check() == nil, "model: heapCheck at the end (seed)", seedValue)
+  e.expect(slot.pointee.freePageCount + slot.pointee.count(.heap) == ramPages, "model: pages lost (seed)", seedValue)
+  e.expect(slot.pointee.checkInvariants() == nil, "model: page invariants at the end (seed)", seedValue)
+}
+
+func modelScenarios() -> [Scenario] {
+  [
+    Scenario("model.heap_and_pages") { memory, e in
+      runModel(memory, seed: memory.seed, operations: modelOperationsPerSeed, &e)
+    }
+  ]
+}

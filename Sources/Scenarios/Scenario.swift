@@ -1,0 +1,76 @@
+import PageFrames
+
+/// Memory a scenario may use as it likes: `bytes` bytes at `base`, page aligned. On the
+/// host it is a buffer; in the test kernel, a run of real pages.
+public struct ScenarioMemory {
+  public let base: UnsafeMutableRawPointer
+  public let bytes: Int
+  public let zeroFill: ZeroFill
+  /// Random seed for this run (scenarios that draw random numbers use it).
+  public let seed: UInt64
+
+  public init(base: UnsafeMutableRawPointer, bytes: Int, zeroFill: ZeroFill, seed: UInt64 = 1) {
+    self.base = base
+    self.bytes = bytes
+    self.zeroFill = zeroFill
+    self.seed = seed
+  }
+
+  /// Bytes every scenario may assume.
+  public static let standardBytes = 4 << 20
+}
+
+/// The outcome of one scenario: how many checks failed, and the first failure.
+public struct Expectations {
+  public private(set) var checks = 0
+  public private(set) var failures = 0
+  public private(set) var firstFailure: StaticString = ""
+  public private(set) var firstValue: UInt = 0
+
+  public init() {}
+
+  /// Records one check; `value` is printed with the first failure (an address, a size, a seed).
+  public mutating func expect(_ condition: Bool, _ message: StaticString, _ value: UInt = 0) {
+    checks += 1
+    if !condition {
+      if failures == 0 {
+        firstFailure = message
+        firstValue = value
+      }
+      failures += 1
+    }
+  }
+
+  public var passed: Bool { failures == 0 }
+}
+
+/// One named test, written once and run both by `swift test` and by the test kernel.
+public struct Scenario {
+  public let name: StaticString
+  public let run: (ScenarioMemory, inout Expectations) -> Void
+
+  public init(_ name: StaticString, _ run: @escaping (ScenarioMemory, inout Expectations) -> Void) {
+    self.name = name
+    self.run = run
+  }
+}
+
+/// A small deterministic generator (SplitMix64): same seed, same sequence, on every target.
+public struct SplitMix {
+  var state: UInt64
+  public init(seed: UInt64) { state = seed }
+
+  public mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+
+  /// Uniform in 0..<bound (bound > 0).
+  public mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
+
+  /// Uniform in range.
+  public mutating func inRange(_ range: Range<Int>) -> Int { range.lowerBound + below(range.count) }
+}

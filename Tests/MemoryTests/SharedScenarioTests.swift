@@ -1,0 +1,29 @@
+import Scenarios
+import Testing
+
+/// The scenarios the test kernel also runs under QEMU, run here on the host.
+/// Serialized: the heap-growth scenarios share one callback slot.
+@Suite(.serialized)
+struct SharedScenarioTests {
+  static let names: [String] = allScenarios().map { "\($0.name)" }
+
+  @Test("shared scenario", arguments: SharedScenarioTests.names)
+  func scenario(_ name: String) {
+    let scenario = allScenarios().first { "\($0.name)" == name }!
+    let ram = SimulatedRAM(bytes: ScenarioMemory.standardBytes)
+    var expectations = Expectations()
+    scenario.run(ram.scenarioMemory(seed: 42), &expectations)
+    #expect(expectations.checks > 0, "\(name) checked nothing")
+    #expect(expectations.passed, "\(name): \(expectations.firstFailure) (value \(expectations.firstValue)), \(expectations.failures) failures")
+  }
+
+  /// 100 seeds x 10,000 operations = 1,000,000 model operations, each followed by
+  /// heapCheck and the page accounting identity.
+  @Test("model-based random operations, 100 seeds", arguments: 1...100)
+  func model(seed: Int) {
+    let ram = SimulatedRAM(bytes: ScenarioMemory.standardBytes)
+    var expectations = Expectations()
+    runModel(ram.scenarioMemory(), seed: UInt64(seed), operations: modelOperationsPerSeed, &expectations)
+    #expect(expectations.passed, "replay with seed \(seed): \(expectations.firstFailure)")
+  }
+}
