@@ -74,12 +74,12 @@ public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ 
     } else if action < 80 {
       let block = live.remove(at: rng.below(live.count))
       e.expect(intact(block), "model: contents changed under an allocation (seed)", seedValue)
-      do { try heap.deallocate(block.pointer) } catch { e.expect(false, "model: valid free refused (seed)", seedValue) }
+      do throws(HeapError) { try heap.deallocate(block.pointer) } catch { e.expect(false, "model: valid free refused (seed)", seedValue) }
     } else if action < 90 {
       let index = rng.below(live.count)
       let block = live[index]
       let size = rng.below(4096)
-      do {
+      do throws(HeapError) {
         if let p = try heap.reallocate(block.pointer, to: size) {
           let kept = min(size, block.size)
           let moved = ShadowBlock(pointer: p, size: kept, tag: block.tag)
@@ -99,7 +99,7 @@ public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ 
       if let run = slot.pointee.allocPages(order: order, zeroed: false) { pages.append((run, order)) }
     } else {
       let (run, order) = pages.remove(at: rng.below(pages.count))
-      do { try slot.pointee.freePages(run, order: order) } catch { e.expect(false, "model: page free refused (seed)", seedValue) }
+      do throws(PageFrameError) { try slot.pointee.freePages(run, order: order) } catch { e.expect(false, "model: page free refused (seed)", seedValue) }
     }
     if let failure = heap.check() { e.expect(false, failure.reason, seedValue) }
     var held = 0

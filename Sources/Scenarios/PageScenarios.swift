@@ -130,7 +130,7 @@ func pageScenarios() -> [Scenario] {
           if let run = frames.allocPages(order: order, zeroed: false) { live.append((run, order)) }
         } else {
           let (run, order) = live.remove(at: rng.below(live.count))
-          do { try frames.freePages(run, order: order) } catch { e.expect(false, "valid free refused", UInt(step)) }
+          do throws(PageFrameError) { try frames.freePages(run, order: order) } catch { e.expect(false, "valid free refused", UInt(step)) }
         }
         var held = 0
         for (_, order) in live { held += 1 << order }

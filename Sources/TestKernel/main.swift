@@ -1,25 +1,88 @@
+// The test kernel: boots like the kernel, then runs the shared scenarios and the
+// kernel-only cases, printing one line per case and `N passed, N failed`. QEMU exits
+// with 0 only if every case passed. Semihosting argument `fail-on-purpose` adds a
+// failing case, to prove the harness notices.
 #if arch(arm64) && os(none)
 import Arch
+import ArchSupport
+import KernelBoot
+import KernelHeap
+import Scenarios
 
-kput("SwiftKernelMemory on ")
-kput(Board.name)
-kput(" EL")
-kputDecimal(Platform.currentExceptionLevel)
-kput("\n")
-if let memory = Platform.discoverMemory() {
-  kput("RAM ")
-  kputHex(memory.ramBase)
-  kput(" size ")
-  kputHex(memory.ramSize)
-  kput("\n")
+bootMemory()
+kput("test kernel\n")
+
+nonisolated(unsafe) var passed = 0
+nonisolated(unsafe) var failed = 0
+
+func report(_ name: StaticString, _ e: Expectations) {
+  if e.passed {
+    passed += 1
+    kput("ok   ")
+    kput(name)
+    kput(" (")
+    kputDecimal(UInt(e.checks))
+    kput(" checks)\n")
+  } else {
+    failed += 1
+    kput("FAIL ")
+    kput(name)
+    kput(": ")
+    kput(e.firstFailure)
+    kput(" ")
+    kputHex(e.firstValue)
+    kput(" (")
+    kputDecimal(UInt(e.failures))
+    kput(" failures)\n")
+  }
 }
-let image = Platform.kernelImage
-kput("kernel [")
-kputHex(image.start)
-kput(", ")
-kputHex(image.end)
-kput(")\n")
-Machine.exit(0)
+
+/// Runs `body` over a fresh 4 MiB run of real pages.
+func withScenarioMemory(seed: UInt64, _ body: (ScenarioMemory) -> Void) {
+  guard let run = allocPages(order: Page.maxOrder) else {
+    Machine.panic("testkernel", "no 4 MiB run for a scenario", 0)
+  }
+  body(ScenarioMemory(base: run, bytes: ScenarioMemory.standardBytes, zeroFill: Platform.zeroFill, seed: seed))
+  freePages(run, order: Page.maxOrder)
+}
+
+// 1. The shared scenarios, exactly as `swift test` runs them.
+for scenario in allScenarios() {
+  var e = Expectations()
+  withScenarioMemory(seed: 42) { scenario.run($0, &e) }
+  report(scenario.name, e)
+}
+
+// 2. The model at 10 seeds x 10,000 operations = 100,000 operations.
+var model = Expectations()
+for seed in 1...10 {
+  withScenarioMemory(seed: UInt64(seed)) { runModel($0, seed: UInt64(seed), operations: modelOperationsPerSeed, &model) }
+}
+report("model.100k_operations", model)
+
+// 3. Kernel-only cases.
+report("kernel.bzero_vs_bytes", bzeroCase())
+report("kernel.every_page_once", everyPageCase())
+report("kernel.kmalloc_kfree", kmallocCase())
+report("kernel.bad_input_reports", badInputCase())
+report("kernel.swift_runtime_on_heap", swiftRuntimeCase())
+
+var commandLine: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+let length = withUnsafeMutableBytes(of: &commandLine) { raw in
+  Machine.commandLine(into: raw.bindMemory(to: UInt8.self))
+}
+if withUnsafeBytes(of: &commandLine, { contains($0, length, "fail-on-purpose") }) {
+  var e = Expectations()
+  e.expect(1 + 1 == 3, "deliberate failure for the harness self-test", 0)
+  report("harness.fail_on_purpose", e)
+}
+
+kputDecimal(UInt(passed))
+kput(" passed, ")
+kputDecimal(UInt(failed))
+kput(" failed\n")
+Machine.exit(failed == 0 ? 0 : 1)
+
 #else
-print("kernel: this target boots under QEMU; run `make run`")
+print("testkernel: this target boots under QEMU; run `make test`")
 #endif

@@ -1,0 +1,183 @@
+// Cases that need the real kernel: the assembly bzero, the kernel's own page allocator
+// and heap, the bad-input handler, and Swift's runtime allocating through kmalloc.
+#if arch(arm64) && os(none)
+import Arch
+import ArchSupport
+import KernelBoot
+import KernelHeap
+import Scenarios
+
+/// Whether `text` occurs in the first `length` bytes of `bytes`.
+func contains(_ bytes: UnsafeRawBufferPointer, _ length: Int, _ text: StaticString) -> Bool {
+  let needle = text.utf8Start
+  let count = text.utf8CodeUnitCount
+  guard count <= length else { return false }
+  for start in 0...(length - count) {
+    var match = true
+    for i in 0..<count where bytes[start + i] != needle[i] { match = false; break }
+    if match { return true }
+  }
+  return false
+}
+
+/// bzero against a byte-by-byte reference: sizes 0...4100 at five start offsets, with
+/// guard bytes on both sides that must survive.
+func bzeroCase() -> Expectations {
+  var e = Expectations()
+  let buffer = allocPages(order: 1)!.assumingMemoryBound(to: UInt8.self)
+  let guardBytes = 64
+  for offset in [0, 1, 3, 8, 15] {
+    var size = 0
+    while size <= 4100 {
+      let start = buffer + guardBytes + offset
+      let total = size + 2 * guardBytes
+      (start - guardBytes).initialize(repeating: 0xA5, count: total)
+      bzero(start, size)
+      var good = true
+      for i in 0..<size where start[i] != 0 { good = false }
+      for i in 1...guardBytes where (start - i).pointee != 0xA5 || start[size + i - 1] != 0xA5 { good = false }
+      e.expect(good, "bzero differs from the reference (size)", UInt(size))
+      if !good { break }
+      size += 1
+    }
+  }
+  freePages(UnsafeMutableRawPointer(buffer), order: 1)
+  return e
+}
+
+/// Every free page allocated once, patterned, checked, freed; the count comes back.
+func everyPageCase() -> Expectations {
+  var e = Expectations()
+  let before = kernelPageFrames!.freePageCount
+  var head: UnsafeMutableRawPointer? = nil
+  var count = 0
+  var zeroed = true
+  while let page = allocPage() {
+    if page.load(fromByteOffset: 8, as: UInt64.self) != 0 || page.load(fromByteOffset: 4088, as: UInt64.self) != 0 { zeroed = false }
+    page.storeBytes(of: head, as: UnsafeMutableRawPointer?.self)
+    page.storeBytes(of: UInt64(UInt(bitPattern: page)) ^ 0xDEAD_BEEF, toByteOffset: 8, as: UInt64.self)
+    page.storeBytes(of: UInt64(UInt(bitPattern: page)), toByteOffset: 4088, as: UInt64.self)
+    head = page
+    count += 1
+  }
+  e.expect(zeroed, "allocPage returned a page that was not zeroed", 0)
+  e.expect(count == before && kernelPageFrames!.freePageCount == 0, "every free page handed out", UInt(count))
+  var patternIntact = true
+  var freed = 0
+  while let page = head {
+    let address = UInt64(UInt(bitPattern: page))
+    if page.load(fromByteOffset: 8, as: UInt64.self) != address ^ 0xDEAD_BEEF
+      || page.load(fromByteOffset: 4088, as: UInt64.self) != address
+    { patternIntact = false }
+    head = page.load(as: UnsafeMutableRawPointer?.self)
+    freePage(page)
+    freed += 1
+  }
+  e.expect(patternIntact, "a page's pattern changed: handed out twice", 0)
+  e.expect(freed == count && kernelPageFrames!.freePageCount == before, "pages lost", UInt(kernelPageFrames!.freePageCount))
+  e.expect(kernelPageFrames!.checkInvariants() == nil, "page invariants after exhaustion", 0)
+  return e
+}
+
+/// The kernel heap through kmalloc/kfree/kcalloc/krealloc/kmallocAligned.
+func kmallocCase() -> Expectations {
+  var e = Expectations()
+  var blocks: [UnsafeMutableRawPointer?] = []
+  blocks.reserveCapacity(200)  // the array's own storage is on the heap too
+  let before = kernelHeap!.statistics.usedBytes
+  for i in 0..<200 {
+    let p = kmalloc(UInt32(i * 37 % 3000))
+    e.expect(p != nil && UInt(bitPattern: p) & 15 == 0, "kmalloc aligned", UInt(i))
+    blocks.append(p)
+  }
+  e.expect(kmalloc(UInt32.max) == nil && kmalloc(UInt32.max - 16384) == nil, "huge kmalloc is nil", 0)
+  let aligned = kmallocAligned(100, 4096)
+  e.expect(aligned != nil && UInt(bitPattern: aligned) & 4095 == 0, "kmallocAligned 4096", 0)
+  let zeroed = kcalloc(10, 100)!
+  var allZero = true
+  for i in 0..<1000 where zeroed.load(fromByteOffset: i, as: UInt8.self) != 0 { allZero = false }
+  e.expect(allZero, "kcalloc zeroes", 0)
+  let grown = krealloc(zeroed, 5000)
+  e.expect(grown != nil, "krealloc grows", 0)
+  for p in blocks { kfree(p) }
+  kfree(aligned)
+  kfree(grown)
+  kfree(nil)
+  e.expect(heapCheck() == nil, "heapCheck after kmalloc case", 0)
+  e.expect(kernelHeap!.statistics.usedBytes == before, "kmalloc case leaked", UInt(kernelHeap!.statistics.usedBytes))
+  // Growth: more than the initial 1 MiB, served by page runs.
+  var big: [UnsafeMutableRawPointer] = []
+  for _ in 0..<6 { if let p = kmalloc(256 << 10) { big.append(p) } }
+  e.expect(big.count == 6 && kernelHeap!.statistics.claimedBytes > 1 << 20, "heap grows past 1 MiB from page runs", UInt(big.count))
+  for p in big { kfree(p) }
+  e.expect(heapCheck() == nil, "heapCheck after growth", 0)
+  return e
+}
+
+nonisolated(unsafe) var lastReport: BadInputReport?
+
+/// Bad input goes to the handler with the function's name, and nothing changes.
+func badInputCase() -> Expectations {
+  var e = Expectations()
+  let panicHandler = badInputHandler
+  badInputHandler = { report in lastReport = report }
+  let p = kmalloc(64)!
+  kfree(p + 8)
+  e.expect(lastReport?.address == UInt(bitPattern: p + 8), "kfree reports a misaligned pointer", 0)
+  lastReport = nil
+  kfree(p)
+  kfree(p)
+  e.expect(lastReport != nil && lastReport!.address == UInt(bitPattern: p), "kfree reports a double free", 0)
+  lastReport = nil
+  let kernelPage = UnsafeMutableRawPointer(bitPattern: Platform.kernelImage.start)!
+  let before = kernelPageFrames!.freePageCount
+  freePage(kernelPage)
+  e.expect(lastReport?.address == Platform.kernelImage.start, "freePage reports a kernel page", 0)
+  lastReport = nil
+  let page = allocPage()!
+  freePage(page)
+  freePage(page)
+  e.expect(lastReport?.address == UInt(bitPattern: page), "freePage reports a double free", 0)
+  e.expect(kernelPageFrames!.freePageCount == before && kernelPageFrames!.checkInvariants() == nil, "bad frees changed the allocator", 0)
+  e.expect(heapCheck() == nil, "bad frees changed the heap", 0)
+  badInputHandler = panicHandler
+  return e
+}
+
+final class Node {
+  let value: Int
+  var next: Node?
+  init(_ value: Int, _ next: Node?) {
+    self.value = value
+    self.next = next
+  }
+}
+
+/// Classes, Array and Dictionary allocate through posix_memalign/free into the heap.
+func swiftRuntimeCase() -> Expectations {
+  var e = Expectations()
+  let before = kernelHeap!.statistics.allocatedBlocks
+  do {
+    var numbers: [Int] = []
+    for i in 0..<10_000 { numbers.append(i &* 7919 % 10_007) }
+    numbers.sort()
+    e.expect(numbers.first == 0 && numbers.count == 10_000, "array sorted", UInt(numbers.count))
+    var table: [Int: Int] = [:]
+    for i in 0..<2_000 { table[i] = i * i }
+    var sum = 0
+    for (_, value) in table { sum += value }
+    e.expect(table.count == 2_000 && table[1_999] == 1_999 * 1_999, "dictionary lookups", UInt(table.count))
+    e.expect(sum == 2_664_667_000, "dictionary sum", UInt(sum))
+    var list: Node? = nil
+    for i in 0..<1_000 { list = Node(i, list) }
+    var total = 0
+    while let node = list { total += node.value; list = node.next }
+    e.expect(total == 499_500, "class instances", UInt(total))
+    e.expect(kernelHeap!.statistics.peakUsedBytes > 80_000, "the runtime used the kernel heap", UInt(kernelHeap!.statistics.peakUsedBytes))
+  }
+  e.expect(heapCheck() == nil, "heapCheck after the Swift workload", 0)
+  e.expect(kernelHeap!.statistics.allocatedBlocks == before, "Swift objects freed back to the heap", UInt(kernelHeap!.statistics.allocatedBlocks))
+  return e
+}
+
+#endif
