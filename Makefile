@@ -1,0 +1,69 @@
+# SwiftKernelMemory: build, boot and test the Embedded Swift memory subsystem.
+#   make run  [BOARD=raspi3b|virt] [MEM=1G]   boot the kernel under QEMU, show the memory map
+#   make test                                 host swift test + every QEMU boot test
+#   make debug [BOARD=..]                     QEMU waits for gdb on :1234
+#   make bench / bench-plot / bench-qemu / fuzz
+
+BOARD ?= raspi3b
+MEM ?= 1G
+SWIFT ?= swift
+QEMU ?= qemu-system-aarch64
+PYTHON ?= python3
+
+SCRATCH = .build-$(BOARD)
+KERNEL = $(SCRATCH)/release/kernel
+TESTKERNEL = $(SCRATCH)/release/testkernel
+EMBEDDED_BUILD = $(SWIFT) build --triple aarch64-none-none-elf --toolset qemu/$(BOARD).json -c release --scratch-path $(SCRATCH)
+
+QEMU_raspi3b = -M raspi3b
+QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
+QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
+  -semihosting-config enable=on,target=native
+
+.PHONY: all kernel testkernel run debug test host-test qemu-test qemu bench bench-json bench-plot bench-qemu fuzz clean
+
+all: kernel
+
+kernel:
+	$(EMBEDDED_BUILD) --product kernel
+
+testkernel:
+	$(EMBEDDED_BUILD) --product testkernel
+
+# Debian's qemu-system-arm provides qemu-system-aarch64.
+qemu:
+	@command -v $(QEMU) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing qemu-system-arm (Debian) for $(QEMU)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null; \
+	  else \
+	    echo "$(QEMU) is missing: run 'sudo apt-get install qemu-system-arm'"; exit 1; \
+	  fi; }
+
+run: qemu kernel
+	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL)
+
+debug: qemu kernel
+	@echo "QEMU is waiting: gdb-multiarch $(KERNEL) -ex 'target remote :1234'"
+	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL) -s -S
+
+test: qemu
+	$(PYTHON) scripts/run_tests.py
+
+host-test:
+	$(SWIFT) test
+
+qemu-test: qemu
+	$(PYTHON) scripts/run_tests.py --skip-host
+
+bench:
+	$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,)
+
+bench-plot:
+	$(PYTHON) scripts/bench_plot.py
+
+bench-qemu: qemu
+	$(PYTHON) scripts/bench_qemu.py
+
+clean:
+	rm -rf .build .build-raspi3b .build-virt .build-bench .build-fuzz

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""`make test`: the host suite (swift test), then every QEMU boot test.
+
+Each boot has a time limit. A boot fails on a FAIL line, a missing summary, a crash, a
+hang or a non-zero exit status. The harness self-test boots the test kernel with a
+deliberately failing case and passes only if that boot is reported as failing.
+Ends with one line: `N passed, N failed` (host tests + guest cases + boots).
+"""
+import re
+import subprocess
+import sys
+import time
+
+BOOTS = [
+    # (board, memory, product, extra semihosting args, expect success, timeout s)
+    ("raspi3b", "1G", "kernel", [], True, 60),
+    ("virt", "1G", "kernel", [], True, 60),
+    ("raspi3b", "1G", "testkernel", [], True, 300),
+    ("virt", "128M", "testkernel", [], True, 300),
+    ("virt", "1G", "testkernel", [], True, 300),
+    ("virt", "4G", "testkernel", [], True, 600),
+    ("virt", "1G", "testkernel", ["fail-on-purpose"], False, 300),
+]
+
+passed = 0
+failed = 0
+
+
+def count(ok, label):
+    global passed, failed
+    if ok:
+        passed += 1
+    else:
+        failed += 1
+    print(("PASS " if ok else "FAIL ") + label, flush=True)
+
+
+def host_tests():
+    global passed, failed
+    print("== host: swift test", flush=True)
+    started = time.time()
+    proc = subprocess.run(["swift", "test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout
+    sys.stdout.write("\n".join(l for l in out.splitlines() if not re.search(r"(started|passed after)", l)) + "\n")
+    # Swift Testing prints one line per test case result; count test cases.
+    case_pass = len(re.findall(r"^✔ Test .* passed after", out, re.M))
+    case_fail = len(re.findall(r"^✘ Test .* (failed|recorded an issue)", out, re.M))
+    suites = re.findall(r"^✔ Suite|^✘ Suite", out, re.M)
+    if proc.returncode != 0 and case_fail == 0:
+        case_fail = 1
+    passed += case_pass
+    failed += case_fail
+    print(f"host: {case_pass} passed, {case_fail} failed ({time.time() - started:.0f} s)", flush=True)
+
+
+def build(board, product):
+    cmd = ["make", "-s", product, f"BOARD={board}"]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        print(proc.stdout)
+    return proc.returncode == 0
+
+
+def boot(board, mem, product, args, expect_success, timeout):
+    global passed, failed
+    label = f"boot {product} on {board} -m {mem}" + (" " + " ".join(args) if args else "")
+    elf = f".build-{board}/release/{product}"
+    machine = ["-M", "raspi3b"] if board == "raspi3b" else ["-M", "virt", "-cpu", "cortex-a53", "-m", mem]
+    semihosting = "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)
+    cmd = ["qemu-system-aarch64", *machine, "-display", "none", "-monitor", "none", "-serial", "stdio",
+           "-semihosting-config", semihosting, "-kernel", elf]
+    print(f"== {label}", flush=True)
+    started = time.time()
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        out = proc.stdout.decode(errors="replace").replace("\r", "")
+        status = proc.returncode
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace").replace("\r", "")
+        status = None
+    elapsed = time.time() - started
+    fails = re.findall(r"^FAIL .*$", out, re.M)
+    summary = re.search(r"^(\d+) passed, (\d+) failed$", out, re.M)
+    if product == "kernel":
+        ok = status == 0 and "exact" in out and "heapCheck: ok" in out and "panic" not in out
+        if not ok:
+            print(out[-3000:])
+        count(ok, f"{label}: exit {status}, {elapsed:.1f} s")
+        return
+    if expect_success:
+        for line in re.findall(r"^ok   .*$", out, re.M):
+            passed += 1
+        for line in fails:
+            print(line)
+            failed += 1
+        ok = status == 0 and summary is not None and int(summary.group(2)) == 0 and not fails
+        if not ok:
+            print(out[-3000:])
+        count(ok, f"{label}: exit {status}, {summary.group(0) if summary else 'no summary'}, {elapsed:.1f} s")
+    else:
+        # The harness self-test: the deliberate failure must surface as a failing boot.
+        noticed = status not in (0, None) and summary is not None and int(summary.group(2)) > 0 and \
+            any("harness.fail_on_purpose" in f for f in fails)
+        count(noticed, f"{label}: failing guest check detected (exit {status})")
+
+
+def main():
+    if "--skip-host" not in sys.argv:
+        host_tests()
+    for board in ("raspi3b", "virt"):
+        for product in ("kernel", "testkernel"):
+            print(f"== build {product} for {board}", flush=True)
+            if not build(board, product):
+                count(False, f"build {product} for {board}")
+                print(f"{passed} passed, {failed} failed")
+                return 1
+    for spec in BOOTS:
+        boot(*spec)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
