@@ -71,6 +71,11 @@ public struct MemInitError: Error, Sendable, Equatable {
   public let reason: Reason
   /// The address that broke the layout (RAM end for ramTooSmall).
   public let address: UInt
+
+  public init(reason: Reason, address: UInt) {
+    self.reason = reason
+    self.address = address
+  }
 }
 
 /// Where memInit puts things: all physical, page aligned.

@@ -1,0 +1,132 @@
+import KernelHeap
+import MemInit
+import PageFrames
+import Testing
+
+/// memInit's layout and the page allocator over simulated RAM of real sizes.
+struct LargeRAMTests {
+  static let sizes: [UInt] = [128 << 20, 1 << 30, 4 << 30]
+  static let ramBase: UInt = 0x4000_0000
+
+  func config(_ ram: SimulatedRAM, size: UInt) -> MemInitConfig {
+    MemInitConfig(
+      ramBase: Self.ramBase, ramSize: size, kernelStart: Self.ramBase + 0x20_0000, kernelEnd: Self.ramBase + 0x21_c000,
+      dtbStart: Self.ramBase, dtbEnd: Self.ramBase + 0x10_0000,
+      directMapOffset: Int(bitPattern: ram.base) - Int(bitPattern: Self.ramBase), zeroFill: hostZeroFill)
+  }
+
+  @Test("reservation boundaries are exact", arguments: sizes)
+  func boundaries(size: UInt) throws {
+    let ram = SimulatedRAM(bytes: Int(size))
+    let config = config(ram, size: size)
+    let layout = try planLayout(config)
+    let frames = buildPageFrames(config, layout)
+    let pages = Int(size >> 12)
+    #expect(layout.pageCount == pages)
+    #expect(layout.metadataStart == config.kernelEnd)
+    #expect(layout.metadataEnd - layout.metadataStart == UInt((pages * 16 + 4095) & ~4095))
+    #expect(layout.heapStart == layout.metadataEnd && layout.heapEnd == layout.heapStart + 0x10_0000)
+    #expect(frames.owner(ofPhysical: Self.ramBase) == .deviceTree)
+    #expect(frames.owner(ofPhysical: Self.ramBase + 0x10_0000) == .firmware)
+    #expect(frames.owner(ofPhysical: config.kernelStart - 4096) == .firmware)
+    #expect(frames.owner(ofPhysical: config.kernelStart) == .kernel)
+    #expect(frames.owner(ofPhysical: config.kernelEnd - 4096) == .kernel)
+    #expect(frames.owner(ofPhysical: layout.metadataStart) == .metadata)
+    #expect(frames.owner(ofPhysical: layout.metadataEnd - 4096) == .metadata)
+    #expect(frames.owner(ofPhysical: layout.heapStart) == .heap)
+    #expect(frames.owner(ofPhysical: layout.heapEnd - 4096) == .heap)
+    #expect(frames.owner(ofPhysical: layout.heapEnd) == .free)
+    #expect(frames.owner(ofPhysical: layout.ramEnd - 4096) == .free)
+    #expect(frames.owner(ofPhysical: layout.ramEnd) == nil)
+    #expect(frames.count(.kernel) == 0x1c && frames.count(.heap) == 256 && frames.count(.deviceTree) == 256)
+    #expect(frames.count(.metadata) == Int(layout.metadataEnd - layout.metadataStart) >> 12)
+    #expect(frames.checkInvariants() == nil)
+    // The overlap regression: the heap shares nothing with the array, and no heap
+    // page is on a free list (checkInvariants walks the lists; owners say heap).
+    let arrayLastByte = layout.metadataStart + UInt(pages * 16) - 1
+    #expect(layout.heapStart > arrayLastByte)
+    var heapPagesOwned = true
+    for address in stride(from: layout.heapStart, to: layout.heapEnd, by: 4096) where frames.owner(ofPhysical: address) != .heap {
+      heapPagesOwned = false
+    }
+    #expect(heapPagesOwned)
+  }
+
+  @Test("accounting identity after every operation of a random sequence", arguments: sizes)
+  func randomAccounting(size: UInt) throws {
+    let ram = SimulatedRAM(bytes: Int(size))
+    let config = config(ram, size: size)
+    var frames = buildPageFrames(config, try planLayout(config))
+    let total = frames.pageCount
+    let initialFree = frames.freePageCount
+    var rng = SplitMixHost(seed: UInt64(size))
+    var live: [(UnsafeMutableRawPointer, Int)] = []
+    for step in 0..<5_000 {
+      if live.isEmpty || rng.next() % 2 == 0 {
+        let order = Int(rng.next() % 11)
+        if let run = frames.allocPages(order: order, zeroed: false) { live.append((run, order)) }
+      } else {
+        let (run, order) = live.remove(at: Int(rng.next() % UInt64(live.count)))
+        try frames.freePages(run, order: order)
+      }
+      var reserved = 0
+      for owner in PageOwner.allCases where owner.isReserved { reserved += frames.count(owner) }
+      let identity = frames.freePageCount + frames.count(.allocated) + reserved == total
+      #expect(identity, "step \(step)")
+      if !identity { break }
+    }
+    #expect(frames.checkInvariants() == nil)
+    for (run, order) in live { try frames.freePages(run, order: order) }
+    #expect(frames.freePageCount == initialFree)
+    #expect(frames.checkInvariants() == nil)
+  }
+
+  @Test("every bad free is refused and changes nothing")
+  func badFrees() throws {
+    let size: UInt = 128 << 20
+    let ram = SimulatedRAM(bytes: Int(size))
+    let config = config(ram, size: size)
+    let layout = try planLayout(config)
+    var frames = buildPageFrames(config, layout)
+    let before = frames.freePageCount
+    func refused(_ physical: UInt, _ reason: PageFrameError.Reason) {
+      #expect(throws: PageFrameError(reason, physical)) { try frames.freePage(frames.pointer(toPhysical: physical)) }
+    }
+    refused(Self.ramBase, .reserved)  // DTB
+    refused(Self.ramBase + 0x10_0000, .reserved)  // firmware
+    refused(config.kernelStart, .reserved)
+    refused(layout.metadataStart, .reserved)
+    refused(layout.heapStart, .reserved)
+    refused(layout.heapEnd, .notAllocated)  // a free page: double free
+    refused(layout.heapEnd + 1, .misaligned)
+    refused(layout.ramEnd, .outsideRAM)
+    refused(Self.ramBase - 4096, .outsideRAM)
+    let page = frames.allocPage()!
+    try frames.freePage(page)
+    refused(frames.physical(of: page), .notAllocated)
+    #expect(frames.freePageCount == before)
+    #expect(frames.checkInvariants() == nil)
+  }
+
+  @Test("memInit refuses RAM smaller than kernel + array + heap")
+  func ramTooSmall() {
+    let ram = SimulatedRAM(bytes: 4 << 20)
+    var small = config(ram, size: 0x30_0000)
+    #expect(throws: MemInitError(reason: .ramTooSmall, address: Self.ramBase + 0x30_0000)) { try planLayout(small) }
+    small.ramSize = 0x40_0000
+    #expect(throws: Never.self) { try planLayout(small) }
+  }
+}
+
+/// The same SplitMix as the scenarios, for host-only tests.
+struct SplitMixHost {
+  var state: UInt64
+  init(seed: UInt64) { state = seed }
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+}
