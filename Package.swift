@@ -12,6 +12,7 @@ let package = Package(
     .library(name: "MemInit", targets: ["MemInit"]),
     .executable(name: "kernel", targets: ["Kernel"]),
     .executable(name: "testkernel", targets: ["TestKernel"]),
+    .executable(name: "membench", targets: ["MemBench"]),
   ],
   targets: [
     // Portable: no architecture code, host Swift and Embedded Swift from one source.
@@ -31,6 +32,9 @@ let package = Package(
     .target(name: "KernelBoot", dependencies: ["Arch", "MemInit", "KernelHeapRuntime"]),
     .executableTarget(name: "Kernel", dependencies: ["KernelBoot"]),
     .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
+
+    // Host-only benchmark (`make bench`).
+    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit"]),
 
     .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
   ],

@@ -1,0 +1,123 @@
+import Glibc
+import KernelHeap
+import PageFrames
+
+/// What a benchmark needs of an allocator.
+protocol BenchAllocator {
+  static var name: String { get }
+  mutating func allocate(_ size: Int) -> UnsafeMutableRawPointer?
+  mutating func free(_ pointer: UnsafeMutableRawPointer)
+}
+
+let benchZeroFill: ZeroFill = { pointer, count in _ = memset(pointer!, 0, count) }
+
+/// A 16-byte aligned arena from the C heap, released on deinit.
+final class Arena {
+  let base: UnsafeMutableRawPointer
+  let bytes: Int
+  init(bytes: Int) {
+    var pointer: UnsafeMutableRawPointer?
+    precondition(posix_memalign(&pointer, 4096, bytes) == 0)
+    base = pointer!
+    self.bytes = bytes
+    memset(base, 0, bytes)
+  }
+  deinit { Glibc.free(base) }
+}
+
+/// This project's heap over a fixed arena (no growth).
+struct ProjectHeap: BenchAllocator {
+  static let name = "project"
+  let arena: Arena
+  let heap: Heap
+  init(bytes: Int) {
+    arena = Arena(bytes: bytes)
+    heap = Heap(start: arena.base, size: bytes, zeroFill: benchZeroFill)!
+  }
+  @inline(__always) mutating func allocate(_ size: Int) -> UnsafeMutableRawPointer? { heap.allocate(size) }
+  @inline(__always) mutating func free(_ pointer: UnsafeMutableRawPointer) { try? heap.deallocate(pointer) }
+}
+
+/// glibc's posix_memalign(16) and free.
+struct GlibcMalloc: BenchAllocator {
+  static let name = "glibc"
+  @inline(__always) mutating func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+    var pointer: UnsafeMutableRawPointer?
+    return posix_memalign(&pointer, 16, size) == 0 ? pointer : nil
+  }
+  @inline(__always) mutating func free(_ pointer: UnsafeMutableRawPointer) { Glibc.free(pointer) }
+}
+
+/// The seed's heap, as the Go port and the tutorial build it: an address-ordered doubly
+/// linked list of every segment behind a 24-byte header {next, prev, isAllocated,
+/// segmentSize}; kmalloc walks every segment for the best fit, splits when more than
+/// two headers are left over, and kfree coalesces both ways.
+struct SeedBestFitList: BenchAllocator {
+  static let name = "seed-list"
+  static let header = 24
+  let arena: Arena
+  let head: UnsafeMutableRawPointer
+
+  init(bytes: Int) {
+    arena = Arena(bytes: bytes)
+    head = arena.base
+    SeedBestFitList.set(head, next: nil, prev: nil, allocated: false, size: bytes)
+  }
+
+  static func next(_ s: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? { s.load(as: UnsafeMutableRawPointer?.self) }
+  static func prev(_ s: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer? { s.load(fromByteOffset: 8, as: UnsafeMutableRawPointer?.self) }
+  static func allocated(_ s: UnsafeMutableRawPointer) -> Bool { s.load(fromByteOffset: 16, as: UInt32.self) != 0 }
+  static func size(_ s: UnsafeMutableRawPointer) -> Int { Int(s.load(fromByteOffset: 20, as: UInt32.self)) }
+  static func set(_ s: UnsafeMutableRawPointer, next: UnsafeMutableRawPointer?, prev: UnsafeMutableRawPointer?, allocated: Bool, size: Int) {
+    s.storeBytes(of: next, as: UnsafeMutableRawPointer?.self)
+    s.storeBytes(of: prev, toByteOffset: 8, as: UnsafeMutableRawPointer?.self)
+    s.storeBytes(of: allocated ? 1 : 0, toByteOffset: 16, as: UInt32.self)
+    s.storeBytes(of: UInt32(size), toByteOffset: 20, as: UInt32.self)
+  }
+
+  mutating func allocate(_ request: Int) -> UnsafeMutableRawPointer? {
+    // The seed rounds the request to 16 and adds the header (we do it without wrapping).
+    let need = (request + 15) & ~15 + SeedBestFitList.header
+    var best: UnsafeMutableRawPointer? = nil
+    var bestDiff = Int.max
+    var current: UnsafeMutableRawPointer? = head
+    while let s = current {
+      let diff = SeedBestFitList.size(s) - need
+      if !SeedBestFitList.allocated(s) && diff >= 0 && diff < bestDiff {
+        best = s
+        bestDiff = diff
+      }
+      current = SeedBestFitList.next(s)
+    }
+    guard let s = best else { return nil }
+    if bestDiff > 2 * SeedBestFitList.header {
+      let rest = s + need
+      let next = SeedBestFitList.next(s)
+      SeedBestFitList.set(rest, next: next, prev: s, allocated: false, size: bestDiff)
+      if let next { next.storeBytes(of: rest, toByteOffset: 8, as: UnsafeMutableRawPointer?.self) }
+      SeedBestFitList.set(s, next: rest, prev: SeedBestFitList.prev(s), allocated: true, size: need)
+    } else {
+      s.storeBytes(of: 1, toByteOffset: 16, as: UInt32.self)
+    }
+    return s + SeedBestFitList.header
+  }
+
+  mutating func free(_ pointer: UnsafeMutableRawPointer) {
+    var s = pointer - SeedBestFitList.header
+    s.storeBytes(of: 0, toByteOffset: 16, as: UInt32.self)
+    if let prev = SeedBestFitList.prev(s), !SeedBestFitList.allocated(prev) {
+      merge(prev, s)
+      s = prev
+    }
+    if let next = SeedBestFitList.next(s), !SeedBestFitList.allocated(next) {
+      merge(s, next)
+    }
+  }
+
+  private func merge(_ left: UnsafeMutableRawPointer, _ right: UnsafeMutableRawPointer) {
+    let next = SeedBestFitList.next(right)
+    SeedBestFitList.set(left, next: next, prev: SeedBestFitList.prev(left), allocated: false,
+      size: SeedBestFitList.size(left) + SeedBestFitList.size(right))
+    if let next { next.storeBytes(of: left, toByteOffset: 8, as: UnsafeMutableRawPointer?.self) }
+  }
+}

@@ -1,0 +1,161 @@
+import Glibc
+import KernelHeap
+import MemInit
+import PageFrames
+
+@inline(__always) func now() -> UInt64 {
+  var ts = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &ts)
+  return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+func median(_ values: [Double]) -> Double {
+  let sorted = values.sorted()
+  return sorted[sorted.count / 2]
+}
+
+/// Deterministic generator (same as the tests).
+struct Rng {
+  var state: UInt64
+  mutating func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+  mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+  mutating func range(_ lo: Int, _ hi: Int) -> Int { lo + below(hi - lo) }
+}
+
+let arenaBytes = 1 << 20
+
+/// 1. LIFO micro: alloc+free of one size, ns per pair.
+func lifo<A: BenchAllocator>(_ allocator: inout A, size: Int, iterations: Int) -> Double {
+  let start = now()
+  for _ in 0..<iterations {
+    let p = allocator.allocate(size)!
+    allocator.free(p)
+  }
+  return Double(now() - start) / Double(iterations)
+}
+
+/// A talc-style trace: (slot, size) where size > 0 allocates into the slot and 0 frees it.
+struct Trace {
+  var steps: [(slot: Int, size: Int)] = []
+  var slots = 0
+}
+
+/// Sizes rand(4 ..< rand(16 ..< max)); alloc and free 1:1 once 64 blocks are live.
+func randomTrace(max: Int, operations: Int, seed: UInt64) -> Trace {
+  var rng = Rng(state: seed)
+  var trace = Trace()
+  var live: [Int] = []
+  var freeSlots: [Int] = []
+  for _ in 0..<operations {
+    if live.count < 64 || rng.below(2) == 0 {
+      let size = rng.range(4, rng.range(16, max))
+      let slot = freeSlots.popLast() ?? { trace.slots += 1; return trace.slots - 1 }()
+      live.append(slot)
+      trace.steps.append((slot, size))
+    } else {
+      let index = rng.below(live.count)
+      let slot = live.remove(at: index)
+      freeSlots.append(slot)
+      trace.steps.append((slot, 0))
+    }
+  }
+  return trace
+}
+
+/// 2. Replays a trace; ns per operation.
+func replay<A: BenchAllocator>(_ allocator: inout A, _ trace: Trace) -> Double {
+  let slots = UnsafeMutablePointer<UnsafeMutableRawPointer?>.allocate(capacity: trace.slots)
+  slots.initialize(repeating: nil, count: trace.slots)
+  defer { slots.deallocate() }
+  let start = now()
+  for step in trace.steps {
+    if step.size > 0 {
+      slots[step.slot] = allocator.allocate(step.size)
+    } else if let p = slots[step.slot] {
+      allocator.free(p)
+      slots[step.slot] = nil
+    }
+  }
+  let elapsed = now() - start
+  for i in 0..<trace.slots { if let p = slots[i] { allocator.free(p) } }
+  return Double(elapsed) / Double(trace.steps.count)
+}
+
+/// 3. Heap efficiency: live requested bytes / arena at the first failed allocation,
+/// with 80% allocations and 20% frees.
+func efficiency<A: BenchAllocator>(_ allocator: inout A, max: Int, seed: UInt64) -> Double {
+  var rng = Rng(state: seed)
+  var live: [(UnsafeMutableRawPointer, Int)] = []
+  var requested = 0
+  while true {
+    if live.isEmpty || rng.below(10) < 8 {
+      let size = rng.range(4, rng.range(16, max))
+      guard let p = allocator.allocate(size) else { break }
+      live.append((p, size))
+      requested += size
+    } else {
+      let (p, size) = live.remove(at: rng.below(live.count))
+      allocator.free(p)
+      requested -= size
+    }
+  }
+  for (p, _) in live { allocator.free(p) }
+  return Double(requested) / Double(arenaBytes)
+}
+
+/// 4. Scaling: alloc+free of a size that fits no hole, with `holes` free holes present.
+func scaling<A: BenchAllocator>(_ allocator: inout A, holes: Int, iterations: Int) -> Double {
+  var blocks: [UnsafeMutableRawPointer] = []
+  for _ in 0..<(2 * holes) { blocks.append(allocator.allocate(48)!) }
+  for i in stride(from: 0, to: blocks.count, by: 2) { allocator.free(blocks[i]) }
+  let start = now()
+  for _ in 0..<iterations {
+    let p = allocator.allocate(2000)!
+    allocator.free(p)
+  }
+  let elapsed = now() - start
+  for i in stride(from: 1, to: blocks.count, by: 2) { allocator.free(blocks[i]) }
+  return Double(elapsed) / Double(iterations)
+}
+
+/// 5a. Page frames over simulated RAM: the allocator, its RAM (never touched when not zeroing).
+final class SimulatedFrames {
+  let ram: UnsafeMutableRawPointer
+  let bytes: Int
+  var frames: PageFrameAllocator
+  init(bytes: Int) {
+    self.bytes = bytes
+    ram = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
+    let base: UInt = 0x4000_0000
+    let config = MemInitConfig(
+      ramBase: base, ramSize: UInt(bytes), kernelStart: base + 0x20_0000, kernelEnd: base + 0x22_0000,
+      directMapOffset: Int(bitPattern: ram) - Int(bitPattern: base), zeroFill: benchZeroFill)
+    frames = buildPageFrames(config, try! planLayout(config))
+  }
+  deinit { munmap(ram, bytes) }
+}
+
+/// memInit's page-frame work (layout, bzero of the array, reservations, free lists), ms.
+func memInitMilliseconds(bytes: Int) -> Double {
+  let ram = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
+  defer { munmap(ram, bytes) }
+  let base: UInt = 0x4000_0000
+  let config = MemInitConfig(
+    ramBase: base, ramSize: UInt(bytes), kernelStart: base + 0x20_0000, kernelEnd: base + 0x22_0000,
+    directMapOffset: Int(bitPattern: ram) - Int(bitPattern: base), zeroFill: benchZeroFill)
+  // Touch the array's pages once so the figure is the work, not the host's page faults.
+  let layout = try! planLayout(config)
+  memset(ram + Int(layout.metadataStart - base), 1, Int(layout.metadataEnd - layout.metadataStart))
+  let start = now()
+  let frames = buildPageFrames(config, layout)
+  let heap = Heap(start: ram + Int(layout.heapStart - base), size: 1 << 20, zeroFill: benchZeroFill)
+  let elapsed = now() - start
+  precondition(heap != nil && frames.freePageCount > 0)
+  return Double(elapsed) / 1e6
+}

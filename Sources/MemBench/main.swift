@@ -1,0 +1,128 @@
+// `make bench`: this project's heap against the seed's best-fit list and glibc on the
+// same traces in the same run, plus the page-frame figures. Fixed seeds; `--json` prints
+// one object per line {workload, parameter, allocator, metric, value}.
+import Glibc
+import KernelHeap
+import PageFrames
+
+let json = CommandLine.arguments.contains("--json")
+let quick = CommandLine.arguments.contains("--quick")
+var results: [(workload: String, parameter: String, allocator: String, metric: String, value: Double)] = []
+
+func record(_ workload: String, _ parameter: String, _ allocator: String, _ metric: String, _ value: Double) {
+  results.append((workload, parameter, allocator, metric, value))
+  if json {
+    print("{\"workload\":\"\(workload)\",\"parameter\":\"\(parameter)\",\"allocator\":\"\(allocator)\",\"metric\":\"\(metric)\",\"value\":\(value)}")
+  }
+}
+
+extension Array where Element == (workload: String, parameter: String, allocator: String, metric: String, value: Double) {
+  func find(_ workload: String, _ parameter: String, _ allocator: String) -> Double? {
+    first { $0.workload == workload && $0.parameter == parameter && $0.allocator == allocator }?.value
+  }
+}
+
+let repetitions = quick ? 3 : 5
+
+// 1. LIFO micro.
+for size in [16, 64, 256, 1024, 4096] {
+  let iterations = quick ? 200_000 : 2_000_000
+  var project = ProjectHeap(bytes: arenaBytes)
+  var seed = SeedBestFitList(bytes: arenaBytes)
+  var glibc = GlibcMalloc()
+  record("lifo", "\(size)", "project", "ns/pair", median((0..<repetitions).map { _ in lifo(&project, size: size, iterations: iterations) }))
+  record("lifo", "\(size)", "seed-list", "ns/pair", median((0..<repetitions).map { _ in lifo(&seed, size: size, iterations: iterations) }))
+  record("lifo", "\(size)", "glibc", "ns/pair", median((0..<repetitions).map { _ in lifo(&glibc, size: size, iterations: iterations) }))
+}
+
+// 2. Random actions, talc-style.
+for max in [200, 1000, 3000] {
+  let trace = randomTrace(max: max, operations: quick ? 200_000 : 2_000_000, seed: UInt64(max))
+  var project = ProjectHeap(bytes: arenaBytes)
+  var seed = SeedBestFitList(bytes: arenaBytes)
+  var glibc = GlibcMalloc()
+  record("random", "max=\(max)", "project", "ns/op", median((0..<repetitions).map { _ in replay(&project, trace) }))
+  record("random", "max=\(max)", "seed-list", "ns/op", median((0..<repetitions).map { _ in replay(&seed, trace) }))
+  record("random", "max=\(max)", "glibc", "ns/op", median((0..<repetitions).map { _ in replay(&glibc, trace) }))
+}
+
+// 3. Heap efficiency at the first failure.
+for max in [1000, 4096] {
+  let trials = 50
+  var projectValues: [Double] = [], seedValues: [Double] = []
+  for trial in 0..<trials {
+    var project = ProjectHeap(bytes: arenaBytes)
+    var seed = SeedBestFitList(bytes: arenaBytes)
+    projectValues.append(efficiency(&project, max: max, seed: UInt64(trial + 1)))
+    seedValues.append(efficiency(&seed, max: max, seed: UInt64(trial + 1)))
+  }
+  record("efficiency", "max=\(max)", "project", "mean", projectValues.reduce(0, +) / Double(trials))
+  record("efficiency", "max=\(max)", "project", "min", projectValues.min()!)
+  record("efficiency", "max=\(max)", "seed-list", "mean", seedValues.reduce(0, +) / Double(trials))
+  record("efficiency", "max=\(max)", "seed-list", "min", seedValues.min()!)
+}
+
+// 4. Scaling with free holes present.
+for holes in [10, 100, 1000, 5000] {
+  let iterations = quick ? 20_000 : 200_000
+  var project = ProjectHeap(bytes: arenaBytes)
+  var seed = SeedBestFitList(bytes: arenaBytes)
+  var glibc = GlibcMalloc()
+  record("scaling", "holes=\(holes)", "project", "ns/pair", median((0..<repetitions).map { _ in scaling(&project, holes: holes, iterations: iterations) }))
+  record("scaling", "holes=\(holes)", "seed-list", "ns/pair", median((0..<repetitions).map { _ in scaling(&seed, holes: holes, iterations: max(1000, iterations / max(1, holes / 10))) }))
+  record("scaling", "holes=\(holes)", "glibc", "ns/pair", median((0..<repetitions).map { _ in scaling(&glibc, holes: holes, iterations: iterations) }))
+}
+
+// 5. Page frames.
+do {
+  let simulated = SimulatedFrames(bytes: 1 << 30)
+  let iterations = quick ? 200_000 : 2_000_000
+  let pairs = median((0..<repetitions).map { _ -> Double in
+    let start = now()
+    for _ in 0..<iterations {
+      let page = simulated.frames.allocPages(order: 0, zeroed: false)!
+      try! simulated.frames.freePages(page, order: 0)
+    }
+    return Double(now() - start) / Double(iterations)
+  })
+  record("pages", "order0", "project", "ns/pair", pairs)
+  var rng = Rng(state: 7)
+  var live: [(UnsafeMutableRawPointer, Int)] = []
+  let operations = quick ? 100_000 : 1_000_000
+  let start = now()
+  for _ in 0..<operations {
+    if live.count < 32 || rng.below(2) == 0 {
+      let order = rng.below(11)
+      if let run = simulated.frames.allocPages(order: order, zeroed: false) { live.append((run, order)) }
+    } else {
+      let (run, order) = live.remove(at: rng.below(live.count))
+      try! simulated.frames.freePages(run, order: order)
+    }
+  }
+  record("pages", "random-orders-0-10", "project", "ns/op", Double(now() - start) / Double(operations))
+  for (run, order) in live { try! simulated.frames.freePages(run, order: order) }
+}
+for (label, bytes) in [("128MiB", 128 << 20), ("1GiB", 1 << 30), ("4GiB", 4 << 30)] {
+  record("meminit", label, "project", "ms", median((0..<repetitions).map { _ in memInitMilliseconds(bytes: bytes) }))
+}
+
+// Ratios from this run.
+for r in results where r.allocator == "project" && (r.workload == "lifo" || r.workload == "random" || r.workload == "scaling") {
+  for baseline in ["seed-list", "glibc"] {
+    if let b = results.find(r.workload, r.parameter, baseline) {
+      record(r.workload, r.parameter, "project/\(baseline)", "ratio", r.value / b)
+    }
+  }
+}
+if let few = results.find("scaling", "holes=10", "project"), let many = results.find("scaling", "holes=5000", "project") {
+  record("scaling", "5000/10", "project", "ratio", many / few)
+}
+
+if !json {
+  func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+  print(pad("workload", 12) + pad("parameter", 22) + pad("allocator", 20) + pad("metric", 10) + "value")
+  for r in results {
+    let shown = r.value >= 100 ? String(Int(r.value.rounded())) : String(Double(Int(r.value * 1000)) / 1000)
+    print(pad(r.workload, 12) + pad(r.parameter, 22) + pad(r.allocator, 20) + pad(r.metric, 10) + shown)
+  }
+}
