@@ -43,8 +43,8 @@ def host_tests():
     out = proc.stdout
     sys.stdout.write("\n".join(l for l in out.splitlines() if not re.search(r"(started|passed after)", l)) + "\n")
     # Swift Testing prints one line per test case result; count test cases.
-    case_pass = len(re.findall(r"^✔ Test .* passed after", out, re.M))
-    case_fail = len(re.findall(r"^✘ Test .* (failed|recorded an issue)", out, re.M))
+    case_pass = len(re.findall(r"^✔ Test (?!run with).* passed after", out, re.M))
+    case_fail = len(re.findall(r"^✘ Test (?!run with).* failed after", out, re.M))
     suites = re.findall(r"^✔ Suite|^✘ Suite", out, re.M)
     if proc.returncode != 0 and case_fail == 0:
         case_fail = 1

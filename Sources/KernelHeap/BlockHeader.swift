@@ -21,9 +21,6 @@ enum Block {
   static let flagPrevFree: UInt64 = 1 << 1
   /// End-of-arena marker (size 0).
   static let flagSentinel: UInt64 = 1 << 2
-  /// A header that coalescing absorbed into its left neighbour (always with flagFree):
-  /// freeing its old payload again is reported as a double free.
-  static let flagAbsorbed: UInt64 = 1 << 3
   static let flagMask: UInt64 = 0xF
 
   static let magic: UInt32 = 0x5AFE_4EA9

@@ -39,7 +39,7 @@ extension Heap {
           break
         }
         let size = Block.size(block)
-        guard size >= Block.minimumSize, size & 15 == 0, Block.flags(block) & Block.flagAbsorbed == 0 else {
+        guard size >= Block.minimumSize, size & 15 == 0 else {
           return HeapCheckFailure(reason: "bad block size", address: address)
         }
         let isFree = Block.isFree(block)
@@ -74,7 +74,7 @@ extension Heap {
         while let current = block {
           let address = UInt(bitPattern: current)
           guard arenaIndex(containingPayload: address + UInt(Block.headerSize)) != nil, Block.isIntact(current),
-            Block.isFree(current), Block.flags(current) & Block.flagAbsorbed == 0
+            Block.isFree(current)
           else { return HeapCheckFailure(reason: "free list holds a block that is not free", address: address) }
           let index = SizeClass.index(of: Block.size(current))
           guard index.first == first, index.second == second else {

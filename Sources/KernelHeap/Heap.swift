@@ -167,7 +167,6 @@ public struct Heap {
     control.pointee.allocatedBlocks -= 1
     control.pointee.freeBytes += size - Block.headerSize
     control.pointee.freeBlocks += 1
-    Block.setFlags(block, Block.flags(block) | Block.flagFree)
     insertFree(coalesce(block))
   }
 
@@ -312,8 +311,10 @@ public struct Heap {
     insertFree(coalesce(tail))
   }
 
-  /// Merges free-marked `block` (not on a list) with free neighbours; returns the
-  /// merged block, marked free, with its right neighbour's boundary tag updated.
+  /// Merges `block` (being freed, not on a list) with free neighbours; returns the merged
+  /// block, marked free, with its right neighbour's boundary tag updated. A header
+  /// swallowed by the merge keeps its free flag and check value, so freeing its old
+  /// payload again reads as a double free.
   @inline(__always)
   private func coalesce(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
     var start = block
@@ -324,13 +325,14 @@ public struct Heap {
     if Block.isFree(next) {
       removeFree(next)
       size += Block.size(next)
-      absorb(next)
+      mergedAway()
     }
     if flags & Block.flagPrevFree != 0 {
+      Block.write(block, size: Block.size(block), flags: flags | Block.flagFree, prevSize: prevSize)
       let previous = block - prevSize
       removeFree(previous)
       size += Block.size(previous)
-      absorb(block)
+      mergedAway()
       start = previous
       prevSize = Block.prevSize(previous)
       flags = Block.flags(previous)
@@ -341,11 +343,9 @@ public struct Heap {
     return start
   }
 
-  /// Turns a header swallowed by its left neighbour into a tombstone, so freeing its
-  /// old payload again reads as a double free.
+  /// Two free blocks became one: one header fewer.
   @inline(__always)
-  private func absorb(_ block: UnsafeMutableRawPointer) {
-    Block.write(block, size: 0, flags: Block.flagFree | Block.flagAbsorbed, prevSize: 0)
+  private func mergedAway() {
     control.pointee.freeBlocks -= 1
     control.pointee.freeBytes += Block.headerSize
   }

@@ -22,6 +22,8 @@ public struct PageEntry: Sendable {
 
   /// This page is the first of a block: a free block on the free lists, or an allocated run.
   public static let flagBlockHead: UInt8 = 1 << 0
+  /// A free order-0 page waiting in the allocator's hot-page cache (not merged yet).
+  public static let flagHot: UInt8 = 1 << 1
 
   public var next: UInt32
   public var prev: UInt32

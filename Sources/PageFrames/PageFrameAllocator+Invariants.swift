@@ -12,7 +12,8 @@ extension PageFrameAllocator {
   ///   inside RAM, with consistent back links, and its pages are all free;
   /// - no free block has a free buddy of the same order (it would have merged);
   /// - the non-empty-orders bitmap agrees with the lists;
-  /// - the pages on the free lists add up to `freePageCount`.
+  /// - the hot-page cache holds only free order-0 pages, at most `hotLimit`;
+  /// - the pages on the free lists and in the hot cache add up to `freePageCount`.
   ///
   /// - Returns: nil, or the first broken invariant.
   /// - Complexity: O(pageCount). For tests and debug boots.
@@ -76,6 +77,18 @@ extension PageFrameAllocator {
         index = entry.next
       }
     }
+    var hot = 0
+    var index = hotHead
+    while index != PageEntry.none {
+      let i = Int(index)
+      hot += 1
+      guard i < pageCount, hot <= PageFrameAllocator.hotLimit, entries[i].owner == .free,
+        entries[i].flags == PageEntry.flagHot
+      else { return PageFrameInvariantError(reason: "hot-page cache holds a page that is not free", pageIndex: i) }
+      index = entries[i].next
+    }
+    if hot != hotCount { return PageFrameInvariantError(reason: "hot-page count differs", pageIndex: hot) }
+    listed += hot
     if listed != freePageCount {
       return PageFrameInvariantError(reason: "free lists disagree with the free count", pageIndex: -1)
     }

@@ -28,6 +28,12 @@ public struct PageFrameAllocator {
     UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
   /// Bit k set <=> the order-k free list is non-empty.
   var nonEmptyOrders: UInt32 = 0
+  /// Freed order-0 pages kept unmerged for the next allocPage (linked through `next`),
+  /// so a free/alloc pair does not merge up to order 10 and split down again.
+  var hotHead: UInt32 = PageEntry.none
+  var hotCount = 0
+  /// Most pages the hot cache holds; further order-0 frees merge at once.
+  public static let hotLimit = 32
   /// Pages per owner kind, indexed by `PageOwner.rawValue`.
   var ownerCounts: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
 
@@ -168,15 +174,26 @@ public struct PageFrameAllocator {
     order: Int, owner: PageOwner = .allocated, zeroed: Bool = true
   ) -> UnsafeMutableRawPointer? {
     guard order >= 0 && order <= Page.maxOrder else { return nil }
-    let candidates = nonEmptyOrders & ~((1 << UInt32(order)) &- 1)
-    guard candidates != 0 else { return nil }
-    var current = candidates.trailingZeroBitCount
-    let index = Int(freeHead(current))
-    removeFree(index, order: current)
-    // Split: keep the lower half, put the upper half back at each order.
-    while current > order {
-      current -= 1
-      pushFree(index + (1 << current), order: current)
+    let index: Int
+    if order == 0 && hotHead != PageEntry.none {
+      index = Int(hotHead)
+      hotHead = entries[index].next
+      hotCount -= 1
+    } else {
+      var candidates = nonEmptyOrders & ~((1 << UInt32(order)) &- 1)
+      if candidates == 0 && hotCount > 0 {
+        drainHotPages()
+        candidates = nonEmptyOrders & ~((1 << UInt32(order)) &- 1)
+      }
+      guard candidates != 0 else { return nil }
+      var current = candidates.trailingZeroBitCount
+      index = Int(freeHead(current))
+      removeFree(index, order: current)
+      // Split: keep the lower half, put the upper half back at each order.
+      while current > order {
+        current -= 1
+        pushFree(index + (1 << current), order: current)
+      }
     }
     let pages = 1 << order
     entries[index].flags = PageEntry.flagBlockHead
@@ -210,6 +227,31 @@ public struct PageFrameAllocator {
     for page in index..<(index + pages) { entries[page].word = 0 }
     adjustCount(.allocated, by: -pages)
     adjustCount(.free, by: pages)
+    if order == 0 && hotCount < PageFrameAllocator.hotLimit {
+      entries[index].flags = PageEntry.flagHot
+      entries[index].next = hotHead
+      hotHead = UInt32(index)
+      hotCount += 1
+      return
+    }
+    mergeAndPush(index, order: order)
+  }
+
+  /// Merges every page of the hot cache into the buddy free lists. allocPages does this
+  /// by itself before it fails; call it to see the largest runs the free pages can form.
+  /// - Complexity: O(hotLimit × maxOrder).
+  public mutating func drainHotPages() {
+    while hotHead != PageEntry.none {
+      let index = Int(hotHead)
+      hotHead = entries[index].next
+      hotCount -= 1
+      entries[index].word = 0
+      mergeAndPush(index, order: 0)
+    }
+  }
+
+  /// Puts free block `index` of `order` on the lists after merging it with free buddies.
+  private mutating func mergeAndPush(_ index: Int, order: Int) {
     var head = index
     var current = order
     let frameBase = Int(base >> UInt(Page.shift))

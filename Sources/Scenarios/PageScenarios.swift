@@ -48,7 +48,12 @@ func pageScenarios() -> [Scenario] {
       e.expect(frames.count(.allocated) == 2 && frames.freePageCount == total - 2, "accounting after two allocations", 0)
       try? frames.freePage(page)
       try? frames.freePage(again)
-      e.expect(frames.freePageCount == total && frames.largestFreeRun == 512, "everything merged back", UInt(frames.largestFreeRun))
+      e.expect(frames.freePageCount == total, "both pages free again", UInt(frames.freePageCount))
+      e.expect(frames.allocPages(order: 0, zeroed: false) == again, "the hot cache hands back the last freed page", 0)
+      try? frames.freePage(again)
+      e.expect(frames.checkInvariants() == nil, "invariants with pages in the hot cache", 0)
+      frames.drainHotPages()
+      e.expect(frames.largestFreeRun == 512, "everything merged back", UInt(frames.largestFreeRun))
       e.expect(frames.checkInvariants() == nil, "invariants after cycle", 0)
     },
     Scenario("pages.orders_aligned_and_coalesced") { memory, e in
@@ -64,6 +69,7 @@ func pageScenarios() -> [Scenario] {
       e.expect(frames.allocPages(order: Page.maxOrder + 1) == nil && frames.allocPages(order: -1) == nil, "bad orders return nil", 0)
       e.expect(frames.checkInvariants() == nil, "invariants with runs out", 0)
       for (run, order) in runs.reversed() { try? frames.freePages(run, order: order) }
+      frames.drainHotPages()
       e.expect(frames.largestFreeRun == 512 && frames.freePageCount == 512, "runs coalesce back to one block", UInt(frames.largestFreeRun))
       e.expect(frames.checkInvariants() == nil, "invariants after freeing runs", 0)
     },
@@ -75,6 +81,7 @@ func pageScenarios() -> [Scenario] {
         pages.append(page)
       }
       e.expect(pages.count == 512 && frames.freePageCount == 0, "every page handed out once", UInt(pages.count))
+      e.expect(frames.allocPages(order: 1) == nil, "no run left", 0)
       e.expect(frames.allocPage() == nil, "out of pages returns nil", 0)
       var intact = true
       for page in pages where page.load(as: UInt64.self) != UInt64(frames.physical(of: page)) { intact = false }
@@ -138,6 +145,7 @@ func pageScenarios() -> [Scenario] {
         if step % 50 == 0 { e.expect(frames.checkInvariants() == nil, "invariants during random run", UInt(step)) }
       }
       for (run, order) in live { try? frames.freePages(run, order: order) }
+      frames.drainHotPages()
       e.expect(frames.freePageCount == 512 && frames.largestFreeRun == 512, "nothing lost after random run", UInt(frames.freePageCount))
     },
   ]
