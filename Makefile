@@ -2,7 +2,7 @@
 #   make run  [BOARD=raspi3b|virt] [MEM=1G]   boot the kernel under QEMU, show the memory map
 #   make test                                 host swift test + every QEMU boot test
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
-#   make bench / bench-plot / bench-qemu / fuzz
+#   make bench [JSON=1]                       host benchmark against the seed list and glibc
 
 BOARD ?= raspi3b
 MEM ?= 1G
@@ -20,7 +20,7 @@ QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   -semihosting-config enable=on,target=native
 
-.PHONY: all kernel testkernel run debug test host-test qemu-test qemu bench bench-json bench-plot bench-qemu fuzz clean
+.PHONY: all kernel testkernel run debug test host-test qemu-test qemu bench clean
 
 all: kernel
 
@@ -59,11 +59,5 @@ qemu-test: qemu
 bench:
 	$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,)
 
-bench-plot:
-	$(PYTHON) scripts/bench_plot.py
-
-bench-qemu: qemu
-	$(PYTHON) scripts/bench_qemu.py
-
 clean:
-	rm -rf .build .build-raspi3b .build-virt .build-bench .build-fuzz
+	rm -rf .build .build-raspi3b .build-virt .build-bench

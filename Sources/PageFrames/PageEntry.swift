@@ -39,6 +39,13 @@ public struct PageEntry: Sendable {
     word = (word & ~(0xFF << shift)) | (UInt64(value) << shift)
   }
 
+  /// The packed word of a run head: `owner`, `order`, `flagBlockHead`, direct-mapped.
+  @inline(__always)
+  static func headWord(owner: PageOwner, order: Int) -> UInt64 {
+    UInt64(owner.rawValue) << ownerShift | UInt64(UInt8(truncatingIfNeeded: order)) << orderShift
+      | UInt64(flagBlockHead) << flagsShift
+  }
+
   /// Who uses the page.
   public var owner: PageOwner {
     get { PageOwner(rawValue: field(PageEntry.ownerShift) & 7) ?? .free }

@@ -176,9 +176,16 @@ public struct PageFrameAllocator {
     guard order >= 0 && order <= Page.maxOrder else { return nil }
     let index: Int
     if order == 0 && hotHead != PageEntry.none {
-      index = Int(hotHead)
-      hotHead = entries[index].next
+      // Fast path: the most recently freed page, no list or split work.
+      let hot = Int(hotHead)
+      hotHead = entries[hot].next
       hotCount -= 1
+      entries[hot].word = PageEntry.headWord(owner: owner, order: 0)
+      adjustCount(.free, by: -1)
+      adjustCount(owner, by: 1)
+      let page = pointer(toPhysical: address(ofPage: hot))
+      if zeroed { zeroFill(page, Page.size) }
+      return page
     } else {
       var candidates = nonEmptyOrders & ~((1 << UInt32(order)) &- 1)
       if candidates == 0 && hotCount > 0 {
