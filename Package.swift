@@ -34,7 +34,7 @@ let package = Package(
     .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
 
     // Host-only benchmark (`make bench`).
-    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit"]),
+    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
 
     .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
   ],

@@ -2,6 +2,7 @@ import Glibc
 import KernelHeap
 import MemInit
 import PageFrames
+import Scenarios
 
 @inline(__always) func now() -> UInt64 {
   var ts = timespec()
@@ -14,18 +15,11 @@ func median(_ values: [Double]) -> Double {
   return sorted[sorted.count / 2]
 }
 
-/// Deterministic generator (same as the tests).
-struct Rng {
-  var state: UInt64
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
-  mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-  mutating func range(_ lo: Int, _ hi: Int) -> Int { lo + below(hi - lo) }
+/// The tests' deterministic generator, with the two helpers the traces use.
+typealias Rng = SplitMix
+extension SplitMix {
+  init(state: UInt64) { self.init(seed: state) }
+  mutating func range(_ lo: Int, _ hi: Int) -> Int { inRange(lo..<hi) }
 }
 
 let arenaBytes = 1 << 20

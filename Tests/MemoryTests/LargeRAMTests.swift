@@ -1,6 +1,7 @@
 import KernelHeap
 import MemInit
 import PageFrames
+import Scenarios
 import Testing
 
 /// memInit's layout and the page allocator over simulated RAM of real sizes.
@@ -59,7 +60,7 @@ struct LargeRAMTests {
     var frames = buildPageFrames(config, try planLayout(config))
     let total = frames.pageCount
     let initialFree = frames.freePageCount
-    var rng = SplitMixHost(seed: UInt64(size))
+    var rng = SplitMix(seed: UInt64(size))
     var live: [(UnsafeMutableRawPointer, Int)] = []
     for step in 0..<5_000 {
       if live.isEmpty || rng.next() % 2 == 0 {
@@ -115,18 +116,5 @@ struct LargeRAMTests {
     #expect(throws: MemInitError(reason: .ramTooSmall, address: Self.ramBase + 0x30_0000)) { try planLayout(small) }
     small.ramSize = 0x40_0000
     #expect(throws: Never.self) { try planLayout(small) }
-  }
-}
-
-/// The same SplitMix as the scenarios, for host-only tests.
-struct SplitMixHost {
-  var state: UInt64
-  init(seed: UInt64) { state = seed }
-  mutating func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
   }
 }
