@@ -79,10 +79,12 @@ enum Block {
     block.storeBytes(of: checkValue(block, word, previous), toByteOffset: 12, as: UInt32.self)
   }
 
-  /// Rewrites the flags (size and prevSize kept).
+  /// Rewrites `block`'s boundary tag: the size of the block before it and whether that
+  /// block is free (size and other flags kept).
   @inline(__always)
-  static func setFlags(_ block: UnsafeMutableRawPointer, _ flags: UInt64) {
-    write(block, size: size(block), flags: flags, prevSize: prevSize(block))
+  static func setPrevious(_ block: UnsafeMutableRawPointer, size previousSize: Int, free previousFree: Bool) {
+    let kept = flags(block) & ~flagPrevFree
+    write(block, size: size(block), flags: previousFree ? kept | flagPrevFree : kept, prevSize: previousSize)
   }
 
   @inline(__always)

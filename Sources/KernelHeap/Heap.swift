@@ -136,7 +136,7 @@ public struct Heap {
       insertFree(block)
       Block.write(start, size: total - lead, flags: Block.flagFree | Block.flagPrevFree, prevSize: lead)
       let after = Block.next(start)
-      Block.write(after, size: Block.size(after), flags: Block.flags(after), prevSize: total - lead)
+      Block.setPrevious(after, size: total - lead, free: true)
       // One free block became two: one more header.
       control.pointee.freeBlocks += 1
       control.pointee.freeBytes -= Block.headerSize
@@ -200,7 +200,7 @@ public struct Heap {
       control.pointee.usedBytes += merged - current
       Block.write(block, size: merged, flags: Block.flags(block), prevSize: Block.prevSize(block))
       let after = Block.next(block)
-      Block.write(after, size: Block.size(after), flags: Block.flags(after) & ~Block.flagPrevFree, prevSize: merged)
+      Block.setPrevious(after, size: merged, free: false)
       shrink(block, to: need)
       notePeak()
       return pointer
@@ -272,7 +272,7 @@ public struct Heap {
       let restSize = size - need
       Block.write(rest, size: restSize, flags: Block.flagFree, prevSize: need)
       let after = rest + restSize
-      Block.write(after, size: Block.size(after), flags: Block.flags(after) | Block.flagPrevFree, prevSize: restSize)
+      Block.setPrevious(after, size: restSize, free: true)
       insertFree(rest)
       control.pointee.freeBlocks += 1
       control.pointee.freeBytes += restSize - Block.headerSize
@@ -280,7 +280,7 @@ public struct Heap {
     } else {
       Block.write(block, size: size, flags: flags, prevSize: prevSize)
       let after = block + size
-      Block.write(after, size: Block.size(after), flags: Block.flags(after) & ~Block.flagPrevFree, prevSize: size)
+      Block.setPrevious(after, size: size, free: false)
       control.pointee.usedBytes += size - Block.headerSize
     }
     notePeak()
@@ -304,7 +304,7 @@ public struct Heap {
     let tailSize = size - need
     Block.write(tail, size: tailSize, flags: Block.flagFree, prevSize: need)
     let after = tail + tailSize
-    Block.write(after, size: Block.size(after), flags: Block.flags(after) | Block.flagPrevFree, prevSize: tailSize)
+    Block.setPrevious(after, size: tailSize, free: true)
     control.pointee.usedBytes -= tailSize
     control.pointee.freeBytes += tailSize - Block.headerSize
     control.pointee.freeBlocks += 1
@@ -339,7 +339,7 @@ public struct Heap {
     }
     Block.write(start, size: size, flags: (flags & Block.flagPrevFree) | Block.flagFree, prevSize: prevSize)
     let after = start + size
-    Block.write(after, size: Block.size(after), flags: Block.flags(after) | Block.flagPrevFree, prevSize: size)
+    Block.setPrevious(after, size: size, free: true)
     return start
   }
 
