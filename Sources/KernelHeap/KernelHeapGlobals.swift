@@ -36,11 +36,16 @@ public func kmalloc(_ size: UInt32) -> UnsafeMutableRawPointer? {
 /// `badInputHandler` as "kfree: reason address" and changes nothing.
 /// - Complexity: O(1).
 public func kfree(_ pointer: UnsafeMutableRawPointer?) {
+  heapFree(pointer, reportingAs: "kfree")
+}
+
+/// Frees on the kernel heap; bad input goes to `badInputHandler` under `function`.
+func heapFree(_ pointer: UnsafeMutableRawPointer?, reportingAs function: StaticString) {
   guard let heap = kernelHeap else { return }
   do {
     try heap.deallocate(pointer)
   } catch {
-    badInputHandler(BadInputReport(function: "kfree", reason: error.reason.text, address: error.address))
+    badInputHandler(BadInputReport(function: function, reason: error.reason.text, address: error.address))
   }
 }
 
@@ -60,11 +65,17 @@ public func kcalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
 /// A bad pointer is reported as "krealloc: reason address" and nil is returned.
 /// - Complexity: O(1) in place, O(size) when moved.
 public func krealloc(_ pointer: UnsafeMutableRawPointer?, _ size: UInt32) -> UnsafeMutableRawPointer? {
+  heapReallocate(pointer, to: Int(size), reportingAs: "krealloc")
+}
+
+/// Reallocates on the kernel heap; bad input goes to `badInputHandler` under `function`
+/// and returns nil.
+func heapReallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int, reportingAs function: StaticString) -> UnsafeMutableRawPointer? {
   guard let heap = kernelHeap else { return nil }
   do {
-    return try heap.reallocate(pointer, to: Int(size))
+    return try heap.reallocate(pointer, to: size)
   } catch {
-    badInputHandler(BadInputReport(function: "krealloc", reason: error.reason.text, address: error.address))
+    badInputHandler(BadInputReport(function: function, reason: error.reason.text, address: error.address))
     return nil
   }
 }

@@ -4,7 +4,6 @@
 // may not define `malloc`/`free` itself). Host builds keep the C library's allocator,
 // hence the condition.
 #if hasFeature(Embedded)
-import PageFrames
 
 private let errnoENOMEM: Int32 = 12
 private let errnoEINVAL: Int32 = 22
@@ -36,23 +35,12 @@ public func runtimeCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer?
 
 @_cdecl("kheap_realloc")
 public func runtimeRealloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
-  guard let heap = kernelHeap else { return nil }
-  do {
-    return try heap.reallocate(pointer, to: size)
-  } catch {
-    badInputHandler(BadInputReport(function: "kheap_realloc", reason: error.reason.text, address: error.address))
-    return nil
-  }
+  heapReallocate(pointer, to: size, reportingAs: "realloc")
 }
 
 @_cdecl("kheap_free")
 public func runtimeFree(_ pointer: UnsafeMutableRawPointer?) {
-  guard let heap = kernelHeap else { return }
-  do {
-    try heap.deallocate(pointer)
-  } catch {
-    badInputHandler(BadInputReport(function: "free", reason: error.reason.text, address: error.address))
-  }
+  heapFree(pointer, reportingAs: "free")
 }
 
 #endif
