@@ -48,6 +48,11 @@ public struct MemInitConfig {
     self.directMapOffset = directMapOffset
     self.zeroFill = zeroFill
   }
+
+  /// Pointer through the direct map to physical address `physical`.
+  func pointer(toPhysical physical: UInt) -> UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(bitPattern: Int(bitPattern: physical) &+ directMapOffset)!
+  }
 }
 
 /// Why memInit refused to lay out memory.
@@ -121,9 +126,8 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
 ///
 /// - Complexity: O(pages) for zeroing the array; the rest is O(reserved pages + RAM / 4 MiB).
 public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> PageFrameAllocator {
-  let metadata = UnsafeMutableRawPointer(bitPattern: Int(bitPattern: layout.metadataStart) &+ config.directMapOffset)!
   var frames = PageFrameAllocator(
-    base: config.ramBase, pageCount: layout.pageCount, metadata: metadata,
+    base: config.ramBase, pageCount: layout.pageCount, metadata: config.pointer(toPhysical: layout.metadataStart),
     directMapOffset: config.directMapOffset, zeroFill: config.zeroFill)
   frames.reserve(start: config.ramBase, end: config.kernelStart, as: .firmware)
   frames.reserve(start: config.kernelStart, end: config.kernelEnd, as: .kernel)
@@ -162,9 +166,8 @@ private let growKernelHeap: HeapGrowPages = { order in
 public func memInit(_ config: MemInitConfig) throws(MemInitError) -> BootLayout {
   let layout = try planLayout(config)
   kernelPageFrames = buildPageFrames(config, layout)
-  let heapStart = UnsafeMutableRawPointer(bitPattern: Int(bitPattern: layout.heapStart) &+ config.directMapOffset)!
   heapInit(
-    heapStart: heapStart, size: Int(layout.heapEnd - layout.heapStart), zeroFill: config.zeroFill,
+    heapStart: config.pointer(toPhysical: layout.heapStart), size: Int(layout.heapEnd - layout.heapStart), zeroFill: config.zeroFill,
     growPages: growKernelHeap)
   return layout
 }
