@@ -176,16 +176,10 @@ public struct PageFrameAllocator {
     guard order >= 0 && order <= Page.maxOrder else { return nil }
     let index: Int
     if order == 0 && hotHead != PageEntry.none {
-      // Fast path: the most recently freed page, no list or split work.
-      let hot = Int(hotHead)
-      hotHead = entries[hot].next
+      // The most recently freed page: no list or split work.
+      index = Int(hotHead)
+      hotHead = entries[index].next
       hotCount -= 1
-      entries[hot].word = PageEntry.headWord(owner: owner, order: 0)
-      adjustCount(.free, by: -1)
-      adjustCount(owner, by: 1)
-      let page = pointer(toPhysical: address(ofPage: hot))
-      if zeroed { zeroFill(page, Page.size) }
-      return page
     } else {
       var candidates = nonEmptyOrders & ~((1 << UInt32(order)) &- 1)
       if candidates == 0 && hotCount > 0 {
@@ -203,9 +197,8 @@ public struct PageFrameAllocator {
       }
     }
     let pages = 1 << order
-    entries[index].flags = PageEntry.flagBlockHead
-    entries[index].order = order
-    for page in index..<(index + pages) { entries[page].owner = owner }
+    entries[index].word = PageEntry.headWord(owner: owner, order: order)
+    for page in (index + 1)..<(index + pages) { entries[page].owner = owner }
     adjustCount(.free, by: -pages)
     adjustCount(owner, by: pages)
     let run = pointer(toPhysical: address(ofPage: index))
