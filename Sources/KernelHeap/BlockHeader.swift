@@ -79,12 +79,41 @@ enum Block {
     block.storeBytes(of: checkValue(block, word, previous), toByteOffset: 12, as: UInt32.self)
   }
 
+  // Headers that already exist are changed by difference: the check value is XOR-linear
+  // in each field, so `check ^= f(old) ^ f(new)` keeps it right without recomputing it.
+  // A header that was already corrupt therefore stays detectably corrupt instead of
+  // being sealed with a fresh check, and the address term is not recomputed.
+
+  /// Sets `block`'s size and flags, keeping its boundary tag.
+  @inline(__always)
+  static func setSize(_ block: UnsafeMutableRawPointer, _ size: Int, flags: UInt64) {
+    amend(block, word: UInt64(truncatingIfNeeded: size) | flags, previous: block.load(fromByteOffset: 8, as: UInt32.self))
+  }
+
   /// Rewrites `block`'s boundary tag: the size of the block before it and whether that
   /// block is free (size and other flags kept).
   @inline(__always)
   static func setPrevious(_ block: UnsafeMutableRawPointer, size previousSize: Int, free previousFree: Bool) {
-    let kept = flags(block) & ~flagPrevFree
-    write(block, size: size(block), flags: previousFree ? kept | flagPrevFree : kept, prevSize: previousSize)
+    let newWord = (word(block) & ~flagPrevFree) | (previousFree ? flagPrevFree : 0)
+    amend(block, word: newWord, previous: UInt32(truncatingIfNeeded: previousSize >> 4))
+  }
+
+  /// Sets the free flag of a header that a merge swallows, so its old payload pointer
+  /// reads as a double free.
+  @inline(__always)
+  static func markSwallowed(_ block: UnsafeMutableRawPointer) {
+    setSize(block, size(block), flags: flags(block) | flagFree)
+  }
+
+  @inline(__always)
+  private static func amend(_ block: UnsafeMutableRawPointer, word newWord: UInt64, previous newPrevious: UInt32) {
+    let wordChange = word(block) ^ newWord
+    let previousChange = block.load(fromByteOffset: 8, as: UInt32.self) ^ newPrevious
+    let delta = UInt32(truncatingIfNeeded: wordChange) ^ rotate(UInt32(truncatingIfNeeded: wordChange >> 32), 8)
+      ^ rotate(previousChange, 16)
+    block.storeBytes(of: newWord, as: UInt64.self)
+    block.storeBytes(of: newPrevious, toByteOffset: 8, as: UInt32.self)
+    block.storeBytes(of: storedCheck(block) ^ delta, toByteOffset: 12, as: UInt32.self)
   }
 
   @inline(__always)

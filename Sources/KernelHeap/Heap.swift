@@ -12,13 +12,11 @@ struct HeapControl {
   var arenaCount = 0
   /// Bytes of every arena, control block included: what the heap has claimed.
   var claimedBytes = 0
-  /// Payload bytes of allocated blocks (block size - header).
+  /// Payload bytes of allocated blocks (block size - header). Free bytes and counts
+  /// are not kept: `statistics` derives them, so the fast paths update two counters.
   var usedBytes = 0
   var peakUsedBytes = 0
-  /// Payload bytes of free blocks.
-  var freeBytes = 0
   var allocatedBlocks = 0
-  var freeBlocks = 0
   var growthCeiling = 0
   var growPages: HeapGrowPages?
   var zeroFill: ZeroFill
@@ -137,9 +135,6 @@ public struct Heap {
       Block.write(start, size: total - lead, flags: Block.flagFree | Block.flagPrevFree, prevSize: lead)
       let after = Block.next(start)
       Block.setPrevious(after, size: total - lead, free: true)
-      // One free block became two: one more header.
-      control.pointee.freeBlocks += 1
-      control.pointee.freeBytes -= Block.headerSize
     }
     return Block.payload(take(start, need: need))
   }
@@ -162,11 +157,8 @@ public struct Heap {
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
     let block = try validate(pointer)
-    let size = Block.size(block)
-    control.pointee.usedBytes -= size - Block.headerSize
-    control.pointee.allocatedBlocks -= 1
-    control.pointee.freeBytes += size - Block.headerSize
-    control.pointee.freeBlocks += 1
+    control.pointee.usedBytes &-= Block.size(block) - Block.headerSize
+    control.pointee.allocatedBlocks &-= 1
     insertFree(coalesce(block))
   }
 
@@ -195,10 +187,8 @@ public struct Heap {
     if Block.isFree(next) && current + Block.size(next) >= need {
       removeFree(next)
       let merged = current + Block.size(next)
-      control.pointee.freeBytes -= Block.size(next) - Block.headerSize
-      control.pointee.freeBlocks -= 1
-      control.pointee.usedBytes += merged - current
-      Block.write(block, size: merged, flags: Block.flags(block), prevSize: Block.prevSize(block))
+      control.pointee.usedBytes &+= merged - current
+      Block.setSize(block, merged, flags: Block.flags(block))
       let after = Block.next(block)
       Block.setPrevious(after, size: merged, free: false)
       shrink(block, to: need)
@@ -219,6 +209,7 @@ public struct Heap {
   // MARK: Validation
 
   /// The header of a payload that may be freed, after every check.
+  @inline(__always)
   func validate(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> UnsafeMutableRawPointer {
     let address = UInt(bitPattern: pointer)
     // Critical: alignment first, then bounds, then the header (never read outside the heap).
@@ -261,27 +252,22 @@ public struct Heap {
   @inline(__always)
   private func take(_ block: UnsafeMutableRawPointer, need: Int) -> UnsafeMutableRawPointer {
     let size = Block.size(block)
-    let prevSize = Block.prevSize(block)
     let flags = Block.flags(block) & Block.flagPrevFree
-    control.pointee.freeBlocks -= 1
-    control.pointee.freeBytes -= size - Block.headerSize
-    control.pointee.allocatedBlocks += 1
+    control.pointee.allocatedBlocks &+= 1
     if size - need >= Block.minimumSize {
-      Block.write(block, size: need, flags: flags, prevSize: prevSize)
+      Block.setSize(block, need, flags: flags)
       let rest = block + need
       let restSize = size - need
       Block.write(rest, size: restSize, flags: Block.flagFree, prevSize: need)
       let after = rest + restSize
       Block.setPrevious(after, size: restSize, free: true)
       insertFree(rest)
-      control.pointee.freeBlocks += 1
-      control.pointee.freeBytes += restSize - Block.headerSize
-      control.pointee.usedBytes += need - Block.headerSize
+      control.pointee.usedBytes &+= need - Block.headerSize
     } else {
-      Block.write(block, size: size, flags: flags, prevSize: prevSize)
+      Block.setSize(block, size, flags: flags)
       let after = block + size
       Block.setPrevious(after, size: size, free: false)
-      control.pointee.usedBytes += size - Block.headerSize
+      control.pointee.usedBytes &+= size - Block.headerSize
     }
     notePeak()
     return block
@@ -299,15 +285,13 @@ public struct Heap {
   private func shrink(_ block: UnsafeMutableRawPointer, to need: Int) {
     let size = Block.size(block)
     guard size - need >= Block.minimumSize else { return }
-    Block.write(block, size: need, flags: Block.flags(block), prevSize: Block.prevSize(block))
+    Block.setSize(block, need, flags: Block.flags(block))
     let tail = block + need
     let tailSize = size - need
     Block.write(tail, size: tailSize, flags: Block.flagFree, prevSize: need)
     let after = tail + tailSize
     Block.setPrevious(after, size: tailSize, free: true)
-    control.pointee.usedBytes -= tailSize
-    control.pointee.freeBytes += tailSize - Block.headerSize
-    control.pointee.freeBlocks += 1
+    control.pointee.usedBytes &-= tailSize
     insertFree(coalesce(tail))
   }
 
@@ -319,35 +303,25 @@ public struct Heap {
   private func coalesce(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
     var start = block
     var size = Block.size(block)
-    var prevSize = Block.prevSize(block)
+    let prevSize = Block.prevSize(block)
     var flags = Block.flags(block)
     let next = block + size
     if Block.isFree(next) {
       removeFree(next)
       size += Block.size(next)
-      mergedAway()
     }
     if flags & Block.flagPrevFree != 0 {
-      Block.write(block, size: Block.size(block), flags: flags | Block.flagFree, prevSize: prevSize)
+      Block.markSwallowed(block)
       let previous = block - prevSize
       removeFree(previous)
       size += Block.size(previous)
-      mergedAway()
       start = previous
-      prevSize = Block.prevSize(previous)
       flags = Block.flags(previous)
     }
-    Block.write(start, size: size, flags: (flags & Block.flagPrevFree) | Block.flagFree, prevSize: prevSize)
+    Block.setSize(start, size, flags: (flags & Block.flagPrevFree) | Block.flagFree)
     let after = start + size
     Block.setPrevious(after, size: size, free: true)
     return start
-  }
-
-  /// Two free blocks became one: one header fewer.
-  @inline(__always)
-  private func mergedAway() {
-    control.pointee.freeBlocks -= 1
-    control.pointee.freeBytes += Block.headerSize
   }
 
   // MARK: Free lists
@@ -368,9 +342,7 @@ public struct Heap {
       }
       if secondMap != 0 {
         second = secondMap.trailingZeroBitCount
-        let block = heads[first * SizeClass.secondLevelCount + second]!
-        removeFree(block)
-        return block
+        return popHead(first, second)
       }
     }
     return scanOwnClass(need)
@@ -404,6 +376,24 @@ public struct Heap {
     heads[slot] = block
     secondLevelBitmaps[first] |= 1 << UInt32(second)
     control.pointee.firstLevelBitmap |= 1 << UInt32(first)
+  }
+
+  /// Takes the head off class (first, second)'s list, which must be non-empty.
+  @inline(__always)
+  private func popHead(_ first: Int, _ second: Int) -> UnsafeMutableRawPointer {
+    let slot = first * SizeClass.secondLevelCount + second
+    let block = heads[slot]!
+    let next = Block.nextFree(block)
+    heads[slot] = next
+    if let next {
+      Block.setPrevFree(next, nil)
+    } else {
+      secondLevelBitmaps[first] &= ~(1 << UInt32(second))
+      if secondLevelBitmaps[first] == 0 {
+        control.pointee.firstLevelBitmap &= ~(1 << UInt32(first))
+      }
+    }
+    return block
   }
 
   @inline(__always)
@@ -444,8 +434,8 @@ public struct Heap {
         Block.write(start + size - Block.headerSize, size: 0, flags: Block.flagSentinel, prevSize: size)
         arenas[index].end = address + UInt(size)
         control.pointee.claimedBytes += size
-        control.pointee.usedBytes += size - Block.headerSize
-        control.pointee.allocatedBlocks += 1
+        control.pointee.usedBytes &+= size - Block.headerSize
+        control.pointee.allocatedBlocks &+= 1
         try? deallocate(Block.payload(sentinel))
         return true
       }
@@ -458,8 +448,6 @@ public struct Heap {
     arenas[control.pointee.arenaCount] = (address, address + UInt(size))
     control.pointee.arenaCount += 1
     control.pointee.claimedBytes += size
-    control.pointee.freeBlocks += 1
-    control.pointee.freeBytes += blockSize - Block.headerSize
     insertFree(start)
     return true
   }

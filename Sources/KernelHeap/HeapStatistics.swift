@@ -18,26 +18,38 @@ public struct HeapStatistics: Sendable, Equatable {
 }
 
 extension Heap {
-  /// The current statistics.
-  /// - Complexity: O(1) except the largest free block: one scan of the highest
-  ///   non-empty size class's list.
+  /// The current statistics. Used bytes, the peak, claimed bytes and the allocated
+  /// count are kept as the heap runs; free bytes, the free count and the largest free
+  /// block come from a walk, which keeps them off kmalloc's and kfree's paths.
+  /// - Complexity: O(blocks).
   public var statistics: HeapStatistics {
     let c = control.pointee
-    var largest = 0
-    if c.firstLevelBitmap != 0 {
-      let first = 31 - c.firstLevelBitmap.leadingZeroBitCount
-      let second = 31 - secondLevelBitmaps[first].leadingZeroBitCount
-      var block = heads[first * SizeClass.secondLevelCount + second]
-      while let current = block {
-        largest = max(largest, Block.size(current) - Block.headerSize)
-        block = Block.nextFree(current)
+    var free = 0, freeCount = 0, largest = 0
+    forEachBlock { block in
+      if Block.isFree(block) {
+        let payload = Block.size(block) - Block.headerSize
+        free += payload
+        freeCount += 1
+        largest = max(largest, payload)
       }
     }
     return HeapStatistics(
-      claimedBytes: c.claimedBytes, usedBytes: c.usedBytes, freeBytes: c.freeBytes,
-      overheadBytes: c.claimedBytes - c.usedBytes - c.freeBytes, peakUsedBytes: c.peakUsedBytes,
-      allocatedBlocks: c.allocatedBlocks, freeBlocks: c.freeBlocks, largestFreeBlock: largest,
+      claimedBytes: c.claimedBytes, usedBytes: c.usedBytes, freeBytes: free,
+      overheadBytes: c.claimedBytes - c.usedBytes - free, peakUsedBytes: c.peakUsedBytes,
+      allocatedBlocks: c.allocatedBlocks, freeBlocks: freeCount, largestFreeBlock: largest,
       arenas: c.arenaCount)
+  }
+
+  /// Calls `body` with every block of every arena in address order, sentinels excluded.
+  /// Assumes intact headers (`check()` is the walk that trusts nothing).
+  func forEachBlock(_ body: (UnsafeMutableRawPointer) -> Void) {
+    for index in 0..<control.pointee.arenaCount {
+      var block = UnsafeMutableRawPointer(bitPattern: arenas[index].start)!
+      while Block.flags(block) & Block.flagSentinel == 0 {
+        body(block)
+        block += Block.size(block)
+      }
+    }
   }
 
   /// The arenas as (first block address, end) pairs.

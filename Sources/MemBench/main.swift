@@ -7,9 +7,20 @@ import PageFrames
 
 let json = CommandLine.arguments.contains("--json")
 let quick = CommandLine.arguments.contains("--quick")
+/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages).
+let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
+  i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
+}
+func wanted(_ workload: String) -> Bool { only == nil || only == workload }
+/// `--allocator A,B`: measure just these allocators (project, seed-list, glibc).
+let onlyAllocators: [Substring]? = CommandLine.arguments.firstIndex(of: "--allocator").flatMap { i in
+  i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1].split(separator: ",") : nil
+}
 var results: [(workload: String, parameter: String, allocator: String, metric: String, value: Double)] = []
 
-func record(_ workload: String, _ parameter: String, _ allocator: String, _ metric: String, _ value: Double) {
+func record(_ workload: String, _ parameter: String, _ allocator: String, _ metric: String, _ value: @autoclosure () -> Double) {
+  if let onlyAllocators, !onlyAllocators.contains(Substring(allocator)), !allocator.contains("/") { return }
+  let value = value()
   results.append((workload, parameter, allocator, metric, value))
   if json {
     print("{\"workload\":\"\(workload)\",\"parameter\":\"\(parameter)\",\"allocator\":\"\(allocator)\",\"metric\":\"\(metric)\",\"value\":\(value)}")
@@ -25,7 +36,7 @@ extension Array where Element == (workload: String, parameter: String, allocator
 let repetitions = quick ? 3 : 5
 
 // 1. LIFO micro.
-for size in [16, 64, 256, 1024, 4096] {
+for size in [16, 64, 256, 1024, 4096] where wanted("lifo") {
   let iterations = quick ? 200_000 : 2_000_000
   var project = ProjectHeap(bytes: arenaBytes)
   var seed = SeedBestFitList(bytes: arenaBytes)
@@ -36,7 +47,7 @@ for size in [16, 64, 256, 1024, 4096] {
 }
 
 // 2. Random actions, talc-style.
-for max in [200, 1000, 3000] {
+for max in [200, 1000, 3000] where wanted("random") {
   let trace = randomTrace(max: max, operations: quick ? 200_000 : 2_000_000, seed: UInt64(max))
   var project = ProjectHeap(bytes: arenaBytes)
   var seed = SeedBestFitList(bytes: arenaBytes)
@@ -47,7 +58,7 @@ for max in [200, 1000, 3000] {
 }
 
 // 3. Heap efficiency at the first failure.
-for max in [1000, 4096] {
+for max in [1000, 4096] where wanted("efficiency") {
   let trials = 50
   var projectValues: [Double] = [], seedValues: [Double] = []
   for trial in 0..<trials {
@@ -63,7 +74,7 @@ for max in [1000, 4096] {
 }
 
 // 4. Scaling with free holes present.
-for holes in [10, 100, 1000, 5000] {
+for holes in [10, 100, 1000, 5000] where wanted("scaling") {
   let iterations = quick ? 20_000 : 200_000
   var project = ProjectHeap(bytes: arenaBytes)
   var seed = SeedBestFitList(bytes: arenaBytes)
@@ -74,7 +85,7 @@ for holes in [10, 100, 1000, 5000] {
 }
 
 // 5. Page frames.
-do {
+if wanted("pages") {
   let simulated = SimulatedFrames(bytes: 1 << 30)
   var frames = simulated.frames  // a local handle: no class-property access checks in the loop
   let iterations = quick ? 200_000 : 2_000_000
@@ -103,7 +114,7 @@ do {
   record("pages", "random-orders-0-10", "project", "ns/op", Double(now() - start) / Double(operations))
   for (run, order) in live { try! frames.freePages(run, order: order) }
 }
-for (label, bytes) in [("128MiB", 128 << 20), ("1GiB", 1 << 30), ("4GiB", 4 << 30)] {
+for (label, bytes) in [("128MiB", 128 << 20), ("1GiB", 1 << 30), ("4GiB", 4 << 30)] where wanted("pages") {
   record("meminit", label, "project", "ms", median((0..<repetitions).map { _ in memInitMilliseconds(bytes: bytes) }))
 }
 

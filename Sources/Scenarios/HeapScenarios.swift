@@ -213,6 +213,32 @@ func heapScenarios() -> [Scenario] {
       for p in live { try? heap.deallocate(p) }
       expectPristine(heap, &e, "heap not pristine after statistics run")
     },
+    Scenario("heap.draw_map") { memory, e in
+      // An arena of 16 KiB plus the sentinel: 16 cells of 1 KiB and a last cell that is
+      // only the sentinel.
+      let heap = Heap(start: memory.base, size: Heap.controlBytes + (16 << 10) + 16, zeroFill: memory.zeroFill)!
+      let first = heap.allocate(4096 - 16)!
+      let second = heap.allocate(4096 - 16)!
+      try? heap.deallocate(first)
+      var drawn: [UInt8] = []
+      heap.drawMap(cellBytes: 1024) { drawn.append($0) }
+      // "0x" + 12 hex digits of the arena's start, a space, the cells, a newline.
+      var expected: [UInt8] = [48, 120]
+      let start = heap.arenaRanges[0].start
+      for shift in stride(from: 44, through: 0, by: -4) {
+        let digit = UInt8((start >> UInt(shift)) & 0xF)
+        expected.append(digit < 10 ? 48 + digit : 87 + digit)
+      }
+      expected.append(32)
+      for cell in 0..<17 {
+        expected.append(cell == 16 ? 124 : (cell >= 4 && cell < 8) ? 35 : 46)  // | # .
+      }
+      expected.append(10)
+      e.expect(drawn == expected, "map differs from . x4, # x4, . x8, |", UInt(drawn.count))
+      e.expect(UInt(bitPattern: second) == start + 4096 + 16, "second block follows the first", address(second))
+      try? heap.deallocate(second)
+      expectPristine(heap, &e, "heap not pristine after the map")
+    },
     Scenario("heap.growth_from_pages") { memory, e in
       // A heap of 64 KiB that grows from a page allocator over the rest of the memory.
       var frames = PageFrameAllocator(
