@@ -3,12 +3,15 @@
 #   make test                                 host swift test + every QEMU boot test
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make bench [JSON=1]                       host benchmark against the seed list and glibc
+#   make fuzz [SECONDS=60]                    libFuzzer + AddressSanitizer on the model run
+#   make asan-test                            the host tests under AddressSanitizer
 
 BOARD ?= raspi3b
 MEM ?= 1G
 SWIFT ?= swift
 QEMU ?= qemu-system-aarch64
 PYTHON ?= python3
+SECONDS ?= 60
 
 SCRATCH = .build-$(BOARD)
 KERNEL = $(SCRATCH)/release/kernel
@@ -20,7 +23,7 @@ QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   -semihosting-config enable=on,target=native
 
-.PHONY: all kernel testkernel run debug test host-test qemu-test qemu bench clean
+.PHONY: all kernel testkernel run debug test host-test qemu-test qemu bench fuzz asan-test clean
 
 all: kernel
 
@@ -59,5 +62,18 @@ qemu-test: qemu
 bench:
 	$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,)
 
+# New inputs go to .build-fuzz/corpus, crashes to .build-fuzz/findings; Fuzz/corpus is
+# the committed seed corpus (swift test replays it).
+fuzz:
+	$(SWIFT) build -c release --sanitize=fuzzer --sanitize=address --product heapfuzz \
+	  --scratch-path .build-fuzz -Xswiftc -DFUZZING
+	mkdir -p .build-fuzz/corpus .build-fuzz/findings
+	.build-fuzz/release/heapfuzz -max_total_time=$(SECONDS) -print_final_stats=1 \
+	  -artifact_prefix=.build-fuzz/findings/ .build-fuzz/corpus Fuzz/corpus
+
+# LeakSanitizer skips only the XCTest runner's own objects (scripts/lsan.supp).
+asan-test:
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
+
 clean:
-	rm -rf .build .build-raspi3b .build-virt .build-bench
+	rm -rf .build .build-raspi3b .build-virt .build-bench .build-fuzz .build-asan

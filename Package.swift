@@ -13,6 +13,7 @@ let package = Package(
     .executable(name: "kernel", targets: ["Kernel"]),
     .executable(name: "testkernel", targets: ["TestKernel"]),
     .executable(name: "membench", targets: ["MemBench"]),
+    .executable(name: "heapfuzz", targets: ["HeapFuzz"]),
   ],
   targets: [
     // Portable: no architecture code, host Swift and Embedded Swift from one source.
@@ -35,6 +36,9 @@ let package = Package(
 
     // Host-only benchmark (`make bench`).
     .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
+
+    // Host-only libFuzzer target (`make fuzz`); a plain build replays inputs.
+    .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios"]),
 
     .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
   ],

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""`make test`: the host suite (swift test), then every QEMU boot test.
+"""`make test`: the host suite (swift test), every QEMU boot test, a 60 s fuzz run and
+the host suite again under AddressSanitizer.
 
 Each boot has a time limit. A boot fails on a FAIL line, a missing summary, a crash, a
 hang or a non-zero exit status. The harness self-test boots the test kernel with a
 deliberately failing case and passes only if that boot is reported as failing.
-Ends with one line: `N passed, N failed` (host tests + guest cases + boots).
+Ends with one line: `N passed, N failed` (host tests + guest cases + boots + the fuzz
+run + the sanitizer run).
 """
 import re
 import subprocess
@@ -104,6 +106,34 @@ def boot(board, mem, product, args, expect_success, timeout):
         count(noticed, f"{label}: failing guest check detected (exit {status})")
 
 
+def fuzz(seconds):
+    """`make fuzz` for `seconds`: passes when libFuzzer ends without a finding."""
+    print(f"== fuzz: heapfuzz for {seconds} s (libFuzzer + AddressSanitizer)", flush=True)
+    started = time.time()
+    proc = subprocess.run(["make", "-s", "fuzz", f"SECONDS={seconds}"], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout
+    runs = re.search(r"stat::number_of_executed_units:\s+(\d+)", out)
+    ok = proc.returncode == 0 and runs is not None
+    if not ok:
+        print(out[-4000:])
+    count(ok, f"fuzz {seconds} s: {runs.group(1) if runs else '?'} inputs, exit {proc.returncode}, "
+              f"{time.time() - started:.0f} s with the build")
+
+
+def asan_tests():
+    """The host suite under AddressSanitizer: passes when `swift test` does."""
+    print("== host: swift test --sanitize=address", flush=True)
+    started = time.time()
+    proc = subprocess.run(["make", "-s", "asan-test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout
+    cases = len(re.findall(r"^✔ Test (?!run with).* passed after", out, re.M))
+    ok = proc.returncode == 0 and "Sanitizer" not in out
+    if not ok:
+        print(out[-4000:])
+    count(ok, f"host tests under AddressSanitizer: {cases} cases, exit {proc.returncode}, {time.time() - started:.0f} s")
+
+
 def main():
     if "--skip-host" not in sys.argv:
         host_tests()
@@ -116,6 +146,9 @@ def main():
                 return 1
     for spec in BOOTS:
         boot(*spec)
+    if "--skip-host" not in sys.argv:
+        fuzz(60)
+        asan_tests()
     print(f"{passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

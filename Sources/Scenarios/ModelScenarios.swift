@@ -18,8 +18,19 @@ public let modelOperationsPerSeed = 10_000
 /// At the end everything is freed: one free block per arena, every page back.
 /// Failures carry the seed as their value, so a run can be replayed.
 public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ e: inout Expectations) {
-  let seedValue = UInt(truncatingIfNeeded: seed)
   var rng = SplitMix(seed: seed)
+  runModel(memory, source: &rng, operations: operations, failureValue: UInt(truncatingIfNeeded: seed), &e)
+}
+
+/// The model run with its choices drawn from `source` (a generator or a fuzzer's bytes),
+/// for at most `operations` operations or until the source runs dry. Besides valid
+/// operations it tries bad ones and expects each to be refused with the structures intact:
+/// freeing a recently freed pointer that is not live again, an interior or misaligned
+/// pointer, a pointer outside the heap, and freeing a page run twice.
+public func runModel<Source: OperationSource>(
+  _ memory: ScenarioMemory, source rng: inout Source, operations: Int, failureValue seedValue: UInt,
+  _ e: inout Expectations
+) {
   let ramPages = 512
   var frames = PageFrameAllocator(
     base: simulatedBase, pageCount: ramPages, metadata: memory.base + (3 << 20),
@@ -34,6 +45,9 @@ public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ 
   let heap = Heap(start: memory.base, size: arena, zeroFill: memory.zeroFill, growPages: growFromSource, growthCeiling: 1 << 20)!
   var live: [ShadowBlock] = []
   var pages: [(UnsafeMutableRawPointer, Int)] = []
+  /// Recently freed payloads and page runs, for the double-free attempts.
+  var freed: [UnsafeMutableRawPointer] = []
+  var freedPages: [(UnsafeMutableRawPointer, Int)] = []
   var tag: UInt8 = 0
 
   func overlaps(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
@@ -57,9 +71,23 @@ public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ 
     return bytes[block.size - 1] == block.tag
   }
 
-  for _ in 0..<operations {
+  func remember<T>(_ list: inout [T], _ item: T) {
+    if list.count == 8 { list.remove(at: 0) }
+    list.append(item)
+  }
+
+  func expectRefused(_ pointer: UnsafeMutableRawPointer, _ e: inout Expectations) {
+    do throws(HeapError) {
+      try heap.deallocate(pointer)
+      e.expect(false, "model: bad free accepted (seed)", seedValue)
+    } catch {}
+  }
+
+  var step = 0
+  while step < operations && !rng.exhausted {
+    step += 1
     let action = rng.below(100)
-    if action < 45 || live.isEmpty {
+    if action < 42 || live.isEmpty {
       // Sizes: mostly small, some large, a few beyond 2x the arena.
       let kind = rng.below(100)
       let size = kind < 70 ? rng.below(256) : kind < 95 ? rng.below(8192) : rng.below(2 * arena)
@@ -71,11 +99,12 @@ public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ 
         p.initializeMemory(as: UInt8.self, repeating: tag, count: size)
         live.append(ShadowBlock(pointer: p, size: size, tag: tag))
       }
-    } else if action < 80 {
+    } else if action < 74 {
       let block = live.remove(at: rng.below(live.count))
       e.expect(intact(block), "model: contents changed under an allocation (seed)", seedValue)
       do throws(HeapError) { try heap.deallocate(block.pointer) } catch { e.expect(false, "model: valid free refused (seed)", seedValue) }
-    } else if action < 90 {
+      remember(&freed, block.pointer)
+    } else if action < 84 {
       let index = rng.below(live.count)
       let block = live[index]
       let size = rng.below(4096)
@@ -94,12 +123,42 @@ public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ 
       } catch {
         e.expect(false, "model: realloc refused a live block (seed)", seedValue)
       }
-    } else if action < 95 || pages.isEmpty {
+    } else if action < 90 || pages.isEmpty && action < 95 {
       let order = rng.below(4)
       if let run = slot.pointee.allocPages(order: order, zeroed: false) { pages.append((run, order)) }
-    } else {
+    } else if action < 95 {
       let (run, order) = pages.remove(at: rng.below(pages.count))
       do throws(PageFrameError) { try slot.pointee.freePages(run, order: order) } catch { e.expect(false, "model: page free refused (seed)", seedValue) }
+      remember(&freedPages, (run, order))
+    } else {
+      switch rng.below(4) {
+      case 0:
+        // A stale pointer, unless the heap has handed that address out again.
+        if !freed.isEmpty {
+          let stale = freed[rng.below(freed.count)]
+          if !live.contains(where: { $0.pointer == stale }) { expectRefused(stale, &e) }
+        }
+      case 1:
+        // Inside a live block: a 16-byte step into its tagged bytes, or 8 bytes off.
+        let block = live[rng.below(live.count)]
+        if block.size >= 16 {
+          expectRefused(block.pointer + 16 * rng.inRange(1..<(block.size / 16 + 1)), &e)
+        }
+        expectRefused(block.pointer + 8, &e)
+      case 2:
+        // Memory the heap never owned: the end of the scenario memory.
+        expectRefused(memory.base + (memory.bytes - Page.size + 16 * rng.below(200)), &e)
+      default:
+        if !freedPages.isEmpty {
+          let (run, order) = freedPages[rng.below(freedPages.count)]
+          if !pages.contains(where: { $0.0 == run }) {
+            do throws(PageFrameError) {
+              try slot.pointee.freePages(run, order: order)
+              e.expect(false, "model: page double free accepted (seed)", seedValue)
+            } catch {}
+          }
+        }
+      }
     }
     if let failure = heap.check() { e.expect(false, failure.reason, seedValue) }
     var held = 0

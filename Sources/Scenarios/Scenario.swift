@@ -55,8 +55,44 @@ public struct Scenario {
   }
 }
 
+/// Where a model run draws its choices from: a seeded generator, or a fuzzer's bytes.
+public protocol OperationSource {
+  /// In 0..<bound (bound > 0).
+  mutating func below(_ bound: Int) -> Int
+  /// No more choices: the run stops (a generator never runs dry).
+  var exhausted: Bool { get }
+}
+
+extension OperationSource {
+  /// In range.
+  public mutating func inRange(_ range: Range<Int>) -> Int { range.lowerBound + below(range.count) }
+}
+
+/// A fuzzer's input read as a stream of choices: each choice takes as many bytes as its
+/// bound needs (little-endian) and reduces them modulo the bound. Past the end every
+/// choice is 0 and `exhausted` is true.
+public struct ByteSource: OperationSource {
+  let bytes: UnsafeRawBufferPointer
+  var offset = 0
+
+  public init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+  public var exhausted: Bool { offset >= bytes.count }
+
+  public mutating func below(_ bound: Int) -> Int {
+    var value: UInt64 = 0
+    var range: UInt64 = 1
+    while range < UInt64(bound) && offset < bytes.count {
+      value = value << 8 | UInt64(bytes[offset])
+      range <<= 8
+      offset += 1
+    }
+    return Int(value % UInt64(bound))
+  }
+}
+
 /// A small deterministic generator (SplitMix64): same seed, same sequence, on every target.
-public struct SplitMix {
+public struct SplitMix: OperationSource {
   var state: UInt64
   public init(seed: UInt64) { state = seed }
 
@@ -71,6 +107,5 @@ public struct SplitMix {
   /// Uniform in 0..<bound (bound > 0).
   public mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 
-  /// Uniform in range.
-  public mutating func inRange(_ range: Range<Int>) -> Int { range.lowerBound + below(range.count) }
+  public var exhausted: Bool { false }
 }
