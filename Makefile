@@ -3,6 +3,8 @@
 #   make test                                 host swift test + every QEMU boot test
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make bench [JSON=1]                       host benchmark against the seed list and glibc
+#   make bench-qemu                           guest instructions per operation (-icount)
+#   make bench-plot                           PNG plots of `make bench` into docs/
 #   make fuzz [SECONDS=60]                    libFuzzer + AddressSanitizer on the model run
 #   make asan-test                            the host tests under AddressSanitizer
 
@@ -23,7 +25,7 @@ QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   -semihosting-config enable=on,target=native
 
-.PHONY: all kernel testkernel run debug test host-test qemu-test qemu bench fuzz asan-test clean
+.PHONY: all kernel testkernel run debug test host-test qemu-test qemu bench bench-qemu bench-plot fuzz asan-test clean
 
 all: kernel
 
@@ -61,6 +63,15 @@ qemu-test: qemu
 
 bench:
 	$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,)
+
+bench-qemu: qemu
+	$(PYTHON) scripts/bench_qemu.py $(if $(JSON),--json,)
+
+# matplotlib comes from PyPI when it is missing.
+bench-plot:
+	@$(PYTHON) -c "import matplotlib" 2>/dev/null || $(PYTHON) -m pip install -q matplotlib
+	$(SWIFT) run -c release --scratch-path .build-bench membench --json > docs/bench.jsonl
+	$(PYTHON) scripts/bench_plot.py docs/bench.jsonl docs
 
 # New inputs go to .build-fuzz/corpus, crashes to .build-fuzz/findings; Fuzz/corpus is
 # the committed seed corpus (swift test replays it).

@@ -19,6 +19,11 @@ void *memset(void *dest, int value, size_t count) {
   return dest;
 }
 
+void arch_zero_bytes(void *ptr, size_t size) {
+  volatile uint8_t *p = ptr;
+  for (size_t i = 0; i < size; i++) p[i] = 0;
+}
+
 void *memcpy(void *restrict dest, const void *restrict src, size_t count) {
   uint8_t *d = dest;
   const uint8_t *s = src;

@@ -5,6 +5,13 @@
 
 #ifdef ARCH_BARE_METAL
 
+// This file runs before the MMU is on, when unaligned accesses fault: its functions are
+// compiled with strict alignment. Everything else runs with the MMU on (Normal memory),
+// where unaligned accesses are legal, and is compiled without it. Swift's clang importer
+// receives the toolset's C flags, so a global -mstrict-align there would also split
+// every Swift storeBytes into byte stores.
+#pragma clang attribute push(__attribute__((target("strict-align"))), apply_to = function)
+
 #define ENTRIES 512
 #define GIB (1ull << 30)
 #define MIB2 (1ull << 21)
@@ -82,5 +89,7 @@ void arch_mmu_enable(void) {
   sctlr |= SCTLR_M | SCTLR_C | SCTLR_I;
   __asm__ volatile("msr sctlr_el1, %0\n isb" : : "r"(sctlr) : "memory");
 }
+
+#pragma clang attribute pop
 
 #endif

@@ -6,6 +6,9 @@ import KernelHeap
 @_exported import MemInit
 @_exported import PageFrames
 
+/// Virtual nanoseconds memInit took at boot: guest instructions under `-icount shift=0`.
+public nonisolated(unsafe) var bootMemInitNanoseconds: UInt64 = 0
+
 /// Brings up memory and prints the banner and the memory map. Returns the layout.
 /// Panics ("memInit: reason address") if RAM cannot hold the kernel, array and heap.
 @discardableResult
@@ -44,11 +47,13 @@ public func bootMemory() -> BootLayout {
     ramBase: ram.ramBase, ramSize: ram.ramSize, kernelStart: image.start, kernelEnd: image.end,
     dtbStart: ram.dtbStart, dtbEnd: ram.dtbEnd, zeroFill: Platform.zeroFill)
   let layout: BootLayout
+  let memInitStart = Clock.ticks
   do {
     layout = try memInit(config)
   } catch {
     Machine.panic("memInit", error.reason.text, error.address)
   }
+  bootMemInitNanoseconds = Clock.nanoseconds(since: memInitStart)
 
   // 4. Report: the memory map, each kind's range and page count, and the total.
   printMemoryMap(MemoryMap(kernelPageFrames!))

@@ -1,7 +1,8 @@
 // The test kernel: boots like the kernel, then runs the shared scenarios and the
 // kernel-only cases, printing one line per case and `N passed, N failed`. QEMU exits
 // with 0 only if every case passed. Semihosting argument `fail-on-purpose` adds a
-// failing case, to prove the harness notices.
+// failing case, to prove the harness notices; `bench` runs the guest benchmark
+// (GuestBench.swift) instead of the cases.
 #if arch(arm64) && os(none)
 import Arch
 import ArchSupport
@@ -10,6 +11,20 @@ import KernelHeap
 import Scenarios
 
 bootMemory()
+
+/// Whether the semihosting command line contains `word`.
+func argumentGiven(_ word: StaticString) -> Bool {
+  var commandLine: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+  let length = withUnsafeMutableBytes(of: &commandLine) { raw in
+    Machine.commandLine(into: raw.bindMemory(to: UInt8.self))
+  }
+  return withUnsafeBytes(of: &commandLine) { contains($0, length, word) }
+}
+
+if argumentGiven("bench") {
+  guestBench()
+  Machine.exit(0)
+}
 kput("test kernel\n")
 
 nonisolated(unsafe) var passed = 0
@@ -67,11 +82,7 @@ report("kernel.kmalloc_kfree", kmallocCase())
 report("kernel.bad_input_reports", badInputCase())
 report("kernel.swift_runtime_on_heap", swiftRuntimeCase())
 
-var commandLine: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-let length = withUnsafeMutableBytes(of: &commandLine) { raw in
-  Machine.commandLine(into: raw.bindMemory(to: UInt8.self))
-}
-if withUnsafeBytes(of: &commandLine, { contains($0, length, "fail-on-purpose") }) {
+if argumentGiven("fail-on-purpose") {
   var e = Expectations()
   e.expect(1 + 1 == 3, "deliberate failure for the harness self-test", 0)
   report("harness.fail_on_purpose", e)

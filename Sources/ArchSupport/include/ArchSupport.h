@@ -18,6 +18,10 @@ extern "C" {
 /// Any alignment, any size. Assembly: bzero.S.
 void bzero(void *ptr, size_t size);
 
+/// The byte-at-a-time reference zero fill (one volatile byte store per byte), for
+/// comparing bzero against in tests and the guest benchmark. libc.c.
+void arch_zero_bytes(void *ptr, size_t size);
+
 /// Ends the QEMU process with `code` as its exit status (semihosting SYS_EXIT,
 /// ADP_Stopped_ApplicationExit). Never returns.
 void arch_exit(int code) __attribute__((noreturn));

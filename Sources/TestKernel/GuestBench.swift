@@ -1,0 +1,90 @@
+// `make bench-qemu`: guest instructions per operation, counted with QEMU's
+// `-icount shift=0` (one virtual nanosecond per instruction, deterministic). Each figure
+// includes its loop's few instructions of overhead.
+#if arch(arm64) && os(none)
+import Arch
+import ArchSupport
+import KernelBoot
+import KernelHeap
+import Scenarios
+
+/// Prints `bench <name>: <instructions per op> instructions/op (<ops> ops)`.
+func reportBench(_ name: StaticString, instructions: UInt64, operations: Int) {
+  kput("bench ")
+  kput(name)
+  kput(": ")
+  kputDecimal(UInt((instructions + UInt64(operations / 2)) / UInt64(operations)))
+  kput(" instructions/op (")
+  kputDecimal(UInt(operations))
+  kput(" ops)\n")
+}
+
+/// Runs `body` `operations` times' worth (body does the loop) and reports the count.
+func measure(_ name: StaticString, operations: Int, _ body: () -> Void) {
+  let start = Clock.ticks
+  body()
+  reportBench(name, instructions: Clock.nanoseconds(since: start), operations: operations)
+}
+
+func guestBench() {
+  kput("guest bench: -icount shift=0, counter ")
+  kputDecimal(UInt(Clock.frequency))
+  kput(" Hz\n")
+  reportBench("memInit at boot", instructions: bootMemInitNanoseconds, operations: 1)
+
+  let pairs = 10_000
+  measure("kmalloc+kfree 16 B", operations: pairs) {
+    for _ in 0..<pairs { kfree(kmalloc(16)) }
+  }
+  measure("kmalloc+kfree 256 B", operations: pairs) {
+    for _ in 0..<pairs { kfree(kmalloc(256)) }
+  }
+  measure("kmalloc+kfree 4096 B", operations: pairs) {
+    for _ in 0..<pairs { kfree(kmalloc(4096)) }
+  }
+
+  // The host's random workload: sizes rand(4 ..< rand(16 ..< 1000)), alloc and free
+  // 1:1 once 64 blocks are live. Slots hold the live pointers.
+  let slots = kmalloc(UInt32(512 * 8))!.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: 512)
+  slots.initialize(repeating: nil, count: 512)
+  var rng = SplitMix(seed: 1000)
+  var liveCount = 0
+  let operations = 20_000
+  measure("kmalloc/kfree random, max 1000 (per op)", operations: operations) {
+    for _ in 0..<operations {
+      if liveCount < 64 || (liveCount < 512 && rng.below(2) == 0) {
+        slots[liveCount] = kmalloc(UInt32(rng.inRange(4..<rng.inRange(16..<1000))))
+        liveCount += 1
+      } else {
+        let index = rng.below(liveCount)
+        kfree(slots[index])
+        liveCount -= 1
+        slots[index] = slots[liveCount]
+      }
+    }
+  }
+  for index in 0..<liveCount { kfree(slots[index]) }
+  kfree(UnsafeMutableRawPointer(slots))
+
+  measure("allocPage+freePage (zeroed)", operations: pairs) {
+    for _ in 0..<pairs { freePage(allocPage()!) }
+  }
+  measure("allocPages+freePages order 0, not zeroed", operations: pairs) {
+    for _ in 0..<pairs {
+      let page = kernelPageFrames!.allocPages(order: 0, zeroed: false)!
+      try! kernelPageFrames!.freePages(page, order: 0)
+    }
+  }
+
+  let page = allocPage()!
+  let zeroes = 1_000
+  measure("bzero 4 KiB (assembly)", operations: zeroes) {
+    for _ in 0..<zeroes { bzero(page, 4096) }
+  }
+  measure("byte loop 4 KiB (reference)", operations: zeroes) {
+    for _ in 0..<zeroes { arch_zero_bytes(page, 4096) }
+  }
+  freePage(page)
+}
+
+#endif
