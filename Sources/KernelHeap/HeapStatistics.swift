@@ -41,13 +41,18 @@ extension Heap {
   }
 
   /// Calls `body` with every block of every arena in address order, sentinels excluded.
-  /// Assumes intact headers (`check()` is the walk that trusts nothing).
+  /// A corrupted size ends that arena's walk instead of looping or leaving the arena
+  /// (`check()` is the walk that reports such damage).
   func forEachBlock(_ body: (UnsafeMutableRawPointer) -> Void) {
     for index in 0..<control.pointee.arenaCount {
+      let end = arenas[index].end
       var block = UnsafeMutableRawPointer(bitPattern: arenas[index].start)!
       while Block.flags(block) & Block.flagSentinel == 0 {
+        let size = Block.size(block)
+        // The next header must lie inside the arena: block + size <= end - header.
+        guard size >= Block.minimumSize, UInt(size) <= end - UInt(Block.headerSize) - UInt(bitPattern: block) else { break }
         body(block)
-        block += Block.size(block)
+        block += size
       }
     }
   }
