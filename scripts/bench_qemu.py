@@ -12,17 +12,15 @@ import re
 import subprocess
 import sys
 
-BOARDS = [("raspi3b", ["-M", "raspi3b"]), ("virt", ["-M", "virt", "-cpu", "cortex-a53", "-m", "1G"])]
+from run_tests import build, qemu_command
+
+BOARDS = ["raspi3b", "virt"]
 
 
-def run(board, machine):
-    build = subprocess.run(["make", "-s", "testkernel", f"BOARD={board}"], stdout=subprocess.PIPE,
-                           stderr=subprocess.STDOUT, text=True)
-    if build.returncode != 0:
-        sys.exit(build.stdout)
-    cmd = ["qemu-system-aarch64", *machine, "-icount", "shift=0", "-display", "none", "-monitor", "none",
-           "-serial", "stdio", "-semihosting-config", "enable=on,target=native,arg=testkernel,arg=bench",
-           "-kernel", f".build-{board}/release/testkernel"]
+def run(board):
+    if not build(board, "testkernel"):
+        sys.exit(f"testkernel for {board} did not build")
+    cmd = qemu_command(board, "1G", "testkernel", ["bench"], extra=["-icount", "shift=0"])
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600).stdout
     out = out.decode(errors="replace").replace("\r", "")
     rows = re.findall(r"^bench (.+): (\d+) instructions/op \((\d+) ops\)$", out, re.M)
@@ -32,8 +30,8 @@ def run(board, machine):
 
 
 def main():
-    results = {board: run(board, machine) for board, machine in BOARDS}
-    names = list(results[BOARDS[0][0]])
+    results = {board: run(board) for board in BOARDS}
+    names = list(results[BOARDS[0]])
     if "--json" in sys.argv:
         for board in results:
             for name in names:
@@ -42,9 +40,9 @@ def main():
         return
     width = max(len(n) for n in names) + 2
     print("instructions per operation (QEMU -icount shift=0)")
-    print("operation".ljust(width) + "".join(b.rjust(10) for b, _ in BOARDS))
+    print("operation".ljust(width) + "".join(b.rjust(10) for b in BOARDS))
     for name in names:
-        print(name.ljust(width) + "".join(str(results[b][name]).rjust(10) for b, _ in BOARDS))
+        print(name.ljust(width) + "".join(str(results[b][name]).rjust(10) for b in BOARDS))
 
 
 if __name__ == "__main__":

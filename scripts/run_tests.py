@@ -37,17 +37,21 @@ def count(ok, label):
     print(("PASS " if ok else "FAIL ") + label, flush=True)
 
 
+def capture(cmd):
+    """Runs `cmd`, stdout and stderr together as text."""
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def host_tests():
     global passed, failed
     print("== host: swift test", flush=True)
     started = time.time()
-    proc = subprocess.run(["swift", "test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = capture(["swift", "test"])
     out = proc.stdout
     sys.stdout.write("\n".join(l for l in out.splitlines() if not re.search(r"(started|passed after)", l)) + "\n")
     # Swift Testing prints one line per test case result; count test cases.
     case_pass = len(re.findall(r"^✔ Test (?!run with).* passed after", out, re.M))
     case_fail = len(re.findall(r"^✘ Test (?!run with).* failed after", out, re.M))
-    suites = re.findall(r"^✔ Suite|^✘ Suite", out, re.M)
     if proc.returncode != 0 and case_fail == 0:
         case_fail = 1
     passed += case_pass
@@ -56,21 +60,24 @@ def host_tests():
 
 
 def build(board, product):
-    cmd = ["make", "-s", product, f"BOARD={board}"]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = capture(["make", "-s", product, f"BOARD={board}"])
     if proc.returncode != 0:
         print(proc.stdout)
     return proc.returncode == 0
 
 
+def qemu_command(board, mem, product, args, extra=()):
+    """QEMU booting `.build-<board>/release/<product>` with semihosting arguments `args`."""
+    machine = ["-M", "raspi3b"] if board == "raspi3b" else ["-M", "virt", "-cpu", "cortex-a53", "-m", mem]
+    semihosting = "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)
+    return ["qemu-system-aarch64", *machine, *extra, "-display", "none", "-monitor", "none", "-serial", "stdio",
+            "-semihosting-config", semihosting, "-kernel", f".build-{board}/release/{product}"]
+
+
 def boot(board, mem, product, args, expect_success, timeout):
     global passed, failed
     label = f"boot {product} on {board} -m {mem}" + (" " + " ".join(args) if args else "")
-    elf = f".build-{board}/release/{product}"
-    machine = ["-M", "raspi3b"] if board == "raspi3b" else ["-M", "virt", "-cpu", "cortex-a53", "-m", mem]
-    semihosting = "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)
-    cmd = ["qemu-system-aarch64", *machine, "-display", "none", "-monitor", "none", "-serial", "stdio",
-           "-semihosting-config", semihosting, "-kernel", elf]
+    cmd = qemu_command(board, mem, product, args)
     print(f"== {label}", flush=True)
     started = time.time()
     try:
@@ -110,8 +117,7 @@ def fuzz(seconds):
     """`make fuzz` for `seconds`: passes when libFuzzer ends without a finding."""
     print(f"== fuzz: heapfuzz for {seconds} s (libFuzzer + AddressSanitizer)", flush=True)
     started = time.time()
-    proc = subprocess.run(["make", "-s", "fuzz", f"SECONDS={seconds}"], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    proc = capture(["make", "-s", "fuzz", f"SECONDS={seconds}"])
     out = proc.stdout
     runs = re.search(r"stat::number_of_executed_units:\s+(\d+)", out)
     # A build without coverage instrumentation would "pass" without exploring anything.
@@ -127,7 +133,7 @@ def asan_tests():
     """The host suite under AddressSanitizer: passes when `swift test` does."""
     print("== host: swift test --sanitize=address", flush=True)
     started = time.time()
-    proc = subprocess.run(["make", "-s", "asan-test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = capture(["make", "-s", "asan-test"])
     out = proc.stdout
     cases = len(re.findall(r"^✔ Test (?!run with).* passed after", out, re.M))
     ok = proc.returncode == 0 and "Sanitizer" not in out

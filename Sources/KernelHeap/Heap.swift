@@ -156,7 +156,12 @@ public struct Heap {
   /// - Complexity: O(1) (O(arenas) ≤ 16 for the bounds check).
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
-    let block = try validate(pointer)
+    release(try validate(pointer))
+  }
+
+  /// Frees allocated `block`, already validated: counters, coalescing, back on a list.
+  @inline(__always)
+  private func release(_ block: UnsafeMutableRawPointer) {
     control.pointee.usedBytes &-= Block.size(block) - Block.headerSize
     control.pointee.allocatedBlocks &-= 1
     insertFree(coalesce(block))
@@ -174,7 +179,7 @@ public struct Heap {
     guard let pointer else { return allocate(size) }
     let block = try validate(pointer)
     if size == 0 {
-      try deallocate(pointer)
+      release(block)
       return nil
     }
     guard let need = Heap.blockSize(forRequest: size) else { return nil }
@@ -197,7 +202,7 @@ public struct Heap {
     }
     guard let moved = allocate(size) else { return nil }
     moved.copyMemory(from: pointer, byteCount: current - Block.headerSize)
-    try deallocate(pointer)
+    release(block)
     return moved
   }
 
@@ -255,13 +260,7 @@ public struct Heap {
     let flags = Block.flags(block) & Block.flagPrevFree
     control.pointee.allocatedBlocks &+= 1
     if size - need >= Block.minimumSize {
-      Block.setSize(block, need, flags: flags)
-      let rest = block + need
-      let restSize = size - need
-      Block.write(rest, size: restSize, flags: Block.flagFree, prevSize: need)
-      let after = rest + restSize
-      Block.setPrevious(after, size: restSize, free: true)
-      insertFree(rest)
+      insertFree(split(block, size: size, at: need, flags: flags))
       control.pointee.usedBytes &+= need - Block.headerSize
     } else {
       Block.setSize(block, size, flags: flags)
@@ -280,18 +279,25 @@ public struct Heap {
     }
   }
 
+  /// Cuts `block` (`size` bytes) at `need`: `block` keeps `need` bytes and `flags`, the
+  /// rest becomes a free header (not yet on a list) that its right neighbour's boundary
+  /// tag now describes. Returns the rest.
+  @inline(__always)
+  private func split(_ block: UnsafeMutableRawPointer, size: Int, at need: Int, flags: UInt64) -> UnsafeMutableRawPointer {
+    Block.setSize(block, need, flags: flags)
+    let rest = block + need
+    Block.write(rest, size: size - need, flags: Block.flagFree, prevSize: need)
+    Block.setPrevious(rest + (size - need), size: size - need, free: true)
+    return rest
+  }
+
   /// Cuts allocated `block` down to `need` bytes when the tail can stand alone,
   /// merging the tail with a free right neighbour.
   private func shrink(_ block: UnsafeMutableRawPointer, to need: Int) {
     let size = Block.size(block)
     guard size - need >= Block.minimumSize else { return }
-    Block.setSize(block, need, flags: Block.flags(block))
-    let tail = block + need
-    let tailSize = size - need
-    Block.write(tail, size: tailSize, flags: Block.flagFree, prevSize: need)
-    let after = tail + tailSize
-    Block.setPrevious(after, size: tailSize, free: true)
-    control.pointee.usedBytes &-= tailSize
+    let tail = split(block, size: size, at: need, flags: Block.flags(block))
+    control.pointee.usedBytes &-= size - need
     insertFree(coalesce(tail))
   }
 
@@ -381,19 +387,24 @@ public struct Heap {
   /// Takes the head off class (first, second)'s list, which must be non-empty.
   @inline(__always)
   private func popHead(_ first: Int, _ second: Int) -> UnsafeMutableRawPointer {
-    let slot = first * SizeClass.secondLevelCount + second
-    let block = heads[slot]!
+    let block = heads[first * SizeClass.secondLevelCount + second]!
     let next = Block.nextFree(block)
-    heads[slot] = next
-    if let next {
-      Block.setPrevFree(next, nil)
-    } else {
+    if let next { Block.setPrevFree(next, nil) }
+    replaceHead(first, second, with: next)
+    return block
+  }
+
+  /// Makes `next` the head of class (first, second), clearing the bitmap bits when the
+  /// list is left empty.
+  @inline(__always)
+  private func replaceHead(_ first: Int, _ second: Int, with next: UnsafeMutableRawPointer?) {
+    heads[first * SizeClass.secondLevelCount + second] = next
+    if next == nil {
       secondLevelBitmaps[first] &= ~(1 << UInt32(second))
       if secondLevelBitmaps[first] == 0 {
         control.pointee.firstLevelBitmap &= ~(1 << UInt32(first))
       }
     }
-    return block
   }
 
   @inline(__always)
@@ -405,14 +416,7 @@ public struct Heap {
       Block.setNextFree(prev, next)
     } else {
       let (first, second) = SizeClass.index(of: Block.size(block))
-      let slot = first * SizeClass.secondLevelCount + second
-      heads[slot] = next
-      if next == nil {
-        secondLevelBitmaps[first] &= ~(1 << UInt32(second))
-        if secondLevelBitmaps[first] == 0 {
-          control.pointee.firstLevelBitmap &= ~(1 << UInt32(first))
-        }
-      }
+      replaceHead(first, second, with: next)
     }
   }
 
@@ -426,17 +430,14 @@ public struct Heap {
     var index = 0
     while index < control.pointee.arenaCount {
       if arenas[index].end == address {
-        // The old sentinel becomes the header of the new space.
+        // The old sentinel becomes the header of the new space, merged with a free
+        // block before it.
         let sentinel = start - Block.headerSize
-        let prevSize = Block.prevSize(sentinel)
-        let prevFlag = Block.flags(sentinel) & Block.flagPrevFree
-        Block.write(sentinel, size: size, flags: prevFlag, prevSize: prevSize)
+        Block.setSize(sentinel, size, flags: Block.flags(sentinel) & Block.flagPrevFree)
         Block.write(start + size - Block.headerSize, size: 0, flags: Block.flagSentinel, prevSize: size)
         arenas[index].end = address + UInt(size)
         control.pointee.claimedBytes += size
-        control.pointee.usedBytes &+= size - Block.headerSize
-        control.pointee.allocatedBlocks &+= 1
-        try? deallocate(Block.payload(sentinel))
+        insertFree(coalesce(sentinel))
         return true
       }
       index += 1

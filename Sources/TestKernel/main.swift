@@ -12,13 +12,15 @@ import Scenarios
 
 bootMemory()
 
-/// Whether the semihosting command line contains `word`.
+/// The semihosting command line (64 bytes at most), read once.
+nonisolated(unsafe) var commandLine: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+let commandLineLength = withUnsafeMutableBytes(of: &commandLine) { raw in
+  Machine.commandLine(into: raw.bindMemory(to: UInt8.self))
+}
+
+/// Whether the command line contains `word`.
 func argumentGiven(_ word: StaticString) -> Bool {
-  var commandLine: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
-  let length = withUnsafeMutableBytes(of: &commandLine) { raw in
-    Machine.commandLine(into: raw.bindMemory(to: UInt8.self))
-  }
-  return withUnsafeBytes(of: &commandLine) { contains($0, length, word) }
+  withUnsafeBytes(of: commandLine) { contains($0, commandLineLength, word) }
 }
 
 if argumentGiven("bench") {
