@@ -75,9 +75,13 @@ bench-plot:
 
 # New inputs go to .build-fuzz/corpus, crashes to .build-fuzz/findings; Fuzz/corpus is
 # the committed seed corpus (swift test replays it).
+# swift build's --sanitize=fuzzer links libFuzzer but, with Swift 6.3 on a fresh build,
+# hands the compiler no coverage instrumentation: without FUZZ_COVERAGE libFuzzer runs
+# blind ("no interesting inputs"), so the coverage flags are named here.
+FUZZ_COVERAGE = -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table
 fuzz:
 	$(SWIFT) build -c release --sanitize=fuzzer --sanitize=address --product heapfuzz \
-	  --scratch-path .build-fuzz -Xswiftc -DFUZZING
+	  --scratch-path .build-fuzz -Xswiftc -DFUZZING $(FUZZ_COVERAGE)
 	mkdir -p .build-fuzz/corpus .build-fuzz/findings
 	.build-fuzz/release/heapfuzz -max_total_time=$(SECONDS) -print_final_stats=1 \
 	  -artifact_prefix=.build-fuzz/findings/ .build-fuzz/corpus Fuzz/corpus

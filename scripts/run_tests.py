@@ -124,7 +124,7 @@ def fuzz(seconds):
     instrumented = re.search(r"INITED cov: [1-9]", out) is not None
     ok = proc.returncode == 0 and runs is not None and instrumented
     if not ok:
-        print(out[-4000:] if instrumented else "libFuzzer saw no coverage: run `make clean` and rebuild\n" + out[-2000:])
+        print(out[-4000:] if instrumented else "libFuzzer saw no coverage: the fuzz build lacks -sanitize-coverage (FUZZ_COVERAGE in the Makefile)\n" + out[-2000:])
     count(ok, f"fuzz {seconds} s: {runs.group(1) if runs else '?'} inputs, exit {proc.returncode}, "
               f"{time.time() - started:.0f} s with the build")
 
