@@ -1,6 +1,7 @@
 extension Heap {
   /// `heapCheck`: walks every arena and every free list and checks that
-  /// - every header's check value is intact and sizes are multiples of 16, at least 32;
+  /// - every header's check value is intact and sizes are multiples of 16, at least 32
+  ///   and at most the largest size the index holds;
   /// - each boundary tag (`prevSize`, the previous-free flag) matches the block before it;
   /// - no two free blocks are adjacent;
   /// - block sizes plus sentinels add up to each arena, and arenas plus the control
@@ -39,7 +40,7 @@ extension Heap {
           break
         }
         let size = Block.size(block)
-        guard size >= Block.minimumSize, size & 15 == 0 else {
+        guard size >= Block.minimumSize, size & 15 == 0, size <= SizeClass.maximumBlockSize else {
           return HeapCheckFailure(reason: "bad block size", address: address)
         }
         let isFree = Block.isFree(block)

@@ -44,6 +44,9 @@ public struct Heap {
     return bytes
   }
 
+  /// Arenas a heap can hold: its first range plus growth runs that extend no arena.
+  public static var maximumArenas: Int { HeapControl.maxArenas }
+
   /// The largest request `allocate` can ever satisfy.
   public static let maximumRequest = SizeClass.maximumBlockSize - Block.headerSize
 
@@ -207,6 +210,8 @@ public struct Heap {
   }
 
   /// Usable bytes of an allocation (at least what was asked for).
+  /// - Throws: as `deallocate` for a pointer that is not a live allocation.
+  /// - Complexity: O(arenas) for the bounds check, O(1) otherwise.
   public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
     Block.size(try validate(pointer)) - Block.headerSize
   }
@@ -235,6 +240,16 @@ public struct Heap {
     guard Block.isIntact(next), Block.prevSize(next) == size,
       (Block.flags(next) & Block.flagPrevFree) == 0
     else { throw HeapError(.corruptNeighbour, address) }
+    // A free left neighbour is about to be merged: its header must be whole, free, inside
+    // the arena and as big as this block's boundary tag says.
+    if flags & Block.flagPrevFree != 0 {
+      let prevSize = Block.prevSize(block)
+      let previous = block - prevSize
+      guard prevSize >= Block.minimumSize, UInt(prevSize) <= UInt(bitPattern: block) - arenas[arena].start,
+        Block.isIntact(previous), Block.flags(previous) & (Block.flagFree | Block.flagSentinel) == Block.flagFree,
+        Block.size(previous) == prevSize
+      else { throw HeapError(.corruptNeighbour, address) }
+    }
     return block
   }
 
@@ -423,13 +438,15 @@ public struct Heap {
   // MARK: Arenas and growth
 
   /// Adds `[start, start + size)` as one free block plus a sentinel. A range that begins
-  /// where an arena ends extends that arena instead.
+  /// where an arena ends extends that arena instead, unless the merged arena could hold a
+  /// block larger than the size index allows.
   @discardableResult
   func addArena(_ start: UnsafeMutableRawPointer, size: Int) -> Bool {
     let address = UInt(bitPattern: start)
     var index = 0
     while index < control.pointee.arenaCount {
-      if arenas[index].end == address {
+      if arenas[index].end == address,
+        Int(arenas[index].end - arenas[index].start) + size <= SizeClass.maximumBlockSize {
         // The old sentinel becomes the header of the new space, merged with a free
         // block before it.
         let sentinel = start - Block.headerSize
@@ -453,9 +470,12 @@ public struct Heap {
     return true
   }
 
-  /// Claims a page run big enough for a `need`-byte block, within the ceiling.
+  /// Claims a page run big enough for a `need`-byte block, within the ceiling. With the
+  /// arena table full it does not ask for pages: a run that turned out not to extend an
+  /// arena could not be used or given back.
   private func grow(_ need: Int) -> Bool {
-    guard let growPages = control.pointee.growPages else { return false }
+    guard let growPages = control.pointee.growPages, control.pointee.arenaCount < HeapControl.maxArenas
+    else { return false }
     let bytes = need + 2 * Block.headerSize
     var order = 0
     while (Page.size << order) < bytes { order += 1 }

@@ -30,6 +30,8 @@ public struct HeapError: Error, Equatable, Sendable {
   /// The pointer passed in (as an address).
   public let address: UInt
 
+  /// An error for `reason` at `address`.
+  /// - Complexity: O(1).
   public init(_ reason: Reason, _ address: UInt) {
     self.reason = reason
     self.address = address

@@ -81,6 +81,7 @@ func heapReallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int, reporting
 }
 
 /// Runs `Heap.check()` on the kernel heap; nil when intact or when there is no heap.
+/// - Complexity: O(blocks + size classes + free blocks).
 public func heapCheck() -> HeapCheckFailure? {
   kernelHeap?.check()
 }

@@ -8,6 +8,10 @@
 private let errnoENOMEM: Int32 = 12
 private let errnoEINVAL: Int32 = 22
 
+/// posix_memalign: 0 and `*result` set, EINVAL for an alignment that is not a power of
+/// two of at least 8, ENOMEM when there is no heap, no memory, or the alignment is above
+/// the 4096 the heap provides (`*result` untouched then).
+/// - Complexity: O(1), as `Heap.allocate(_:alignment:)`.
 @_cdecl("kheap_posix_memalign")
 public func runtimePosixMemalign(
   _ result: UnsafeMutablePointer<UnsafeMutableRawPointer?>, _ alignment: Int, _ size: Int
@@ -18,26 +22,36 @@ public func runtimePosixMemalign(
   return 0
 }
 
+/// aligned_alloc: nil for a bad alignment, no heap or no memory.
+/// - Complexity: O(1).
 @_cdecl("kheap_aligned_alloc")
 public func runtimeAlignedAlloc(_ alignment: Int, _ size: Int) -> UnsafeMutableRawPointer? {
   kernelHeap?.allocate(size, alignment: alignment)
 }
 
+/// malloc: 16-byte aligned; nil when there is no heap or no memory.
+/// - Complexity: O(1).
 @_cdecl("kheap_malloc")
 public func runtimeMalloc(_ size: Int) -> UnsafeMutableRawPointer? {
   kernelHeap?.allocate(size)
 }
 
+/// calloc: zeroed; nil when `count * size` overflows or memory is short.
+/// - Complexity: O(1) plus zeroing the block.
 @_cdecl("kheap_calloc")
 public func runtimeCalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
   kernelHeap?.allocateZeroed(count: count, size: size)
 }
 
+/// realloc: as `Heap.reallocate`; a bad pointer is reported as "realloc: reason address".
+/// - Complexity: O(1) in place, O(size) when it moves.
 @_cdecl("kheap_realloc")
 public func runtimeRealloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
   heapReallocate(pointer, to: size, reportingAs: "realloc")
 }
 
+/// free: nil does nothing; a bad pointer is reported as "free: reason address".
+/// - Complexity: O(arenas) for the bounds check, O(1) otherwise.
 @_cdecl("kheap_free")
 public func runtimeFree(_ pointer: UnsafeMutableRawPointer?) {
   heapFree(pointer, reportingAs: "free")

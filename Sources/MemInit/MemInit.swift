@@ -33,6 +33,9 @@ public struct MemInitConfig {
   public var directMapOffset: Int
   public var zeroFill: ZeroFill
 
+  /// A configuration; the DTB range may be empty and the heap defaults to 1 MiB.
+  /// - Precondition: none here; `planLayout` checks the values.
+  /// - Complexity: O(1).
   public init(
     ramBase: UInt, ramSize: UInt, kernelStart: UInt, kernelEnd: UInt,
     dtbStart: UInt = 0, dtbEnd: UInt = 0, heapBytes: Int = kernelHeapInitialBytes,
@@ -77,6 +80,8 @@ public struct MemInitError: Error, Sendable, Equatable {
   /// The address that broke the layout (RAM end for ramTooSmall).
   public let address: UInt
 
+  /// An error for `reason` at `address`.
+  /// - Complexity: O(1).
   public init(reason: Reason, address: UInt) {
     self.reason = reason
     self.address = address

@@ -46,7 +46,9 @@ public struct MemoryMap {
     }
   }
 
-  /// Region `index`, 0..<count.
+  /// Region `index`.
+  /// - Precondition: `0 <= index < count` (a trap otherwise).
+  /// - Complexity: O(1) (copies the fixed-size storage).
   public subscript(index: Int) -> Region {
     var copy = storage
     return withUnsafeBytes(of: &copy) { $0.baseAddress!.assumingMemoryBound(to: Region?.self)[index]! }

@@ -5,6 +5,8 @@ public struct BadInputReport: Sendable {
   public let reason: StaticString
   public let address: UInt
 
+  /// A report of `function` refusing `address` for `reason`.
+  /// - Complexity: O(1).
   public init(function: StaticString, reason: StaticString, address: UInt) {
     self.function = function
     self.reason = reason

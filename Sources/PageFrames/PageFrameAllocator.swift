@@ -37,7 +37,9 @@ public struct PageFrameAllocator {
   /// Pages per owner kind, indexed by `PageOwner.rawValue`.
   var ownerCounts: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
 
-  /// Bytes of metadata needed for `pageCount` pages.
+  /// Bytes of metadata needed for `pageCount` pages (16 per page).
+  /// - Precondition: `pageCount >= 0`.
+  /// - Complexity: O(1).
   public static func metadataBytes(pageCount: Int) -> Int {
     pageCount * MemoryLayout<PageEntry>.stride
   }
@@ -76,22 +78,30 @@ public struct PageFrameAllocator {
   public var end: UInt { base + UInt(pageCount) << UInt(Page.shift) }
 
   /// Physical address of page `index`.
+  /// - Precondition: `0 <= index < pageCount` (not checked).
+  /// - Complexity: O(1).
   @inline(__always)
   public func address(ofPage index: Int) -> UInt { base + UInt(index) << UInt(Page.shift) }
 
   /// Pointer through the direct map to physical address `physical`.
+  /// - Precondition: `physical` is covered by the direct map (not checked).
+  /// - Complexity: O(1).
   @inline(__always)
   public func pointer(toPhysical physical: UInt) -> UnsafeMutableRawPointer {
     UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: Int(bitPattern: physical) &+ directMapOffset))!
   }
 
   /// Physical address behind a direct-map pointer.
+  /// - Precondition: `pointer` came from the direct map (not checked).
+  /// - Complexity: O(1).
   @inline(__always)
   public func physical(of pointer: UnsafeMutableRawPointer) -> UInt {
     UInt(bitPattern: Int(bitPattern: pointer) &- directMapOffset)
   }
 
   /// The virtual address page `index` is mapped at (the direct map unless set explicitly).
+  /// - Precondition: `0 <= index < pageCount`.
+  /// - Complexity: O(1).
   public func virtualAddress(ofPage index: Int) -> UInt {
     let explicit = entries[index].virtualPageNumber
     if explicit != 0 { return UInt(explicit) << UInt(Page.shift) }
@@ -301,7 +311,8 @@ public struct PageFrameAllocator {
   /// Pages on the free lists. O(1).
   public var freePageCount: Int { count(.free) }
 
-  /// Pages owned by `owner`. O(1).
+  /// Pages owned by `owner`.
+  /// - Complexity: O(1): the counters are kept as pages change hands.
   public func count(_ owner: PageOwner) -> Int {
     withUnsafeBytes(of: ownerCounts) { $0.load(fromByteOffset: Int(owner.rawValue) * 8, as: Int.self) }
   }
@@ -311,7 +322,8 @@ public struct PageFrameAllocator {
     nonEmptyOrders == 0 ? 0 : 1 << (31 - nonEmptyOrders.leadingZeroBitCount)
   }
 
-  /// Who owns the page holding physical address `physical`, or nil outside RAM. O(1).
+  /// Who owns the page holding physical address `physical`, or nil outside RAM.
+  /// - Complexity: O(1).
   public func owner(ofPhysical physical: UInt) -> PageOwner? {
     guard physical >= base, physical < end else { return nil }
     return entries[Int((physical - base) >> UInt(Page.shift))].owner

@@ -32,6 +32,8 @@ public struct PageFrameError: Error, Equatable, Sendable {
   /// The physical address that was passed in.
   public let address: UInt
 
+  /// An error for `reason` at `address`.
+  /// - Complexity: O(1).
   public init(_ reason: Reason, _ address: UInt) {
     self.reason = reason
     self.address = address

@@ -115,7 +115,11 @@ func heapScenarios() -> [Scenario] {
       let a = heap.allocate(0), b = heap.allocate(0)
       e.expect(a != nil && b != nil && a != b, "allocate(0) gives distinct minimum blocks", 0)
       e.expect((try? heap.usableSize(a!)) == 16, "allocate(0) has 16 usable bytes", 0)
-      try? heap.deallocate(nil)
+      do throws(HeapError) {
+        try heap.deallocate(nil)
+      } catch {
+        e.expect(false, "deallocate(nil) must do nothing", UInt(error.reason.rawValue))
+      }
       try? heap.deallocate(a)
       try? heap.deallocate(b)
       expectPristine(heap, &e, "heap not pristine after zero-size frees")
@@ -130,9 +134,9 @@ func heapScenarios() -> [Scenario] {
       expectRefused(heap, memory.base, .outsideHeap, &e, "pointer into the control block")
       try? heap.deallocate(p)
       expectRefused(heap, p, .doubleFree, &e, "double free")
-      try? heap.deallocate(q)  // q merges with p and the tail; p's header is absorbed
-      expectRefused(heap, q, .doubleFree, &e, "double free after coalescing")
-      expectRefused(heap, p, .doubleFree, &e, "double free of an absorbed block")
+      try? heap.deallocate(q)  // q merges into free p (and the tail): q's header is absorbed
+      expectRefused(heap, p, .doubleFree, &e, "double free of the merged block")
+      expectRefused(heap, q, .doubleFree, &e, "double free of an absorbed block")
       expectPristine(heap, &e, "refused frees changed the heap")
     },
     Scenario("heap.header_byte_flips") { memory, e in
@@ -157,6 +161,48 @@ func heapScenarios() -> [Scenario] {
       try? heap.deallocate(a)
       expectPristine(heap, &e, "heap not pristine after header tests")
     },
+    Scenario("heap.corrupt_neighbours") { memory, e in
+      // p | q | r | s | tail: each neighbour that a free of r would read is damaged in turn.
+      let heap = makeHeap(memory)
+      let p = heap.allocate(32)!, q = heap.allocate(32)!, r = heap.allocate(32)!, s = heap.allocate(32)!
+      let flips: [(header: UnsafeMutableRawPointer, what: StaticString)] = [
+        (s - 16, "allocated right neighbour's header damaged"),
+        (q - 16, "free left neighbour's header damaged"),
+      ]
+      try? heap.deallocate(q)
+      for (header, what) in flips {
+        let bytes = header.assumingMemoryBound(to: UInt8.self)
+        for byte in 0..<16 {
+          bytes[byte] ^= 0x40
+          do throws(HeapError) {
+            try heap.deallocate(r)
+            e.expect(false, what, UInt(byte))
+          } catch {
+            e.expect(error.reason == .corruptNeighbour, what, UInt(byte))
+          }
+          bytes[byte] ^= 0x40
+          e.expect(heap.check() == nil, "a refused free changed the heap", UInt(byte))
+        }
+      }
+      // An overflow out of p that rewrites q's size with a consistent check is still caught:
+      // q no longer ends where r begins.
+      let qHeader = q - 16
+      let saved = (qHeader.load(as: UInt64.self), qHeader.load(fromByteOffset: 12, as: UInt32.self))
+      let grown = saved.0 + 64
+      qHeader.storeBytes(of: grown, as: UInt64.self)
+      qHeader.storeBytes(of: saved.1 ^ UInt32(truncatingIfNeeded: saved.0 ^ grown), toByteOffset: 12, as: UInt32.self)
+      do throws(HeapError) {
+        try heap.deallocate(r)
+        e.expect(false, "resealed oversized left neighbour went unnoticed", address(r))
+      } catch {
+        e.expect(error.reason == .corruptNeighbour, "oversized left neighbour reads as corruptNeighbour", UInt(error.reason.rawValue))
+      }
+      qHeader.storeBytes(of: saved.0, as: UInt64.self)
+      qHeader.storeBytes(of: saved.1, toByteOffset: 12, as: UInt32.self)
+      e.expect(heap.check() == nil, "refused frees changed the heap", 0)
+      for pointer in [r, p, s] { try? heap.deallocate(pointer) }
+      expectPristine(heap, &e, "heap not pristine after neighbour tests")
+    },
     Scenario("heap.huge_sizes") { memory, e in
       let heap = makeHeap(memory)
       let before = heap.statistics
@@ -168,6 +214,8 @@ func heapScenarios() -> [Scenario] {
       }
       e.expect(heap.allocate(-1) == nil && heap.allocate(Int.max) == nil, "negative and Int.max sizes", 0)
       e.expect(heap.allocateZeroed(count: Int.max / 2, size: 4) == nil, "calloc overflow", 0)
+      // (2^62 + 1) × 4 wraps to 4: only the overflow check can refuse it.
+      e.expect(heap.allocateZeroed(count: (1 << 62) + 1, size: 4) == nil, "calloc product that wraps to a small size", 0)
       e.expect(heap.statistics == before, "huge requests changed the heap", 0)
       expectPristine(heap, &e, "heap not pristine after huge sizes")
     },
@@ -241,13 +289,7 @@ func heapScenarios() -> [Scenario] {
     },
     Scenario("heap.growth_from_pages") { memory, e in
       // A heap of 64 KiB that grows from a page allocator over the rest of the memory.
-      var frames = PageFrameAllocator(
-        base: 0x1000_0000, pageCount: 512, metadata: memory.base + (3 << 20),
-        directMapOffset: Int(bitPattern: memory.base + (1 << 20)) - 0x1000_0000, zeroFill: memory.zeroFill)
-      frames.release(start: 0x1000_0000, end: 0x1000_0000 + (2 << 20))
-      let slot = (memory.base + (3 << 20) + (64 << 10)).bindMemory(to: PageFrameAllocator.self, capacity: 1)
-      slot.initialize(to: frames)
-      growthSource = slot
+      let slot = installGrowthSource(memory)
       defer { growthSource = nil }
       let heap = Heap(start: memory.base, size: 64 << 10, zeroFill: memory.zeroFill, growPages: growFromSource, growthCeiling: 1 << 20)!
       var live: [UnsafeMutableRawPointer] = []
@@ -262,10 +304,46 @@ func heapScenarios() -> [Scenario] {
       e.expect(after.allocatedBlocks == 0 && after.freeBlocks == after.arenas, "one free block per arena after freeing", UInt(after.freeBlocks))
       e.expect(heap.check() == nil, "heapCheck after growth frees", 0)
     },
+    Scenario("heap.growth_arena_table_full") { memory, e in
+      // Every growth run lands away from the others (a spacer page sits between), so each
+      // one is a new arena until the table is full; after that growth must stop without
+      // taking pages it could not use.
+      let slot = installGrowthSource(memory)
+      defer { growthSource = nil }
+      let heap = Heap(start: memory.base, size: 64 << 10, zeroFill: memory.zeroFill, growPages: growFromSource, growthCeiling: 2 << 20)!
+      var live: [UnsafeMutableRawPointer] = []
+      var refused = false
+      for _ in 0..<200 {
+        _ = slot.pointee.allocPages(order: 0, owner: .allocated, zeroed: false)
+        guard let p = heap.allocate(4000) else { refused = true; break }
+        live.append(p)
+        let claimed = heap.statistics.claimedBytes
+        e.expect(slot.pointee.count(.heap) * 4096 == claimed - (64 << 10), "every heap page is claimed", UInt(claimed))
+      }
+      let stats = heap.statistics
+      e.expect(refused && stats.arenas == Heap.maximumArenas, "growth stops at a full arena table", UInt(stats.arenas))
+      e.expect(slot.pointee.count(.heap) * 4096 == stats.claimedBytes - (64 << 10), "no page run lost when the table is full", UInt(slot.pointee.count(.heap)))
+      e.expect(heap.check() == nil && slot.pointee.checkInvariants() == nil, "heap and pages intact", 0)
+      for p in live { try? heap.deallocate(p) }
+      expectPristine(heap, &e, "heap not one free block per arena")
+    },
   ]
 }
 
-/// The page allocator the growth scenario draws from (C callbacks cannot capture).
+/// A page allocator over 2 MiB of the scenario memory (from 1 MiB), its metadata at
+/// 3 MiB, installed as `growthSource`.
+func installGrowthSource(_ memory: ScenarioMemory) -> UnsafeMutablePointer<PageFrameAllocator> {
+  var frames = PageFrameAllocator(
+    base: 0x1000_0000, pageCount: 512, metadata: memory.base + (3 << 20),
+    directMapOffset: Int(bitPattern: memory.base + (1 << 20)) - 0x1000_0000, zeroFill: memory.zeroFill)
+  frames.release(start: 0x1000_0000, end: 0x1000_0000 + (2 << 20))
+  let slot = (memory.base + (3 << 20) + (64 << 10)).bindMemory(to: PageFrameAllocator.self, capacity: 1)
+  slot.initialize(to: frames)
+  growthSource = slot
+  return slot
+}
+
+/// The page allocator the growth scenarios draw from (C callbacks cannot capture).
 nonisolated(unsafe) var growthSource: UnsafeMutablePointer<PageFrameAllocator>?
 
 let growFromSource: HeapGrowPages = { order in

@@ -65,10 +65,20 @@ func memInitScenarios() -> [Scenario] {
       }
       var outside = scenarioConfig(memory)
       outside.kernelEnd = simulatedBase + (8 << 20)
-      e.expect((try? planLayout(outside)) == nil, "kernel outside RAM refused", 0)
+      expectLayoutRefused(outside, .kernelOutsideRAM, &e, "kernel outside RAM refused as kernelOutsideRAM")
       var misaligned = scenarioConfig(memory)
       misaligned.ramSize += 1
-      e.expect((try? planLayout(misaligned)) == nil, "misaligned RAM refused", 0)
+      expectLayoutRefused(misaligned, .ramMisaligned, &e, "misaligned RAM refused as ramMisaligned")
     },
   ]
+}
+
+/// planLayout throws `reason` for `config`.
+func expectLayoutRefused(_ config: MemInitConfig, _ reason: MemInitError.Reason, _ e: inout Expectations, _ message: StaticString) {
+  do throws(MemInitError) {
+    _ = try planLayout(config)
+    e.expect(false, message, 0)
+  } catch {
+    e.expect(error.reason == reason, message, UInt(error.reason.rawValue))
+  }
 }

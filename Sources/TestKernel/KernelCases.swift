@@ -5,6 +5,7 @@ import Arch
 import ArchSupport
 import KernelBoot
 import KernelHeap
+import PageFrames
 import Scenarios
 
 /// Whether `text` occurs in the first `length` bytes of `bytes`.
@@ -90,7 +91,14 @@ func kmallocCase() -> Expectations {
     e.expect(p != nil && UInt(bitPattern: p) & 15 == 0, "kmalloc aligned", UInt(i))
     blocks.append(p)
   }
-  e.expect(kmalloc(UInt32.max) == nil && kmalloc(UInt32.max - 16384) == nil, "huge kmalloc is nil", 0)
+  let beforeHuge = kernelHeap!.statistics
+  var size = UInt32.max - 16384
+  while true {
+    e.expect(kmalloc(size) == nil, "huge kmalloc is nil", UInt(size))
+    if size == UInt32.max { break }
+    size += 1
+  }
+  e.expect(kernelHeap!.statistics == beforeHuge, "huge kmallocs changed the heap", 0)
   let aligned = kmallocAligned(100, 4096)
   e.expect(aligned != nil && UInt(bitPattern: aligned) & 4095 == 0, "kmallocAligned 4096", 0)
   let zeroed = kcalloc(10, 100)!
@@ -116,28 +124,43 @@ func kmallocCase() -> Expectations {
 
 nonisolated(unsafe) var lastReport: BadInputReport?
 
-/// Bad input goes to the handler with the function's name, and nothing changes.
+/// Two static strings with the same bytes.
+func sameText(_ a: StaticString, _ b: StaticString) -> Bool {
+  guard a.utf8CodeUnitCount == b.utf8CodeUnitCount else { return false }
+  for i in 0..<a.utf8CodeUnitCount where a.utf8Start[i] != b.utf8Start[i] { return false }
+  return true
+}
+
+/// The last report came from `function`, for `reason`, at `address`; then forgets it.
+func expectReport(_ function: StaticString, _ reason: StaticString, _ address: UInt, _ e: inout Expectations, _ message: StaticString) {
+  let report = lastReport
+  e.expect(report != nil && report!.address == address, message, address)
+  e.expect(report != nil && sameText(report!.function, function) && sameText(report!.reason, reason), message, 0)
+  lastReport = nil
+}
+
+/// Bad input goes to the handler with the function's name and the reason, and nothing
+/// changes.
 func badInputCase() -> Expectations {
   var e = Expectations()
   let panicHandler = badInputHandler
   badInputHandler = { report in lastReport = report }
   let p = kmalloc(64)!
   kfree(p + 8)
-  e.expect(lastReport?.address == UInt(bitPattern: p + 8), "kfree reports a misaligned pointer", 0)
-  lastReport = nil
+  expectReport("kfree", HeapError.Reason.misaligned.text, UInt(bitPattern: p + 8), &e, "kfree reports a misaligned pointer")
+  kfree(p + 32)
+  expectReport("kfree", HeapError.Reason.corruptHeader.text, UInt(bitPattern: p + 32), &e, "kfree reports an interior pointer")
   kfree(p)
   kfree(p)
-  e.expect(lastReport != nil && lastReport!.address == UInt(bitPattern: p), "kfree reports a double free", 0)
-  lastReport = nil
+  expectReport("kfree", HeapError.Reason.doubleFree.text, UInt(bitPattern: p), &e, "kfree reports a double free")
   let kernelPage = UnsafeMutableRawPointer(bitPattern: Platform.kernelImage.start)!
   let before = kernelPageFrames!.freePageCount
   freePage(kernelPage)
-  e.expect(lastReport?.address == Platform.kernelImage.start, "freePage reports a kernel page", 0)
-  lastReport = nil
+  expectReport("freePage", PageFrameError.Reason.reserved.text, Platform.kernelImage.start, &e, "freePage reports a kernel page")
   let page = allocPage()!
   freePage(page)
   freePage(page)
-  e.expect(lastReport?.address == UInt(bitPattern: page), "freePage reports a double free", 0)
+  expectReport("freePage", PageFrameError.Reason.notAllocated.text, UInt(bitPattern: page), &e, "freePage reports a double free")
   e.expect(kernelPageFrames!.freePageCount == before && kernelPageFrames!.checkInvariants() == nil, "bad frees changed the allocator", 0)
   e.expect(heapCheck() == nil, "bad frees changed the heap", 0)
   badInputHandler = panicHandler

@@ -46,7 +46,11 @@ struct KernelGlobalsTests {
     ])
     #expect(heapCheck() == nil)
     #expect(kernelPageFrames!.checkInvariants() == nil)
-    #expect(kmalloc(0) != nil)
+    let zeroA = try #require(kmalloc(0)), zeroB = try #require(kmalloc(0))
+    let usable = try kernelHeap!.usableSize(zeroA)
+    #expect(zeroA != zeroB && usable == 16)
+    kfree(zeroA)
+    kfree(zeroB)
     #expect(kmalloc(UInt32.max) == nil)
     kernelHeap = nil
     kernelPageFrames = nil
