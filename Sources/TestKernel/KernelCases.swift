@@ -92,11 +92,8 @@ func kmallocCase() -> Expectations {
     blocks.append(p)
   }
   let beforeHuge = kernelHeap!.statistics
-  var size = UInt32.max - 16384
-  while true {
+  for size in UInt32.max - 16384...UInt32.max {
     e.expect(kmalloc(size) == nil, "huge kmalloc is nil", UInt(size))
-    if size == UInt32.max { break }
-    size += 1
   }
   e.expect(kernelHeap!.statistics == beforeHuge, "huge kmallocs changed the heap", 0)
   let aligned = kmallocAligned(100, 4096)
