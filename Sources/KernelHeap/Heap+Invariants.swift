@@ -4,8 +4,10 @@ extension Heap {
   ///   and at most the largest size the index holds;
   /// - each boundary tag (`prevSize`, the previous-free flag) matches the block before it;
   /// - no two free blocks are adjacent;
-  /// - block sizes plus sentinels add up to each arena, and arenas plus the control
-  ///   block to the claimed bytes;
+  /// - block sizes plus sentinels add up to each arena, and arenas (with their records)
+  ///   plus the control block to the claimed bytes;
+  /// - the growth-arena list is linked both ways, each record heads a `.heap` page run
+  ///   tagged with this heap, and the spare arena is on it;
   /// - every free block is on the list of its size class, and only free blocks are;
   /// - both bitmap levels agree with the lists;
   /// - the kept counters (used bytes, allocated blocks) equal a recount.
@@ -13,39 +15,47 @@ extension Heap {
   /// - Returns: nil, or the first broken invariant and where.
   /// - Complexity: O(blocks). For tests, fuzzing and debug boots.
   public func check() -> HeapCheckFailure? {
-    var used = 0, allocatedCount = 0, freeCount = 0
+    var used = 0, allocatedCount = 0, freeCount = 0, arenas = 0
     var claimed = Heap.controlBytes
-    for index in 0..<control.pointee.arenaCount {
-      let arena = arenas[index]
-      claimed += Int(arena.end - arena.start)
-      var block = UnsafeMutableRawPointer(bitPattern: arena.start)!
+    var failure: HeapCheckFailure? = nil
+    if let broken = checkArenaList() { return broken }
+    forEachArena { start, end in
+      guard failure == nil else { return }
+      arenas += 1
+      claimed += Int(end - start) + (start == control.pointee.initialStart ? 0 : Heap.arenaRecordBytes)
+      var block = UnsafeMutableRawPointer(bitPattern: start)!
       var previousSize = 0
       var previousFree = false
       while true {
         let address = UInt(bitPattern: block)
-        guard address + UInt(Block.headerSize) <= arena.end else {
-          return HeapCheckFailure(reason: "block runs past its arena", address: address)
+        guard address + UInt(Block.headerSize) <= end else {
+          failure = HeapCheckFailure(reason: "block runs past its arena", address: address)
+          return
         }
-        guard Block.isIntact(block) else { return HeapCheckFailure(reason: "header check value wrong", address: address) }
+        guard Block.isIntact(block) else { failure = HeapCheckFailure(reason: "header check value wrong", address: address); return }
         guard Block.prevSize(block) == previousSize else {
-          return HeapCheckFailure(reason: "boundary tag differs from previous block's size", address: address)
+          failure = HeapCheckFailure(reason: "boundary tag differs from previous block's size", address: address)
+          return
         }
         guard (Block.flags(block) & Block.flagPrevFree != 0) == previousFree else {
-          return HeapCheckFailure(reason: "previous-free flag wrong", address: address)
+          failure = HeapCheckFailure(reason: "previous-free flag wrong", address: address)
+          return
         }
         if Block.flags(block) & Block.flagSentinel != 0 {
-          guard address + UInt(Block.headerSize) == arena.end, Block.size(block) == 0 else {
-            return HeapCheckFailure(reason: "sentinel not at arena end", address: address)
+          guard address + UInt(Block.headerSize) == end, Block.size(block) == 0 else {
+            failure = HeapCheckFailure(reason: "sentinel not at arena end", address: address)
+            return
           }
           break
         }
         let size = Block.size(block)
         guard size >= Block.minimumSize, size & 15 == 0, size <= SizeClass.maximumBlockSize else {
-          return HeapCheckFailure(reason: "bad block size", address: address)
+          failure = HeapCheckFailure(reason: "bad block size", address: address)
+          return
         }
         let isFree = Block.isFree(block)
         if isFree {
-          guard !previousFree else { return HeapCheckFailure(reason: "two adjacent free blocks", address: address) }
+          guard !previousFree else { failure = HeapCheckFailure(reason: "two adjacent free blocks", address: address); return }
           freeCount += 1
         } else {
           used += size - Block.headerSize
@@ -55,6 +65,10 @@ extension Heap {
         previousFree = isFree
         block += size
       }
+    }
+    if let failure { return failure }
+    if arenas != control.pointee.arenaCount {
+      return HeapCheckFailure(reason: "arena count differs from the arena list", address: UInt(arenas))
     }
     if claimed != control.pointee.claimedBytes {
       return HeapCheckFailure(reason: "arenas do not add up to the claimed bytes", address: 0)
@@ -71,8 +85,7 @@ extension Heap {
         var previous: UnsafeMutableRawPointer? = nil
         while let current = block {
           let address = UInt(bitPattern: current)
-          guard arenaIndex(containingPayload: address + UInt(Block.headerSize)) != nil, Block.isIntact(current),
-            Block.isFree(current)
+          guard let arena = arena(containing: address), address >= arena.start, Block.isIntact(current), Block.isFree(current)
           else { return HeapCheckFailure(reason: "free list holds a block that is not free", address: address) }
           let index = SizeClass.index(of: Block.size(current))
           guard index.first == first, index.second == second else {
@@ -95,6 +108,33 @@ extension Heap {
       }
     }
     if listed != freeCount { return HeapCheckFailure(reason: "a free block is on no list", address: 0) }
+    return nil
+  }
+
+  /// The growth arenas' links run both ways, stay within `arenaCount`, and each record
+  /// heads a `.heap` run with this heap's tag; the spare is one of them.
+  private func checkArenaList() -> HeapCheckFailure? {
+    var record = control.pointee.growthArenas
+    var previous: UInt = 0
+    var count = 1
+    var spareFound = control.pointee.spareArena == 0
+    while record != 0 {
+      count += 1
+      guard count <= control.pointee.arenaCount, let frames = control.pointee.frames else {
+        return HeapCheckFailure(reason: "arena list longer than the arena count", address: record)
+      }
+      guard ArenaRecord.previous(record) == previous else {
+        return HeapCheckFailure(reason: "arena list back link broken", address: record)
+      }
+      let physical = frames.physical(of: UnsafeMutableRawPointer(bitPattern: record)!)
+      guard let run = frames.run(containing: physical), run.owner == .heap, run.start == physical,
+        run.tag == control.pointee.tag
+      else { return HeapCheckFailure(reason: "growth arena is not a heap page run of this heap", address: record) }
+      if record == control.pointee.spareArena { spareFound = true }
+      previous = record
+      record = ArenaRecord.next(record)
+    }
+    if !spareFound { return HeapCheckFailure(reason: "spare arena is not on the arena list", address: control.pointee.spareArena) }
     return nil
   }
 }

@@ -6,8 +6,8 @@ extension Heap {
   /// - Complexity: O(blocks + cells).
   public func drawMap(cellBytes: Int = 1024, _ write: (UInt8) -> Void) {
     let hexDigits: StaticString = "0123456789abcdef"
-    for index in 0..<control.pointee.arenaCount {
-      let arena = arenas[index]
+    forEachArena { start, end in
+      let arena = (start: start, end: end)
       var rowStart = arena.start
       while rowStart < arena.end {
         // Address column.

@@ -1,30 +1,49 @@
 import PageFrames
 
-/// Gets 2^order zeroed-or-not contiguous pages for heap growth, or nil.
-/// In the kernel it calls the page-frame allocator with owner `.heap`.
-public typealias HeapGrowPages = @convention(c) (_ order: Int) -> UnsafeMutableRawPointer?
-
 /// The heap's bookkeeping, kept at the start of its first arena.
 struct HeapControl {
-  static let maxArenas = 16
-
   var firstLevelBitmap: UInt32 = 0
-  var arenaCount = 0
-  /// Bytes of every arena, control block included: what the heap has claimed.
+  /// Bytes of the control block and every arena: what the heap has claimed.
   var claimedBytes = 0
   /// Payload bytes of allocated blocks (block size - header). Free bytes and counts
   /// are not kept: `statistics` derives them, so the fast paths update two counters.
   var usedBytes = 0
   var peakUsedBytes = 0
   var allocatedBlocks = 0
-  var growthCeiling = 0
-  var growPages: HeapGrowPages?
-  var zeroFill: ZeroFill
+  /// Large allocations (page runs) and their bytes.
+  var largeAllocations = 0
+  var largeBytes = 0
+  /// Arenas: the initial one plus growth runs.
+  var arenaCount = 1
+  /// The newest growth arena's record (a list through every growth arena), or 0.
+  var growthArenas: UInt = 0
+  /// An empty growth arena kept against thrashing (its record), or 0.
+  var spareArena: UInt = 0
+  let zeroFill: ZeroFill
+  /// Where growth runs and large allocations come from, and where ownership is looked up.
+  let frames: PageFrameAllocator?
+  /// This heap's mark in the head entry of its page runs.
+  let tag: UInt32
+  let growthCeiling: Int
+  let growthStepOrder: Int
+  /// First block and end (one past the sentinel) of the initial arena.
+  let initialStart: UInt
+  let initialEnd: UInt
 }
 
-/// A best-fit-class allocator over one or more memory ranges: TLSF-style segregated
-/// free lists with two bitmap levels, boundary tags, split and coalesce, 16-byte
-/// aligned payloads and a 16-byte checked header per block.
+/// A best-fit-class allocator: TLSF-style segregated free lists with two bitmap levels,
+/// boundary tags, split and coalesce, 16-byte aligned payloads and a 16-byte checked
+/// header per block, over an initial range plus arenas it grows from page frames.
+///
+/// With a page-frame allocator (`frames`):
+/// - it grows by one page run at a time (the largest free run up to the growth step)
+///   until the page allocator cannot supply one or the ceiling is reached;
+/// - a growth arena that becomes entirely free goes back to the page allocator, except
+///   that one empty arena is kept while the rest of the heap has less than
+///   `spareWatermark` bytes free (so an allocation that oscillates at a boundary does
+///   not take and return a run each time);
+/// - requests above `largeRequestThreshold` are page runs of their own;
+/// - ownership of a pointer comes from its page entry: one lookup, no arena scan.
 ///
 /// `Heap` is a handle (its state lives in the arena), so copies share one heap. It is
 /// not thread-safe: the kernel calls it with interrupts off or under a lock.
@@ -32,70 +51,92 @@ public struct Heap {
   let control: UnsafeMutablePointer<HeapControl>
   let secondLevelBitmaps: UnsafeMutablePointer<UInt32>
   let heads: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-  /// (first block, sentinel + 16) of each arena.
-  let arenas: UnsafeMutablePointer<(start: UInt, end: UInt)>
 
-  /// Bytes the control block takes at the start of the first arena.
+  /// Requests above this many bytes are served as page runs when the heap has page
+  /// frames (the largest block an arena must hold stays small next to a growth step).
+  public static let largeRequestThreshold = 128 << 10
+  /// An emptied growth arena is kept as a spare only while the rest of the heap has
+  /// fewer free bytes than this.
+  public static let spareWatermark = 256 << 10
+  /// Bytes at the start of each growth run that link the growth arenas.
+  static let arenaRecordBytes = 16
+
+  /// Bytes the control block takes at the start of the first range.
   public static var controlBytes: Int {
     var bytes = roundUp(MemoryLayout<HeapControl>.stride, 16)
     bytes += roundUp(SizeClass.firstLevelCount * 4, 16)
     bytes += SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride
-    bytes += HeapControl.maxArenas * MemoryLayout<(start: UInt, end: UInt)>.stride
     return bytes
   }
 
-  /// Arenas a heap can hold: its first range plus growth runs that extend no arena.
-  public static var maximumArenas: Int { HeapControl.maxArenas }
+  /// The smallest range `init` accepts: the control block, one minimum block, the sentinel.
+  public static var minimumBytes: Int { controlBytes + Block.minimumSize + Block.headerSize }
 
-  /// The largest request `allocate` can ever satisfy.
+  /// The largest block request an arena can ever satisfy (larger ones need page frames).
   public static let maximumRequest = SizeClass.maximumBlockSize - Block.headerSize
 
   /// Sets up a heap over `[start, start + size)`.
   ///
   /// - Parameters:
   ///   - start: 16-byte aligned.
-  ///   - size: room for the control block, one minimum block and the sentinel.
+  ///   - size: a multiple of 16, at least `minimumBytes`, at most the largest block plus
+  ///     the control block.
   ///   - zeroFill: used by `allocateZeroed`.
-  ///   - growPages: where to get pages when a request does not fit (nil: never grow).
-  ///   - growthCeiling: the most bytes the heap may claim in all, growth included.
+  ///   - frames: the page allocator the heap grows from, serves large requests from and
+  ///     looks ownership up in (nil: a fixed heap over this range only).
+  ///   - growthCeiling: the most bytes the heap may hold in all (control block, arenas
+  ///     and large allocations); nil means all of the frames' RAM.
+  ///   - growthStepPages: the largest run one growth step takes (rounded down to a power
+  ///     of two, at most 1024 pages = 4 MiB).
   /// - Returns: nil if the range is misaligned, too small or too large.
   /// - Complexity: O(number of size classes), about 400 stores.
   public init?(
     start: UnsafeMutableRawPointer, size: Int, zeroFill: ZeroFill,
-    growPages: HeapGrowPages? = nil, growthCeiling: Int = 0
+    frames: PageFrameAllocator? = nil, growthCeiling: Int? = nil, growthStepPages: Int = Page.maxOrderPages
   ) {
-    guard UInt(bitPattern: start) & 15 == 0, size & 15 == 0,
-      size >= Heap.controlBytes + Block.minimumSize + Block.headerSize,
-      size - Heap.controlBytes <= SizeClass.maximumBlockSize
+    guard UInt(bitPattern: start) & 15 == 0, size & 15 == 0, size >= Heap.minimumBytes,
+      size - Heap.controlBytes <= SizeClass.maximumBlockSize, growthStepPages >= 1
     else { return nil }
     var cursor = start
+    let first = UInt(bitPattern: start) + UInt(Heap.controlBytes)
+    let ramBytes = frames.map { $0.pageCount << Page.shift } ?? 0
     control = start.bindMemory(to: HeapControl.self, capacity: 1)
-    control.initialize(to: HeapControl(growthCeiling: max(growthCeiling, size), growPages: growPages, zeroFill: zeroFill))
+    control.initialize(to: HeapControl(
+      zeroFill: zeroFill, frames: frames, tag: UInt32(truncatingIfNeeded: UInt(bitPattern: start) >> 4) | 1,
+      growthCeiling: max(growthCeiling ?? ramBytes, size),
+      growthStepOrder: min(Page.maxOrder, Int.bitWidth - 1 - growthStepPages.leadingZeroBitCount),
+      initialStart: first, initialEnd: UInt(bitPattern: start) + UInt(size)))
     cursor += Heap.roundUp(MemoryLayout<HeapControl>.stride, 16)
     secondLevelBitmaps = cursor.bindMemory(to: UInt32.self, capacity: SizeClass.firstLevelCount)
     secondLevelBitmaps.initialize(repeating: 0, count: SizeClass.firstLevelCount)
     cursor += Heap.roundUp(SizeClass.firstLevelCount * 4, 16)
     heads = cursor.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: SizeClass.classCount)
     heads.initialize(repeating: nil, count: SizeClass.classCount)
-    cursor += SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride
-    arenas = cursor.bindMemory(to: (start: UInt, end: UInt).self, capacity: HeapControl.maxArenas)
-    cursor += HeapControl.maxArenas * MemoryLayout<(start: UInt, end: UInt)>.stride
-    control.pointee.claimedBytes = cursor - start
-    addArena(cursor, size: size - (cursor - start))
+    control.pointee.claimedBytes = size
+    let blockSize = size - Heap.controlBytes - Block.headerSize
+    let block = UnsafeMutableRawPointer(bitPattern: first)!
+    Block.write(block, size: blockSize, flags: Block.flagFree, prevSize: 0)
+    Block.write(block + blockSize, size: 0, flags: Block.flagSentinel | Block.flagPrevFree, prevSize: blockSize)
+    insertFree(block)
   }
 
   static func roundUp(_ value: Int, _ alignment: Int) -> Int { (value + alignment - 1) & ~(alignment - 1) }
 
+  /// The page allocator this heap grows from, if any.
+  public var frames: PageFrameAllocator? { control.pointee.frames }
+
   // MARK: Allocation
 
   /// Allocates at least `size` bytes, 16-byte aligned. `size == 0` gets a unique
-  /// minimum block (16 usable bytes). Grows the heap through `growPages` when nothing fits.
+  /// minimum block (16 usable bytes). Grows the heap from page frames when nothing fits;
+  /// a request above `largeRequestThreshold` is a page run of its own (page aligned).
   ///
-  /// - Returns: the payload, or nil when `size > maximumRequest` or memory is exhausted
-  ///   (the heap is unchanged then).
+  /// - Returns: the payload, or nil when the size is negative or impossible, or memory
+  ///   is exhausted (the heap is unchanged then).
   /// - Complexity: O(1): two bitmap scans, at most one split; growth adds one page-run
-  ///   allocation.
+  ///   allocation. A large request costs `PageFrameAllocator.allocContiguous`.
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+    if size > Heap.largeRequestThreshold, control.pointee.frames != nil { return allocateLarge(size) }
     guard let need = Heap.blockSize(forRequest: size) else { return nil }
     guard let block = findFreeBlock(need) ?? (grow(need) ? findFreeBlock(need) : nil) else { return nil }
     return Block.payload(take(block, need: need))
@@ -115,8 +156,11 @@ public struct Heap {
   /// - Returns: nil for a bad alignment, an impossible size, or no memory.
   /// - Complexity: O(1), as `allocate`, plus at most two splits.
   public func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
-    guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= 4096 else { return nil }
-    if alignment <= Block.alignment { return allocate(size) }
+    guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= Page.size else { return nil }
+    // Page runs are page aligned, which covers every alignment accepted here.
+    if alignment <= Block.alignment || size > Heap.largeRequestThreshold && control.pointee.frames != nil {
+      return allocate(size)
+    }
     guard let need = Heap.blockSize(forRequest: size), need <= SizeClass.maximumBlockSize - alignment - Block.minimumSize
     else { return nil }
     // Room to slide the payload up to the boundary and leave a whole free block behind.
@@ -151,23 +195,19 @@ public struct Heap {
     return payload
   }
 
-  /// Frees a payload from this heap, coalescing with free neighbours on both sides.
-  /// `nil` does nothing.
+  /// Frees a payload from this heap: a block is coalesced with free neighbours on both
+  /// sides, a large allocation goes back to the page allocator whole. `nil` does nothing.
   ///
   /// - Throws: `HeapError` for a misaligned, foreign or interior pointer, a double
   ///   free, or a corrupted header; the heap is untouched then.
-  /// - Complexity: O(1) (O(arenas) ≤ 16 for the bounds check).
+  /// - Complexity: O(1): ownership is one page-entry lookup. Freeing a large allocation
+  ///   or giving an arena back costs O(its pages) entry writes.
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
-    release(try validate(pointer))
-  }
-
-  /// Frees allocated `block`, already validated: counters, coalescing, back on a list.
-  @inline(__always)
-  private func release(_ block: UnsafeMutableRawPointer) {
-    control.pointee.usedBytes &-= Block.size(block) - Block.headerSize
-    control.pointee.allocatedBlocks &-= 1
-    insertFree(coalesce(block))
+    switch try locate(pointer) {
+    case .block(let block): release(block)
+    case .large(let run, let pages): releaseLarge(run, pages: pages)
+    }
   }
 
   /// Resizes an allocation, in place when the block or its free right neighbour allows,
@@ -175,63 +215,124 @@ public struct Heap {
   /// returns nil.
   ///
   /// - Returns: the (possibly moved) payload, or nil when no memory was found (the old
-  ///   block is then untouched and still owned by the caller).
+  ///   allocation is then untouched and still owned by the caller).
   /// - Throws: as `deallocate` for a bad pointer.
   /// - Complexity: O(1) in place; O(size) when it moves.
   public func reallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
     guard let pointer else { return allocate(size) }
-    let block = try validate(pointer)
-    if size == 0 {
+    let current: Int
+    switch try locate(pointer) {
+    case .large(let run, let pages):
+      if size == 0 {
+        releaseLarge(run, pages: pages)
+        return nil
+      }
+      current = pages << Page.shift
+      if size <= current && size > Heap.largeRequestThreshold { return pointer }
+      guard let moved = allocate(size) else { return nil }
+      moved.copyMemory(from: pointer, byteCount: min(size, current))
+      releaseLarge(run, pages: pages)
+      return moved
+    case .block(let block):
+      if size == 0 {
+        release(block)
+        return nil
+      }
+      current = Block.size(block)
+      if let need = Heap.blockSize(forRequest: size), size <= Heap.largeRequestThreshold || control.pointee.frames == nil {
+        if need <= current {
+          shrink(block, to: need)
+          return pointer
+        }
+        let next = Block.next(block)
+        if Block.isFree(next) && current + Block.size(next) >= need {
+          removeFree(next)
+          let merged = current + Block.size(next)
+          control.pointee.usedBytes &+= merged - current
+          Block.setSize(block, merged, flags: Block.flags(block))
+          Block.setPrevious(Block.next(block), size: merged, free: false)
+          shrink(block, to: need)
+          notePeak()
+          return pointer
+        }
+      }
+      guard let moved = allocate(size) else { return nil }
+      moved.copyMemory(from: pointer, byteCount: min(size, current - Block.headerSize))
       release(block)
-      return nil
+      return moved
     }
-    guard let need = Heap.blockSize(forRequest: size) else { return nil }
-    let current = Block.size(block)
-    if need <= current {
-      shrink(block, to: need)
-      return pointer
-    }
-    let next = Block.next(block)
-    if Block.isFree(next) && current + Block.size(next) >= need {
-      removeFree(next)
-      let merged = current + Block.size(next)
-      control.pointee.usedBytes &+= merged - current
-      Block.setSize(block, merged, flags: Block.flags(block))
-      let after = Block.next(block)
-      Block.setPrevious(after, size: merged, free: false)
-      shrink(block, to: need)
-      notePeak()
-      return pointer
-    }
-    guard let moved = allocate(size) else { return nil }
-    moved.copyMemory(from: pointer, byteCount: current - Block.headerSize)
-    release(block)
-    return moved
   }
 
   /// Usable bytes of an allocation (at least what was asked for).
   /// - Throws: as `deallocate` for a pointer that is not a live allocation.
-  /// - Complexity: O(arenas) for the bounds check, O(1) otherwise.
+  /// - Complexity: O(1).
   public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
-    Block.size(try validate(pointer)) - Block.headerSize
+    switch try locate(pointer) {
+    case .block(let block): return Block.size(block) - Block.headerSize
+    case .large(_, let pages): return pages << Page.shift
+    }
   }
 
-  // MARK: Validation
+  // MARK: Ownership and validation
 
-  /// The header of a payload that may be freed, after every check.
+  /// What a pointer handed to the heap turned out to be.
+  enum Allocation {
+    /// A live block (its header).
+    case block(UnsafeMutableRawPointer)
+    /// A live large allocation: its first page and its length in pages.
+    case large(UnsafeMutableRawPointer, pages: Int)
+  }
+
+  /// The allocation `pointer` starts, after every check: alignment, then ownership (the
+  /// initial arena by its bounds, everything else by its page entry), then the header.
   @inline(__always)
-  func validate(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> UnsafeMutableRawPointer {
+  func locate(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Allocation {
     let address = UInt(bitPattern: pointer)
-    // Critical: alignment first, then bounds, then the header (never read outside the heap).
+    // Critical: alignment first, then ownership, then the header (never read outside the heap).
     guard address & 15 == 0 else { throw HeapError(.misaligned, address) }
-    guard let arena = arenaIndex(containingPayload: address) else { throw HeapError(.outsideHeap, address) }
+    let initialStart = control.pointee.initialStart
+    if address >= initialStart &+ UInt(Block.headerSize) && address < control.pointee.initialEnd {
+      return .block(try validate(pointer, arenaStart: initialStart, arenaEnd: control.pointee.initialEnd))
+    }
+    return try locateInPageFrames(pointer)
+  }
+
+  /// Ownership from the page entry of `pointer`: a growth arena or a large allocation of
+  /// this heap (its tag), anything else is not ours.
+  func locateInPageFrames(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Allocation {
+    let address = UInt(bitPattern: pointer)
+    guard let frames = control.pointee.frames else { throw HeapError(.outsideHeap, address) }
+    let physical = frames.physical(of: pointer)
+    guard let run = frames.run(containing: physical), run.tag == control.pointee.tag else {
+      // A large allocation freed before leaves its first page free.
+      let freePage = Page.isAligned(physical) && frames.owner(ofPhysical: physical) == .free
+      throw HeapError(freePage ? .doubleFree : .outsideHeap, address)
+    }
+    let runStart = frames.pointer(toPhysical: run.start)
+    switch run.owner {
+    case .heap:
+      let arenaStart = UInt(bitPattern: runStart) + UInt(Heap.arenaRecordBytes)
+      guard address >= arenaStart + UInt(Block.headerSize) else { throw HeapError(.outsideHeap, address) }
+      return .block(try validate(pointer, arenaStart: arenaStart, arenaEnd: UInt(bitPattern: runStart) + UInt(run.pages << Page.shift)))
+    case .heapLarge:
+      guard runStart == pointer else { throw HeapError(.interiorPointer, address) }
+      return .large(runStart, pages: run.pages)
+    default:
+      throw HeapError(.outsideHeap, address)
+    }
+  }
+
+  /// The header of a payload inside arena `[arenaStart, arenaEnd)` that may be freed,
+  /// after every check of the header and its neighbours.
+  @inline(__always)
+  func validate(_ pointer: UnsafeMutableRawPointer, arenaStart: UInt, arenaEnd: UInt) throws(HeapError) -> UnsafeMutableRawPointer {
+    let address = UInt(bitPattern: pointer)
     let block = Block.header(ofPayload: pointer)
     guard Block.isIntact(block) else { throw HeapError(.corruptHeader, address) }
     let flags = Block.flags(block)
     if flags & Block.flagFree != 0 { throw HeapError(.doubleFree, address) }
     guard flags & Block.flagSentinel == 0 else { throw HeapError(.corruptHeader, address) }
     let size = Block.size(block)
-    let arenaEnd = arenas[arena].end
     // Critical: the size must keep the right neighbour inside the arena, and agree with it.
     guard size >= Block.minimumSize, size & 15 == 0, UInt(size) <= arenaEnd - UInt(Block.headerSize) - UInt(bitPattern: block) else {
       throw HeapError(.corruptNeighbour, address)
@@ -245,7 +346,7 @@ public struct Heap {
     if flags & Block.flagPrevFree != 0 {
       let prevSize = Block.prevSize(block)
       let previous = block - prevSize
-      guard prevSize >= Block.minimumSize, UInt(prevSize) <= UInt(bitPattern: block) - arenas[arena].start,
+      guard prevSize >= Block.minimumSize, UInt(prevSize) <= UInt(bitPattern: block) - arenaStart,
         Block.isIntact(previous), Block.flags(previous) & (Block.flagFree | Block.flagSentinel) == Block.flagFree,
         Block.size(previous) == prevSize
       else { throw HeapError(.corruptNeighbour, address) }
@@ -253,19 +354,25 @@ public struct Heap {
     return block
   }
 
-  @inline(__always)
-  func arenaIndex(containingPayload address: UInt) -> Int? {
-    var index = 0
-    let count = control.pointee.arenaCount
-    while index < count {
-      let arena = arenas[index]
-      if address >= arena.start + UInt(Block.headerSize) && address < arena.end { return index }
-      index += 1
-    }
-    return nil
-  }
-
   // MARK: Blocks
+
+  /// Frees allocated `block`, already validated: counters, coalescing, back on a list,
+  /// or back to the page allocator when it empties a growth arena.
+  @inline(__always)
+  func release(_ block: UnsafeMutableRawPointer) {
+    control.pointee.usedBytes &-= Block.size(block) - Block.headerSize
+    control.pointee.allocatedBlocks &-= 1
+    let merged = coalesce(block)
+    // The first block of an arena (no left neighbour) that reaches the sentinel spans it.
+    if Block.prevSize(merged) == 0, Block.flags(Block.next(merged)) & Block.flagSentinel != 0,
+      UInt(bitPattern: merged) != control.pointee.initialStart
+    {
+      arenaEmptied(merged)
+    } else {
+      insertFree(merged)
+    }
+    if control.pointee.spareArena != 0 { releaseSpareIfRoomElsewhere() }
+  }
 
   /// Marks free block `block` (already off the lists) allocated with `need` bytes,
   /// splitting off the tail when it can hold a minimum block.
@@ -321,7 +428,7 @@ public struct Heap {
   /// swallowed by the merge keeps its free flag and check value, so freeing its old
   /// payload again reads as a double free.
   @inline(__always)
-  private func coalesce(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
+  func coalesce(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
     var start = block
     var size = Block.size(block)
     let prevSize = Block.prevSize(block)
@@ -350,7 +457,7 @@ public struct Heap {
   /// The head of the first non-empty class whose blocks all hold `need` bytes, else a
   /// bounded scan of `need`'s own class. The block is taken off its list.
   @inline(__always)
-  private func findFreeBlock(_ need: Int) -> UnsafeMutableRawPointer? {
+  func findFreeBlock(_ need: Int) -> UnsafeMutableRawPointer? {
     var (first, second) = SizeClass.searchIndex(for: need)
     if first < SizeClass.firstLevelCount {
       var secondMap = secondLevelBitmaps[first] & (~0 << UInt32(second))
@@ -375,10 +482,14 @@ public struct Heap {
     guard first < SizeClass.firstLevelCount else { return nil }
     var candidate = heads[first * SizeClass.secondLevelCount + second]
     var best: UnsafeMutableRawPointer? = nil
+    var bestSize = Int.max
     var steps = 0
     while let block = candidate, steps < SizeClass.fallbackScanLimit {
       let size = Block.size(block)
-      if size >= need && (best == nil || size < Block.size(best!)) { best = block }
+      if size >= need && size < bestSize {
+        best = block
+        bestSize = size
+      }
       candidate = Block.nextFree(block)
       steps += 1
     }
@@ -402,6 +513,7 @@ public struct Heap {
   /// Takes the head off class (first, second)'s list, which must be non-empty.
   @inline(__always)
   private func popHead(_ first: Int, _ second: Int) -> UnsafeMutableRawPointer {
+    // The bitmap said this list is non-empty.
     let block = heads[first * SizeClass.secondLevelCount + second]!
     let next = Block.nextFree(block)
     if let next { Block.setPrevFree(next, nil) }
@@ -433,56 +545,5 @@ public struct Heap {
       let (first, second) = SizeClass.index(of: Block.size(block))
       replaceHead(first, second, with: next)
     }
-  }
-
-  // MARK: Arenas and growth
-
-  /// Adds `[start, start + size)` as one free block plus a sentinel. A range that begins
-  /// where an arena ends extends that arena instead, unless the merged arena could hold a
-  /// block larger than the size index allows.
-  @discardableResult
-  func addArena(_ start: UnsafeMutableRawPointer, size: Int) -> Bool {
-    let address = UInt(bitPattern: start)
-    var index = 0
-    while index < control.pointee.arenaCount {
-      if arenas[index].end == address,
-        Int(arenas[index].end - arenas[index].start) + size <= SizeClass.maximumBlockSize {
-        // The old sentinel becomes the header of the new space, merged with a free
-        // block before it.
-        let sentinel = start - Block.headerSize
-        Block.setSize(sentinel, size, flags: Block.flags(sentinel) & Block.flagPrevFree)
-        Block.write(start + size - Block.headerSize, size: 0, flags: Block.flagSentinel, prevSize: size)
-        arenas[index].end = address + UInt(size)
-        control.pointee.claimedBytes += size
-        insertFree(coalesce(sentinel))
-        return true
-      }
-      index += 1
-    }
-    guard control.pointee.arenaCount < HeapControl.maxArenas else { return false }
-    let blockSize = size - Block.headerSize
-    Block.write(start, size: blockSize, flags: Block.flagFree, prevSize: 0)
-    Block.write(start + blockSize, size: 0, flags: Block.flagSentinel | Block.flagPrevFree, prevSize: blockSize)
-    arenas[control.pointee.arenaCount] = (address, address + UInt(size))
-    control.pointee.arenaCount += 1
-    control.pointee.claimedBytes += size
-    insertFree(start)
-    return true
-  }
-
-  /// Claims a page run big enough for a `need`-byte block, within the ceiling. With the
-  /// arena table full it does not ask for pages: a run that turned out not to extend an
-  /// arena could not be used or given back.
-  private func grow(_ need: Int) -> Bool {
-    guard let growPages = control.pointee.growPages, control.pointee.arenaCount < HeapControl.maxArenas
-    else { return false }
-    let bytes = need + 2 * Block.headerSize
-    var order = 0
-    while (Page.size << order) < bytes { order += 1 }
-    guard order <= Page.maxOrder,
-      control.pointee.claimedBytes + (Page.size << order) <= control.pointee.growthCeiling,
-      let pages = growPages(order)
-    else { return false }
-    return addArena(pages, size: Page.size << order)
   }
 }

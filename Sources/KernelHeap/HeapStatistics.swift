@@ -14,7 +14,12 @@ public struct HeapStatistics: Sendable, Equatable {
   public var freeBlocks: Int
   /// Payload bytes of the largest free block.
   public var largestFreeBlock: Int
+  /// The initial arena plus the growth arenas held now.
   public var arenas: Int
+  /// Large allocations (page runs outside the arenas) and their bytes; not part of
+  /// `claimedBytes` or `usedBytes`.
+  public var largeAllocations: Int
+  public var largeBytes: Int
 }
 
 extension Heap {
@@ -37,16 +42,15 @@ extension Heap {
       claimedBytes: c.claimedBytes, usedBytes: c.usedBytes, freeBytes: free,
       overheadBytes: c.claimedBytes - c.usedBytes - free, peakUsedBytes: c.peakUsedBytes,
       allocatedBlocks: c.allocatedBlocks, freeBlocks: freeCount, largestFreeBlock: largest,
-      arenas: c.arenaCount)
+      arenas: c.arenaCount, largeAllocations: c.largeAllocations, largeBytes: c.largeBytes)
   }
 
   /// Calls `body` with every block of every arena in address order, sentinels excluded.
   /// A corrupted size ends that arena's walk instead of looping or leaving the arena
   /// (`check()` is the walk that reports such damage).
   func forEachBlock(_ body: (UnsafeMutableRawPointer) -> Void) {
-    for index in 0..<control.pointee.arenaCount {
-      let end = arenas[index].end
-      var block = UnsafeMutableRawPointer(bitPattern: arenas[index].start)!
+    forEachArena { start, end in
+      var block = UnsafeMutableRawPointer(bitPattern: start)!
       while Block.flags(block) & Block.flagSentinel == 0 {
         let size = Block.size(block)
         // The next header must lie inside the arena: block + size <= end - header.
@@ -57,8 +61,11 @@ extension Heap {
     }
   }
 
-  /// The arenas as (first block address, end) pairs.
+  /// The arenas as (first block address, end) pairs: the initial arena first.
+  /// - Complexity: O(arenas).
   public var arenaRanges: [(start: UInt, end: UInt)] {
-    (0..<control.pointee.arenaCount).map { arenas[$0] }
+    var ranges: [(start: UInt, end: UInt)] = []
+    forEachArena { ranges.append(($0, $1)) }
+    return ranges
   }
 }

@@ -148,8 +148,21 @@ func memInitMilliseconds(bytes: Int) -> Double {
   memset(ram + Int(layout.metadataStart - base), 1, Int(layout.metadataEnd - layout.metadataStart))
   let start = now()
   let frames = buildPageFrames(config, layout)
-  let heap = Heap(start: ram + Int(layout.heapStart - base), size: 1 << 20, zeroFill: benchZeroFill)
+  let heap = Heap(start: ram + Int(layout.heapStart - base), size: 1 << 20, zeroFill: benchZeroFill, frames: frames)
   let elapsed = now() - start
   precondition(heap != nil && frames.freePageCount > 0)
   return Double(elapsed) / 1e6
+}
+
+/// One growth workload over a fresh simulated machine of `bytes` bytes of RAM (memInit's
+/// layout: kernel, page array, the 1 MiB heap, the rest free).
+func growthOutcome(_ workload: GrowthWorkload, bytes: Int) -> GrowthOutcome {
+  let ram = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
+  defer { munmap(ram, bytes) }
+  let base: UInt = 0x4000_0000
+  let config = MemInitConfig(
+    ramBase: base, ramSize: UInt(bytes), kernelStart: base + 0x20_0000, kernelEnd: base + 0x22_0000,
+    directMapOffset: Int(bitPattern: ram) - Int(bitPattern: base), zeroFill: benchZeroFill)
+  let machine = try! KernelMemory(config, layout: try! planLayout(config))
+  return runGrowthWorkload(workload, frames: machine.frames!, heap: machine.heap!, seed: 11)
 }

@@ -28,7 +28,11 @@ public struct MemInitConfig {
   /// The DTB's range, or empty.
   public var dtbStart: UInt
   public var dtbEnd: UInt
+  /// Bytes of the initial heap (rounded up to pages).
   public var heapBytes: Int
+  /// The most bytes the heap may hold, growth and large allocations included; nil for
+  /// all of RAM.
+  public var growthCeiling: Int?
   /// pointer = physical + directMapOffset (0 in the kernel).
   public var directMapOffset: Int
   public var zeroFill: ZeroFill
@@ -39,8 +43,9 @@ public struct MemInitConfig {
   public init(
     ramBase: UInt, ramSize: UInt, kernelStart: UInt, kernelEnd: UInt,
     dtbStart: UInt = 0, dtbEnd: UInt = 0, heapBytes: Int = kernelHeapInitialBytes,
-    directMapOffset: Int = 0, zeroFill: ZeroFill
+    directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill
   ) {
+    self.growthCeiling = growthCeiling
     self.ramBase = ramBase
     self.ramSize = ramSize
     self.kernelStart = kernelStart
@@ -58,33 +63,27 @@ public struct MemInitConfig {
   }
 }
 
-/// Why memInit refused to lay out memory.
-public struct MemInitError: Error, Sendable, Equatable {
-  public enum Reason: UInt8, Sendable {
-    /// RAM base or size not page aligned.
-    case ramMisaligned
-    /// The kernel image does not lie inside RAM.
-    case kernelOutsideRAM
-    /// RAM is smaller than kernel + page array + heap.
-    case ramTooSmall
+/// Why memInit refused to lay out memory. Nothing is set up when one is thrown.
+public typealias MemInitError = MemoryError<MemInitFailure>
 
-    public var text: StaticString {
-      switch self {
-      case .ramMisaligned: return "RAM base or size not page aligned"
-      case .kernelOutsideRAM: return "kernel image outside RAM"
-      case .ramTooSmall: return "RAM smaller than kernel + page array + heap"
-      }
+/// The defined outcomes for a configuration memInit cannot use, in the order checked.
+public enum MemInitFailure: UInt8, FailureReason {
+  /// RAM base or size not page aligned, empty, or wrapping past 2^64.
+  case ramMisaligned
+  /// The kernel image does not lie inside RAM.
+  case kernelOutsideRAM
+  /// The heap size cannot hold a heap: 0, negative, or below `Heap.minimumBytes`.
+  case heapTooSmall
+  /// RAM is smaller than kernel + page array + heap.
+  case ramTooSmall
+
+  public var text: StaticString {
+    switch self {
+    case .ramMisaligned: return "RAM base or size not page aligned"
+    case .kernelOutsideRAM: return "kernel image outside RAM"
+    case .heapTooSmall: return "heap size cannot hold a heap"
+    case .ramTooSmall: return "RAM smaller than kernel + page array + heap"
     }
-  }
-  public let reason: Reason
-  /// The address that broke the layout (RAM end for ramTooSmall).
-  public let address: UInt
-
-  /// An error for `reason` at `address`.
-  /// - Complexity: O(1).
-  public init(reason: Reason, address: UInt) {
-    self.reason = reason
-    self.address = address
   }
 }
 
@@ -101,28 +100,33 @@ public struct BootLayout: Sendable, Equatable {
 /// Computes the layout without touching memory: the array at the first page boundary
 /// after `__end`, the heap right after the array's last page.
 ///
-/// - Throws: `MemInitError` when RAM cannot hold kernel + array + heap.
+/// - Throws: `MemInitError`: misaligned or wrapping RAM, a kernel outside RAM, a heap
+///   size that cannot hold a heap, or RAM that cannot hold kernel + array + heap.
 /// - Complexity: O(1).
 public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayout {
-  let pageMask = UInt(Page.size - 1)
-  guard config.ramBase & pageMask == 0, config.ramSize & pageMask == 0, config.ramSize > 0 else {
-    throw MemInitError(reason: .ramMisaligned, address: config.ramBase)
+  guard Page.isAligned(config.ramBase), Page.isAligned(config.ramSize), config.ramSize > 0 else {
+    throw MemInitError(.ramMisaligned, config.ramBase)
   }
   let (ramEnd, wrapped) = config.ramBase.addingReportingOverflow(config.ramSize)
-  guard !wrapped else { throw MemInitError(reason: .ramMisaligned, address: config.ramBase) }
+  guard !wrapped else { throw MemInitError(.ramMisaligned, config.ramBase) }
   guard config.kernelStart >= config.ramBase, config.kernelStart <= config.kernelEnd, config.kernelEnd <= ramEnd else {
-    throw MemInitError(reason: .kernelOutsideRAM, address: config.kernelStart)
+    throw MemInitError(.kernelOutsideRAM, config.kernelStart)
+  }
+  guard config.heapBytes >= Heap.minimumBytes else {
+    throw MemInitError(.heapTooSmall, UInt(bitPattern: config.heapBytes))
   }
   let pageCount = Int(config.ramSize >> UInt(Page.shift))
-  let metadataStart = (config.kernelEnd + pageMask) & ~pageMask
   let metadataBytes = UInt(PageFrameAllocator.metadataBytes(pageCount: pageCount))
-  let metadataEnd = (metadataStart + metadataBytes + pageMask) & ~pageMask
-  let heapStart = metadataEnd
-  let heapEnd = heapStart + (UInt(config.heapBytes) + pageMask) & ~pageMask
-  guard heapEnd <= ramEnd else { throw MemInitError(reason: .ramTooSmall, address: ramEnd) }
+  // Each step is checked, so no configuration can wrap an address.
+  guard let metadataStart = Page.roundUp(config.kernelEnd),
+    case let (arrayEnd, overArray) = metadataStart.addingReportingOverflow(metadataBytes), !overArray,
+    let metadataEnd = Page.roundUp(arrayEnd),
+    case let (heapLimit, overHeap) = metadataEnd.addingReportingOverflow(UInt(config.heapBytes)), !overHeap,
+    let heapEnd = Page.roundUp(heapLimit), heapEnd <= ramEnd
+  else { throw MemInitError(.ramTooSmall, ramEnd) }
   return BootLayout(
     pageCount: pageCount, metadataStart: metadataStart, metadataEnd: metadataEnd,
-    heapStart: heapStart, heapEnd: heapEnd, ramEnd: ramEnd)
+    heapStart: metadataEnd, heapEnd: heapEnd, ramEnd: ramEnd)
 }
 
 /// Builds the page metadata array and the page allocator for `config`: zeroes the array
@@ -131,7 +135,7 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
 ///
 /// - Complexity: O(pages) for zeroing the array; the rest is O(reserved pages + RAM / 4 MiB).
 public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> PageFrameAllocator {
-  var frames = PageFrameAllocator(
+  let frames = PageFrameAllocator(
     base: config.ramBase, pageCount: layout.pageCount, metadata: config.pointer(toPhysical: layout.metadataStart),
     directMapOffset: config.directMapOffset, zeroFill: config.zeroFill)
   frames.reserve(start: config.ramBase, end: config.kernelStart, as: .firmware)
@@ -142,7 +146,7 @@ public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> Pa
     frames.reserve(start: config.dtbStart, end: config.dtbEnd, as: .deviceTree)
   }
   // Everything above the heap is free, except a DTB placed there.
-  let dtbPageStart = config.dtbStart & ~UInt(Page.size - 1)
+  let dtbPageStart = Page.roundDown(config.dtbStart)
   if config.dtbEnd > config.dtbStart && dtbPageStart >= layout.heapEnd {
     frames.release(start: layout.heapEnd, end: dtbPageStart)
     frames.release(start: config.dtbEnd, end: layout.ramEnd)
@@ -152,27 +156,47 @@ public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> Pa
   return frames
 }
 
-/// Page runs for the kernel heap's growth: owned by `.heap`, not zeroed.
-private let growKernelHeap: HeapGrowPages = { order in
-  kernelPageFrames?.allocPages(order: order, owner: .heap, zeroed: false)
+/// Sets up the kernel heap over the reserved heap pages `[layout.heapStart,
+/// layout.heapEnd)`, the first byte after the page array: its initial arena. It grows
+/// from `frames` up to `config.growthCeiling` (all of RAM by default).
+///
+/// - Throws: `MemInitError.heapTooSmall` when the range cannot hold a heap.
+/// - Complexity: O(size classes).
+public func heapInit(_ config: MemInitConfig, _ layout: BootLayout, frames: PageFrameAllocator) throws(MemInitError) -> Heap {
+  guard let heap = Heap(
+    start: config.pointer(toPhysical: layout.heapStart), size: Int(layout.heapEnd - layout.heapStart),
+    zeroFill: config.zeroFill, frames: frames, growthCeiling: config.growthCeiling)
+  else { throw MemInitError(.heapTooSmall, UInt(bitPattern: config.heapBytes)) }
+  return heap
+}
+
+extension KernelMemory {
+  /// Builds the kernel's memory for `config` laid out as `layout`: the page array and
+  /// its reservations, then `heapInit` right after it.
+  /// - Throws: `MemInitError` from `heapInit`.
+  /// - Complexity: O(pages) (zeroing 16 bytes per page).
+  public init(_ config: MemInitConfig, layout: BootLayout) throws(MemInitError) {
+    let frames = buildPageFrames(config, layout)
+    let heap = try heapInit(config, layout, frames: frames)
+    self.init(frames: frames, heap: heap)
+  }
 }
 
 /// Boot-time memory set-up, in order: plan the layout after `__end`, build and zero the
 /// page array, reserve firmware, kernel, array, heap and DTB pages, free the rest, then
-/// `heapInit` at the first byte after the array's last page. Sets `kernelPageFrames`
-/// and `kernelHeap`.
+/// `heapInit` at the first byte after the array's last page. Installs the result as
+/// `kernelMemory`.
 ///
-/// - Returns: the layout; `MemoryMap(kernelPageFrames!)` gives the boot log's map.
-/// - Throws: `MemInitError` when RAM is too small or the image lies outside it; nothing
-///   is set up then.
+/// - Returns: the layout; `MemoryMap(kernelMemory.frames)` gives the boot log's map.
+/// - Throws: `MemInitError` when RAM is too small, the image lies outside it or the
+///   heap size is unusable; `kernelMemory` is left not set up then, so every entry
+///   point reports it.
 /// - Precondition: called once, early, before any allocation.
 /// - Complexity: O(pages) (zeroing 16 bytes per page).
 @discardableResult
 public func memInit(_ config: MemInitConfig) throws(MemInitError) -> BootLayout {
+  kernelMemory = KernelMemory()
   let layout = try planLayout(config)
-  kernelPageFrames = buildPageFrames(config, layout)
-  heapInit(
-    heapStart: config.pointer(toPhysical: layout.heapStart), size: Int(layout.heapEnd - layout.heapStart), zeroFill: config.zeroFill,
-    growPages: growKernelHeap)
+  kernelMemory = try KernelMemory(config, layout: layout)
   return layout
 }

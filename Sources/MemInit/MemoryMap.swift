@@ -11,9 +11,7 @@ public struct MemoryMap {
 
   /// At most this many regions are kept; more are merged into the last.
   public static let capacity = 16
-  private var storage: (Region?, Region?, Region?, Region?, Region?, Region?, Region?, Region?,
-    Region?, Region?, Region?, Region?, Region?, Region?, Region?, Region?) =
-    (nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil)
+  private var storage = InlineArray<16, Region>(repeating: Region(owner: .free, start: 0, end: 0))
   public private(set) var count = 0
   public let ramBase: UInt
   public let ramSize: UInt
@@ -34,24 +32,21 @@ public struct MemoryMap {
   }
 
   private mutating func append(_ region: Region) {
-    withUnsafeMutableBytes(of: &storage) { raw in
-      let slots = raw.baseAddress!.assumingMemoryBound(to: Region?.self)
-      if count < MemoryMap.capacity {
-        slots[count] = region
-        count += 1
-      } else {
-        let last = slots[count - 1]!
-        slots[count - 1] = Region(owner: last.owner, start: last.start, end: region.end)
-      }
+    if count < MemoryMap.capacity {
+      storage[count] = region
+      count += 1
+    } else {
+      let last = storage[count - 1]
+      storage[count - 1] = Region(owner: last.owner, start: last.start, end: region.end)
     }
   }
 
   /// Region `index`.
   /// - Precondition: `0 <= index < count` (a trap otherwise).
-  /// - Complexity: O(1) (copies the fixed-size storage).
+  /// - Complexity: O(1).
   public subscript(index: Int) -> Region {
-    var copy = storage
-    return withUnsafeBytes(of: &copy) { $0.baseAddress!.assumingMemoryBound(to: Region?.self)[index]! }
+    precondition(index >= 0 && index < count, "memory map index out of range")
+    return storage[index]
   }
 
   /// Sum of the regions' pages; equals RAM / 4096 when the map is complete.

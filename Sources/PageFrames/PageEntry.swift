@@ -1,24 +1,22 @@
-/// Geometry of a physical page.
-public enum Page {
-  /// Bytes in a page.
-  public static let size = 4096
-  /// log2(size).
-  public static let shift = 12
-  /// Largest buddy order: runs of up to 2^maxOrder pages (4 MiB).
-  public static let maxOrder = 10
-  /// Number of orders, 0 through maxOrder.
-  public static let orderCount = maxOrder + 1
-}
-
 /// The metadata for one 4 KiB physical page: 16 bytes, so 1 GiB of RAM costs 4 MiB.
 ///
-/// `next`/`prev` link free blocks (page indices, `PageEntry.none` for no link). `word`
-/// packs the mapped virtual page number (40 bits; 0 means "the direct map", i.e.
+/// `word` packs the mapped virtual page number (40 bits; 0 means "the direct map", i.e.
 /// physical + the allocator's offset, which is the identity in the kernel), the owner,
-/// the buddy order and the flags.
+/// the buddy order and the flags. `next` and `prev` depend on the page's state:
+///
+/// | page | `next` | `prev` |
+/// |---|---|---|
+/// | head of a free block | next free block (page index) | previous free block |
+/// | head of an allocated run | the owner's tag (the heap's id, a slab cache's class) | pages in the run |
+/// | other page of an allocated run | index of the run's head | pages in the run |
+/// | reserved page | `none` | 0 |
+///
+/// So the owner of any address, and the run it belongs to, take one or two loads.
 public struct PageEntry: Sendable {
   /// "No page" in a free-list link.
   public static let none: UInt32 = .max
+  /// The order of a run whose page count is not a power of two (`allocContiguous`).
+  public static let noOrder = 0xFF
 
   /// This page is the first of a block: a free block on the free lists, or an allocated run.
   public static let flagBlockHead: UInt8 = 1 << 0
@@ -34,31 +32,39 @@ public struct PageEntry: Sendable {
   private static let orderShift: UInt64 = 48
   private static let flagsShift: UInt64 = 56
 
+  init(next: UInt32, prev: UInt32, word: UInt64) {
+    self.next = next
+    self.prev = prev
+    self.word = word
+  }
+
   private func field(_ shift: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: word >> shift) }
   private mutating func setField(_ shift: UInt64, _ value: UInt8) {
     word = (word & ~(0xFF << shift)) | (UInt64(value) << shift)
   }
 
-  /// The packed word of a run head: `owner`, `order`, `flagBlockHead`, direct-mapped.
+  /// The packed word of a page owned by `owner`: a run head with `order` when `head`.
   @inline(__always)
-  static func headWord(owner: PageOwner, order: Int) -> UInt64 {
-    UInt64(owner.rawValue) << ownerShift | UInt64(UInt8(truncatingIfNeeded: order)) << orderShift
-      | UInt64(flagBlockHead) << flagsShift
+  static func ownedWord(_ owner: PageOwner, order: Int, head: Bool) -> UInt64 {
+    let ownerBits = UInt64(owner.rawValue) << ownerShift
+    guard head else { return ownerBits }
+    return ownerBits | UInt64(UInt8(truncatingIfNeeded: order)) << orderShift | UInt64(flagBlockHead) << flagsShift
   }
 
-  /// Who uses the page.
+  /// Who uses the page (an unknown byte reads as `.mmio`, which nothing frees).
   public var owner: PageOwner {
-    get { PageOwner(rawValue: field(PageEntry.ownerShift) & 7) ?? .free }
+    get { PageOwner(rawValue: field(PageEntry.ownerShift)) ?? .mmio }
     set { setField(PageEntry.ownerShift, newValue.rawValue) }
   }
 
-  /// Buddy order of the block this page heads (meaningful with `flagBlockHead`).
+  /// Buddy order of the block this page heads (meaningful with `flagBlockHead`);
+  /// `noOrder` for a run whose length is not a power of two.
   public var order: Int {
     get { Int(field(PageEntry.orderShift)) }
     set { setField(PageEntry.orderShift, UInt8(truncatingIfNeeded: newValue)) }
   }
 
-  /// `flagBlockHead` and future flags.
+  /// `flagBlockHead` and `flagHot`.
   public var flags: UInt8 {
     get { field(PageEntry.flagsShift) }
     set { setField(PageEntry.flagsShift, newValue) }

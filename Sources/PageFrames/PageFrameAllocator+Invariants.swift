@@ -8,6 +8,8 @@ extension PageFrameAllocator {
   /// Checks every structure against every other:
   /// - per-owner counters equal a recount of the array, and add up to `pageCount`
   ///   (the accounting identity; so no page is left unclaimed after set-up);
+  /// - every page of an allocated run names the run's head and length, and no
+  ///   allocated page stands outside a run (heap pages reserved at set-up aside);
   /// - every free-list entry is a free block head of that order, naturally aligned,
   ///   inside RAM, with consistent back links, and its pages are all free;
   /// - no free block has a free buddy of the same order (it would have merged);
@@ -18,17 +20,35 @@ extension PageFrameAllocator {
   /// - Returns: nil, or the first broken invariant.
   /// - Complexity: O(pageCount). For tests and debug boots.
   public func checkInvariants() -> PageFrameInvariantError? {
-    var recount = (0, 0, 0, 0, 0, 0, 0, 0)
-    for index in 0..<pageCount {
-      let owner = entries[index].owner
-      withUnsafeMutableBytes(of: &recount) { counts in
-        let offset = Int(owner.rawValue) * 8
-        counts.storeBytes(of: counts.load(fromByteOffset: offset, as: Int.self) + 1, toByteOffset: offset, as: Int.self)
+    var recount = InlineArray<11, Int>(repeating: 0)
+    var index = 0
+    while index < pageCount {
+      let entry = entries[index]
+      recount[Int(entry.owner.rawValue)] += 1
+      if entry.isBlockHead && entry.owner.isAllocatable {
+        // An allocated run: every page names the head and the run's length.
+        let pages = Int(entry.prev)
+        guard pages >= 1, index + pages <= pageCount else {
+          return PageFrameInvariantError(reason: "allocated run has a bad length", pageIndex: index)
+        }
+        for page in (index + 1)..<(index + pages) {
+          let body = entries[page]
+          guard body.owner == entry.owner, !body.isBlockHead, Int(body.next) == index, Int(body.prev) == pages else {
+            return PageFrameInvariantError(reason: "page of an allocated run does not name its head", pageIndex: page)
+          }
+          recount[Int(entry.owner.rawValue)] += 1
+        }
+        index += pages
+      } else {
+        if entry.owner.isAllocatable && entry.owner != .heap {
+          return PageFrameInvariantError(reason: "allocated page outside a run", pageIndex: index)
+        }
+        index += 1
       }
     }
     var total = 0
     for owner in PageOwner.allCases {
-      let counted = withUnsafeBytes(of: recount) { $0.load(fromByteOffset: Int(owner.rawValue) * 8, as: Int.self) }
+      let counted = recount[Int(owner.rawValue)]
       if counted != count(owner) {
         return PageFrameInvariantError(reason: "owner count differs from the array (or pages left unclaimed)", pageIndex: Int(owner.rawValue))
       }
@@ -41,7 +61,7 @@ extension PageFrameAllocator {
     var listed = 0
     for order in 0...Page.maxOrder {
       var index = freeHead(order)
-      let bitSet = nonEmptyOrders & (1 << UInt32(order)) != 0
+      let bitSet = state.pointee.nonEmptyOrders & (1 << UInt32(order)) != 0
       if bitSet != (index != PageEntry.none) {
         return PageFrameInvariantError(reason: "order bitmap disagrees with list", pageIndex: order)
       }
@@ -78,16 +98,16 @@ extension PageFrameAllocator {
       }
     }
     var hot = 0
-    var index = hotHead
-    while index != PageEntry.none {
-      let i = Int(index)
+    index = Int(state.pointee.hotHead)
+    while index != Int(PageEntry.none) {
+      let i = index
       hot += 1
       guard i < pageCount, hot <= PageFrameAllocator.hotLimit, entries[i].owner == .free,
         entries[i].flags == PageEntry.flagHot
       else { return PageFrameInvariantError(reason: "hot-page cache holds a page that is not free", pageIndex: i) }
-      index = entries[i].next
+      index = Int(entries[i].next)
     }
-    if hot != hotCount { return PageFrameInvariantError(reason: "hot-page count differs", pageIndex: hot) }
+    if hot != state.pointee.hotCount { return PageFrameInvariantError(reason: "hot-page count differs", pageIndex: hot) }
     listed += hot
     if listed != freePageCount {
       return PageFrameInvariantError(reason: "free lists disagree with the free count", pageIndex: -1)

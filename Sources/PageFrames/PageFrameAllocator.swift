@@ -1,9 +1,36 @@
-/// Zeroes `count` bytes: the assembly bzero in the kernel, memset on the host.
-public typealias ZeroFill = @convention(c) (UnsafeMutableRawPointer?, Int) -> Void
+/// The allocator's state. It lives at the start of the metadata region, in front of the
+/// page entries, so every copy of a `PageFrameAllocator` handle works on the same state.
+struct PageFrameState {
+  let base: UInt
+  let pageCount: Int
+  let directMapOffset: Int
+  let zeroFill: ZeroFill
+  /// Heads of the free lists, one per order (page indices).
+  var freeHeads: InlineArray<11, UInt32> = .init(repeating: PageEntry.none)
+  /// Bit k set <=> the order-k free list is non-empty.
+  var nonEmptyOrders: UInt32 = 0
+  /// Freed order-0 pages kept unmerged for the next allocPage (linked through `next`),
+  /// so a free/alloc pair does not merge up to order 10 and split down again.
+  var hotHead: UInt32 = PageEntry.none
+  var hotCount = 0
+  /// Pages per owner kind, indexed by `PageOwner.rawValue`.
+  var ownerCounts: InlineArray<11, Int> = .init(repeating: 0)
+
+  init(base: UInt, pageCount: Int, directMapOffset: Int, zeroFill: ZeroFill) {
+    self.base = base
+    self.pageCount = pageCount
+    self.directMapOffset = directMapOffset
+    self.zeroFill = zeroFill
+  }
+}
 
 /// A buddy allocator over a page metadata array: one `PageEntry` per 4 KiB page of
 /// `[base, base + pageCount * 4096)`. Runs of 2^order pages (order 0...10) are naturally
-/// aligned in physical memory; freeing coalesces with the buddy at each order.
+/// aligned in physical memory; freeing coalesces with the buddy at each order. Runs of
+/// any length come from `allocContiguous`.
+///
+/// A handle: the state lives in the metadata region it was created over, so a copy is
+/// the same allocator, never a fork. Not thread-safe.
 ///
 /// Memory is reached through a direct map: the page at physical address `p` is at
 /// pointer `p + directMapOffset`. The kernel uses offset 0 (identity); host tests point
@@ -11,45 +38,33 @@ public typealias ZeroFill = @convention(c) (UnsafeMutableRawPointer?, Int) -> Vo
 ///
 /// Set-up is three steps: `init` (all pages unclaimed), `reserve` for what is in use,
 /// `release` for what is free. After that, every page has exactly one owner and
-/// `count(.free) + Σ count(reserved kinds) + count(.allocated) == pageCount`.
+/// `Σ count(owner) == pageCount`.
 public struct PageFrameAllocator {
-  /// Physical address of page 0 (page aligned).
-  public let base: UInt
-  /// Pages covered by the metadata array.
-  public let pageCount: Int
+  let state: UnsafeMutablePointer<PageFrameState>
   /// The metadata array, `pageCount` entries.
   public let entries: UnsafeMutablePointer<PageEntry>
-  /// pointer = physical + directMapOffset.
-  public let directMapOffset: Int
-  let zeroFill: ZeroFill
 
-  /// Heads of the free lists, one per order (page indices).
-  var freeHeads: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32,
-    UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32)
-  /// Bit k set <=> the order-k free list is non-empty.
-  var nonEmptyOrders: UInt32 = 0
-  /// Freed order-0 pages kept unmerged for the next allocPage (linked through `next`),
-  /// so a free/alloc pair does not merge up to order 10 and split down again.
-  var hotHead: UInt32 = PageEntry.none
-  var hotCount = 0
+  /// Bytes of the state in front of the entries.
+  static var stateBytes: Int { (MemoryLayout<PageFrameState>.stride + 63) & ~63 }
+
   /// Most pages the hot cache holds; further order-0 frees merge at once.
   public static let hotLimit = 32
-  /// Pages per owner kind, indexed by `PageOwner.rawValue`.
-  var ownerCounts: (Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0)
 
-  /// Bytes of metadata needed for `pageCount` pages (16 per page).
-  /// - Precondition: `pageCount >= 0`.
+  /// Bytes of metadata needed for `pageCount` pages: the state plus 16 per page.
+  /// - Precondition: `0 <= pageCount < 2^32 - 1`.
   /// - Complexity: O(1).
   public static func metadataBytes(pageCount: Int) -> Int {
-    pageCount * MemoryLayout<PageEntry>.stride
+    stateBytes + pageCount * MemoryLayout<PageEntry>.stride
   }
 
-  /// Lays the metadata array at `metadata` and zeroes it. No page is free yet.
+  /// Lays the allocator's state and the metadata array at `metadata` and zeroes the
+  /// array. No page is free yet. Creating a second allocator over the same metadata
+  /// starts it afresh.
   ///
   /// - Parameters:
   ///   - base: physical address of the first page; must be page aligned.
-  ///   - pageCount: pages to manage, at most 2^32 - 1.
-  ///   - metadata: room for `metadataBytes(pageCount:)` bytes, 16-byte aligned.
+  ///   - pageCount: pages to manage, below 2^32 - 1.
+  ///   - metadata: room for `metadataBytes(pageCount:)` bytes, 64-byte aligned.
   ///   - directMapOffset: pointer = physical + offset.
   ///   - zeroFill: used for the array and for zeroed pages.
   /// - Precondition: `MemoryLayout<PageEntry>.size == 16`.
@@ -59,21 +74,22 @@ public struct PageFrameAllocator {
     directMapOffset: Int, zeroFill: ZeroFill
   ) {
     precondition(MemoryLayout<PageEntry>.size == 16, "PageEntry must stay 16 bytes")
-    precondition(base & UInt(Page.size - 1) == 0, "base must be page aligned")
+    precondition(Page.isAligned(base), "base must be page aligned")
     precondition(pageCount >= 0 && pageCount < Int(PageEntry.none), "pageCount out of range")
-    self.base = base
-    self.pageCount = pageCount
-    self.directMapOffset = directMapOffset
-    self.zeroFill = zeroFill
     zeroFill(metadata, PageFrameAllocator.metadataBytes(pageCount: pageCount))
-    self.entries = metadata.bindMemory(to: PageEntry.self, capacity: pageCount)
-    let none = PageEntry.none
-    freeHeads = (none, none, none, none, none, none, none, none,
-      none, none, none, none, none, none, none, none)
+    state = metadata.bindMemory(to: PageFrameState.self, capacity: 1)
+    state.initialize(to: PageFrameState(base: base, pageCount: pageCount, directMapOffset: directMapOffset, zeroFill: zeroFill))
+    entries = (metadata + PageFrameAllocator.stateBytes).bindMemory(to: PageEntry.self, capacity: pageCount)
   }
 
   // MARK: Addresses
 
+  /// Physical address of page 0 (page aligned).
+  public var base: UInt { state.pointee.base }
+  /// Pages covered by the metadata array.
+  public var pageCount: Int { state.pointee.pageCount }
+  /// pointer = physical + directMapOffset.
+  public var directMapOffset: Int { state.pointee.directMapOffset }
   /// One past the last managed physical byte.
   public var end: UInt { base + UInt(pageCount) << UInt(Page.shift) }
 
@@ -82,6 +98,14 @@ public struct PageFrameAllocator {
   /// - Complexity: O(1).
   @inline(__always)
   public func address(ofPage index: Int) -> UInt { base + UInt(index) << UInt(Page.shift) }
+
+  /// Index of the page holding `physical`, or nil outside RAM.
+  /// - Complexity: O(1).
+  @inline(__always)
+  public func pageIndex(ofPhysical physical: UInt) -> Int? {
+    guard physical >= base, physical < end else { return nil }
+    return Int((physical - base) >> UInt(Page.shift))
+  }
 
   /// Pointer through the direct map to physical address `physical`.
   /// - Precondition: `physical` is covered by the direct map (not checked).
@@ -115,159 +139,335 @@ public struct PageFrameAllocator {
   /// clipped to managed RAM. Returns the number of pages marked.
   ///
   /// - Precondition: called before `release`, or on pages that are not free/allocated;
-  ///   `owner.isReserved`.
+  ///   `owner` is a reserved kind or `.heap` (the initial heap).
   /// - Complexity: O(pages in the range).
   @discardableResult
-  public mutating func reserve(start: UInt, end: UInt, as owner: PageOwner) -> Int {
-    precondition(owner.isReserved, "reserve takes a reserved owner kind")
+  public func reserve(start: UInt, end: UInt, as owner: PageOwner) -> Int {
+    precondition(owner.isReserved || owner == .heap, "reserve takes a reserved owner kind or .heap")
     guard let (first, last) = pageSpan(start: start, end: end) else { return 0 }
+    let word = PageEntry.ownedWord(owner, order: 0, head: false)
     for index in first..<last {
       // Before `release`, a page is either unclaimed (owner .free, counted nowhere)
       // or reserved (counted under its kind).
       let previous = entries[index].owner
       precondition(previous != .allocated && !entries[index].isBlockHead, "reserve after release")
-      if previous.isReserved { adjustCount(previous, by: -1) }
-      entries[index].owner = owner
+      if previous != .free { adjustCount(previous, by: -1) }
+      entries[index] = PageEntry(next: PageEntry.none, prev: 0, word: word)
       adjustCount(owner, by: 1)
     }
     return last - first
   }
 
   /// Hands the unclaimed pages inside `[start, end)` (rounded inwards to pages) to the
-  /// free lists, as the largest naturally aligned blocks that fit.
+  /// free lists, as the largest naturally aligned blocks that fit, merged with free
+  /// buddies.
   ///
   /// - Precondition: no page in the range has been reserved or released before.
   /// - Complexity: O(blocks created): about range / 4 MiB + 2 * maxOrder list pushes.
   ///   Only block heads are written; the other pages stay zero, which reads as free.
-  public mutating func release(start: UInt, end: UInt) {
-    let pageMask = UInt(Page.size - 1)
-    let roundedStart = max(start, base) &+ pageMask & ~pageMask
-    let roundedEnd = min(end, self.end) & ~pageMask
+  public func release(start: UInt, end: UInt) {
+    guard let roundedStart = Page.roundUp(max(start, base)) else { return }
+    let roundedEnd = Page.roundDown(min(end, self.end))
     guard roundedStart < roundedEnd else { return }
-    var index = Int((roundedStart - base) >> UInt(Page.shift))
+    let first = Int((roundedStart - base) >> UInt(Page.shift))
     let limit = Int((roundedEnd - base) >> UInt(Page.shift))
-    while index < limit {
-      var order = Page.maxOrder
-      let frame = Int(base >> UInt(Page.shift)) + index
-      while order > 0 && (frame & ((1 << order) - 1) != 0 || index + (1 << order) > limit) {
-        order -= 1
-      }
-      precondition(entries[index].word == 0 && entries[index + (1 << order) - 1].word == 0,
-        "release over a claimed page")
-      pushFree(index, order: order)
-      adjustCount(.free, by: 1 << order)
-      index += 1 << order
-    }
+    precondition(entries[first].word == 0 && entries[limit - 1].word == 0, "release over a claimed page")
+    freeSpan(first, limit)
+    adjustCount(.free, by: limit - first)
   }
 
   // MARK: Allocation
 
-  /// Allocates one page, zeroed.
+  /// Allocates one page, zeroed, owned by `.allocated`.
   ///
   /// - Returns: a direct-map pointer to the page, or nil when no page is free.
   /// - Complexity: O(maxOrder) splits at most, plus zeroing 4 KiB.
-  public mutating func allocPage() -> UnsafeMutableRawPointer? {
+  public func allocPage() -> UnsafeMutableRawPointer? {
     allocPages(order: 0)
   }
 
   /// Allocates 2^order contiguous pages, aligned to their size in physical memory.
   ///
   /// - Parameters:
-  ///   - order: 0...`Page.maxOrder`; anything else returns nil.
-  ///   - owner: `.allocated`, or `.heap` for heap growth (such pages count as heap and
-  ///     cannot be freed with `freePages`).
+  ///   - order: 0...`Page.maxOrder`.
+  ///   - owner: what the run is for; only `isAllocatable` owners (`.allocated`, the heap
+  ///     kinds, `.slab`, `.pageTable`) are accepted. The run is freed with the same owner.
+  ///   - tag: a word the owner keeps in the run's head entry (the heap's id, say).
   ///   - zeroed: zero the run before returning it (default true).
-  /// - Returns: a direct-map pointer to the first page, or nil if no run is free.
-  /// - Complexity: O(maxOrder) for the search and splits, O(2^order) owner marks, plus
+  /// - Returns: a direct-map pointer to the first page; nil if no run is free, the order
+  ///   is out of range or the owner is not accepted (nothing changes then).
+  /// - Complexity: O(maxOrder) for the search and splits, O(2^order) entry writes, plus
   ///   zeroing when asked. Independent of the amount of RAM.
-  public mutating func allocPages(
-    order: Int, owner: PageOwner = .allocated, zeroed: Bool = true
+  public func allocPages(
+    order: Int, owner: PageOwner = .allocated, tag: UInt32 = 0, zeroed: Bool = true
   ) -> UnsafeMutableRawPointer? {
-    guard order >= 0 && order <= Page.maxOrder else { return nil }
-    let index: Int
-    if order == 0 && hotHead != PageEntry.none {
-      // The most recently freed page: no list or split work.
-      index = Int(hotHead)
-      hotHead = entries[index].next
-      hotCount -= 1
-    } else {
-      var candidates = nonEmptyOrders & ~((1 << UInt32(order)) &- 1)
-      if candidates == 0 && hotCount > 0 {
-        drainHotPages()
-        candidates = nonEmptyOrders & ~((1 << UInt32(order)) &- 1)
-      }
-      guard candidates != 0 else { return nil }
-      var current = candidates.trailingZeroBitCount
-      index = Int(freeHead(current))
-      removeFree(index, order: current)
-      // Split: keep the lower half, put the upper half back at each order.
-      while current > order {
-        current -= 1
-        pushFree(index + (1 << current), order: current)
-      }
+    guard order >= 0 && order <= Page.maxOrder, owner.isAllocatable, let index = takeBlock(order: order) else {
+      return nil
     }
     let pages = 1 << order
-    entries[index].word = PageEntry.headWord(owner: owner, order: order)
-    for page in (index + 1)..<(index + pages) { entries[page].owner = owner }
-    adjustCount(.free, by: -pages)
-    adjustCount(owner, by: pages)
+    markRun(index, pages: pages, order: order, owner: owner, tag: tag)
     let run = pointer(toPhysical: address(ofPage: index))
-    if zeroed { zeroFill(run, pages << Page.shift) }
+    if zeroed { state.pointee.zeroFill(run, pages << Page.shift) }
+    return run
+  }
+
+  /// Allocates `pages` physically contiguous pages, any count, page aligned.
+  ///
+  /// Up to 1024 pages it takes the smallest buddy run that holds them and gives the
+  /// tail back at once (Linux's alloc_pages_exact). Beyond that, or when no such run is
+  /// free, it drains the hot cache and scans the page array for the lowest run of free
+  /// blocks that is long enough. With memory fragmented it returns nil although enough
+  /// pages may be free in total: it never moves allocated pages.
+  ///
+  /// - Parameters: as `allocPages`, with `pages` in 1...pageCount.
+  /// - Returns: a direct-map pointer to the first page, or nil (nothing changes then).
+  /// - Complexity: O(maxOrder + pages) when a buddy run serves it; O(pageCount) for the
+  ///   scan. Plus zeroing when asked.
+  public func allocContiguous(
+    pages: Int, owner: PageOwner = .allocated, tag: UInt32 = 0, zeroed: Bool = true
+  ) -> UnsafeMutableRawPointer? {
+    guard pages > 0, pages <= pageCount, owner.isAllocatable else { return nil }
+    var found: Int? = nil
+    if pages <= Page.maxOrderPages {
+      let order = Page.order(forPages: pages)
+      if let index = takeBlock(order: order) {
+        if pages < 1 << order { freeSpan(index + pages, index + (1 << order)) }
+        found = index
+      }
+    }
+    if found == nil { found = takeScannedRun(pages) }
+    guard let index = found else { return nil }
+    let order = pages & (pages - 1) == 0 ? pages.trailingZeroBitCount : PageEntry.noOrder
+    markRun(index, pages: pages, order: order, owner: owner, tag: tag)
+    let run = pointer(toPhysical: address(ofPage: index))
+    if zeroed { state.pointee.zeroFill(run, pages << Page.shift) }
     return run
   }
 
   /// Returns one page from `allocPage`.
   ///
   /// - Throws: `PageFrameError` (misaligned, outside RAM, double free, reserved page,
-  ///   or not the start of an order-0 run); nothing is changed then.
+  ///   another allocator's page, or not the start of an order-0 run); nothing is
+  ///   changed then.
   /// - Complexity: O(maxOrder).
-  public mutating func freePage(_ page: UnsafeMutableRawPointer) throws(PageFrameError) {
+  public func freePage(_ page: UnsafeMutableRawPointer) throws(PageFrameError) {
     try freePages(page, order: 0)
   }
 
-  /// Returns a run from `allocPages(order:)`, coalescing it with free buddies.
+  /// Returns a run from `allocPages(order:owner:)`, coalescing it with free buddies.
   ///
-  /// The checks run in a fixed order: alignment, bounds, order, then the page's state.
+  /// The checks run in a fixed order: alignment, bounds, order, the page's owner, then
+  /// that it heads a run of this order.
+  /// - Parameter owner: the owner the run was allocated for.
   /// - Throws: `PageFrameError`; the structures are unchanged when it throws.
-  /// - Complexity: O(maxOrder) merges, O(2^order) owner marks.
-  public mutating func freePages(_ run: UnsafeMutableRawPointer, order: Int) throws(PageFrameError) {
+  /// - Complexity: O(maxOrder) merges, O(2^order) entry writes.
+  public func freePages(_ run: UnsafeMutableRawPointer, order: Int, owner: PageOwner = .allocated) throws(PageFrameError) {
     let physical = self.physical(of: run)
-    let index = try validateRun(physical: physical, order: order)
+    guard order >= 0 && order <= Page.maxOrder else { throw PageFrameError(.badOrder, physical) }
+    let index = try validateRun(physical: physical, pages: 1 << order, owner: owner)
+    guard entries[index].order == order else { throw PageFrameError(.notRunStart, physical) }
     let pages = 1 << order
-    for page in index..<(index + pages) { entries[page].word = 0 }
-    adjustCount(.allocated, by: -pages)
-    adjustCount(.free, by: pages)
-    if order == 0 && hotCount < PageFrameAllocator.hotLimit {
+    clearRun(index, pages: pages, owner: owner)
+    if order == 0 && state.pointee.hotCount < PageFrameAllocator.hotLimit {
       entries[index].flags = PageEntry.flagHot
-      entries[index].next = hotHead
-      hotHead = UInt32(index)
-      hotCount += 1
+      entries[index].next = state.pointee.hotHead
+      state.pointee.hotHead = UInt32(index)
+      state.pointee.hotCount += 1
       return
     }
     mergeAndPush(index, order: order)
   }
 
+  /// Returns a run from `allocContiguous(pages:owner:)` (or `allocPages` with
+  /// 2^order == pages), merging its pages back into the buddy lists.
+  ///
+  /// - Throws: `PageFrameError` as `freePages`; `notRunStart` when `run` does not head a
+  ///   run of exactly `pages` pages. Nothing changes then.
+  /// - Complexity: O(pages) entry writes plus O(maxOrder) per aligned block.
+  public func freeContiguous(_ run: UnsafeMutableRawPointer, pages: Int, owner: PageOwner = .allocated) throws(PageFrameError) {
+    let physical = self.physical(of: run)
+    guard pages > 0 else { throw PageFrameError(.badOrder, physical) }
+    let index = try validateRun(physical: physical, pages: pages, owner: owner)
+    clearRun(index, pages: pages, owner: owner)
+    freeSpan(index, index + pages)
+  }
+
   /// Merges every page of the hot cache into the buddy free lists. allocPages does this
   /// by itself before it fails; call it to see the largest runs the free pages can form.
   /// - Complexity: O(hotLimit × maxOrder).
-  public mutating func drainHotPages() {
-    while hotHead != PageEntry.none {
-      let index = Int(hotHead)
-      hotHead = entries[index].next
-      hotCount -= 1
-      entries[index].word = 0
+  public func drainHotPages() {
+    while state.pointee.hotHead != PageEntry.none {
+      let index = Int(state.pointee.hotHead)
+      state.pointee.hotHead = entries[index].next
+      state.pointee.hotCount -= 1
+      entries[index] = PageEntry(next: 0, prev: 0, word: 0)
       mergeAndPush(index, order: 0)
     }
   }
 
+  // MARK: Queries
+
+  /// Pages on the free lists and in the hot cache. O(1).
+  public var freePageCount: Int { count(.free) }
+
+  /// Pages owned by `owner`.
+  /// - Complexity: O(1): the counters are kept as pages change hands.
+  public func count(_ owner: PageOwner) -> Int {
+    state.pointee.ownerCounts[Int(owner.rawValue)]
+  }
+
+  /// Pages in the largest free buddy block (a power of two), or 0; hot-cached pages are
+  /// not counted. O(1).
+  public var largestFreeRun: Int {
+    let orders = state.pointee.nonEmptyOrders
+    return orders == 0 ? 0 : 1 << (31 - orders.leadingZeroBitCount)
+  }
+
+  /// Who owns the page holding physical address `physical`, or nil outside RAM.
+  /// - Complexity: O(1).
+  public func owner(ofPhysical physical: UInt) -> PageOwner? {
+    guard let index = pageIndex(ofPhysical: physical) else { return nil }
+    return entries[index].owner
+  }
+
+  /// The allocated run that holds `physical`: its owner, first page, length and tag.
+  /// nil outside RAM, on a free page, or on a page set aside by `reserve`.
+  /// - Complexity: O(1): at most two entry loads.
+  @inline(__always)
+  public func run(containing physical: UInt) -> PageRun? {
+    guard let index = pageIndex(ofPhysical: physical) else { return nil }
+    let entry = entries[index]
+    guard entry.owner.isAllocatable else { return nil }
+    let head = entry.isBlockHead ? index : Int(entry.next)
+    guard head < pageCount else { return nil }
+    let headEntry = entries[head]
+    guard headEntry.isBlockHead, headEntry.owner == entry.owner else { return nil }
+    return PageRun(owner: entry.owner, start: address(ofPage: head), pages: Int(headEntry.prev), tag: headEntry.next)
+  }
+
+  // MARK: Runs
+
+  /// Takes a free block of exactly `order` off the lists (the hot cache first for order
+  /// 0, then the smallest non-empty order, splitting); returns its page index.
+  @inline(__always)
+  private func takeBlock(order: Int) -> Int? {
+    if order == 0 && state.pointee.hotHead != PageEntry.none {
+      // The most recently freed page: no list or split work.
+      let index = Int(state.pointee.hotHead)
+      state.pointee.hotHead = entries[index].next
+      state.pointee.hotCount -= 1
+      return index
+    }
+    let atLeast = ~((UInt32(1) << UInt32(order)) &- 1)
+    var candidates = state.pointee.nonEmptyOrders & atLeast
+    if candidates == 0 && state.pointee.hotCount > 0 {
+      drainHotPages()
+      candidates = state.pointee.nonEmptyOrders & atLeast
+    }
+    guard candidates != 0 else { return nil }
+    var current = candidates.trailingZeroBitCount
+    let index = Int(state.pointee.freeHeads[current])
+    removeFree(index, order: current)
+    // Split: keep the lower half, put the upper half back at each order.
+    while current > order {
+      current -= 1
+      pushFree(index + (1 << current), order: current)
+    }
+    return index
+  }
+
+  /// Finds the lowest run of whole free blocks covering `pages` pages, takes it off the
+  /// lists and gives back what lies past `pages`. Returns its first page.
+  private func takeScannedRun(_ pages: Int) -> Int? {
+    drainHotPages()
+    var start = 0
+    var length = 0
+    var index = 0
+    while index < pageCount {
+      let entry = entries[index]
+      if entry.owner == .free && entry.isBlockHead {
+        if length == 0 { start = index }
+        length += 1 << entry.order
+        index += 1 << entry.order
+        if length >= pages { break }
+      } else {
+        length = 0
+        // Skip an allocated run whole; anything else one page at a time.
+        index += entry.isBlockHead && entry.prev > 0 ? Int(entry.prev) : 1
+      }
+    }
+    guard length >= pages else { return nil }
+    let limit = start + pages
+    var block = start
+    while block < limit {
+      let order = entries[block].order
+      removeFree(block, order: order)
+      let blockEnd = block + (1 << order)
+      if blockEnd > limit { freeSpan(limit, blockEnd) }
+      block = blockEnd
+    }
+    return start
+  }
+
+  /// Writes `pages` entries from `index` as one run of `owner`, and moves the pages from
+  /// the free count to the owner's.
+  @inline(__always)
+  private func markRun(_ index: Int, pages: Int, order: Int, owner: PageOwner, tag: UInt32) {
+    entries[index] = PageEntry(next: tag, prev: UInt32(pages), word: PageEntry.ownedWord(owner, order: order, head: true))
+    if pages > 1 {
+      let body = PageEntry(next: UInt32(index), prev: UInt32(pages), word: PageEntry.ownedWord(owner, order: 0, head: false))
+      for page in (index + 1)..<(index + pages) { entries[page] = body }
+    }
+    adjustCount(.free, by: -pages)
+    adjustCount(owner, by: pages)
+  }
+
+  /// Zeroes the entries of a run being freed and moves its pages to the free count.
+  @inline(__always)
+  private func clearRun(_ index: Int, pages: Int, owner: PageOwner) {
+    for page in index..<(index + pages) { entries[page] = PageEntry(next: 0, prev: 0, word: 0) }
+    adjustCount(owner, by: -pages)
+    adjustCount(.free, by: pages)
+  }
+
+  /// The page index of a run being freed, after every check but the run's size.
+  @inline(__always)
+  private func validateRun(physical: UInt, pages: Int, owner: PageOwner) throws(PageFrameError) -> Int {
+    // Critical: alignment first, so a misaligned pointer never indexes the array.
+    guard Page.isAligned(physical) else { throw PageFrameError(.misaligned, physical) }
+    // Critical: bounds, written so that no subtraction can wrap.
+    guard let index = pageIndex(ofPhysical: physical) else { throw PageFrameError(.outsideRAM, physical) }
+    let entry = entries[index]
+    let found = entry.owner
+    if found == .free { throw PageFrameError(.notAllocated, physical) }
+    if !found.isAllocatable { throw PageFrameError(.reserved, physical) }
+    if found != owner { throw PageFrameError(.wrongOwner, physical) }
+    guard entry.isBlockHead, Int(entry.prev) == pages else { throw PageFrameError(.notRunStart, physical) }
+    return index
+  }
+
+  /// Frees the unowned, zeroed entries `[first, limit)` as the largest naturally aligned
+  /// blocks, each merged with free buddies.
+  private func freeSpan(_ first: Int, _ limit: Int) {
+    let frameBase = Int(base >> UInt(Page.shift))
+    var index = first
+    while index < limit {
+      var order = Page.maxOrder
+      while order > 0 && ((frameBase + index) & ((1 << order) - 1) != 0 || index + (1 << order) > limit) {
+        order -= 1
+      }
+      mergeAndPush(index, order: order)
+      index += 1 << order
+    }
+  }
+
   /// Puts free block `index` of `order` on the lists after merging it with free buddies.
-  private mutating func mergeAndPush(_ index: Int, order: Int) {
+  private func mergeAndPush(_ index: Int, order: Int) {
     var head = index
     var current = order
     let frameBase = Int(base >> UInt(Page.shift))
     while current < Page.maxOrder {
-      let buddyFrame = (frameBase + head) ^ (1 << current)
-      let buddy = buddyFrame - frameBase
+      let buddy = ((frameBase + head) ^ (1 << current)) - frameBase
       guard buddy >= 0, buddy + (1 << current) <= pageCount,
         entries[buddy].isBlockHead, entries[buddy].owner == .free,
         entries[buddy].order == current
@@ -280,84 +480,30 @@ public struct PageFrameAllocator {
     pushFree(head, order: current)
   }
 
-  /// The page index of a run being freed, after every check.
-  private func validateRun(physical: UInt, order: Int) throws(PageFrameError) -> Int {
-    // Critical: alignment first, so a misaligned pointer never indexes the array.
-    guard physical & UInt(Page.size - 1) == 0 else {
-      throw PageFrameError(.misaligned, physical)
-    }
-    // Critical: bounds, written so that no subtraction can wrap.
-    guard physical >= base, physical < end else {
-      throw PageFrameError(.outsideRAM, physical)
-    }
-    guard order >= 0 && order <= Page.maxOrder else {
-      throw PageFrameError(.badOrder, physical)
-    }
-    let index = Int((physical - base) >> UInt(Page.shift))
-    let entry = entries[index]
-    switch entry.owner {
-    case .free: throw PageFrameError(.notAllocated, physical)
-    case .allocated: break
-    default: throw PageFrameError(.reserved, physical)
-    }
-    guard entry.isBlockHead, entry.order == order else {
-      throw PageFrameError(.notRunStart, physical)
-    }
-    return index
-  }
-
-  // MARK: Queries
-
-  /// Pages on the free lists. O(1).
-  public var freePageCount: Int { count(.free) }
-
-  /// Pages owned by `owner`.
-  /// - Complexity: O(1): the counters are kept as pages change hands.
-  public func count(_ owner: PageOwner) -> Int {
-    withUnsafeBytes(of: ownerCounts) { $0.load(fromByteOffset: Int(owner.rawValue) * 8, as: Int.self) }
-  }
-
-  /// Pages in the largest free run (a power of two), or 0. O(1).
-  public var largestFreeRun: Int {
-    nonEmptyOrders == 0 ? 0 : 1 << (31 - nonEmptyOrders.leadingZeroBitCount)
-  }
-
-  /// Who owns the page holding physical address `physical`, or nil outside RAM.
-  /// - Complexity: O(1).
-  public func owner(ofPhysical physical: UInt) -> PageOwner? {
-    guard physical >= base, physical < end else { return nil }
-    return entries[Int((physical - base) >> UInt(Page.shift))].owner
-  }
-
   // MARK: Free lists
 
   @inline(__always)
-  func freeHead(_ order: Int) -> UInt32 {
-    withUnsafeBytes(of: freeHeads) { $0.load(fromByteOffset: order * 4, as: UInt32.self) }
-  }
+  func freeHead(_ order: Int) -> UInt32 { state.pointee.freeHeads[order] }
 
   @inline(__always)
-  mutating func setFreeHead(_ order: Int, _ index: UInt32) {
-    withUnsafeMutableBytes(of: &freeHeads) { $0.storeBytes(of: index, toByteOffset: order * 4, as: UInt32.self) }
+  private func setFreeHead(_ order: Int, _ index: UInt32) {
+    state.pointee.freeHeads[order] = index
     if index == PageEntry.none {
-      nonEmptyOrders &= ~(1 << UInt32(order))
+      state.pointee.nonEmptyOrders &= ~(1 << UInt32(order))
     } else {
-      nonEmptyOrders |= 1 << UInt32(order)
+      state.pointee.nonEmptyOrders |= 1 << UInt32(order)
     }
   }
 
-  private mutating func pushFree(_ index: Int, order: Int) {
+  private func pushFree(_ index: Int, order: Int) {
     let head = freeHead(order)
-    entries[index].next = head
-    entries[index].prev = PageEntry.none
-    entries[index].owner = .free
-    entries[index].order = order
-    entries[index].flags = PageEntry.flagBlockHead
+    entries[index] = PageEntry(
+      next: head, prev: PageEntry.none, word: PageEntry.ownedWord(.free, order: order, head: true))
     if head != PageEntry.none { entries[Int(head)].prev = UInt32(index) }
     setFreeHead(order, UInt32(index))
   }
 
-  private mutating func removeFree(_ index: Int, order: Int) {
+  private func removeFree(_ index: Int, order: Int) {
     let next = entries[index].next
     let prev = entries[index].prev
     if prev == PageEntry.none {
@@ -370,11 +516,8 @@ public struct PageFrameAllocator {
   }
 
   @inline(__always)
-  private mutating func adjustCount(_ owner: PageOwner, by delta: Int) {
-    withUnsafeMutableBytes(of: &ownerCounts) { counts in
-      let offset = Int(owner.rawValue) * 8
-      counts.storeBytes(of: counts.load(fromByteOffset: offset, as: Int.self) + delta, toByteOffset: offset, as: Int.self)
-    }
+  private func adjustCount(_ owner: PageOwner, by delta: Int) {
+    state.pointee.ownerCounts[Int(owner.rawValue)] += delta
   }
 
   /// Page indices [first, last) of the pages overlapping [start, end), clipped to RAM.
@@ -383,7 +526,28 @@ public struct PageFrameAllocator {
     let clippedEnd = min(end, self.end)
     guard clippedStart < clippedEnd else { return nil }
     let first = Int((clippedStart - base) >> UInt(Page.shift))
-    let last = Int((clippedEnd - base + UInt(Page.size - 1)) >> UInt(Page.shift))
+    let last = Int((clippedEnd - base + Page.offsetMask) >> UInt(Page.shift))
     return (first, last)
+  }
+}
+
+/// An allocated run of pages as its page entries describe it.
+public struct PageRun: Sendable, Equatable {
+  /// What the run was allocated for.
+  public let owner: PageOwner
+  /// Physical address of its first page.
+  public let start: UInt
+  /// Its length in pages.
+  public let pages: Int
+  /// The word its owner stored with it (`allocPages(tag:)`).
+  public let tag: UInt32
+
+  /// A run description (for comparisons in tests).
+  /// - Complexity: O(1).
+  public init(owner: PageOwner, start: UInt, pages: Int, tag: UInt32) {
+    self.owner = owner
+    self.start = start
+    self.pages = pages
+    self.tag = tag
   }
 }

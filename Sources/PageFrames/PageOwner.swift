@@ -1,8 +1,9 @@
-/// What a physical page is used for. Stored in one byte of its `PageEntry`.
+/// What a physical page is used for. Stored in one byte of its `PageEntry`; the page
+/// entry is the source of truth for who owns an address.
 public enum PageOwner: UInt8, CaseIterable, Sendable {
   /// On the page allocator's free lists.
   case free = 0
-  /// Handed out by `allocPage` / `allocPages`.
+  /// Handed out by `allocPage` / `allocPages` / `allocContiguous`.
   case allocated = 1
   /// Firmware and low memory below the kernel image.
   case firmware = 2
@@ -10,18 +11,37 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
   case kernel = 3
   /// The page metadata array itself.
   case metadata = 4
-  /// Kernel heap pages: the initial 1 MiB and any growth.
+  /// A kernel heap arena: the initial 1 MiB (reserved by memInit) or a growth run.
   case heap = 5
   /// The flattened device tree blob.
   case deviceTree = 6
   /// Memory-mapped I/O that lies inside the RAM range.
   case mmio = 7
+  /// A large heap allocation served directly as a page run (kmalloc above the threshold).
+  case heapLarge = 8
+  /// A slab page; the run head's tag names its cache and size class.
+  case slab = 9
+  /// A page-table page.
+  case pageTable = 10
 
   /// Number of owner kinds, for per-kind counters.
-  public static let kindCount = 8
+  public static let kindCount = 11
 
-  /// Pages of this kind may never be returned with `freePage`.
-  public var isReserved: Bool { self != .free && self != .allocated }
+  /// Set-up reservations: pages of these kinds are never handed out or freed.
+  public var isReserved: Bool {
+    switch self {
+    case .firmware, .kernel, .metadata, .deviceTree, .mmio: return true
+    default: return false
+    }
+  }
+
+  /// The owners `allocPages` and `allocContiguous` accept: what an allocation can be for.
+  public var isAllocatable: Bool {
+    switch self {
+    case .allocated, .heap, .heapLarge, .slab, .pageTable: return true
+    default: return false
+    }
+  }
 
   /// A fixed-width label for memory maps.
   public var label: StaticString {
@@ -34,6 +54,9 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
     case .heap: return "heap      "
     case .deviceTree: return "dtb       "
     case .mmio: return "mmio      "
+    case .heapLarge: return "heap-large"
+    case .slab: return "slab      "
+    case .pageTable: return "page-table"
     }
   }
 }

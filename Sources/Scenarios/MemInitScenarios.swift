@@ -69,6 +69,17 @@ func memInitScenarios() -> [Scenario] {
       var misaligned = scenarioConfig(memory)
       misaligned.ramSize += 1
       expectLayoutRefused(misaligned, .ramMisaligned, &e, "misaligned RAM refused as ramMisaligned")
+      // Heap sizes that cannot hold a heap are a MemInitError, never a heap left unset.
+      for bytes in [0, -1, -(1 << 20), Int.min, 16, Heap.minimumBytes - 1] {
+        var config = scenarioConfig(memory)
+        config.heapBytes = bytes
+        expectLayoutRefused(config, .heapTooSmall, &e, "an unusable heap size refused as heapTooSmall")
+      }
+      for bytes in [8 << 20, Int.max, Int.max - 4095] {
+        var config = scenarioConfig(memory)
+        config.heapBytes = bytes
+        expectLayoutRefused(config, .ramTooSmall, &e, "a heap larger than RAM refused as ramTooSmall")
+      }
     },
   ]
 }

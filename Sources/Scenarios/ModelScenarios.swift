@@ -11,11 +11,14 @@ struct ShadowBlock {
 /// Operations per seed in the shared model scenario.
 public let modelOperationsPerSeed = 10_000
 
-/// Seeded random heap and page operations mirrored into a shadow model. Heap: 256 KiB
-/// growing from a page allocator over 2 MiB of simulated RAM (ceiling 1 MiB); sizes from
-/// 0 to 2x the arena, alignments up to 4096, reallocs, frees in random order. After every
-/// operation: no overlap, alignment, contents, heapCheck, and the page accounting identity.
-/// At the end everything is freed: one free block per arena, every page back.
+/// Seeded random heap and page operations mirrored into a shadow model. Heap: 512 KiB
+/// growing in steps of up to 64 KiB from a page allocator over 2 MiB of simulated RAM,
+/// giving emptied arenas back; sizes from 0 to 1 MiB (those above 128 KiB are page runs),
+/// alignments up to 4096, reallocs, frees in random order, page runs of order 0-3 taken
+/// and patterned by the model. After every operation: no overlap, alignment, contents,
+/// heapCheck, the page invariants, every arena and large allocation page owned by the
+/// heap in the page array (so none is on the free lists), and the accounting identity.
+/// At the end everything is freed: one arena, one free block, every page back.
 /// Failures carry the seed as their value, so a run can be replayed.
 public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ e: inout Expectations) {
   var rng = SplitMix(seed: seed)
@@ -32,19 +35,40 @@ public func runModel<Source: OperationSource>(
   _ e: inout Expectations
 ) {
   let ramPages = 512
-  var frames = PageFrameAllocator(
+  let frames = PageFrameAllocator(
     base: simulatedBase, pageCount: ramPages, metadata: memory.base + (3 << 20),
     directMapOffset: Int(bitPattern: memory.base + (1 << 20)) - Int(bitPattern: simulatedBase),
     zeroFill: memory.zeroFill)
   frames.release(start: simulatedBase, end: simulatedBase + UInt(ramPages * Page.size))
-  let slot = (memory.base + (3 << 20) + (64 << 10)).bindMemory(to: PageFrameAllocator.self, capacity: 1)
-  slot.initialize(to: frames)
-  growthSource = slot
-  defer { growthSource = nil }
-  let arena = 256 << 10
-  let heap = Heap(start: memory.base, size: arena, zeroFill: memory.zeroFill, growPages: growFromSource, growthCeiling: 1 << 20)!
+  let arena = 512 << 10
+  let heap = Heap(start: memory.base, size: arena, zeroFill: memory.zeroFill, frames: frames, growthStepPages: 16)!
   var live: [ShadowBlock] = []
   var pages: [(UnsafeMutableRawPointer, Int)] = []
+  /// The byte a model page run is filled with, from its address.
+  func pattern(_ run: UnsafeMutableRawPointer) -> UInt8 { UInt8(truncatingIfNeeded: UInt(bitPattern: run) >> 12) ^ 0x3C }
+  func runIntact(_ run: UnsafeMutableRawPointer, _ order: Int) -> Bool {
+    let bytes = Page.size << order
+    let expected = pattern(run)
+    var offset = 0
+    while offset < bytes {
+      if run.load(fromByteOffset: offset, as: UInt8.self) != expected { return false }
+      offset += 61
+    }
+    return run.load(fromByteOffset: bytes - 1, as: UInt8.self) == expected
+  }
+  /// Every page of every growth arena and live large allocation is the heap's in the
+  /// page array; with the page invariants (free lists hold free pages only) no page is
+  /// both the heap's and free.
+  func heapPagesOwned() -> Bool {
+    for (index, range) in heap.arenaRanges.enumerated() where index > 0 {
+      let run = UnsafeMutableRawPointer(bitPattern: Page.roundDown(range.start))!
+      if !pagesOwned(frames, run, bytes: Int(range.end - UInt(bitPattern: run)), by: .heap) { return false }
+    }
+    for block in live where block.size > Heap.largeRequestThreshold {
+      if !pagesOwned(frames, block.pointer, bytes: block.size, by: .heapLarge) { return false }
+    }
+    return true
+  }
   /// Recently freed payloads and page runs, for the double-free attempts.
   var freed: [UnsafeMutableRawPointer] = []
   var freedPages: [(UnsafeMutableRawPointer, Int)] = []
@@ -90,7 +114,7 @@ public func runModel<Source: OperationSource>(
     if action < 42 || live.isEmpty {
       // Sizes: mostly small, some large, a few beyond 2x the arena.
       let kind = rng.below(100)
-      let size = kind < 70 ? rng.below(256) : kind < 95 ? rng.below(8192) : rng.below(2 * arena)
+      let size = kind < 70 ? rng.below(256) : kind < 95 ? rng.below(8192) : rng.below(2 * arena)  // up to 1 MiB
       let alignment = rng.below(8) == 0 ? 1 << rng.inRange(5..<13) : 16
       if let p = alignment == 16 ? heap.allocate(size) : heap.allocate(size, alignment: alignment) {
         e.expect(UInt(bitPattern: p) & UInt(alignment - 1) == 0, "model: misaligned allocation (seed)", seedValue)
@@ -125,10 +149,14 @@ public func runModel<Source: OperationSource>(
       }
     } else if action < 90 || pages.isEmpty && action < 95 {
       let order = rng.below(4)
-      if let run = slot.pointee.allocPages(order: order, zeroed: false) { pages.append((run, order)) }
+      if let run = frames.allocPages(order: order, zeroed: false) {
+        run.initializeMemory(as: UInt8.self, repeating: pattern(run), count: Page.size << order)
+        pages.append((run, order))
+      }
     } else if action < 95 {
       let (run, order) = pages.remove(at: rng.below(pages.count))
-      do throws(PageFrameError) { try slot.pointee.freePages(run, order: order) } catch { e.expect(false, "model: page free refused (seed)", seedValue) }
+      e.expect(runIntact(run, order), "model: a page run's pattern changed: handed out twice (seed)", seedValue)
+      do throws(PageFrameError) { try frames.freePages(run, order: order) } catch { e.expect(false, "model: page free refused (seed)", seedValue) }
       remember(&freedPages, (run, order))
     } else {
       switch rng.below(4) {
@@ -153,7 +181,7 @@ public func runModel<Source: OperationSource>(
           let (run, order) = freedPages[rng.below(freedPages.count)]
           if !pages.contains(where: { $0.0 == run }) {
             do throws(PageFrameError) {
-              try slot.pointee.freePages(run, order: order)
+              try frames.freePages(run, order: order)
               e.expect(false, "model: page double free accepted (seed)", seedValue)
             } catch {}
           }
@@ -163,21 +191,26 @@ public func runModel<Source: OperationSource>(
     if let failure = heap.check() { e.expect(false, failure.reason, seedValue) }
     var held = 0
     for (_, order) in pages { held += 1 << order }
-    let p = slot.pointee
-    e.expect(p.freePageCount + p.count(.allocated) + p.count(.heap) == ramPages && p.count(.allocated) == held,
-      "model: page accounting identity (seed)", seedValue)
+    e.expect(frames.freePageCount + frames.count(.allocated) + frames.count(.heap) + frames.count(.heapLarge) == ramPages
+      && frames.count(.allocated) == held, "model: page accounting identity (seed)", seedValue)
+    if let failure = frames.checkInvariants() { e.expect(false, failure.reason, seedValue) }
+    e.expect(heapPagesOwned(), "model: a heap page is not the heap's in the page array (seed)", seedValue)
     if !e.passed { return }
   }
   for block in live {
     e.expect(intact(block), "model: contents changed (seed)", seedValue)
     try? heap.deallocate(block.pointer)
   }
-  for (run, order) in pages { try? slot.pointee.freePages(run, order: order) }
+  for (run, order) in pages {
+    e.expect(runIntact(run, order), "model: a page run's pattern changed (seed)", seedValue)
+    try? frames.freePages(run, order: order)
+  }
   let stats = heap.statistics
-  e.expect(stats.allocatedBlocks == 0 && stats.freeBlocks == stats.arenas, "model: heap not one free block per arena (seed)", seedValue)
+  e.expect(stats.allocatedBlocks == 0 && stats.largeAllocations == 0 && stats.freeBlocks == 1 && stats.arenas == 1,
+    "model: heap not one free arena after freeing everything (seed)", seedValue)
   e.expect(heap.check() == nil, "model: heapCheck at the end (seed)", seedValue)
-  e.expect(slot.pointee.freePageCount + slot.pointee.count(.heap) == ramPages, "model: pages lost (seed)", seedValue)
-  e.expect(slot.pointee.checkInvariants() == nil, "model: page invariants at the end (seed)", seedValue)
+  e.expect(frames.freePageCount == ramPages, "model: pages lost: not all given back (seed)", seedValue)
+  e.expect(frames.checkInvariants() == nil, "model: page invariants at the end (seed)", seedValue)
 }
 
 func modelScenarios() -> [Scenario] {

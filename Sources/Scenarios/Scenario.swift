@@ -18,6 +18,8 @@ public struct ScenarioMemory {
 
   /// Bytes every scenario may assume.
   public static let standardBytes = 4 << 20
+  /// Bytes the whole-machine scenarios (growth until exhaustion, large requests) ask for.
+  public static let machineBytes = 64 << 20
 }
 
 /// The outcome of one scenario: how many checks failed, and the first failure.
@@ -47,10 +49,14 @@ public struct Expectations {
 /// One named test, written once and run both by `swift test` and by the test kernel.
 public struct Scenario {
   public let name: StaticString
+  /// Bytes of memory the scenario wants (`ScenarioMemory.standardBytes` unless it
+  /// simulates a whole machine); scenarios scale their requests to what they get.
+  public let memoryBytes: Int
   public let run: (ScenarioMemory, inout Expectations) -> Void
 
-  public init(_ name: StaticString, _ run: @escaping (ScenarioMemory, inout Expectations) -> Void) {
+  public init(_ name: StaticString, memoryBytes: Int = ScenarioMemory.standardBytes, _ run: @escaping (ScenarioMemory, inout Expectations) -> Void) {
     self.name = name
+    self.memoryBytes = memoryBytes
     self.run = run
   }
 }

@@ -4,8 +4,6 @@ import Testing
 
 /// Every input in the fuzzer's seed corpus (Fuzz/corpus), replayed through the same model
 /// run the fuzz target uses, so a saved input keeps being checked by `swift test`.
-/// Part of the serialized scenario suite: the model's heap growth goes through one
-/// global callback slot, so these must not run beside the other model runs.
 extension SharedScenarioTests {
   static let corpus = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -5,21 +5,61 @@ import Testing
 
 nonisolated(unsafe) private var reports: [BadInputReport] = []
 
-/// memInit's wiring of the kernel globals and the bad-input hook, on the host.
-/// Serialized: these tests share kernelPageFrames, kernelHeap and badInputHandler.
+private func reported() -> [String] { reports.map { "\($0.function): \($0.reason)" } }
+
+/// memInit's wiring of `kernelMemory` and the bad-input hook, on the host. Serialized:
+/// these tests install the one kernel-wide object and handler; every other test uses
+/// objects of its own.
 @Suite(.serialized)
 struct KernelGlobalsTests {
+  static let base: UInt = 0x4000_0000
+
+  func config(_ ram: SimulatedRAM) -> MemInitConfig {
+    MemInitConfig(
+      ramBase: Self.base, ramSize: UInt(ram.bytes), kernelStart: Self.base + 0x20_0000, kernelEnd: Self.base + 0x21_0000,
+      directMapOffset: Int(bitPattern: ram.base) - Int(bitPattern: Self.base), zeroFill: hostZeroFill)
+  }
+
+  @Test("every entry point before memInit, and after a memInit that failed, reports 'not set up'")
+  func beforeMemInit() throws {
+    reports = []
+    badInputHandler = { reports.append($0) }
+    defer { badInputHandler = { _ in } }
+    kernelMemory = KernelMemory()
+    let page = UnsafeMutableRawPointer(bitPattern: 0x1000)!
+    let notSetUp = "\(KernelMemory.notSetUpReason)"
+    #expect(kmalloc(16) == nil && kcalloc(1, 1) == nil && kmallocAligned(64, 64) == nil && krealloc(nil, 8) == nil)
+    kfree(page)
+    #expect(allocPage() == nil && allocPages(order: 1) == nil && allocContiguous(pages: 3) == nil)
+    freePage(page)
+    freePages(page, order: 1)
+    freeContiguous(page, pages: 3)
+    #expect(reported() == ["kmalloc", "kcalloc", "kmallocAligned", "krealloc", "kfree", "allocPage", "allocPages",
+      "allocContiguous", "freePage", "freePages", "freeContiguous"].map { "\($0): \(notSetUp)" })
+    #expect(heapCheck().map { "\($0.reason)" } == notSetUp)
+
+    // A memInit that throws (a heap size that cannot hold a heap) leaves it not set up.
+    let ram = SimulatedRAM(bytes: 16 << 20)
+    var bad = config(ram)
+    bad.heapBytes = 0
+    #expect(throws: MemInitError(.heapTooSmall, 0)) { try memInit(bad) }
+    let ready = kernelMemory.isReady
+    #expect(!ready)
+    reports = []
+    #expect(kmalloc(16) == nil)
+    #expect(reported() == ["kmalloc: \(notSetUp)"])
+  }
+
   @Test("memInit sets up the page frames, then the heap right after the array")
   func memInitWiring() throws {
     let ram = SimulatedRAM(bytes: 128 << 20)
-    let base: UInt = 0x4000_0000
-    let config = MemInitConfig(
-      ramBase: base, ramSize: 128 << 20, kernelStart: base + 0x20_0000, kernelEnd: base + 0x21_0000,
-      directMapOffset: Int(bitPattern: ram.base) - Int(bitPattern: base), zeroFill: hostZeroFill)
+    let config = config(ram)
     let layout = try memInit(config)
-    let frames = try #require(kernelPageFrames)
-    let heap = try #require(kernelHeap)
-    #expect(heap.arenaRanges.first!.start > UInt(bitPattern: ram.base) + UInt(layout.heapStart - base))
+    defer { kernelMemory = KernelMemory() }
+    let maybeFrames = kernelMemory.frames, maybeHeap = kernelMemory.heap
+    let frames = try #require(maybeFrames)
+    let heap = try #require(maybeHeap)
+    #expect(heap.arenaRanges.first!.start > UInt(bitPattern: ram.base) + UInt(layout.heapStart - Self.base))
     #expect(heap.statistics.claimedBytes == 1 << 20)
     let p = try #require(kmalloc(100))
     #expect(frames.owner(ofPhysical: frames.physical(of: p)) == .heap)
@@ -40,19 +80,58 @@ struct KernelGlobalsTests {
     let page = try #require(allocPage())
     freePage(page)
     freePage(page)
-    #expect(reports.map { "\($0.function)" } == ["kfree", "kfree", "freePage", "freePage"])
-    #expect(reports.map { "\($0.reason)" } == [
-      "bad header (interior pointer or overwritten header)", "double free", "reserved page", "page not allocated (double free)",
+    freePage(frames.pointer(toPhysical: layout.heapStart))  // the initial heap's first page
+    let large = try #require(kmalloc(1 << 20))
+    kfree(large + 4096)
+    freePage(large)
+    kfree(large)
+    kfree(large)
+    #expect(allocPages(order: 0, owner: .firmware) == nil && allocContiguous(pages: 2, owner: .free) == nil)
+    #expect(allocPages(order: 11) == nil)
+    #expect(reported() == [
+      "kfree: bad header (interior pointer or overwritten header)", "kfree: double free", "freePage: reserved page",
+      "freePage: page not allocated (double free)", "freePage: page owned by another allocator (heap, slab or page tables)",
+      "kfree: pointer inside a large allocation, not at its start",
+      "freePage: page owned by another allocator (heap, slab or page tables)", "kfree: double free",
+      "allocPages: owner not accepted for an allocation", "allocContiguous: owner not accepted for an allocation",
+      "allocPages: order or page count out of range",
+    ])
+    #expect(reports.map(\.address) == [
+      UInt(bitPattern: q + 16), UInt(bitPattern: q), UInt(config.kernelStart), frames.physical(of: page),
+      UInt(layout.heapStart), UInt(bitPattern: large + 4096), frames.physical(of: large), UInt(bitPattern: large),
+      UInt(PageOwner.firmware.rawValue), UInt(PageOwner.free.rawValue), 11,
     ])
     #expect(heapCheck() == nil)
-    #expect(kernelPageFrames!.checkInvariants() == nil)
+    #expect(frames.checkInvariants() == nil)
     let zeroA = try #require(kmalloc(0)), zeroB = try #require(kmalloc(0))
-    let usable = try kernelHeap!.usableSize(zeroA)
+    let usable = try heap.usableSize(zeroA)
     #expect(zeroA != zeroB && usable == 16)
     kfree(zeroA)
     kfree(zeroB)
     #expect(kmalloc(UInt32.max) == nil)
-    kernelHeap = nil
-    kernelPageFrames = nil
+  }
+
+  @Test("the kernel heap grows until RAM runs out and gives the pages back")
+  func kernelHeapGrowsToRAM() throws {
+    let ram = SimulatedRAM(bytes: 64 << 20)
+    try memInit(config(ram))
+    defer { kernelMemory = KernelMemory() }
+    let maybeFrames = kernelMemory.frames
+    let frames = try #require(maybeFrames)
+    let startFree = frames.freePageCount
+    var head: UnsafeMutableRawPointer? = nil
+    var count = 0
+    while let p = kmalloc(30_000) {
+      p.storeBytes(of: head, as: UnsafeMutableRawPointer?.self)
+      head = p
+      count += 1
+    }
+    #expect(frames.freePageCount * 100 <= frames.pageCount)
+    #expect(count > (60 << 20) / 30_016)
+    while let p = head {
+      head = p.load(as: UnsafeMutableRawPointer?.self)
+      kfree(p)
+    }
+    #expect(frames.freePageCount == startFree && heapCheck() == nil)
   }
 }

@@ -1,16 +1,15 @@
 import Scenarios
 import Testing
 
-/// The scenarios the test kernel also runs under QEMU, run here on the host.
-/// Serialized: the heap-growth scenarios share one callback slot.
-@Suite(.serialized)
+/// The scenarios the test kernel also runs under QEMU, run here on the host, in
+/// parallel: every scenario builds its own allocators over its own memory.
 struct SharedScenarioTests {
   static let names: [String] = allScenarios().map { "\($0.name)" }
 
   @Test("shared scenario", arguments: SharedScenarioTests.names)
   func scenario(_ name: String) {
     let scenario = allScenarios().first { "\($0.name)" == name }!
-    let ram = SimulatedRAM(bytes: ScenarioMemory.standardBytes)
+    let ram = SimulatedRAM(bytes: scenario.memoryBytes)
     var expectations = Expectations()
     scenario.run(ram.scenarioMemory(seed: 42), &expectations)
     #expect(expectations.checks > 0, "\(name) checked nothing")

@@ -1,0 +1,181 @@
+import PageFrames
+
+// Growth arenas and large allocations: the heap's traffic with the page allocator.
+//
+// A growth arena is one buddy run owned by `.heap` and tagged with the heap's id:
+//
+//     run start   record: next, previous growth arena (16 bytes)
+//     +16         first block ... blocks ...
+//     end - 16    sentinel
+//
+// A large allocation is a run owned by `.heapLarge` with the same tag; its first page
+// is the payload, and its length lives in the page entries.
+extension Heap {
+  /// Serves a request above the threshold as a page run of its own.
+  func allocateLarge(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard let frames = control.pointee.frames, size <= frames.pageCount << Page.shift else { return nil }
+    let pages = Page.count(forBytes: size)
+    let bytes = pages << Page.shift
+    guard control.pointee.claimedBytes + control.pointee.largeBytes + bytes <= control.pointee.growthCeiling,
+      let run = frames.allocContiguous(pages: pages, owner: .heapLarge, tag: control.pointee.tag, zeroed: false)
+    else { return nil }
+    control.pointee.largeAllocations += 1
+    control.pointee.largeBytes += bytes
+    return run
+  }
+
+  /// Returns a located large allocation to the page allocator.
+  func releaseLarge(_ run: UnsafeMutableRawPointer, pages: Int) {
+    guard let frames = control.pointee.frames else { return }
+    // Cannot throw: `locate` found this run, owned by `.heapLarge`, headed here.
+    try? frames.freeContiguous(run, pages: pages, owner: .heapLarge)
+    control.pointee.largeAllocations -= 1
+    control.pointee.largeBytes -= pages << Page.shift
+  }
+
+  /// Claims one page run for a block of `need` bytes: the largest free run up to the
+  /// growth step, at least what `need` requires, within the ceiling. Smaller runs are
+  /// tried when a larger one cannot be had.
+  func grow(_ need: Int) -> Bool {
+    guard let frames = control.pointee.frames else { return false }
+    let minimumPages = Page.count(forBytes: need + Heap.arenaRecordBytes + Block.headerSize)
+    let minimumOrder = Page.order(forPages: minimumPages)
+    guard minimumOrder <= Page.maxOrder else { return false }
+    let largest = frames.largestFreeRun
+    let largestOrder = largest == 0 ? 0 : largest.trailingZeroBitCount
+    var order = max(minimumOrder, min(control.pointee.growthStepOrder, largestOrder))
+    while order >= minimumOrder {
+      let bytes = Page.size << order
+      if control.pointee.claimedBytes + control.pointee.largeBytes + bytes <= control.pointee.growthCeiling,
+        let run = frames.allocPages(order: order, owner: .heap, tag: control.pointee.tag, zeroed: false)
+      {
+        addArena(run, bytes: bytes)
+        return true
+      }
+      order -= 1
+    }
+    return false
+  }
+
+  /// Makes run `[run, run + bytes)` a growth arena: a record, one free block, a sentinel.
+  private func addArena(_ run: UnsafeMutableRawPointer, bytes: Int) {
+    let record = UInt(bitPattern: run)
+    let newest = control.pointee.growthArenas
+    ArenaRecord.setNext(record, newest)
+    ArenaRecord.setPrevious(record, 0)
+    if newest != 0 { ArenaRecord.setPrevious(newest, record) }
+    control.pointee.growthArenas = record
+    let block = run + Heap.arenaRecordBytes
+    let blockSize = bytes - Heap.arenaRecordBytes - Block.headerSize
+    Block.write(block, size: blockSize, flags: Block.flagFree, prevSize: 0)
+    Block.write(block + blockSize, size: 0, flags: Block.flagSentinel | Block.flagPrevFree, prevSize: blockSize)
+    control.pointee.claimedBytes += bytes
+    control.pointee.arenaCount += 1
+    insertFree(block)
+  }
+
+  /// A growth arena's only block `block` (free, off the lists) now spans it: keep it as
+  /// the spare when the rest of the heap is short of room and no other spare is empty,
+  /// otherwise give its pages back.
+  func arenaEmptied(_ block: UnsafeMutableRawPointer) {
+    let record = UInt(bitPattern: block) - UInt(Heap.arenaRecordBytes)
+    let spare = control.pointee.spareArena
+    let otherSpareEmpty = spare != 0 && spare != record && isEmptyArena(spare)
+    if !otherSpareEmpty && approximateFreeBytes - Block.size(block) < Heap.spareWatermark {
+      control.pointee.spareArena = record
+      insertFree(block)
+      return
+    }
+    if spare == record { control.pointee.spareArena = 0 }
+    giveBack(record, bytes: Block.size(block) + Heap.arenaRecordBytes + Block.headerSize)
+  }
+
+  /// Gives the spare arena back once the rest of the heap has room again.
+  func releaseSpareIfRoomElsewhere() {
+    let spare = control.pointee.spareArena
+    guard isEmptyArena(spare) else { return }
+    let block = UnsafeMutableRawPointer(bitPattern: spare + UInt(Heap.arenaRecordBytes))!
+    guard approximateFreeBytes - Block.size(block) >= Heap.spareWatermark else { return }
+    removeFree(block)
+    control.pointee.spareArena = 0
+    giveBack(spare, bytes: Block.size(block) + Heap.arenaRecordBytes + Block.headerSize)
+  }
+
+  /// Whether the growth arena at `record` holds one free block and its sentinel.
+  private func isEmptyArena(_ record: UInt) -> Bool {
+    let block = UnsafeMutableRawPointer(bitPattern: record + UInt(Heap.arenaRecordBytes))!
+    return Block.isFree(block) && Block.flags(Block.next(block)) & Block.flagSentinel != 0
+  }
+
+  /// Free bytes in all arenas from the kept counters, without a walk: claimed minus
+  /// payloads, headers of allocated blocks, the control block, records and sentinels.
+  /// Over by 16 bytes per free block (their headers are not counted).
+  var approximateFreeBytes: Int {
+    let c = control.pointee
+    return c.claimedBytes - c.usedBytes - c.allocatedBlocks * Block.headerSize - Heap.controlBytes
+      - c.arenaCount * Block.headerSize - (c.arenaCount - 1) * Heap.arenaRecordBytes
+  }
+
+  /// Unlinks the growth arena at `record` (`bytes` long, its block off the lists) and
+  /// returns its run to the page allocator.
+  private func giveBack(_ record: UInt, bytes: Int) {
+    let next = ArenaRecord.next(record)
+    let previous = ArenaRecord.previous(record)
+    if next != 0 { ArenaRecord.setPrevious(next, previous) }
+    if previous != 0 {
+      ArenaRecord.setNext(previous, next)
+    } else {
+      control.pointee.growthArenas = next
+    }
+    control.pointee.claimedBytes -= bytes
+    control.pointee.arenaCount -= 1
+    guard let frames = control.pointee.frames else { return }
+    // Cannot throw: the run was allocated by `grow` with this order and owner.
+    try? frames.freePages(UnsafeMutableRawPointer(bitPattern: record)!, order: Page.order(forPages: bytes >> Page.shift), owner: .heap)
+  }
+
+  /// Calls `body` with (first block, end) of every arena: the initial one, then the
+  /// growth arenas from the newest. The end is one past the sentinel.
+  func forEachArena(_ body: (UInt, UInt) -> Void) {
+    body(control.pointee.initialStart, control.pointee.initialEnd)
+    var record = control.pointee.growthArenas
+    var steps = 0
+    while record != 0 && steps < control.pointee.arenaCount {
+      body(record + UInt(Heap.arenaRecordBytes), record + UInt(arenaBytes(record)))
+      record = ArenaRecord.next(record)
+      steps += 1
+    }
+  }
+
+  /// (first block, end) of the arena holding `address`, or nil when it is in none.
+  /// - Complexity: O(1).
+  func arena(containing address: UInt) -> (start: UInt, end: UInt)? {
+    let c = control.pointee
+    if address >= c.initialStart && address < c.initialEnd { return (c.initialStart, c.initialEnd) }
+    guard let frames = c.frames, let pointer = UnsafeMutableRawPointer(bitPattern: address),
+      let run = frames.run(containing: frames.physical(of: pointer)), run.owner == .heap, run.tag == c.tag
+    else { return nil }
+    let runStart = UInt(bitPattern: frames.pointer(toPhysical: run.start))
+    return (runStart + UInt(Heap.arenaRecordBytes), runStart + UInt(run.pages << Page.shift))
+  }
+
+  /// The length of the growth arena at `record`, from its page entries.
+  func arenaBytes(_ record: UInt) -> Int {
+    guard let frames = control.pointee.frames,
+      let run = frames.run(containing: frames.physical(of: UnsafeMutableRawPointer(bitPattern: record)!))
+    else { return 0 }
+    return run.pages << Page.shift
+  }
+}
+
+/// The links at the start of a growth arena.
+enum ArenaRecord {
+  static func next(_ record: UInt) -> UInt { UnsafeRawPointer(bitPattern: record)!.load(as: UInt.self) }
+  static func previous(_ record: UInt) -> UInt { UnsafeRawPointer(bitPattern: record)!.load(fromByteOffset: 8, as: UInt.self) }
+  static func setNext(_ record: UInt, _ value: UInt) {
+    UnsafeMutableRawPointer(bitPattern: record)!.storeBytes(of: value, as: UInt.self)
+  }
+  static func setPrevious(_ record: UInt, _ value: UInt) {
+    UnsafeMutableRawPointer(bitPattern: record)!.storeBytes(of: value, toByteOffset: 8, as: UInt.self)
+  }
+}

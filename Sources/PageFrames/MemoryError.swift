@@ -1,0 +1,29 @@
+/// A reason for refusing bad input: a closed set of cases, each with the text the
+/// kernel prints.
+public protocol FailureReason: Sendable, Equatable {
+  /// The reason as printed in the kernel's report line.
+  var text: StaticString { get }
+}
+
+/// Why a memory operation was refused, and the address it was given. One pattern for
+/// the page frames (`PageFrameError`), the heap (`HeapError`) and memInit
+/// (`MemInitError`). The structures are untouched when one is thrown.
+public struct MemoryError<R: FailureReason>: Error, Equatable, Sendable {
+  public typealias Reason = R
+  public let reason: Reason
+  /// The address that was refused (the pointer or physical address passed in).
+  public let address: UInt
+
+  /// An error for `reason` at `address`.
+  /// - Complexity: O(1).
+  public init(_ reason: Reason, _ address: UInt) {
+    self.reason = reason
+    self.address = address
+  }
+
+  /// This error as the report `function` sends to `badInputHandler`.
+  /// - Complexity: O(1).
+  public func report(_ function: StaticString) -> BadInputReport {
+    BadInputReport(function: function, reason: reason.text, address: address)
+  }
+}
