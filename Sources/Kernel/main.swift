@@ -13,7 +13,10 @@ for value in 0..<1000 { squares.append(value * value) }
 var names: [Int: StaticString] = [1: "one", 2: "two", 3: "three"]
 names[4] = "four"
 let sum = squares.reduce(0, +)
-let stats = kernelHeap!.statistics
+guard let heap = kernelMemory.heap, let frames = kernelMemory.frames else {
+  Machine.panic("kernel", KernelMemory.notSetUpReason, 0)
+}
+let stats = heap.statistics
 kput("swift runtime on kmalloc: array sum ")
 kputDecimal(UInt(sum))
 kput(", dictionary entries ")
@@ -27,9 +30,9 @@ if let failure = heapCheck() {
   Machine.panic("heapCheck", failure.reason, failure.address)
 }
 kput("heapCheck: ok\nfree pages ")
-kputDecimal(UInt(kernelPageFrames!.freePageCount))
+kputDecimal(UInt(frames.freePageCount))
 kput(", largest free run ")
-kputDecimal(UInt(kernelPageFrames!.largestFreeRun))
+kputDecimal(UInt(frames.largestFreeRun))
 kput(" pages\nbye\n")
 Machine.exit(0)
 #else

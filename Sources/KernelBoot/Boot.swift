@@ -11,6 +11,7 @@ public nonisolated(unsafe) var bootMemInitNanoseconds: UInt64 = 0
 
 /// Brings up memory and prints the banner and the memory map. Returns the layout.
 /// Panics ("memInit: reason address") if RAM cannot hold the kernel, array and heap.
+/// Afterwards `kernelMemory` is set up: kmalloc, kfree, allocPage and the rest work.
 @discardableResult
 public func bootMemory() -> BootLayout {
   // 0. Bad input anywhere in the memory subsystem stops the kernel with a precise line.
@@ -56,7 +57,8 @@ public func bootMemory() -> BootLayout {
   bootMemInitNanoseconds = Clock.nanoseconds(since: memInitStart)
 
   // 4. Report: the memory map, each kind's range and page count, and the total.
-  printMemoryMap(MemoryMap(kernelPageFrames!))
+  guard let frames = kernelMemory.frames else { Machine.panic("bootMemory", KernelMemory.notSetUpReason, 0) }
+  printMemoryMap(MemoryMap(frames))
   kput("heap [")
   kputHex(layout.heapStart)
   kput(", ")

@@ -1,3 +1,5 @@
+import PageFrames
+
 extension Heap {
   /// `heapCheck`: walks every arena and every free list and checks that
   /// - every header's check value is intact and sizes are multiples of 16, at least 32

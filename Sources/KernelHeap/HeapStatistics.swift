@@ -1,3 +1,5 @@
+import PageFrames
+
 /// A snapshot of a heap's accounting. `claimedBytes == usedBytes + freeBytes + overheadBytes`.
 public struct HeapStatistics: Sendable, Equatable {
   /// Bytes the heap owns: arenas and the control block.

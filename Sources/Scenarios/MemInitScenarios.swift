@@ -33,7 +33,7 @@ func memInitScenarios() -> [Scenario] {
     Scenario("meminit.heap_never_overlaps_array") { memory, e in
       let config = scenarioConfig(memory)
       guard let layout = try? planLayout(config) else { return e.expect(false, "layout refused", 0) }
-      var frames = buildPageFrames(config, layout)
+      let frames = buildPageFrames(config, layout)
       let arrayEnd = layout.metadataStart + UInt(PageFrameAllocator.metadataBytes(pageCount: layout.pageCount))
       e.expect(layout.heapStart >= arrayEnd, "heap begins after the array's last byte", layout.heapStart)
       // No heap page may ever come off the free lists.

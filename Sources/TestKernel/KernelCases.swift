@@ -8,6 +8,16 @@ import KernelHeap
 import PageFrames
 import Scenarios
 
+/// The kernel's page frames and heap: bootMemory has set them up, or panicked.
+var bootFrames: PageFrameAllocator {
+  guard let frames = kernelMemory.frames else { Machine.panic("testkernel", KernelMemory.notSetUpReason, 0) }
+  return frames
+}
+var bootHeap: Heap {
+  guard let heap = kernelMemory.heap else { Machine.panic("testkernel", KernelMemory.notSetUpReason, 0) }
+  return heap
+}
+
 /// Whether `text` occurs in the first `length` bytes of `bytes`.
 func contains(_ bytes: UnsafeRawBufferPointer, _ length: Int, _ text: StaticString) -> Bool {
   let needle = text.utf8Start
@@ -49,7 +59,7 @@ func bzeroCase() -> Expectations {
 /// Every free page allocated once, patterned, checked, freed; the count comes back.
 func everyPageCase() -> Expectations {
   var e = Expectations()
-  let before = kernelPageFrames!.freePageCount
+  let before = bootFrames.freePageCount
   var head: UnsafeMutableRawPointer? = nil
   var count = 0
   var zeroed = true
@@ -62,7 +72,7 @@ func everyPageCase() -> Expectations {
     count += 1
   }
   e.expect(zeroed, "allocPage returned a page that was not zeroed", 0)
-  e.expect(count == before && kernelPageFrames!.freePageCount == 0, "every free page handed out", UInt(count))
+  e.expect(count == before && bootFrames.freePageCount == 0, "every free page handed out", UInt(count))
   var patternIntact = true
   var freed = 0
   while let page = head {
@@ -75,8 +85,8 @@ func everyPageCase() -> Expectations {
     freed += 1
   }
   e.expect(patternIntact, "a page's pattern changed: handed out twice", 0)
-  e.expect(freed == count && kernelPageFrames!.freePageCount == before, "pages lost", UInt(kernelPageFrames!.freePageCount))
-  e.expect(kernelPageFrames!.checkInvariants() == nil, "page invariants after exhaustion", 0)
+  e.expect(freed == count && bootFrames.freePageCount == before, "pages lost", UInt(bootFrames.freePageCount))
+  e.expect(bootFrames.checkInvariants() == nil, "page invariants after exhaustion", 0)
   return e
 }
 
@@ -85,17 +95,17 @@ func kmallocCase() -> Expectations {
   var e = Expectations()
   var blocks: [UnsafeMutableRawPointer?] = []
   blocks.reserveCapacity(200)  // the array's own storage is on the heap too
-  let before = kernelHeap!.statistics.usedBytes
+  let before = bootHeap.statistics.usedBytes
   for i in 0..<200 {
     let p = kmalloc(UInt32(i * 37 % 3000))
     e.expect(p != nil && UInt(bitPattern: p) & 15 == 0, "kmalloc aligned", UInt(i))
     blocks.append(p)
   }
-  let beforeHuge = kernelHeap!.statistics
+  let beforeHuge = bootHeap.statistics
   for size in UInt32.max - 16384...UInt32.max {
     e.expect(kmalloc(size) == nil, "huge kmalloc is nil", UInt(size))
   }
-  e.expect(kernelHeap!.statistics == beforeHuge, "huge kmallocs changed the heap", 0)
+  e.expect(bootHeap.statistics == beforeHuge, "huge kmallocs changed the heap", 0)
   let aligned = kmallocAligned(100, 4096)
   e.expect(aligned != nil && UInt(bitPattern: aligned) & 4095 == 0, "kmallocAligned 4096", 0)
   let zeroed = kcalloc(10, 100)!
@@ -109,13 +119,44 @@ func kmallocCase() -> Expectations {
   kfree(grown)
   kfree(nil)
   e.expect(heapCheck() == nil, "heapCheck after kmalloc case", 0)
-  e.expect(kernelHeap!.statistics.usedBytes == before, "kmalloc case leaked", UInt(kernelHeap!.statistics.usedBytes))
-  // Growth: more than the initial 1 MiB, served by page runs.
-  var big: [UnsafeMutableRawPointer] = []
-  for _ in 0..<6 { if let p = kmalloc(256 << 10) { big.append(p) } }
-  e.expect(big.count == 6 && kernelHeap!.statistics.claimedBytes > 1 << 20, "heap grows past 1 MiB from page runs", UInt(big.count))
-  for p in big { kfree(p) }
-  e.expect(heapCheck() == nil, "heapCheck after growth", 0)
+  e.expect(bootHeap.statistics.usedBytes == before, "kmalloc case leaked", UInt(bootHeap.statistics.usedBytes))
+  return e
+}
+
+/// The kernel's own heap grows from page runs past its first 1 MiB and gives them back;
+/// large requests (64 MiB, and 256 MiB with 512 MiB of RAM or more) are page runs of
+/// their own, whose pages all come back on kfree.
+func heapGrowthCase() -> Expectations {
+  var e = Expectations()
+  let frames = bootFrames
+  let freeBefore = frames.freePageCount
+  var head: UnsafeMutableRawPointer? = nil
+  for _ in 0..<40 {
+    guard let p = kmalloc(100 << 10) else { break }
+    p.storeBytes(of: head, as: UnsafeMutableRawPointer?.self)
+    head = p
+  }
+  let grown = bootHeap.statistics
+  e.expect(grown.claimedBytes > 4 << 20 && grown.arenas > 1, "heap grows past 1 MiB from page runs", UInt(grown.claimedBytes))
+  e.expect(frames.count(.heap) << Page.shift >= grown.claimedBytes, "growth pages are .heap in the page array", UInt(frames.count(.heap)))
+  while let p = head {
+    head = p.load(as: UnsafeMutableRawPointer?.self)
+    kfree(p)
+  }
+  e.expect(heapCheck() == nil && frames.freePageCount == freeBefore, "growth pages given back", UInt(frames.freePageCount))
+  for bytes in [64 << 20, 256 << 20] where frames.pageCount << Page.shift >= 512 << 20 || bytes == 64 << 20 {
+    guard let p = kmalloc(UInt32(bytes)) else {
+      e.expect(false, "large kmalloc right after boot failed (bytes)", UInt(bytes))
+      continue
+    }
+    e.expect(frames.owner(ofPhysical: UInt(bitPattern: p) + UInt(bytes) - 1) == .heapLarge, "large kmalloc is a .heapLarge run", UInt(bytes))
+    p.storeBytes(of: 0xA5, as: UInt8.self)
+    p.storeBytes(of: 0x5A, toByteOffset: bytes - 1, as: UInt8.self)
+    e.expect(p.load(as: UInt8.self) == 0xA5 && p.load(fromByteOffset: bytes - 1, as: UInt8.self) == 0x5A, "large kmalloc memory", UInt(bytes))
+    kfree(p)
+    e.expect(frames.freePageCount == freeBefore, "every page back after a large kfree", UInt(bytes))
+  }
+  e.expect(frames.checkInvariants() == nil, "page invariants after growth and large requests", 0)
   return e
 }
 
@@ -151,14 +192,32 @@ func badInputCase() -> Expectations {
   kfree(p)
   expectReport("kfree", HeapError.Reason.doubleFree.text, UInt(bitPattern: p), &e, "kfree reports a double free")
   let kernelPage = UnsafeMutableRawPointer(bitPattern: Platform.kernelImage.start)!
-  let before = kernelPageFrames!.freePageCount
+  let before = bootFrames.freePageCount
   freePage(kernelPage)
   expectReport("freePage", PageFrameError.Reason.reserved.text, Platform.kernelImage.start, &e, "freePage reports a kernel page")
   let page = allocPage()!
   freePage(page)
   freePage(page)
   expectReport("freePage", PageFrameError.Reason.notAllocated.text, UInt(bitPattern: page), &e, "freePage reports a double free")
-  e.expect(kernelPageFrames!.freePageCount == before && kernelPageFrames!.checkInvariants() == nil, "bad frees changed the allocator", 0)
+  // The heap's pages and large allocations belong to the heap, not to freePage.
+  let heapPage = UInt(bitPattern: p) & ~UInt(Page.size - 1)
+  freePage(UnsafeMutableRawPointer(bitPattern: heapPage)!)
+  expectReport("freePage", PageFrameError.Reason.wrongOwner.text, heapPage, &e, "freePage reports a heap page")
+  let large = kmalloc(1 << 20)!
+  kfree(large + Page.size)
+  expectReport("kfree", HeapError.Reason.interiorPointer.text, UInt(bitPattern: large) + UInt(Page.size), &e, "kfree reports a pointer inside a large allocation")
+  kfree(large)
+  kfree(large)
+  expectReport("kfree", HeapError.Reason.doubleFree.text, UInt(bitPattern: large), &e, "kfree reports a large double free")
+  e.expect(allocPages(order: 0, owner: .kernel) == nil, "allocPages refuses the kernel owner", 0)
+  expectReport("allocPages", KernelMemory.badOwnerReason, UInt(PageOwner.kernel.rawValue), &e, "allocPages reports an owner it does not accept")
+  // An object that memInit never set up reports every use.
+  let unset = KernelMemory()
+  e.expect(unset.allocate(16, function: "kmalloc") == nil, "kmalloc on memory not set up", 0)
+  expectReport("kmalloc", KernelMemory.notSetUpReason, 0, &e, "kmalloc before memInit is reported")
+  e.expect(unset.allocPages(order: 0, owner: .allocated, function: "allocPage") == nil, "allocPage on memory not set up", 0)
+  expectReport("allocPage", KernelMemory.notSetUpReason, 0, &e, "allocPage before memInit is reported")
+  e.expect(bootFrames.freePageCount == before && bootFrames.checkInvariants() == nil, "bad frees changed the allocator", 0)
   e.expect(heapCheck() == nil, "bad frees changed the heap", 0)
   badInputHandler = panicHandler
   return e
@@ -173,10 +232,11 @@ final class Node {
   }
 }
 
-/// Classes, Array and Dictionary allocate through posix_memalign/free into the heap.
+/// Classes, Array and Dictionary allocate through posix_memalign/free into the heap:
+/// the heap's own counters must show this case's allocations while they are alive.
 func swiftRuntimeCase() -> Expectations {
   var e = Expectations()
-  let before = kernelHeap!.statistics.allocatedBlocks
+  let before = bootHeap.statistics
   do {
     var numbers: [Int] = []
     for i in 0..<10_000 { numbers.append(i &* 7919 % 10_007) }
@@ -190,13 +250,18 @@ func swiftRuntimeCase() -> Expectations {
     e.expect(sum == 2_664_667_000, "dictionary sum", UInt(sum))
     var list: Node? = nil
     for i in 0..<1_000 { list = Node(i, list) }
+    // Alive now: the 10,000-Int array (80,000 bytes), the dictionary, 1,000 nodes.
+    let during = bootHeap.statistics
+    e.expect(during.allocatedBlocks >= before.allocatedBlocks + 1_000, "1,000 class instances are heap blocks", UInt(during.allocatedBlocks - before.allocatedBlocks))
+    // Each node is a block of at least the minimum 16-byte payload.
+    e.expect(during.usedBytes >= before.usedBytes + 80_000 + 1_000 * 16, "the array and the nodes are heap bytes", UInt(during.usedBytes - before.usedBytes))
     var total = 0
     while let node = list { total += node.value; list = node.next }
     e.expect(total == 499_500, "class instances", UInt(total))
-    e.expect(kernelHeap!.statistics.peakUsedBytes > 80_000, "the runtime used the kernel heap", UInt(kernelHeap!.statistics.peakUsedBytes))
   }
   e.expect(heapCheck() == nil, "heapCheck after the Swift workload", 0)
-  e.expect(kernelHeap!.statistics.allocatedBlocks == before, "Swift objects freed back to the heap", UInt(kernelHeap!.statistics.allocatedBlocks))
+  e.expect(bootHeap.statistics.allocatedBlocks == before.allocatedBlocks && bootHeap.statistics.usedBytes == before.usedBytes,
+    "Swift objects freed back to the heap", UInt(bootHeap.statistics.allocatedBlocks))
   return e
 }
 

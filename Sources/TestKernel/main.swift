@@ -54,19 +54,22 @@ func report(_ name: StaticString, _ e: Expectations) {
   }
 }
 
-/// Runs `body` over a fresh 4 MiB run of real pages.
-func withScenarioMemory(seed: UInt64, _ body: (ScenarioMemory) -> Void) {
-  guard let run = allocPages(order: Page.maxOrder) else {
-    Machine.panic("testkernel", "no 4 MiB run for a scenario", 0)
+/// Runs `body` over a fresh, zeroed run of `bytes` bytes of real pages, as the host
+/// gives a scenario fresh zeroed memory (stale headers from an earlier scenario at the
+/// same addresses would change what a bad free finds).
+func withScenarioMemory(seed: UInt64, bytes: Int = ScenarioMemory.standardBytes, _ body: (ScenarioMemory) -> Void) {
+  let pages = bytes >> Page.shift
+  guard let run = bootFrames.allocContiguous(pages: pages, zeroed: true) else {
+    Machine.panic("testkernel", "no contiguous run for a scenario", UInt(bytes))
   }
-  body(ScenarioMemory(base: run, bytes: ScenarioMemory.standardBytes, zeroFill: Platform.zeroFill, seed: seed))
-  freePages(run, order: Page.maxOrder)
+  body(ScenarioMemory(base: run, bytes: bytes, zeroFill: Platform.zeroFill, seed: seed))
+  freeContiguous(run, pages: pages)
 }
 
 // 1. The shared scenarios, exactly as `swift test` runs them.
 for scenario in allScenarios() {
   var e = Expectations()
-  withScenarioMemory(seed: 42) { scenario.run($0, &e) }
+  withScenarioMemory(seed: 42, bytes: scenario.memoryBytes) { scenario.run($0, &e) }
   report(scenario.name, e)
 }
 
@@ -81,6 +84,7 @@ report("model.100k_operations", model)
 report("kernel.bzero_vs_bytes", bzeroCase())
 report("kernel.every_page_once", everyPageCase())
 report("kernel.kmalloc_kfree", kmallocCase())
+report("kernel.heap_growth_and_large", heapGrowthCase())
 report("kernel.bad_input_reports", badInputCase())
 report("kernel.swift_runtime_on_heap", swiftRuntimeCase())
 
