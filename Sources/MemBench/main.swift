@@ -142,9 +142,9 @@ if let few = results.find("scaling", "holes=10", "project"), let many = results.
 
 if !json {
   func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-  print(pad("workload", 12) + pad("parameter", 22) + pad("allocator", 20) + pad("metric", 10) + "value")
+  print(pad("workload", 18) + pad("parameter", 22) + pad("allocator", 20) + pad("metric", 10) + "value")
   for r in results {
     let shown = r.value >= 100 ? String(Int(r.value.rounded())) : String(Double(Int(r.value * 1000)) / 1000)
-    print(pad(r.workload, 12) + pad(r.parameter, 22) + pad(r.allocator, 20) + pad(r.metric, 10) + shown)
+    print(pad(r.workload, 18) + pad(r.parameter, 22) + pad(r.allocator, 20) + pad(r.metric, 10) + shown)
   }
 }

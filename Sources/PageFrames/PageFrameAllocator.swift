@@ -219,14 +219,16 @@ public struct PageFrameAllocator {
   /// blocks that is long enough. With memory fragmented it returns nil although enough
   /// pages may be free in total: it never moves allocated pages.
   ///
-  /// - Parameters: as `allocPages`, with `pages` in 1...pageCount.
+  /// - Parameters: as `allocPages`, with `pages` in 1...pageCount (more pages than are
+  ///   free return nil at once).
   /// - Returns: a direct-map pointer to the first page, or nil (nothing changes then).
   /// - Complexity: O(maxOrder + pages) when a buddy run serves it; O(pageCount) for the
   ///   scan. Plus zeroing when asked.
   public func allocContiguous(
     pages: Int, owner: PageOwner = .allocated, tag: UInt32 = 0, zeroed: Bool = true
   ) -> UnsafeMutableRawPointer? {
-    guard pages > 0, pages <= pageCount, owner.isAllocatable else { return nil }
+    // More than is free can never be found: no scan for it.
+    guard pages > 0, pages <= freePageCount, owner.isAllocatable else { return nil }
     var found: Int? = nil
     if pages <= Page.maxOrderPages {
       let order = Page.order(forPages: pages)
