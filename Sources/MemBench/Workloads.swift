@@ -118,51 +118,50 @@ func scaling<A: BenchAllocator>(_ allocator: inout A, holes: Int, iterations: In
   return Double(elapsed) / Double(iterations)
 }
 
-/// 5a. Page frames over simulated RAM: the allocator, its RAM (never touched when not zeroing).
-final class SimulatedFrames {
+/// Simulated RAM at 0x40000000 (an untouched mapping) and memInit's configuration over
+/// it: a kernel at +2 MiB, then the page array, the 1 MiB heap and free pages.
+final class SimulatedMachine {
+  static let base: UInt = 0x4000_0000
   let ram: UnsafeMutableRawPointer
   let bytes: Int
-  var frames: PageFrameAllocator
+  let config: MemInitConfig
   init(bytes: Int) {
     self.bytes = bytes
     ram = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
-    let base: UInt = 0x4000_0000
-    let config = MemInitConfig(
+    let base = SimulatedMachine.base
+    config = MemInitConfig(
       ramBase: base, ramSize: UInt(bytes), kernelStart: base + 0x20_0000, kernelEnd: base + 0x22_0000,
       directMapOffset: Int(bitPattern: ram) - Int(bitPattern: base), zeroFill: benchZeroFill)
-    frames = buildPageFrames(config, try! planLayout(config))
   }
   deinit { munmap(ram, bytes) }
 }
 
+/// 5a. Page frames over simulated RAM (never touched when not zeroing).
+func simulatedFrames(_ machine: SimulatedMachine) -> PageFrameAllocator {
+  buildPageFrames(machine.config, try! planLayout(machine.config))
+}
+
 /// memInit's page-frame work (layout, bzero of the array, reservations, free lists), ms.
 func memInitMilliseconds(bytes: Int) -> Double {
-  let ram = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
-  defer { munmap(ram, bytes) }
-  let base: UInt = 0x4000_0000
-  let config = MemInitConfig(
-    ramBase: base, ramSize: UInt(bytes), kernelStart: base + 0x20_0000, kernelEnd: base + 0x22_0000,
-    directMapOffset: Int(bitPattern: ram) - Int(bitPattern: base), zeroFill: benchZeroFill)
+  let machine = SimulatedMachine(bytes: bytes)
   // Touch the array's pages once so the figure is the work, not the host's page faults.
-  let layout = try! planLayout(config)
-  memset(ram + Int(layout.metadataStart - base), 1, Int(layout.metadataEnd - layout.metadataStart))
+  let layout = try! planLayout(machine.config)
+  memset(machine.ram + Int(layout.metadataStart - SimulatedMachine.base), 1, Int(layout.metadataEnd - layout.metadataStart))
   let start = now()
-  let frames = buildPageFrames(config, layout)
-  let heap = Heap(start: ram + Int(layout.heapStart - base), size: 1 << 20, zeroFill: benchZeroFill, frames: frames)
+  let frames = buildPageFrames(machine.config, layout)
+  let heap = Heap(start: machine.ram + Int(layout.heapStart - SimulatedMachine.base), size: 1 << 20, zeroFill: benchZeroFill, frames: frames)
   let elapsed = now() - start
   precondition(heap != nil && frames.freePageCount > 0)
+  withExtendedLifetime(machine) {}
   return Double(elapsed) / 1e6
 }
 
-/// One growth workload over a fresh simulated machine of `bytes` bytes of RAM (memInit's
-/// layout: kernel, page array, the 1 MiB heap, the rest free).
+/// One growth workload over a fresh simulated machine of `bytes` bytes of RAM.
 func growthOutcome(_ workload: GrowthWorkload, bytes: Int) -> GrowthOutcome {
-  let ram = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)!
-  defer { munmap(ram, bytes) }
-  let base: UInt = 0x4000_0000
-  let config = MemInitConfig(
-    ramBase: base, ramSize: UInt(bytes), kernelStart: base + 0x20_0000, kernelEnd: base + 0x22_0000,
-    directMapOffset: Int(bitPattern: ram) - Int(bitPattern: base), zeroFill: benchZeroFill)
-  let machine = try! KernelMemory(config, layout: try! planLayout(config))
-  return runGrowthWorkload(workload, frames: machine.frames!, heap: machine.heap!, seed: 11)
+  let machine = SimulatedMachine(bytes: bytes)
+  let memory = try! KernelMemory(machine.config, layout: try! planLayout(machine.config))
+  guard let frames = memory.frames, let heap = memory.heap else { fatalError("growth: machine not set up") }
+  let outcome = runGrowthWorkload(workload, frames: frames, heap: heap, seed: 11)
+  withExtendedLifetime(machine) {}
+  return outcome
 }

@@ -38,7 +38,7 @@ func pageScenarios() -> [Scenario] {
       let frames = makeFrames(memory)
       let total = frames.freePageCount
       let page = frames.allocPage()!
-      e.expect(frames.physical(of: page) & 0xFFF == 0, "page aligned", frames.physical(of: page))
+      e.expect(Page.isAligned(frames.physical(of: page)), "page aligned", frames.physical(of: page))
       var zero = true
       for i in stride(from: 0, to: Page.size, by: 8) where page.load(fromByteOffset: i, as: UInt64.self) != 0 { zero = false }
       e.expect(zero, "allocPage returns a zeroed page", 0)

@@ -107,7 +107,7 @@ func kmallocCase() -> Expectations {
   }
   e.expect(bootHeap.statistics == beforeHuge, "huge kmallocs changed the heap", 0)
   let aligned = kmallocAligned(100, 4096)
-  e.expect(aligned != nil && UInt(bitPattern: aligned) & 4095 == 0, "kmallocAligned 4096", 0)
+  e.expect(aligned != nil && Page.isAligned(UInt(bitPattern: aligned)), "kmallocAligned 4096", 0)
   let zeroed = kcalloc(10, 100)!
   var allZero = true
   for i in 0..<1000 where zeroed.load(fromByteOffset: i, as: UInt8.self) != 0 { allZero = false }
@@ -200,7 +200,7 @@ func badInputCase() -> Expectations {
   freePage(page)
   expectReport("freePage", PageFrameError.Reason.notAllocated.text, UInt(bitPattern: page), &e, "freePage reports a double free")
   // The heap's pages and large allocations belong to the heap, not to freePage.
-  let heapPage = UInt(bitPattern: p) & ~UInt(Page.size - 1)
+  let heapPage = Page.roundDown(UInt(bitPattern: p))
   freePage(UnsafeMutableRawPointer(bitPattern: heapPage)!)
   expectReport("freePage", PageFrameError.Reason.wrongOwner.text, heapPage, &e, "freePage reports a heap page")
   let large = kmalloc(1 << 20)!

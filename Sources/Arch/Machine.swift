@@ -1,4 +1,4 @@
-// Leaving the machine: QEMU exits with the status the guest chose.
+// The machine as a whole: leaving it (QEMU exits with the status the guest chose), the panic line, and the semihosting command line.
 #if arch(arm64) && os(none)
 import ArchSupport
 
