@@ -28,6 +28,12 @@ public struct MemInitConfig {
   /// The DTB's range, or empty.
   public var dtbStart: UInt
   public var dtbEnd: UInt
+  /// RAM and firmware reservations as firmware described them (every range, every
+  /// reservation). nil: one range `[ramBase, ramBase + ramSize)` and the DTB range.
+  public var firmwareMemory: BootMemory?
+  /// RAM at or above this address is out of the early identity map's reach: it is
+  /// dropped (and reported) instead of being handed out. nil: no limit.
+  public var mappedLimit: UInt?
   /// Bytes of the initial heap (rounded up to pages).
   public var heapBytes: Int
   /// The most bytes the heap may hold, growth and large allocations included; nil for
@@ -46,6 +52,8 @@ public struct MemInitConfig {
     directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill
   ) {
     self.growthCeiling = growthCeiling
+    self.firmwareMemory = nil
+    self.mappedLimit = nil
     self.ramBase = ramBase
     self.ramSize = ramSize
     self.kernelStart = kernelStart
@@ -55,6 +63,21 @@ public struct MemInitConfig {
     self.heapBytes = heapBytes
     self.directMapOffset = directMapOffset
     self.zeroFill = zeroFill
+  }
+
+  /// A configuration over RAM and reservations firmware reported (`memory`), for a
+  /// kernel image `[kernelStart, kernelEnd)`.
+  /// - Complexity: O(1).
+  public init(
+    memory: BootMemory, kernelStart: UInt, kernelEnd: UInt, heapBytes: Int = kernelHeapInitialBytes,
+    mappedLimit: UInt? = nil, directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill
+  ) {
+    let first = memory.ram.count > 0 ? memory.ram[0] : PhysicalRange(start: 0, end: 0)
+    self.init(
+      ramBase: first.start, ramSize: first.bytes, kernelStart: kernelStart, kernelEnd: kernelEnd, heapBytes: heapBytes,
+      directMapOffset: directMapOffset, growthCeiling: growthCeiling, zeroFill: zeroFill)
+    self.firmwareMemory = memory
+    self.mappedLimit = mappedLimit
   }
 
   /// Pointer through the direct map to physical address `physical`.
@@ -68,19 +91,37 @@ public typealias MemInitError = MemoryError<MemInitFailure>
 
 /// The defined outcomes for a configuration memInit cannot use, in the order checked.
 public enum MemInitFailure: UInt8, FailureReason {
-  /// RAM base or size not page aligned, empty, or wrapping past 2^64.
+  /// RAM base or size not page aligned, or empty.
   case ramMisaligned
-  /// The kernel image does not lie inside RAM.
+  /// A RAM range passes 2^64 or ends exactly at it, or a reservation ends before it starts.
+  case ramWraps
+  /// Two RAM ranges share a page.
+  case ramOverlaps
+  /// More RAM ranges than `PhysicalRanges.capacity` (64).
+  case tooManyRanges
+  /// 2^32 - 2 pages of RAM or more: page indices are 32 bits.
+  case tooManyPages
+  /// More reservations than `BootMemory.reservationCapacity` (128).
+  case tooManyReservations
+  /// The kernel image does not lie inside one RAM range.
   case kernelOutsideRAM
+  /// A DTB or firmware reservation overlaps the kernel image.
+  case reservationOverlapsKernel
   /// The heap size cannot hold a heap: 0, negative, or below `Heap.minimumBytes`.
   case heapTooSmall
-  /// RAM is smaller than kernel + page array + heap.
+  /// No RAM after the kernel image holds page array + heap without touching a reservation.
   case ramTooSmall
 
   public var text: StaticString {
     switch self {
     case .ramMisaligned: return "RAM base or size not page aligned"
+    case .ramWraps: return "RAM range wraps past or ends at 2^64"
+    case .ramOverlaps: return "RAM ranges overlap"
+    case .tooManyRanges: return "more RAM ranges than the model holds"
+    case .tooManyPages: return "2^32 pages or more of RAM"
+    case .tooManyReservations: return "more reservations than the model holds"
     case .kernelOutsideRAM: return "kernel image outside RAM"
+    case .reservationOverlapsKernel: return "reserved range overlaps the kernel image"
     case .heapTooSmall: return "heap size cannot hold a heap"
     case .ramTooSmall: return "RAM smaller than kernel + page array + heap"
     }
@@ -88,13 +129,19 @@ public enum MemInitFailure: UInt8, FailureReason {
 }
 
 /// Where memInit puts things: all physical, page aligned.
-public struct BootLayout: Sendable, Equatable {
+public struct BootLayout: Sendable {
   public let pageCount: Int
   public let metadataStart: UInt
   public let metadataEnd: UInt
   public let heapStart: UInt
   public let heapEnd: UInt
+  /// One past the highest RAM byte managed.
   public let ramEnd: UInt
+  /// RAM and every reservation: firmware's, then low memory, kernel, page array, heap.
+  public let memory: BootMemory
+  /// RAM pages firmware reported, before anything was clamped: the independent total
+  /// the boot map is checked against.
+  public let reportedRAMPages: Int
 }
 
 /// Computes the layout without touching memory: the array at the first page boundary
@@ -104,55 +151,73 @@ public struct BootLayout: Sendable, Equatable {
 ///   size that cannot hold a heap, or RAM that cannot hold kernel + array + heap.
 /// - Complexity: O(1).
 public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayout {
-  guard Page.isAligned(config.ramBase), Page.isAligned(config.ramSize), config.ramSize > 0 else {
-    throw MemInitError(.ramMisaligned, config.ramBase)
+  var memory: BootMemory
+  if let given = config.firmwareMemory {
+    memory = given
+  } else {
+    memory = BootMemory()
+    try memory.addRAM(start: config.ramBase, size: config.ramSize)
+    try memory.reserve(start: config.dtbStart, end: max(config.dtbEnd, config.dtbStart), as: .deviceTree)
   }
-  let (ramEnd, wrapped) = config.ramBase.addingReportingOverflow(config.ramSize)
-  guard !wrapped else { throw MemInitError(.ramMisaligned, config.ramBase) }
-  guard config.kernelStart >= config.ramBase, config.kernelStart <= config.kernelEnd, config.kernelEnd <= ramEnd else {
-    throw MemInitError(.kernelOutsideRAM, config.kernelStart)
+  guard memory.ram.count > 0 else { throw MemInitError(.ramMisaligned, 0) }
+  let reportedRAMPages = memory.ram.totalPages
+  if let limit = config.mappedLimit { memory.clamp(above: limit) }
+  guard config.kernelStart <= config.kernelEnd, let kernelRange = memory.ramRange(containing: config.kernelStart),
+    config.kernelEnd <= kernelRange.end
+  else { throw MemInitError(.kernelOutsideRAM, config.kernelStart) }
+  let kernel = PhysicalRange(start: config.kernelStart, end: config.kernelEnd)
+  if let clash = memory.firstReservation(overlapping: kernel) {
+    throw MemInitError(.reservationOverlapsKernel, clash.range.start)
   }
   guard config.heapBytes >= Heap.minimumBytes else {
     throw MemInitError(.heapTooSmall, UInt(bitPattern: config.heapBytes))
   }
-  let pageCount = Int(config.ramSize >> UInt(Page.shift))
-  let metadataBytes = UInt(PageFrameAllocator.metadataBytes(pageCount: pageCount))
+  let pageCount = memory.ram.totalPages
+  let ramEnd = memory.ram[memory.ram.count - 1].end
   // Each step is checked, so no configuration can wrap an address.
-  guard let metadataStart = Page.roundUp(config.kernelEnd),
-    case let (arrayEnd, overArray) = metadataStart.addingReportingOverflow(metadataBytes), !overArray,
-    let metadataEnd = Page.roundUp(arrayEnd),
-    case let (heapLimit, overHeap) = metadataEnd.addingReportingOverflow(UInt(config.heapBytes)), !overHeap,
-    let heapEnd = Page.roundUp(heapLimit), heapEnd <= ramEnd
+  guard let metadataBytes = Page.roundUp(UInt(PageFrameAllocator.metadataBytes(pageCount: pageCount))),
+    let heapBytes = Page.roundUp(UInt(config.heapBytes)),
+    case let (bytes, overflow) = metadataBytes.addingReportingOverflow(heapBytes), !overflow
   else { throw MemInitError(.ramTooSmall, ramEnd) }
+  // Low memory below the kernel and the kernel itself, then the first fit after __end
+  // that overlaps nothing: the page array, and the heap right after it.
+  try memory.reserve(start: kernelRange.start, end: config.kernelStart, as: .firmware)
+  try memory.reserve(start: config.kernelStart, end: config.kernelEnd, as: .kernel)
+  guard let metadataStart = memory.firstFit(bytes: bytes, from: config.kernelEnd) else {
+    throw MemInitError(.ramTooSmall, ramEnd)
+  }
+  let metadataEnd = metadataStart + metadataBytes
+  let heapEnd = metadataEnd + heapBytes
+  try memory.reserve(start: metadataStart, end: metadataEnd, as: .metadata)
+  try memory.reserve(start: metadataEnd, end: heapEnd, as: .heap)
   return BootLayout(
     pageCount: pageCount, metadataStart: metadataStart, metadataEnd: metadataEnd,
-    heapStart: metadataEnd, heapEnd: heapEnd, ramEnd: ramEnd)
+    heapStart: metadataEnd, heapEnd: heapEnd, ramEnd: ramEnd, memory: memory, reportedRAMPages: reportedRAMPages)
 }
 
-/// Builds the page metadata array and the page allocator for `config`: zeroes the array
-/// (bzero in the kernel), reserves firmware, kernel, array, heap and DTB pages in that
-/// order, and hands every other page to the free lists.
+/// Builds the page metadata array and the page allocator for `layout` (from
+/// `planLayout(config)`): one array over every RAM range, zeroed (bzero in the kernel);
+/// low-memory firmware pages reserved first, then every other reservation in order (a
+/// later one relabels an earlier one's pages: the DTB inside low memory, say); then
+/// exactly RAM minus reservations handed to the free lists.
 ///
 /// - Complexity: O(pages) for zeroing the array; the rest is O(reserved pages + RAM / 4 MiB).
 public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> PageFrameAllocator {
-  let frames = PageFrameAllocator(
-    base: config.ramBase, pageCount: layout.pageCount, metadata: config.pointer(toPhysical: layout.metadataStart),
+  let memory = layout.memory
+  guard let frames = PageFrameAllocator(
+    ranges: memory.ram, metadata: config.pointer(toPhysical: layout.metadataStart),
     directMapOffset: config.directMapOffset, zeroFill: config.zeroFill)
-  frames.reserve(start: config.ramBase, end: config.kernelStart, as: .firmware)
-  frames.reserve(start: config.kernelStart, end: config.kernelEnd, as: .kernel)
-  frames.reserve(start: layout.metadataStart, end: layout.metadataEnd, as: .metadata)
-  frames.reserve(start: layout.heapStart, end: layout.heapEnd, as: .heap)
-  if config.dtbEnd > config.dtbStart {
-    frames.reserve(start: config.dtbStart, end: config.dtbEnd, as: .deviceTree)
+  else { preconditionFailure("planLayout validated the RAM ranges") }
+  for pass in 0..<2 {
+    for index in 0..<memory.reservationCount {
+      let reservation = memory.reservation(index)
+      guard (reservation.owner == .firmware) == (pass == 0) else { continue }
+      // Cannot throw: every owner here is a reserved kind or .heap, and nothing is
+      // released before the last reservation.
+      frames.reserve(start: reservation.range.start, end: reservation.range.end, as: reservation.owner)
+    }
   }
-  // Everything above the heap is free, except a DTB placed there.
-  let dtbPageStart = Page.roundDown(config.dtbStart)
-  if config.dtbEnd > config.dtbStart && dtbPageStart >= layout.heapEnd {
-    frames.release(start: layout.heapEnd, end: dtbPageStart)
-    frames.release(start: config.dtbEnd, end: layout.ramEnd)
-  } else {
-    frames.release(start: layout.heapEnd, end: layout.ramEnd)
-  }
+  memory.forEachFreeRange { frames.releaseUnchecked(start: $0.start, end: $0.end) }
   return frames
 }
 

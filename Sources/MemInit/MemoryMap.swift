@@ -1,33 +1,48 @@
 import PageFrames
 
-/// The boot log's memory map: runs of pages with one owner, in address order.
+/// The boot log's memory map: runs of pages with one owner, in address order, never
+/// spanning a hole between RAM ranges.
 public struct MemoryMap {
   public struct Region: Sendable, Equatable {
     public let owner: PageOwner
     public let start: UInt
     public let end: UInt
-    public var pages: Int { Int((end - start) >> UInt(Page.shift)) }
+    /// Pages in the region (a region merged past the capacity may span a hole).
+    public let pages: Int
   }
 
   /// At most this many regions are kept; more are merged into the last.
-  public static let capacity = 16
-  private var storage = InlineArray<16, Region>(repeating: Region(owner: .free, start: 0, end: 0))
+  public static let capacity = 96
+  private var storage = InlineArray<96, Region>(repeating: Region(owner: .free, start: 0, end: 0, pages: 0))
   public private(set) var count = 0
   public let ramBase: UInt
+  /// The RAM the map is checked against: what firmware reported (or, without a report,
+  /// the allocator's pages).
   public let ramSize: UInt
+  /// The RAM ranges the allocator manages.
+  public let ranges: PhysicalRanges
 
-  /// Scans the allocator's array for runs of one owner (free blocks are runs of `.free`).
+  /// Scans the allocator's array for runs of one owner (free blocks are runs of `.free`),
+  /// range by range. `reportedRAMPages` is the independent total to check against:
+  /// what firmware reported (default: the allocator's own page count).
   /// - Complexity: O(pages).
-  public init(_ frames: PageFrameAllocator) {
+  public init(_ frames: PageFrameAllocator, reportedRAMPages: Int? = nil) {
     ramBase = frames.base
-    ramSize = UInt(frames.pageCount) << UInt(Page.shift)
-    var index = 0
-    while index < frames.pageCount {
-      let owner = frames.entries[index].owner
-      var end = index + 1
-      while end < frames.pageCount && frames.entries[end].owner == owner { end += 1 }
-      append(Region(owner: owner, start: frames.address(ofPage: index), end: frames.address(ofPage: end)))
-      index = end
+    ramSize = UInt(reportedRAMPages ?? frames.pageCount) << UInt(Page.shift)
+    ranges = frames.ranges
+    var firstIndex = 0
+    for r in 0..<ranges.count {
+      let limit = firstIndex + ranges[r].pages
+      var index = firstIndex
+      while index < limit {
+        let owner = frames.entries[index].owner
+        var end = index + 1
+        while end < limit && frames.entries[end].owner == owner { end += 1 }
+        let start = frames.address(ofPage: index)
+        append(Region(owner: owner, start: start, end: start + UInt(end - index) << UInt(Page.shift), pages: end - index))
+        index = end
+      }
+      firstIndex = limit
     }
   }
 
@@ -37,7 +52,7 @@ public struct MemoryMap {
       count += 1
     } else {
       let last = storage[count - 1]
-      storage[count - 1] = Region(owner: last.owner, start: last.start, end: region.end)
+      storage[count - 1] = Region(owner: last.owner, start: last.start, end: region.end, pages: last.pages + region.pages)
     }
   }
 
@@ -48,6 +63,9 @@ public struct MemoryMap {
     precondition(index >= 0 && index < count, "memory map index out of range")
     return storage[index]
   }
+
+  /// Whether the regions account for exactly the RAM firmware reported.
+  public var isExact: Bool { totalPages == Int(ramSize >> UInt(Page.shift)) }
 
   /// Sum of the regions' pages; equals RAM / 4096 when the map is complete.
   public var totalPages: Int {

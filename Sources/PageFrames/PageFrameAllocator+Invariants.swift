@@ -20,7 +20,7 @@ extension PageFrameAllocator {
   /// - Returns: nil, or the first broken invariant.
   /// - Complexity: O(pageCount). For tests and debug boots.
   public func checkInvariants() -> PageFrameInvariantError? {
-    var recount = InlineArray<11, Int>(repeating: 0)
+    var recount = InlineArray<16, Int>(repeating: 0)
     var index = 0
     while index < pageCount {
       let entry = entries[index]
@@ -57,7 +57,6 @@ extension PageFrameAllocator {
     if total != pageCount {
       return PageFrameInvariantError(reason: "free + reserved + allocated != pages", pageIndex: -1)
     }
-    let frameBase = Int(base >> UInt(Page.shift))
     var listed = 0
     for order in 0...Page.maxOrder {
       var index = freeHead(order)
@@ -80,14 +79,16 @@ extension PageFrameAllocator {
         if entry.prev != previous {
           return PageFrameInvariantError(reason: "free list back link broken", pageIndex: i)
         }
-        if (frameBase + i) & ((1 << order) - 1) != 0 || i + (1 << order) > pageCount {
-          return PageFrameInvariantError(reason: "free block misaligned or past RAM", pageIndex: i)
+        let arena = arena(ofIndex: i)
+        let frameShift = arena.baseFrame - arena.firstIndex
+        if (frameShift + i) & ((1 << order) - 1) != 0 || i + (1 << order) > arena.firstIndex + arena.pages {
+          return PageFrameInvariantError(reason: "free block misaligned or past its RAM range", pageIndex: i)
         }
         for page in (i + 1)..<(i + (1 << order)) where entries[page].word != 0 {
           return PageFrameInvariantError(reason: "page inside a free block is not plain free", pageIndex: page)
         }
-        let buddy = ((frameBase + i) ^ (1 << order)) - frameBase
-        if order < Page.maxOrder, buddy >= 0, buddy + (1 << order) <= pageCount,
+        let buddy = ((frameShift + i) ^ (1 << order)) - frameShift
+        if order < Page.maxOrder, buddy >= arena.firstIndex, buddy + (1 << order) <= arena.firstIndex + arena.pages,
           entries[buddy].isBlockHead, entries[buddy].owner == .free, entries[buddy].order == order
         {
           return PageFrameInvariantError(reason: "free buddies left unmerged", pageIndex: i)

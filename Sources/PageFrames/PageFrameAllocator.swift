@@ -1,10 +1,23 @@
+/// One RAM range of the allocator: its pages have the consecutive entry indices
+/// `[firstIndex, firstIndex + pages)`. Holes between ranges cost no metadata.
+struct PageArena {
+  var base: UInt
+  var end: UInt
+  var firstIndex: Int
+  var pages: Int
+  /// `base` as a frame number, for buddy alignment.
+  var baseFrame: Int
+}
+
 /// The allocator's state. It lives at the start of the metadata region, in front of the
 /// page entries, so every copy of a `PageFrameAllocator` handle works on the same state.
 struct PageFrameState {
-  let base: UInt
   let pageCount: Int
   let directMapOffset: Int
   let zeroFill: ZeroFill
+  /// The RAM ranges, sorted by address.
+  var arenaCount = 0
+  var arenas = InlineArray<64, PageArena>(repeating: PageArena(base: 0, end: 0, firstIndex: 0, pages: 0, baseFrame: 0))
   /// Heads of the free lists, one per order (page indices).
   var freeHeads: InlineArray<11, UInt32> = .init(repeating: PageEntry.none)
   /// Bit k set <=> the order-k free list is non-empty.
@@ -14,20 +27,20 @@ struct PageFrameState {
   var hotHead: UInt32 = PageEntry.none
   var hotCount = 0
   /// Pages per owner kind, indexed by `PageOwner.rawValue`.
-  var ownerCounts: InlineArray<11, Int> = .init(repeating: 0)
+  var ownerCounts: InlineArray<16, Int> = .init(repeating: 0)
 
-  init(base: UInt, pageCount: Int, directMapOffset: Int, zeroFill: ZeroFill) {
-    self.base = base
+  init(pageCount: Int, directMapOffset: Int, zeroFill: ZeroFill) {
     self.pageCount = pageCount
     self.directMapOffset = directMapOffset
     self.zeroFill = zeroFill
   }
 }
 
-/// A buddy allocator over a page metadata array: one `PageEntry` per 4 KiB page of
-/// `[base, base + pageCount * 4096)`. Runs of 2^order pages (order 0...10) are naturally
-/// aligned in physical memory; freeing coalesces with the buddy at each order. Runs of
-/// any length come from `allocContiguous`.
+/// A buddy allocator over page metadata: one `PageEntry` per 4 KiB page of each RAM
+/// range it manages (up to 64 ranges; the holes between them cost nothing). Runs of
+/// 2^order pages (order 0...10) are naturally aligned in physical memory and never
+/// straddle two ranges; freeing coalesces with the buddy at each order. Runs of any
+/// length come from `allocContiguous`.
 ///
 /// A handle: the state lives in the metadata region it was created over, so a copy is
 /// the same allocator, never a fork. Not thread-safe.
@@ -41,7 +54,7 @@ struct PageFrameState {
 /// `Σ count(owner) == pageCount`.
 public struct PageFrameAllocator {
   let state: UnsafeMutablePointer<PageFrameState>
-  /// The metadata array, `pageCount` entries.
+  /// The metadata array, `pageCount` entries: the ranges' pages one after another.
   public let entries: UnsafeMutablePointer<PageEntry>
 
   /// Bytes of the state in front of the entries.
@@ -49,62 +62,141 @@ public struct PageFrameAllocator {
 
   /// Most pages the hot cache holds; further order-0 frees merge at once.
   public static let hotLimit = 32
+  /// Most pages one allocator manages: page indices are 32 bits, with one value for "none".
+  public static let maximumPages = Int(PageEntry.none) - 1
 
   /// Bytes of metadata needed for `pageCount` pages: the state plus 16 per page.
-  /// - Precondition: `0 <= pageCount < 2^32 - 1`.
+  /// - Precondition: `0 <= pageCount <= maximumPages`.
   /// - Complexity: O(1).
   public static func metadataBytes(pageCount: Int) -> Int {
     stateBytes + pageCount * MemoryLayout<PageEntry>.stride
   }
 
-  /// Lays the allocator's state and the metadata array at `metadata` and zeroes the
-  /// array. No page is free yet. Creating a second allocator over the same metadata
-  /// starts it afresh.
+  /// Lays the allocator's state and the metadata array for one RAM range
+  /// `[base, base + pageCount * 4096)` at `metadata` and zeroes the array.
   ///
   /// - Parameters:
   ///   - base: physical address of the first page; must be page aligned.
-  ///   - pageCount: pages to manage, below 2^32 - 1.
+  ///   - pageCount: pages to manage, at most `maximumPages`.
   ///   - metadata: room for `metadataBytes(pageCount:)` bytes, 64-byte aligned.
   ///   - directMapOffset: pointer = physical + offset.
   ///   - zeroFill: used for the array and for zeroed pages.
-  /// - Precondition: `MemoryLayout<PageEntry>.size == 16`.
+  /// - Precondition: the parameters are as described (`init(ranges:...)` checks instead).
   /// - Complexity: O(pageCount), one bzero of the array.
   public init(
     base: UInt, pageCount: Int, metadata: UnsafeMutableRawPointer,
     directMapOffset: Int, zeroFill: ZeroFill
   ) {
-    precondition(MemoryLayout<PageEntry>.size == 16, "PageEntry must stay 16 bytes")
-    precondition(Page.isAligned(base), "base must be page aligned")
-    precondition(pageCount >= 0 && pageCount < Int(PageEntry.none), "pageCount out of range")
-    zeroFill(metadata, PageFrameAllocator.metadataBytes(pageCount: pageCount))
+    var ranges = PhysicalRanges()
+    ranges.append(PhysicalRange(start: base, end: base &+ UInt(max(pageCount, 0)) << UInt(Page.shift)))
+    guard let made = PageFrameAllocator(ranges: ranges, metadata: metadata, directMapOffset: directMapOffset, zeroFill: zeroFill)
+    else { preconditionFailure("base must be page aligned and pageCount in 0...maximumPages") }
+    self = made
+  }
+
+  /// Lays the state and one metadata array covering every range of `ranges` at
+  /// `metadata`, and zeroes it. No page is free yet. Creating a second allocator over
+  /// the same metadata starts it afresh.
+  ///
+  /// - Parameters:
+  ///   - ranges: RAM ranges, page aligned, non-empty, sorted by address, not
+  ///     overlapping, none ending at or past 2^64; at most `maximumPages` pages in all.
+  ///   - metadata: room for `metadataBytes(pageCount: ranges.totalPages)` bytes, 64-byte
+  ///     aligned.
+  /// - Returns: nil when `ranges` is not as described (nothing is written then).
+  /// - Complexity: O(total pages), one bzero of the array.
+  public init?(ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill) {
+    guard MemoryLayout<PageEntry>.size == 16, ranges.count >= 1 else { return nil }
+    var total = 0
+    var previousEnd: UInt = 0
+    for index in 0..<ranges.count {
+      let range = ranges[index]
+      guard Page.isAligned(range.start), Page.isAligned(range.end), range.end > range.start,
+        index == 0 || range.start >= previousEnd
+      else { return nil }
+      total += range.pages
+      guard total <= PageFrameAllocator.maximumPages else { return nil }
+      previousEnd = range.end
+    }
+    zeroFill(metadata, PageFrameAllocator.metadataBytes(pageCount: total))
     state = metadata.bindMemory(to: PageFrameState.self, capacity: 1)
-    state.initialize(to: PageFrameState(base: base, pageCount: pageCount, directMapOffset: directMapOffset, zeroFill: zeroFill))
-    entries = (metadata + PageFrameAllocator.stateBytes).bindMemory(to: PageEntry.self, capacity: pageCount)
+    state.initialize(to: PageFrameState(pageCount: total, directMapOffset: directMapOffset, zeroFill: zeroFill))
+    var firstIndex = 0
+    for index in 0..<ranges.count {
+      let range = ranges[index]
+      state.pointee.arenas[index] = PageArena(
+        base: range.start, end: range.end, firstIndex: firstIndex, pages: range.pages,
+        baseFrame: Int(range.start >> UInt(Page.shift)))
+      firstIndex += range.pages
+    }
+    state.pointee.arenaCount = ranges.count
+    entries = (metadata + PageFrameAllocator.stateBytes).bindMemory(to: PageEntry.self, capacity: total)
   }
 
   // MARK: Addresses
 
-  /// Physical address of page 0 (page aligned).
-  public var base: UInt { state.pointee.base }
-  /// Pages covered by the metadata array.
+  /// Physical address of the first managed page.
+  public var base: UInt { state.pointee.arenas[0].base }
+  /// Pages covered by the metadata array (all ranges).
   public var pageCount: Int { state.pointee.pageCount }
   /// pointer = physical + directMapOffset.
   public var directMapOffset: Int { state.pointee.directMapOffset }
   /// One past the last managed physical byte.
-  public var end: UInt { base + UInt(pageCount) << UInt(Page.shift) }
+  public var end: UInt { state.pointee.arenas[state.pointee.arenaCount - 1].end }
+
+  /// The RAM ranges managed, in address order.
+  /// - Complexity: O(ranges).
+  public var ranges: PhysicalRanges {
+    var list = PhysicalRanges()
+    for index in 0..<state.pointee.arenaCount {
+      list.append(PhysicalRange(start: state.pointee.arenas[index].base, end: state.pointee.arenas[index].end))
+    }
+    return list
+  }
+
+  /// The range holding entry `index` (the last whose first index is not above it).
+  @inline(__always)
+  func arena(ofIndex index: Int) -> PageArena {
+    let count = state.pointee.arenaCount
+    if count == 1 { return state.pointee.arenas[0] }
+    var low = 0
+    var high = count - 1
+    while low < high {
+      let middle = (low + high + 1) >> 1
+      if state.pointee.arenas[middle].firstIndex <= index { low = middle } else { high = middle - 1 }
+    }
+    return state.pointee.arenas[low]
+  }
+
+  /// The range holding `physical`, or nil in a hole or outside RAM.
+  @inline(__always)
+  func arena(ofPhysical physical: UInt) -> PageArena? {
+    let count = state.pointee.arenaCount
+    var low = 0
+    var high = count - 1
+    while low < high {
+      let middle = (low + high + 1) >> 1
+      if state.pointee.arenas[middle].base <= physical { low = middle } else { high = middle - 1 }
+    }
+    let found = state.pointee.arenas[low]
+    return physical >= found.base && physical < found.end ? found : nil
+  }
 
   /// Physical address of page `index`.
   /// - Precondition: `0 <= index < pageCount` (not checked).
-  /// - Complexity: O(1).
+  /// - Complexity: O(log ranges); O(1) with one range.
   @inline(__always)
-  public func address(ofPage index: Int) -> UInt { base + UInt(index) << UInt(Page.shift) }
+  public func address(ofPage index: Int) -> UInt {
+    let arena = arena(ofIndex: index)
+    return arena.base + UInt(index - arena.firstIndex) << UInt(Page.shift)
+  }
 
-  /// Index of the page holding `physical`, or nil outside RAM.
-  /// - Complexity: O(1).
+  /// Index of the page holding `physical`, or nil outside RAM or in a hole.
+  /// - Complexity: O(log ranges).
   @inline(__always)
   public func pageIndex(ofPhysical physical: UInt) -> Int? {
-    guard physical >= base, physical < end else { return nil }
-    return Int((physical - base) >> UInt(Page.shift))
+    guard let arena = arena(ofPhysical: physical) else { return nil }
+    return arena.firstIndex + Int((physical - arena.base) >> UInt(Page.shift))
   }
 
   /// Pointer through the direct map to physical address `physical`.
@@ -125,7 +217,7 @@ public struct PageFrameAllocator {
 
   /// The virtual address page `index` is mapped at (the direct map unless set explicitly).
   /// - Precondition: `0 <= index < pageCount`.
-  /// - Complexity: O(1).
+  /// - Complexity: O(log ranges).
   public func virtualAddress(ofPage index: Int) -> UInt {
     let explicit = entries[index].virtualPageNumber
     if explicit != 0 { return UInt(explicit) << UInt(Page.shift) }
@@ -136,44 +228,116 @@ public struct PageFrameAllocator {
 
   /// Marks the pages overlapping `[start, end)` as owned by `owner`. Pages already
   /// reserved change kind (the DTB inside the firmware range, say); the range is
-  /// clipped to managed RAM. Returns the number of pages marked.
+  /// clipped to managed RAM (holes are skipped).
   ///
-  /// - Precondition: called before `release`, or on pages that are not free/allocated;
-  ///   `owner` is a reserved kind or `.heap` (the initial heap).
-  /// - Complexity: O(pages in the range).
+  /// - Returns: the number of pages marked, or a `PageFrameError` and nothing marked:
+  ///   `wrongOwner` for an owner that is neither a reserved kind nor `.heap`;
+  ///   `alreadyReleased` when a page in the range is free (on a free list, inside a
+  ///   free block, in the hot cache) or allocated.
+  /// - Complexity: O(pages in the range + maxOrder).
   @discardableResult
-  public func reserve(start: UInt, end: UInt, as owner: PageOwner) -> Int {
-    precondition(owner.isReserved || owner == .heap, "reserve takes a reserved owner kind or .heap")
-    guard let (first, last) = pageSpan(start: start, end: end) else { return 0 }
-    let word = PageEntry.ownedWord(owner, order: 0, head: false)
-    for index in first..<last {
-      // Before `release`, a page is either unclaimed (owner .free, counted nowhere)
-      // or reserved (counted under its kind).
-      let previous = entries[index].owner
-      precondition(previous != .allocated && !entries[index].isBlockHead, "reserve after release")
-      if previous != .free { adjustCount(previous, by: -1) }
-      entries[index] = PageEntry(next: PageEntry.none, prev: 0, word: word)
-      adjustCount(owner, by: 1)
+  public func reserve(start: UInt, end: UInt, as owner: PageOwner) -> Result<Int, PageFrameError> {
+    guard owner.isReserved || owner == .heap else { return .failure(PageFrameError(.wrongOwner, start)) }
+    // Check every page first, so a refusal changes nothing.
+    var marked = 0
+    for pass in 0..<2 {
+      for arenaIndex in 0..<state.pointee.arenaCount {
+        let arena = state.pointee.arenas[arenaIndex]
+        let clippedStart = max(start, arena.base), clippedEnd = min(end, arena.end)
+        guard clippedStart < clippedEnd else { continue }
+        let first = arena.firstIndex + Int((clippedStart - arena.base) >> UInt(Page.shift))
+        let last = arena.firstIndex + Int((clippedEnd - arena.base + Page.offsetMask) >> UInt(Page.shift))
+        if pass == 0 {
+          if let index = firstReleasedPage(first, last) { return .failure(PageFrameError(.alreadyReleased, address(ofPage: index))) }
+          continue
+        }
+        let word = PageEntry.ownedWord(owner, order: 0, head: false)
+        for index in first..<last {
+          // Before `release`, a page is either unclaimed (owner .free, counted nowhere)
+          // or reserved (counted under its kind).
+          let previous = entries[index].owner
+          if previous != .free { adjustCount(previous, by: -1) }
+          entries[index] = PageEntry(next: PageEntry.none, prev: 0, word: word)
+          adjustCount(owner, by: 1)
+        }
+        marked += last - first
+      }
     }
-    return last - first
+    return .success(marked)
   }
 
-  /// Hands the unclaimed pages inside `[start, end)` (rounded inwards to pages) to the
-  /// free lists, as the largest naturally aligned blocks that fit, merged with free
-  /// buddies.
+  /// Hands the unclaimed pages inside `[start, end)` (rounded inwards to pages, clipped
+  /// to each RAM range) to the free lists, as the largest naturally aligned blocks that
+  /// fit, merged with free buddies.
   ///
-  /// - Precondition: no page in the range has been reserved or released before.
-  /// - Complexity: O(blocks created): about range / 4 MiB + 2 * maxOrder list pushes.
-  ///   Only block heads are written; the other pages stay zero, which reads as free.
-  public func release(start: UInt, end: UInt) {
-    guard let roundedStart = Page.roundUp(max(start, base)) else { return }
-    let roundedEnd = Page.roundDown(min(end, self.end))
-    guard roundedStart < roundedEnd else { return }
-    let first = Int((roundedStart - base) >> UInt(Page.shift))
-    let limit = Int((roundedEnd - base) >> UInt(Page.shift))
-    precondition(entries[first].word == 0 && entries[limit - 1].word == 0, "release over a claimed page")
-    freeSpan(first, limit)
-    adjustCount(.free, by: limit - first)
+  /// - Returns: the number of pages freed, or a `PageFrameError` and nothing freed:
+  ///   `reserved` or `alreadyReleased` when any page in the range was reserved,
+  ///   released or allocated before.
+  /// - Complexity: O(pages in the range) for the check, plus O(blocks created) list pushes.
+  @discardableResult
+  public func release(start: UInt, end: UInt) -> Result<Int, PageFrameError> {
+    var freed = 0
+    for pass in 0..<2 {
+      for arenaIndex in 0..<state.pointee.arenaCount {
+        let arena = state.pointee.arenas[arenaIndex]
+        guard let span = span(of: arena, start: start, end: end) else { continue }
+        if pass == 0 {
+          for index in span.first..<span.limit where entries[index].word != 0 {
+            let owner = entries[index].owner
+            let reason: PageFrameFailure = owner == .free || owner.isAllocatable ? .alreadyReleased : .reserved
+            return .failure(PageFrameError(reason, address(ofPage: index)))
+          }
+          if let index = firstReleasedPage(span.first, span.first + 1) { return .failure(PageFrameError(.alreadyReleased, address(ofPage: index))) }
+        } else {
+          freeSpan(span.first, span.limit)
+          adjustCount(.free, by: span.limit - span.first)
+          freed += span.limit - span.first
+        }
+      }
+    }
+    return .success(freed)
+  }
+
+  /// `release` without the per-page check, for set-up code that derived the range from
+  /// a model of every reservation (memInit): O(blocks created).
+  /// - Precondition: every page in the range is unclaimed.
+  package func releaseUnchecked(start: UInt, end: UInt) {
+    for arenaIndex in 0..<state.pointee.arenaCount {
+      guard let span = span(of: state.pointee.arenas[arenaIndex], start: start, end: end) else { continue }
+      freeSpan(span.first, span.limit)
+      adjustCount(.free, by: span.limit - span.first)
+    }
+  }
+
+  /// Entry indices of the whole pages of `[start, end)` inside `arena`, or nil.
+  private func span(of arena: PageArena, start: UInt, end: UInt) -> (first: Int, limit: Int)? {
+    guard let roundedStart = Page.roundUp(max(start, arena.base)) else { return nil }
+    let roundedEnd = Page.roundDown(min(end, arena.end))
+    guard roundedStart < roundedEnd else { return nil }
+    return (arena.firstIndex + Int((roundedStart - arena.base) >> UInt(Page.shift)),
+      arena.firstIndex + Int((roundedEnd - arena.base) >> UInt(Page.shift)))
+  }
+
+  /// The first page of `[first, last)` that is free (a free head, hot, or inside a free
+  /// block that starts before `first`) or allocated, or nil.
+  private func firstReleasedPage(_ first: Int, _ last: Int) -> Int? {
+    for index in first..<last {
+      let entry = entries[index]
+      if entry.owner.isAllocatable && entry.owner != .heap { return index }
+      if entry.owner == .heap && entry.next != PageEntry.none { return index }
+      if entry.owner == .free && (entry.isBlockHead || entry.flags & PageEntry.flagHot != 0) { return index }
+    }
+    // A free block that begins before `first` and covers it.
+    let arena = arena(ofIndex: first)
+    let frame = arena.baseFrame + (first - arena.firstIndex)
+    for order in 1...Page.maxOrder {
+      let headFrame = frame & ~((1 << order) - 1)
+      let head = arena.firstIndex + (headFrame - arena.baseFrame)
+      guard head >= arena.firstIndex else { break }
+      let entry = entries[head]
+      if entry.owner == .free && entry.isBlockHead && entry.order >= order { return first }
+    }
+    return nil
   }
 
   // MARK: Allocation
@@ -384,18 +548,23 @@ public struct PageFrameAllocator {
     drainHotPages()
     var start = 0
     var length = 0
-    var index = 0
-    while index < pageCount {
-      let entry = entries[index]
-      if entry.owner == .free && entry.isBlockHead {
-        if length == 0 { start = index }
-        length += 1 << entry.order
-        index += 1 << entry.order
-        if length >= pages { break }
-      } else {
-        length = 0
-        // Skip an allocated run whole; anything else one page at a time.
-        index += entry.isBlockHead && entry.prev > 0 ? Int(entry.prev) : 1
+    // A run never crosses from one RAM range into the next.
+    for arenaIndex in 0..<state.pointee.arenaCount where length < pages {
+      let arena = state.pointee.arenas[arenaIndex]
+      length = 0
+      var index = arena.firstIndex
+      while index < arena.firstIndex + arena.pages {
+        let entry = entries[index]
+        if entry.owner == .free && entry.isBlockHead {
+          if length == 0 { start = index }
+          length += 1 << entry.order
+          index += 1 << entry.order
+          if length >= pages { break }
+        } else {
+          length = 0
+          // Skip an allocated run whole; anything else one page at a time.
+          index += entry.isBlockHead && entry.prev > 0 ? Int(entry.prev) : 1
+        }
       }
     }
     guard length >= pages else { return nil }
@@ -450,12 +619,16 @@ public struct PageFrameAllocator {
 
   /// Frees the unowned, zeroed entries `[first, limit)` as the largest naturally aligned
   /// blocks, each merged with free buddies.
+  /// - Precondition: `[first, limit)` lies in one RAM range.
   private func freeSpan(_ first: Int, _ limit: Int) {
-    let frameBase = Int(base >> UInt(Page.shift))
+    guard first < limit else { return }
+    let arena = arena(ofIndex: first)
+    // Frame number = index + frameShift inside this range.
+    let frameShift = arena.baseFrame - arena.firstIndex
     var index = first
     while index < limit {
       var order = Page.maxOrder
-      while order > 0 && ((frameBase + index) & ((1 << order) - 1) != 0 || index + (1 << order) > limit) {
+      while order > 0 && ((frameShift + index) & ((1 << order) - 1) != 0 || index + (1 << order) > limit) {
         order -= 1
       }
       mergeAndPush(index, order: order)
@@ -467,10 +640,12 @@ public struct PageFrameAllocator {
   private func mergeAndPush(_ index: Int, order: Int) {
     var head = index
     var current = order
-    let frameBase = Int(base >> UInt(Page.shift))
+    // Buddies are found by frame number, and only inside this RAM range.
+    let arena = arena(ofIndex: index)
+    let frameShift = arena.baseFrame - arena.firstIndex
     while current < Page.maxOrder {
-      let buddy = ((frameBase + head) ^ (1 << current)) - frameBase
-      guard buddy >= 0, buddy + (1 << current) <= pageCount,
+      let buddy = ((frameShift + head) ^ (1 << current)) - frameShift
+      guard buddy >= arena.firstIndex, buddy + (1 << current) <= arena.firstIndex + arena.pages,
         entries[buddy].isBlockHead, entries[buddy].owner == .free,
         entries[buddy].order == current
       else { break }
@@ -522,15 +697,6 @@ public struct PageFrameAllocator {
     state.pointee.ownerCounts[Int(owner.rawValue)] += delta
   }
 
-  /// Page indices [first, last) of the pages overlapping [start, end), clipped to RAM.
-  private func pageSpan(start: UInt, end: UInt) -> (Int, Int)? {
-    let clippedStart = max(start, base)
-    let clippedEnd = min(end, self.end)
-    guard clippedStart < clippedEnd else { return nil }
-    let first = Int((clippedStart - base) >> UInt(Page.shift))
-    let last = Int((clippedEnd - base + Page.offsetMask) >> UInt(Page.shift))
-    return (first, last)
-  }
 }
 
 /// An allocated run of pages as its page entries describe it.

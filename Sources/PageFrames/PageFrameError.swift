@@ -18,6 +18,9 @@ public enum PageFrameFailure: UInt8, FailureReason {
   case wrongOwner
   /// The page is allocated but is not the start of a run of that size.
   case notRunStart
+  /// Set-up over a page that is already free or allocated: `release` of a range
+  /// released before, `reserve` after `release`.
+  case alreadyReleased
 
   public var text: StaticString {
     switch self {
@@ -28,6 +31,7 @@ public enum PageFrameFailure: UInt8, FailureReason {
     case .reserved: return "reserved page"
     case .wrongOwner: return "page owned by another allocator (heap, slab or page tables)"
     case .notRunStart: return "not the start of a run of that size"
+    case .alreadyReleased: return "page already released or allocated"
     }
   }
 }

@@ -23,14 +23,20 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
   case slab = 9
   /// A page-table page.
   case pageTable = 10
+  /// Firmware's own reservations: `/memreserve/` entries and `/reserved-memory` children.
+  case firmwareReserved = 11
+  /// A `/reserved-memory` child marked `no-map`: not even to be mapped.
+  case noMap = 12
+  /// The initial ramdisk named in `/chosen`.
+  case initrd = 13
 
   /// Number of owner kinds, for per-kind counters.
-  public static let kindCount = 11
+  public static let kindCount = 14
 
   /// Set-up reservations: pages of these kinds are never handed out or freed.
   public var isReserved: Bool {
     switch self {
-    case .firmware, .kernel, .metadata, .deviceTree, .mmio: return true
+    case .firmware, .kernel, .metadata, .deviceTree, .mmio, .firmwareReserved, .noMap, .initrd: return true
     default: return false
     }
   }
@@ -57,6 +63,9 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
     case .heapLarge: return "heap-large"
     case .slab: return "slab      "
     case .pageTable: return "page-table"
+    case .firmwareReserved: return "reserved  "
+    case .noMap: return "no-map    "
+    case .initrd: return "initrd    "
     }
   }
 }
