@@ -107,6 +107,14 @@ public enum MemInitFailure: UInt8, FailureReason {
   case kernelOutsideRAM
   /// A DTB or firmware reservation overlaps the kernel image.
   case reservationOverlapsKernel
+  /// The device tree's header is not one: wrong magic.
+  case deviceTreeBadMagic
+  /// The device tree's version is not one this reader understands (16 or 17).
+  case deviceTreeBadVersion
+  /// A structure, string or reservation block, a property or a name runs past the blob.
+  case deviceTreeTruncated
+  /// `#address-cells` or `#size-cells` is 0 (for a `reg` that needs it) or above 2.
+  case deviceTreeBadCells
   /// The heap size cannot hold a heap: 0, negative, or below `Heap.minimumBytes`.
   case heapTooSmall
   /// No RAM after the kernel image holds page array + heap without touching a reservation.
@@ -122,6 +130,10 @@ public enum MemInitFailure: UInt8, FailureReason {
     case .tooManyReservations: return "more reservations than the model holds"
     case .kernelOutsideRAM: return "kernel image outside RAM"
     case .reservationOverlapsKernel: return "reserved range overlaps the kernel image"
+    case .deviceTreeBadMagic: return "device tree: bad magic"
+    case .deviceTreeBadVersion: return "device tree: unsupported version"
+    case .deviceTreeTruncated: return "device tree: truncated or out-of-bounds offset"
+    case .deviceTreeBadCells: return "device tree: #address-cells or #size-cells out of range"
     case .heapTooSmall: return "heap size cannot hold a heap"
     case .ramTooSmall: return "RAM smaller than kernel + page array + heap"
     }
