@@ -25,7 +25,7 @@ QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   -semihosting-config enable=on,target=native
 
-.PHONY: all kernel testkernel run debug test host-test qemu-test qemu bench bench-qemu bench-plot fuzz asan-test clean
+.PHONY: all kernel testkernel image run debug test host-test qemu-test qemu bench bench-qemu bench-plot fuzz asan-test clean
 
 all: kernel
 
@@ -35,14 +35,22 @@ kernel:
 testkernel:
 	$(EMBEDDED_BUILD) --product testkernel
 
-# Debian's qemu-system-arm provides qemu-system-aarch64.
+# Raw images with the arm64 Image header: QEMU (and loaders) boot them like Linux, with
+# x0 = DTB and -initrd named in /chosen.
+OBJCOPY ?= $(shell command -v llvm-objcopy || echo $(dir $(shell command -v swift))llvm-objcopy)
+image: kernel testkernel
+	$(OBJCOPY) -O binary $(KERNEL) $(KERNEL).img
+	$(OBJCOPY) -O binary $(TESTKERNEL) $(TESTKERNEL).img
+
+# Debian's qemu-system-arm provides qemu-system-aarch64; device-tree-compiler provides
+# dtc, which the firmware boots of `make test` use to make their device trees.
 qemu:
-	@command -v $(QEMU) >/dev/null 2>&1 || { \
+	@command -v $(QEMU) >/dev/null 2>&1 && command -v dtc >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing qemu-system-arm (Debian) for $(QEMU)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null; \
+	    echo "installing qemu-system-arm and device-tree-compiler (Debian)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm device-tree-compiler >/dev/null; \
 	  else \
-	    echo "$(QEMU) is missing: run 'sudo apt-get install qemu-system-arm'"; exit 1; \
+	    echo "$(QEMU) or dtc is missing: run 'sudo apt-get install qemu-system-arm device-tree-compiler'"; exit 1; \
 	  fi; }
 
 run: qemu kernel

@@ -11,21 +11,99 @@ self-test, the fuzz run and the sanitizer run. A test-kernel boot counts its gue
 it adds one failure of its own only when the boot itself goes wrong beyond a failing
 case (a crash, a hang, no summary, or an exit status that disagrees with the summary).
 """
+import math
+import os
 import re
 import subprocess
 import sys
 import time
 
+DT = ".build-dt"          # device trees and the initrd made for the firmware boots
+INITRD_BYTES = 300_001    # an initrd whose end is not page aligned: 74 pages
+
+NUMA = ["-object", "memory-backend-ram,id=m0,size=1G", "-object", "memory-backend-ram,id=m1,size=1G",
+        "-numa", "node,memdev=m0", "-numa", "node,memdev=m1"]
+
 BOOTS = [
-    # (board, memory, product, extra semihosting args, expect success, timeout s)
-    ("raspi3b", "1G", "kernel", [], True, 60),
-    ("virt", "1G", "kernel", [], True, 60),
-    ("raspi3b", "1G", "testkernel", [], True, 300),
-    ("virt", "128M", "testkernel", [], True, 300),
-    ("virt", "1G", "testkernel", [], True, 300),
-    ("virt", "4G", "testkernel", [], True, 600),
-    ("virt", "1G", "testkernel", ["fail-on-purpose"], False, 300),
+    # (board, memory, product, extra semihosting args, expect success, timeout s, extra QEMU args, label, checks)
+    # A check is a regex the output must match, or a function of the output returning an error or None.
+    ("raspi3b", "1G", "kernel", [], True, 60, [], "", []),
+    ("virt", "1G", "kernel", [], True, 60, [], "", []),
+    ("raspi3b", "1G", "testkernel", [], True, 300, [], "", []),
+    ("virt", "128M", "testkernel", [], True, 300, [], "", []),
+    ("virt", "1G", "testkernel", [], True, 300, [], "", []),
+    ("virt", "4G", "testkernel", [], True, 600, [], "", []),
+    ("virt", "1G", "testkernel", ["fail-on-purpose"], False, 300, [], "", []),
+    # Firmware's memory as it really is (issue #12).
+    ("virt", "2G", "testkernel", [], True, 300, NUMA, "two NUMA memory nodes",
+     [r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the device tree$",
+      r"(?m)^RAM \[0x80000000, 0xc0000000\) 1024 MiB, from the device tree$",
+      r"(?m)^  free +\[0x80000000, 0xc0000000\) 262144 pages$"]),
+    ("virt", "1G", "testkernel.img", [], True, 300, ["-initrd", f"{DT}/initrd.img"], "raw image with -initrd",
+     [r"(?m)^  initrd +\[0x[0-9a-f]+, 0x[0-9a-f]+\) 74 pages$", r"initrd\n"]),
+    ("virt", "1G", "testkernel", [], True, 300, ["-dtb", f"{DT}/virt-reserved.dtb"], "tree with /memreserve/ and /reserved-memory",
+     [r"(?m)^  reserved +\[0x4c000000, 0x4c010000\) 16 pages$",
+      r"(?m)^  no-map +\[0x50000000, 0x50200000\) 512 pages$",
+      r"(?m)^  reserved +\[0x51000000, 0x51004000\) 4 pages$"]),
+    ("virt", "1G", "testkernel.img", [], True, 300, ["-dtb", f"{DT}/virt-reserved.dtb"], "tree placed high, end not page aligned",
+     [lambda out: dtb_region_check(out, high=True)]),
+    ("raspi3b", "1G", "testkernel.img", [], True, 300, ["-dtb", f"{DT}/raspi3b.dtb"], "raw image with -dtb",
+     [r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the device tree$",
+      r"(?m)^  reserved +\[0x00000000, 0x00001000\) 1 pages$",
+      r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages$",
+      lambda out: dtb_region_check(out, high=False)]),
 ]
+
+
+def dtb_region_check(out, high):
+    """The tree the kernel found is reserved exactly: the pages from its first byte to
+    its last, as the map shows; `high`: it lies above the heap and its end is not page
+    aligned (how loaders pass it)."""
+    found = re.search(r"(?m)^device tree at 0x([0-9a-f]+) \((\d+) bytes\)", out)
+    heap = re.search(r"(?m)^heap \[0x([0-9a-f]+), 0x([0-9a-f]+)\)", out)
+    if not found or not heap:
+        return "no device tree or heap line"
+    address, size = int(found.group(1), 16), int(found.group(2))
+    start, end = address // 4096 * 4096, math.ceil((address + size) / 4096) * 4096
+    line = re.search(r"(?m)^  dtb +\[0x%08x, 0x%08x\) %d pages$" % (start, end, (end - start) // 4096), out)
+    if not line:
+        return f"no dtb region [{start:#x}, {end:#x}) in the map"
+    if high and not (address >= int(heap.group(2), 16) and (address + size) % 4096 != 0):
+        return f"tree at {address:#x} ({size} bytes) is not above the heap with an unaligned end"
+    return None
+
+
+def make_trees():
+    """The device trees and initrd the firmware boots use: QEMU's own virt tree, dumped
+    and given /memreserve/ and /reserved-memory (one no-map child, one unaligned) with
+    dtc; the raspi3b tree from qemu/dt; an initrd of INITRD_BYTES."""
+    os.makedirs(DT, exist_ok=True)
+    with open(f"{DT}/initrd.img", "wb") as f:
+        f.write(bytes((i * 7) & 0xFF for i in range(INITRD_BYTES)))
+    subprocess.run(["qemu-system-aarch64", "-M", f"virt,dumpdtb={DT}/virt.dtb", "-cpu", "cortex-a53", "-m", "1G",
+                    "-display", "none"], check=True, capture_output=True)
+    dts = subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dts", f"{DT}/virt.dtb"], check=True,
+                         capture_output=True, text=True).stdout
+    dts = dts.replace("/dts-v1/;", "/dts-v1/;\n/memreserve/ 0x4c000000 0x10000;", 1)
+    reserved = """
+\treserved-memory {
+\t\t#address-cells = <0x02>;
+\t\t#size-cells = <0x02>;
+\t\tranges;
+\t\tsecure@50000000 {
+\t\t\treg = <0x00 0x50000000 0x00 0x200000>;
+\t\t\tno-map;
+\t\t};
+\t\tshared@51000123 {
+\t\t\treg = <0x00 0x51000123 0x00 0x3000>;
+\t\t};
+\t};
+"""
+    dts = dts[:dts.rindex("};")] + reserved + "};\n"
+    with open(f"{DT}/virt-reserved.dts", "w") as f:
+        f.write(dts)
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", f"{DT}/virt-reserved.dtb", f"{DT}/virt-reserved.dts"], check=True)
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", f"{DT}/raspi3b.dtb", "qemu/dt/raspi3b.dts"], check=True)
 
 passed = 0
 failed = 0
@@ -70,18 +148,21 @@ def build(board, product):
 
 
 def qemu_command(board, mem, product, args, extra=()):
-    """QEMU booting `.build-<board>/release/<product>` with semihosting arguments `args`."""
+    """QEMU booting `.build-<board>/release/<product>` with semihosting arguments `args`
+    (an ELF, or a raw image `<product>.img` booted like a Linux Image)."""
     machine = ["-M", "raspi3b"] if board == "raspi3b" else ["-M", "virt", "-cpu", "cortex-a53", "-m", mem]
     semihosting = "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)
     return ["qemu-system-aarch64", *machine, *extra, "-display", "none", "-monitor", "none", "-serial", "stdio",
             "-semihosting-config", semihosting, "-kernel", f".build-{board}/release/{product}"]
 
 
-def boot(board, mem, product, args, expect_success, timeout):
+def boot(board, mem, product, args, expect_success, timeout, extra, what, checks):
     global passed, failed
     # raspi3b has its fixed 1 GiB; only virt is given -m.
     label = f"boot {product} on {board}" + (f" -m {mem}" if board == "virt" else "") + (" " + " ".join(args) if args else "")
-    cmd = qemu_command(board, mem, product, args)
+    if what:
+        label += f" ({what})"
+    cmd = qemu_command(board, mem, product, args, extra)
     print(f"== {label}", flush=True)
     started = time.time()
     try:
@@ -94,8 +175,20 @@ def boot(board, mem, product, args, expect_success, timeout):
     elapsed = time.time() - started
     fails = re.findall(r"^FAIL .*$", out, re.M)
     summary = re.search(r"^(\d+) passed, (\d+) failed$", out, re.M)
-    if product == "kernel":
-        ok = status == 0 and "exact" in out and "heapCheck: ok" in out and "panic" not in out
+    problems = []
+    for check in checks:
+        if callable(check):
+            problem = check(out)
+        else:
+            problem = None if re.search(check, out) else f"map lacks {check}"
+        if problem:
+            problems.append(problem)
+    if not re.search(r"(?m)^  total .*: exact$", out):
+        problems.append("the map's closing line is not exact")
+    for problem in problems:
+        print("  " + problem)
+    if product.startswith("kernel"):
+        ok = status == 0 and "heapCheck: ok" in out and "panic" not in out and not problems
         if not ok:
             print(out[-3000:])
         count(ok, f"{label}: exit {status}, {elapsed:.1f} s")
@@ -108,7 +201,7 @@ def boot(board, mem, product, args, expect_success, timeout):
         failed += len(fails)
         # The boot's own verdict: every case reported, summary agrees, exit status 0.
         consistent = summary is not None and int(summary.group(1)) == len(oks) and int(summary.group(2)) == len(fails)
-        boot_ok = status == (0 if not fails else 1) and consistent
+        boot_ok = status == (0 if not fails else 1) and consistent and not problems
         if not boot_ok:
             print(out[-3000:])
             failed += 1
@@ -154,12 +247,13 @@ def main():
     if "--skip-host" not in sys.argv:
         host_tests()
     for board in ("raspi3b", "virt"):
-        for product in ("kernel", "testkernel"):
+        for product in ("kernel", "testkernel", "image"):
             print(f"== build {product} for {board}", flush=True)
             if not build(board, product):
                 count(False, f"build {product} for {board}")
                 print(f"{passed} passed, {failed} failed")
                 return 1
+    make_trees()
     for spec in BOOTS:
         boot(*spec)
     if "--skip-host" not in sys.argv:

@@ -9,11 +9,22 @@ public enum Board {
   public static let name: StaticString = "virt"
   /// PL011 UART data register block.
   static let uartBase: UInt = 0x0900_0000
+  /// Where RAM can be: a device tree pointer outside this window is not read.
+  static let ramWindow: (start: UInt, end: UInt) = (0x4000_0000, 0x80_0000_0000)
+  /// Where QEMU puts the device tree for an ELF kernel: the RAM base.
+  static let defaultDeviceTree: UInt = 0x4000_0000
+  /// The first address the early identity map (mmu.c) does not map as RAM.
+  static let mappedLimit: UInt = 0x80_0000_0000
   #else
   public static let name: StaticString = "raspi3b"
   static let uartBase: UInt = 0x3F20_1000
   /// VideoCore mailbox 0.
   static let mailboxBase: UInt = 0x3F00_B880
+  static let ramWindow: (start: UInt, end: UInt) = (0x1000, 0x3F00_0000)
+  /// No tree unless a loader passes one in x0.
+  static let defaultDeviceTree: UInt = 0
+  /// RAM below the peripherals is mapped Normal (mmu.c).
+  static let mappedLimit: UInt = 0x3F00_0000
   #endif
 }
 

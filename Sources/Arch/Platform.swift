@@ -2,17 +2,6 @@
 #if arch(arm64) && os(none)
 import ArchSupport
 
-/// Physical memory as the firmware or QEMU describes it.
-public struct DiscoveredMemory {
-  /// First byte of RAM.
-  public var ramBase: UInt
-  /// Bytes of RAM usable by the kernel.
-  public var ramSize: UInt
-  /// The device tree blob's range inside RAM, or an empty range at 0.
-  public var dtbStart: UInt
-  public var dtbEnd: UInt
-}
-
 /// The kernel image as the linker laid it out.
 public struct KernelImage {
   /// `__kernel_start`: the first byte of the image (0x200000 on raspi3b).
@@ -45,23 +34,34 @@ public enum Platform {
     bzero(pointer, count)
   }
 
-  /// Asks the board how much RAM there is: the mailbox on raspi3b, the device tree on virt.
-  /// Returns nil if the firmware does not answer.
-  public static func discoverMemory() -> DiscoveredMemory? {
+  /// The device tree blob a loader passed in x0, else the one QEMU places at the board's
+  /// default address: its address and its header's total size. Only addresses inside
+  /// the board's RAM window are read, and only a header with the FDT magic counts.
+  public static func deviceTreeLocation() -> (address: UInt, size: Int)? {
+    for candidate in [UInt(arch_boot_x0), Board.defaultDeviceTree] {
+      guard candidate & 7 == 0, candidate >= Board.ramWindow.start, candidate < Board.ramWindow.end - 8,
+        let header = UnsafePointer<UInt32>(bitPattern: candidate),
+        UInt32(bigEndian: header.pointee) == 0xD00D_FEED
+      else { continue }
+      let size = Int(UInt32(bigEndian: header[1]))
+      // A tree bigger than 2 MiB or past the window is not believed.
+      guard size >= 40, size <= 2 << 20, candidate + UInt(size) <= Board.ramWindow.end else { continue }
+      return (candidate, size)
+    }
+    return nil
+  }
+
+  /// The ARM's memory from the VideoCore mailbox (Raspberry Pi), or nil.
+  public static func mailboxMemory() -> (base: UInt, size: UInt)? {
     #if BOARD_VIRT
-    // QEMU places the DTB at the RAM base for ELF kernels; a loader may also pass it in x0.
-    let candidates: (UInt, UInt) = (UInt(arch_boot_x0), 0x4000_0000)
-    guard let tree = DeviceTree(at: candidates.0) ?? DeviceTree(at: candidates.1),
-      let range = tree.firstMemoryRange()
-    else { return nil }
-    return DiscoveredMemory(
-      ramBase: range.base, ramSize: range.size,
-      dtbStart: tree.base, dtbEnd: tree.base + tree.totalSize)
+    return nil
     #else
-    guard let range = Mailbox.armMemory() else { return nil }
-    return DiscoveredMemory(ramBase: range.base, ramSize: range.size, dtbStart: 0, dtbEnd: 0)
+    return Mailbox.armMemory()
     #endif
   }
+
+  /// RAM at or above this address is not in the early identity map.
+  public static var mappedLimit: UInt { Board.mappedLimit }
 }
 
 #endif

@@ -12,7 +12,20 @@
 
   .section .text.boot, "ax"
   .global _start
+// The arm64 Linux image header (Documentation/arch/arm64/booting.rst), so that a raw
+// copy of the image (`make image`) is booted like a Linux Image by QEMU and loaders:
+// placed text_offset above the RAM base, where it is linked, entered with x0 = DTB,
+// with -initrd loaded and named in /chosen. Booted as an ELF, _start just branches on.
 _start:
+  b entry                               // code0
+  .word 0                               // code1
+  .quad 0x200000                        // text_offset: 2 MiB above the RAM base
+  .quad __image_size                    // image_size, .bss and the boot stack included
+  .quad 0                               // flags: little endian
+  .quad 0, 0, 0                         // reserved
+  .ascii "ARM\x64"                      // magic
+  .word 0                               // reserved
+entry:
   mov x20, x0                           // x0 at entry (DTB pointer on some loaders)
   mrs x1, mpidr_el1
   and x1, x1, #0xff

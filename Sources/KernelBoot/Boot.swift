@@ -27,26 +27,63 @@ public func bootMemory() -> BootLayout {
   kputDecimal(Platform.currentExceptionLevel)
   kput("\n")
 
-  // 2. Discover RAM through Arch: the mailbox on raspi3b, the device tree on virt.
-  guard let ram = Platform.discoverMemory() else {
-    Machine.panic("bootMemory", "firmware did not report RAM", 0)
+  // 2. Discover RAM and firmware's reservations: the device tree (from x0 or where QEMU
+  //    puts it) lists every RAM range and reservation; without one, the mailbox gives
+  //    the ARM's memory on Raspberry Pi boards.
+  var memory = BootMemory()
+  var source: StaticString = "device tree"
+  if let tree = Platform.deviceTreeLocation() {
+    do throws(MemInitError) {
+      let blob = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: tree.address), count: tree.size)
+      let summary = try DeviceTree(blob: blob, physicalAddress: tree.address).describe(into: &memory)
+      kput("device tree at ")
+      kputHex(tree.address, digits: 8)
+      kput(" (")
+      kputDecimal(UInt(tree.size))
+      kput(" bytes): ")
+      kputDecimal(UInt(summary.ramRanges))
+      kput(" RAM ranges, ")
+      kputDecimal(UInt(summary.memoryReservations))
+      kput(" memreserve, ")
+      kputDecimal(UInt(summary.reservedMemory + summary.noMap))
+      kput(" reserved-memory (")
+      kputDecimal(UInt(summary.noMap))
+      kput(" no-map)")
+      kput(summary.initrd ? ", initrd\n" : "\n")
+    } catch {
+      Machine.panic("deviceTree", error.reason.text, error.address)
+    }
   }
-  kput("RAM base ")
-  kputHex(ram.ramBase, digits: 8)
-  kput(" size ")
-  kputHex(ram.ramSize, digits: 8)
-  kput(" (")
-  kputDecimal(ram.ramSize >> 20)
-  kput(" MiB)\nkernel [")
+  if memory.ram.count == 0, let arm = Platform.mailboxMemory() {
+    source = "mailbox"
+    do throws(MemInitError) { try memory.addRAM(start: arm.base, size: arm.size) } catch {
+      Machine.panic("mailbox", error.reason.text, error.address)
+    }
+  }
+  guard memory.ram.count > 0 else { Machine.panic("bootMemory", "firmware did not report RAM", 0) }
+  for index in 0..<memory.ram.count {
+    let range = memory.ram[index]
+    kput("RAM [")
+    kputHex(range.start, digits: 8)
+    kput(", ")
+    kputHex(range.end, digits: 8)
+    kput(") ")
+    kputDecimal(range.bytes >> 20)
+    kput(" MiB, from the ")
+    kput(source)
+    kput("\n")
+  }
+  kput("kernel [")
   kputHex(image.start)
   kput(", ")
   kputHex(image.end)
   kput(")\n")
 
-  // 3. memInit: page array after __end, reservations, free lists, then heapInit.
+  // 3. memInit: page array and heap at the first fit after __end, reservations, free
+  //    lists, then heapInit.
   let config = MemInitConfig(
-    ramBase: ram.ramBase, ramSize: ram.ramSize, kernelStart: image.start, kernelEnd: image.end,
-    dtbStart: ram.dtbStart, dtbEnd: ram.dtbEnd, zeroFill: Platform.zeroFill)
+    memory: memory, kernelStart: image.start, kernelEnd: image.end, mappedLimit: Platform.mappedLimit,
+    zeroFill: Platform.zeroFill)
   let layout: BootLayout
   let memInitStart = Clock.ticks
   do {
@@ -56,9 +93,17 @@ public func bootMemory() -> BootLayout {
   }
   bootMemInitNanoseconds = Clock.nanoseconds(since: memInitStart)
 
-  // 4. Report: the memory map, each kind's range and page count, and the total.
+  // 4. Report: the memory map, each kind's range and page count, and the total against
+  //    the RAM firmware reported.
   guard let frames = kernelMemory.frames else { Machine.panic("bootMemory", KernelMemory.notSetUpReason, 0) }
-  printMemoryMap(MemoryMap(frames))
+  if layout.memory.clampedBytes > 0 {
+    kput("RAM above ")
+    kputHex(Platform.mappedLimit, digits: 8)
+    kput(" is outside the identity map: ")
+    kputDecimal(layout.memory.clampedBytes >> 20)
+    kput(" MiB not used\n")
+  }
+  printMemoryMap(MemoryMap(frames, reportedRAMPages: layout.reportedRAMPages), clampedPages: Int(layout.memory.clampedBytes >> 12))
   kput("heap [")
   kputHex(layout.heapStart)
   kput(", ")
@@ -67,8 +112,9 @@ public func bootMemory() -> BootLayout {
   return layout
 }
 
-/// Prints one line per region and a final line proving the pages add up to RAM.
-public func printMemoryMap(_ map: MemoryMap) {
+/// Prints one line per region and a final line comparing the pages the map accounts for
+/// (plus any clamped above the identity map) with the RAM firmware reported.
+public func printMemoryMap(_ map: MemoryMap, clampedPages: Int = 0) {
   kput("memory map:\n")
   for index in 0..<map.count {
     let region = map[index]
@@ -83,14 +129,21 @@ public func printMemoryMap(_ map: MemoryMap) {
     kput(" pages\n")
   }
   let expected = Int(map.ramSize >> UInt(Page.shift))
+  let accounted = map.totalPages + clampedPages
   kput("  total ")
   kputDecimal(UInt(map.totalPages))
-  kput(" pages = ")
-  kputDecimal(UInt(map.totalPages) << 12)
-  kput(" bytes; RAM ")
+  kput(" pages")
+  if clampedPages > 0 {
+    kput(" + ")
+    kputDecimal(UInt(clampedPages))
+    kput(" clamped")
+  }
+  kput(" = ")
+  kputDecimal(UInt(accounted) << 12)
+  kput(" bytes; firmware's RAM ")
   kputDecimal(map.ramSize)
   kput(" bytes: ")
-  kput(map.totalPages == expected ? "exact\n" : "MISMATCH\n")
+  kput(accounted == expected ? "exact\n" : "MISMATCH\n")
 }
 
 #endif

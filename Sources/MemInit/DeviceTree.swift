@@ -197,8 +197,10 @@ public struct DeviceTree {
         if matches(name, "#address-cells") || matches(name, "#size-cells") {
           guard length == 4 else { throw truncated }
           let count = Int(read32(value))
-          guard count <= 2 else { throw MemInitError(.deviceTreeBadCells, UInt(count)) }
           let isAddress = matches(name, "#address-cells")
+          // Only the cells that describe RAM and reservations matter (PCI nodes use 3).
+          let applies = depth == 1 || depth == 2 && kind == .reservedMemory
+          guard !applies || count <= 2 else { throw MemInitError(.deviceTreeBadCells, UInt(count)) }
           if depth == 1 {
             if isAddress { rootAddressCells = count } else { rootSizeCells = count }
           } else if depth == 2 && kind == .reservedMemory {

@@ -56,14 +56,21 @@ func bzeroCase() -> Expectations {
   return e
 }
 
-/// Every free page allocated once, patterned, checked, freed; the count comes back.
-func everyPageCase() -> Expectations {
+/// Every free page allocated once, patterned, checked, freed; the count comes back. No
+/// page handed out lies outside the RAM ranges firmware reported or touches a reserved
+/// range (firmware's, the kernel's, the page array's, the heap's).
+func everyPageCase(_ layout: BootLayout) -> Expectations {
   var e = Expectations()
+  let memory = layout.memory
+  var misplaced = 0
   let before = bootFrames.freePageCount
   var head: UnsafeMutableRawPointer? = nil
   var count = 0
   var zeroed = true
   while let page = allocPage() {
+    let physical = UInt(bitPattern: page)
+    let pageRange = PhysicalRange(start: physical, end: physical + UInt(Page.size))
+    if memory.ramRange(containing: physical) == nil || memory.firstReservation(overlapping: pageRange) != nil { misplaced += 1 }
     if page.load(fromByteOffset: 8, as: UInt64.self) != 0 || page.load(fromByteOffset: 4088, as: UInt64.self) != 0 { zeroed = false }
     page.storeBytes(of: head, as: UnsafeMutableRawPointer?.self)
     page.storeBytes(of: UInt64(UInt(bitPattern: page)) ^ 0xDEAD_BEEF, toByteOffset: 8, as: UInt64.self)
@@ -72,6 +79,7 @@ func everyPageCase() -> Expectations {
     count += 1
   }
   e.expect(zeroed, "allocPage returned a page that was not zeroed", 0)
+  e.expect(misplaced == 0, "allocPage returned a page in a hole or a reserved range", UInt(misplaced))
   e.expect(count == before && bootFrames.freePageCount == 0, "every free page handed out", UInt(count))
   var patternIntact = true
   var freed = 0

@@ -10,7 +10,7 @@ import KernelBoot
 import KernelHeap
 import Scenarios
 
-bootMemory()
+let bootLayout = bootMemory()
 
 /// The semihosting command line (64 bytes at most), read once.
 nonisolated(unsafe) var commandLine: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
@@ -82,7 +82,7 @@ report("model.100k_operations", model)
 
 // 3. Kernel-only cases.
 report("kernel.bzero_vs_bytes", bzeroCase())
-report("kernel.every_page_once", everyPageCase())
+report("kernel.every_page_once", everyPageCase(bootLayout))
 report("kernel.kmalloc_kfree", kmallocCase())
 report("kernel.heap_growth_and_large", heapGrowthCase())
 report("kernel.bad_input_reports", badInputCase())
