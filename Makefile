@@ -1,11 +1,12 @@
 # SwiftKernelMemory: build, boot and test the Embedded Swift memory subsystem.
-#   make run  [BOARD=raspi3b|virt] [MEM=1G]   boot the kernel under QEMU, show the memory map
+#   make run  [BOARD=raspi3b|raspi4b|virt] [MEM=1G]   boot the kernel under QEMU, show the memory map
 #   make test                                 host swift test + every QEMU boot test
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make bench [JSON=1]                       host benchmark against the seed list and glibc
 #   make bench-qemu                           guest instructions per operation (-icount)
 #   make bench-plot                           PNG plots of `make bench` into docs/
 #   make fuzz [SECONDS=60]                    libFuzzer + AddressSanitizer on the model run
+#   make fuzz-dtb [SECONDS=60]                libFuzzer + AddressSanitizer on the device tree reader
 #   make asan-test                            the host tests under AddressSanitizer
 
 BOARD ?= raspi3b
@@ -21,11 +22,12 @@ TESTKERNEL = $(SCRATCH)/release/testkernel
 EMBEDDED_BUILD = $(SWIFT) build --triple aarch64-none-none-elf --toolset qemu/$(BOARD).json -c release --scratch-path $(SCRATCH)
 
 QEMU_raspi3b = -M raspi3b
+QEMU_raspi4b = -M raspi4b
 QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   -semihosting-config enable=on,target=native
 
-.PHONY: all kernel testkernel image run debug test host-test qemu-test qemu bench bench-qemu bench-plot fuzz asan-test clean
+.PHONY: all kernel testkernel image run debug test host-test qemu-test qemu bench bench-qemu bench-plot fuzz fuzz-dtb asan-test clean
 
 all: kernel
 
@@ -42,16 +44,10 @@ image: kernel testkernel
 	$(OBJCOPY) -O binary $(KERNEL) $(KERNEL).img
 	$(OBJCOPY) -O binary $(TESTKERNEL) $(TESTKERNEL).img
 
-# Debian's qemu-system-arm provides qemu-system-aarch64; device-tree-compiler provides
-# dtc, which the firmware boots of `make test` use to make their device trees.
+# QEMU with raspi4b (9.0+, from Debian's backports on Debian 12) and dtc, installed with
+# apt-get when missing (scripts/install_qemu.sh).
 qemu:
-	@command -v $(QEMU) >/dev/null 2>&1 && command -v dtc >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing qemu-system-arm and device-tree-compiler (Debian)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm device-tree-compiler >/dev/null; \
-	  else \
-	    echo "$(QEMU) or dtc is missing: run 'sudo apt-get install qemu-system-arm device-tree-compiler'"; exit 1; \
-	  fi; }
+	@bash scripts/install_qemu.sh
 
 run: qemu kernel
 	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL)
@@ -94,9 +90,18 @@ fuzz:
 	.build-fuzz/release/heapfuzz -max_total_time=$(SECONDS) -print_final_stats=1 \
 	  -artifact_prefix=.build-fuzz/findings/ .build-fuzz/corpus Fuzz/corpus
 
+# The device tree reader's fuzzer; seeds in Fuzz/dtb-corpus (QEMU's and the test trees,
+# compacted by dtc), new inputs in .build-fuzz/dtb-corpus.
+fuzz-dtb:
+	$(SWIFT) build -c release --sanitize=fuzzer --sanitize=address --product dtbfuzz \
+	  --scratch-path .build-fuzz -Xswiftc -DFUZZING $(FUZZ_COVERAGE)
+	mkdir -p .build-fuzz/dtb-corpus .build-fuzz/findings
+	.build-fuzz/release/dtbfuzz -max_total_time=$(SECONDS) -print_final_stats=1 -max_len=65536 \
+	  -artifact_prefix=.build-fuzz/findings/dtb- .build-fuzz/dtb-corpus Fuzz/dtb-corpus
+
 # LeakSanitizer skips only the XCTest runner's own objects (scripts/lsan.supp).
 asan-test:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
 
 clean:
-	rm -rf .build .build-raspi3b .build-virt .build-bench .build-fuzz .build-asan
+	rm -rf .build .build-raspi3b .build-raspi4b .build-virt .build-bench .build-fuzz .build-asan .build-dt

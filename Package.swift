@@ -14,6 +14,7 @@ let package = Package(
     .executable(name: "testkernel", targets: ["TestKernel"]),
     .executable(name: "membench", targets: ["MemBench"]),
     .executable(name: "heapfuzz", targets: ["HeapFuzz"]),
+    .executable(name: "dtbfuzz", targets: ["DTBFuzz"]),
   ],
   targets: [
     // Portable: no architecture code, host Swift and Embedded Swift from one source.
@@ -39,6 +40,8 @@ let package = Package(
 
     // Host-only libFuzzer target (`make fuzz`); a plain build replays inputs.
     .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios"]),
+    // Host-only libFuzzer target for the device tree reader (`make fuzz-dtb`).
+    .executableTarget(name: "DTBFuzz", dependencies: ["PageFrames", "MemInit"]),
 
     .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
   ],

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""`make test`: the host suite (swift test), every QEMU boot test, a 60 s fuzz run and
-the host suite again under AddressSanitizer.
+"""`make test`: the host suite (swift test), every QEMU boot test, 60 s of heap fuzzing,
+30 s of device-tree fuzzing and the host suite again under AddressSanitizer.
 
 Each boot has a time limit. A boot fails on a FAIL line, a missing summary, a crash, a
 hang or a non-zero exit status. The harness self-test boots the test kernel with a
 deliberately failing case and passes only if that boot is reported as failing.
-Ends with one line: `N passed, N failed`, counting each test once, in one unit (a test
+Ends with one line: `N passed, N failed` (and `, N skipped` when a board cannot be booted), counting each test once, in one unit (a test
 case): each host test case, each guest case, each boot of the demo kernel, the harness
 self-test, the fuzz run and the sanitizer run. A test-kernel boot counts its guest cases;
 it adds one failure of its own only when the boot itself goes wrong beyond a failing
@@ -52,7 +52,26 @@ BOOTS = [
       r"(?m)^  reserved +\[0x00000000, 0x00001000\) 1 pages$",
       r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages$",
       lambda out: dtb_region_check(out, high=False)]),
+    # Raspberry Pi 4B (QEMU 9+): RAM below 1 GiB from the mailbox or the tree, above it from
+    # the board revision.
+    ("raspi4b", "2G", "kernel", [], True, 60, [], "",
+     [r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the mailbox$",
+      r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the board revision$"]),
+    ("raspi4b", "2G", "testkernel", [], True, 600, [], "", [r"(?m)^  free +\[0x[0-9a-f]+, 0x80000000\) \d+ pages$"]),
+    ("raspi4b", "2G", "testkernel.img", [], True, 600, ["-dtb", f"{DT}/raspi4b.dtb"], "raw image with -dtb",
+     [r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the device tree$",
+      r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the board revision$",
+      r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages$",
+      lambda out: dtb_region_check(out, high=False)]),
 ]
+
+BOARDS = ("raspi3b", "raspi4b", "virt")
+
+
+def qemu_has(board):
+    """Whether the installed QEMU models `board` (raspi4b needs QEMU 9.0 or later)."""
+    listing = subprocess.run(["qemu-system-aarch64", "-M", "help"], capture_output=True, text=True).stdout
+    return re.search(rf"(?m)^{board}\s", listing) is not None
 
 
 def dtb_region_check(out, high):
@@ -103,10 +122,12 @@ def make_trees():
     with open(f"{DT}/virt-reserved.dts", "w") as f:
         f.write(dts)
     subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", f"{DT}/virt-reserved.dtb", f"{DT}/virt-reserved.dts"], check=True)
-    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", f"{DT}/raspi3b.dtb", "qemu/dt/raspi3b.dts"], check=True)
+    for board in ("raspi3b", "raspi4b"):
+        subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", f"{DT}/{board}.dtb", f"qemu/dt/{board}.dts"], check=True)
 
 passed = 0
 failed = 0
+skipped = 0   # boots this QEMU cannot run: never counted as passed
 
 
 def count(ok, label):
@@ -150,7 +171,7 @@ def build(board, product):
 def qemu_command(board, mem, product, args, extra=()):
     """QEMU booting `.build-<board>/release/<product>` with semihosting arguments `args`
     (an ELF, or a raw image `<product>.img` booted like a Linux Image)."""
-    machine = ["-M", "raspi3b"] if board == "raspi3b" else ["-M", "virt", "-cpu", "cortex-a53", "-m", mem]
+    machine = ["-M", board] if board.startswith("raspi") else ["-M", "virt", "-cpu", "cortex-a53", "-m", mem]
     semihosting = "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)
     return ["qemu-system-aarch64", *machine, *extra, "-display", "none", "-monitor", "none", "-serial", "stdio",
             "-semihosting-config", semihosting, "-kernel", f".build-{board}/release/{product}"]
@@ -158,7 +179,7 @@ def qemu_command(board, mem, product, args, extra=()):
 
 def boot(board, mem, product, args, expect_success, timeout, extra, what, checks):
     global passed, failed
-    # raspi3b has its fixed 1 GiB; only virt is given -m.
+    # The Pis have their fixed RAM; only virt is given -m.
     label = f"boot {product} on {board}" + (f" -m {mem}" if board == "virt" else "") + (" " + " ".join(args) if args else "")
     if what:
         label += f" ({what})"
@@ -214,11 +235,11 @@ def boot(board, mem, product, args, expect_success, timeout, extra, what, checks
         count(noticed, f"{label}: failing guest check detected (exit {status})")
 
 
-def fuzz(seconds):
-    """`make fuzz` for `seconds`: passes when libFuzzer ends without a finding."""
-    print(f"== fuzz: heapfuzz for {seconds} s (libFuzzer + AddressSanitizer)", flush=True)
+def fuzz(seconds, target="fuzz", name="heapfuzz"):
+    """`make <target>` for `seconds`: passes when libFuzzer ends without a finding."""
+    print(f"== fuzz: {name} for {seconds} s (libFuzzer + AddressSanitizer)", flush=True)
     started = time.time()
-    proc = capture(["make", "-s", "fuzz", f"SECONDS={seconds}"])
+    proc = capture(["make", "-s", target, f"SECONDS={seconds}"])
     out = proc.stdout
     runs = re.search(r"stat::number_of_executed_units:\s+(\d+)", out)
     # A build without coverage instrumentation would "pass" without exploring anything.
@@ -226,7 +247,7 @@ def fuzz(seconds):
     ok = proc.returncode == 0 and runs is not None and instrumented
     if not ok:
         print(out[-4000:] if instrumented else "libFuzzer saw no coverage: the fuzz build lacks -sanitize-coverage (FUZZ_COVERAGE in the Makefile)\n" + out[-2000:])
-    count(ok, f"fuzz {seconds} s: {runs.group(1) if runs else '?'} inputs, exit {proc.returncode}, "
+    count(ok, f"{name} {seconds} s: {runs.group(1) if runs else '?'} inputs, exit {proc.returncode}, "
               f"{time.time() - started:.0f} s with the build")
 
 
@@ -244,9 +265,13 @@ def asan_tests():
 
 
 def main():
+    global skipped
     if "--skip-host" not in sys.argv:
         host_tests()
-    for board in ("raspi3b", "virt"):
+    for board in BOARDS:
+        if not qemu_has(board):
+            print(f"SKIP building for {board}: this QEMU does not model it (raspi4b needs QEMU 9.0+)", flush=True)
+            continue
         for product in ("kernel", "testkernel", "image"):
             print(f"== build {product} for {board}", flush=True)
             if not build(board, product):
@@ -255,11 +280,17 @@ def main():
                 return 1
     make_trees()
     for spec in BOOTS:
+        if not qemu_has(spec[0]):
+            skipped += 1
+            print(f"SKIP boot {spec[2]} on {spec[0]}: this QEMU does not model {spec[0]} (needs QEMU 9.0+; "
+                  f"scripts/install_qemu.sh installs it from Debian's backports)", flush=True)
+            continue
         boot(*spec)
     if "--skip-host" not in sys.argv:
         fuzz(60)
+        fuzz(30, "fuzz-dtb", "dtbfuzz")
         asan_tests()
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
     return 0 if failed == 0 else 1
 
 

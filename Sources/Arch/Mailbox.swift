@@ -1,4 +1,4 @@
-// Raspberry Pi VideoCore mailbox: the property interface's "get ARM memory" tag.
+// Raspberry Pi VideoCore mailbox: the property interface's "get ARM memory" and "get board revision" tags.
 #if arch(arm64) && os(none) && !BOARD_VIRT
 import ArchSupport
 
@@ -9,6 +9,7 @@ private let statusFull: UInt32 = 0x8000_0000
 private let statusEmpty: UInt32 = 0x4000_0000
 private let propertyChannel: UInt32 = 8
 private let tagGetArmMemory: UInt32 = 0x0001_0005
+private let tagGetBoardRevision: UInt32 = 0x0001_0002
 private let codeRequest: UInt32 = 0
 private let codeResponseOK: UInt32 = 0x8000_0000
 
@@ -25,10 +26,25 @@ nonisolated(unsafe) private var message = PropertyMessage()
 enum Mailbox {
   /// Asks the firmware for the ARM's share of RAM. Returns (base, size) or nil.
   static func armMemory() -> (base: UInt, size: UInt)? {
-    return withUnsafeMutablePointer(to: &message) { pointer -> (base: UInt, size: UInt)? in
+    guard let words = query(tagGetArmMemory), words.0 != 0 || words.1 != 0 else { return nil }
+    return (UInt(words.0), UInt(words.1))
+  }
+
+  /// The board's total RAM from its revision code (new-style codes: bits 20-22 give
+  /// 256 MiB << n), or nil for an old-style code or no answer.
+  static func boardMemoryBytes() -> UInt? {
+    guard let words = query(tagGetBoardRevision) else { return nil }
+    let revision = words.0
+    guard revision & (1 << 23) != 0 else { return nil }
+    return UInt(256 << 20) << UInt((revision >> 20) & 7)
+  }
+
+  /// One property-tag request with an 8-byte value; the two response words, or nil.
+  private static func query(_ tag: UInt32) -> (UInt32, UInt32)? {
+    return withUnsafeMutablePointer(to: &message) { pointer -> (UInt32, UInt32)? in
       let address = UInt(bitPattern: pointer)
       guard address & 0xF == 0 else { return nil }
-      pointer.pointee.words = (32, codeRequest, tagGetArmMemory, 8, 0, 0, 0, 0)
+      pointer.pointee.words = (32, codeRequest, tag, 8, 0, 0, 0, 0)
       arch_dsb()
       while arch_mmio_read32(Board.mailboxBase + mailboxStatus) & statusFull != 0 {}
       arch_mmio_write32(Board.mailboxBase + mailboxWrite, UInt32(truncatingIfNeeded: address) | propertyChannel)
@@ -39,8 +55,8 @@ enum Mailbox {
       }
       arch_dsb()
       let words = pointer.pointee.words
-      guard words.1 == codeResponseOK, words.5 != 0 || words.6 != 0 else { return nil }
-      return (UInt(words.5), UInt(words.6))
+      guard words.1 == codeResponseOK else { return nil }
+      return (words.5, words.6)
     }
   }
 }

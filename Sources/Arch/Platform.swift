@@ -60,6 +60,17 @@ public enum Platform {
     #endif
   }
 
+  /// RAM above 1 GiB that only the board revision describes (Raspberry Pi 4 with 2 GiB
+  /// or more): [0x40000000, min(total, the mapped limit)), or nil.
+  public static func boardRevisionHighMemory() -> (base: UInt, size: UInt)? {
+    #if BOARD_RASPI4B
+    guard let total = Mailbox.boardMemoryBytes(), total > Board.highRAMBase else { return nil }
+    return (Board.highRAMBase, min(total, Board.mappedLimit) - Board.highRAMBase)
+    #else
+    return nil
+    #endif
+  }
+
   /// RAM at or above this address is not in the early identity map.
   public static var mappedLimit: UInt { Board.mappedLimit }
 }

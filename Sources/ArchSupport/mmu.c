@@ -56,6 +56,16 @@ static void build_tables(void) {
   // [0, 1 GiB): flash, GIC, UART and other MMIO. [1 GiB, 512 GiB): RAM (up to -m 511G).
   level1[0] = device_block(0);
   for (uint64_t i = 1; i < ENTRIES; i++) level1[i] = normal_block(i * GIB);
+#elif defined(BOARD_RASPI4B)
+  // Raspberry Pi 4 (low-peripheral mode): RAM in [0, 3 GiB) and [3 GiB, 0xFC000000),
+  // the peripherals and the local peripherals in [0xFC000000, 4 GiB).
+  const uint64_t peripheral_base = 0xFC000000ull;
+  for (uint64_t i = 0; i < 3; i++) level1[i] = normal_block(i * GIB);
+  for (uint64_t i = 0; i < ENTRIES; i++) {
+    uint64_t address = 3 * GIB + i * MIB2;
+    level2[i] = address < peripheral_base ? normal_block(address) : device_block(address);
+  }
+  level1[3] = (uint64_t)(uintptr_t)level2 | DESC_TABLE;
 #else
   // Raspberry Pi 3: RAM below 0x3F000000, peripherals up to 1 GiB, local peripherals above.
   const uint64_t peripheral_base = 0x3F000000ull;

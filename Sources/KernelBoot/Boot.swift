@@ -54,11 +54,21 @@ public func bootMemory() -> BootLayout {
       Machine.panic("deviceTree", error.reason.text, error.address)
     }
   }
-  if memory.ram.count == 0, let arm = Platform.mailboxMemory() {
-    source = "mailbox"
-    do throws(MemInitError) { try memory.addRAM(start: arm.base, size: arm.size) } catch {
-      Machine.panic("mailbox", error.reason.text, error.address)
+  // Without a tree: the mailbox's ARM memory, and on the Pi 4 the RAM above 1 GiB that
+  // the board revision's memory size gives.
+  // Where sources disagree, the tree wins: the others only fill in what it lacks.
+  var highRAM: UInt? = nil
+  do throws(MemInitError) {
+    if memory.ram.count == 0, let arm = Platform.mailboxMemory() {
+      source = "mailbox"
+      try memory.addRAM(start: arm.base, size: arm.size)
     }
+    if let high = Platform.boardRevisionHighMemory(), memory.ramRange(containing: high.base) == nil {
+      try memory.addRAM(start: high.base, size: high.size)
+      highRAM = high.base
+    }
+  } catch {
+    Machine.panic("mailbox", error.reason.text, error.address)
   }
   guard memory.ram.count > 0 else { Machine.panic("bootMemory", "firmware did not report RAM", 0) }
   for index in 0..<memory.ram.count {
@@ -70,7 +80,7 @@ public func bootMemory() -> BootLayout {
     kput(") ")
     kputDecimal(range.bytes >> 20)
     kput(" MiB, from the ")
-    kput(source)
+    kput(range.start == highRAM ? "board revision" : source)
     kput("\n")
   }
   kput("kernel [")

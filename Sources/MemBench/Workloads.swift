@@ -156,6 +156,30 @@ func memInitMilliseconds(bytes: Int) -> Double {
   return Double(elapsed) / 1e6
 }
 
+/// memInit's page-frame work over firmware-described RAM ranges `(offset, bytes)` from
+/// 0x40000000 (the kernel in the first), ms: layout around reservations, the array's
+/// bzero, reservations, free lists, heapInit.
+func memInitRangesMilliseconds(ranges: [(UInt, UInt)]) -> Double {
+  let span = Int(ranges.map { $0.0 + $0.1 }.max()!)
+  let machine = SimulatedMachine(bytes: span)
+  var memory = BootMemory()
+  for (offset, bytes) in ranges { try! memory.addRAM(start: SimulatedMachine.base + offset, size: bytes) }
+  try! memory.reserve(start: SimulatedMachine.base, end: SimulatedMachine.base + 0x2345, as: .deviceTree)
+  let config = MemInitConfig(
+    memory: memory, kernelStart: SimulatedMachine.base + 0x20_0000, kernelEnd: SimulatedMachine.base + 0x22_0000,
+    directMapOffset: machine.config.directMapOffset, zeroFill: benchZeroFill)
+  let layout = try! planLayout(config)
+  memset(machine.ram + Int(layout.metadataStart - SimulatedMachine.base), 1, Int(layout.metadataEnd - layout.metadataStart))
+  let start = now()
+  let again = try! planLayout(config)
+  let frames = buildPageFrames(config, again)
+  let heap = Heap(start: machine.ram + Int(again.heapStart - SimulatedMachine.base), size: 1 << 20, zeroFill: benchZeroFill, frames: frames)
+  let elapsed = now() - start
+  precondition(heap != nil && frames.freePageCount > 0)
+  withExtendedLifetime(machine) {}
+  return Double(elapsed) / 1e6
+}
+
 /// One growth workload over a fresh simulated machine of `bytes` bytes of RAM.
 func growthOutcome(_ workload: GrowthWorkload, bytes: Int) -> GrowthOutcome {
   let machine = SimulatedMachine(bytes: bytes)

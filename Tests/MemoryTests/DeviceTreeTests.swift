@@ -1,3 +1,4 @@
+import Foundation
 import MemInit
 import PageFrames
 import Testing
@@ -141,4 +142,26 @@ struct DeviceTreeTests {
     #expect(MemoryMap(frames, reportedRAMPages: layout.reportedRAMPages).isExact)
     withExtendedLifetime(span) {}
   }
+}
+
+/// The device tree fuzzer's seed corpus (QEMU's own trees and the test trees), read by
+/// the same reader: each must parse and describe RAM.
+struct DeviceTreeCorpusTests {
+  static let corpus = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fuzz/dtb-corpus")
+
+  static var inputs: [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: corpus.path)) ?? []).sorted()
+  }
+
+  @Test("every tree in the DTB corpus parses and describes RAM", arguments: inputs)
+  func replay(_ name: String) throws {
+    let data = try Data(contentsOf: Self.corpus.appendingPathComponent(name))
+    let (memory, _) = try DeviceTreeTests().read([UInt8](data))
+    #expect(memory.ram.count >= 1)
+  }
+
+  @Test("the DTB corpus is there")
+  func present() { #expect(Self.inputs.count >= 5) }
 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the QEMU boots of `make test` need, from Debian's packages:
+#  - qemu-system-aarch64 that knows raspi4b (QEMU 9.0 or later). Debian 12 ships 7.2, so
+#    when the installed QEMU lacks raspi4b the release's -backports suite is added, from
+#    the same mirror the machine's own apt sources use, and qemu-system-arm comes from it;
+#  - dtc (device-tree-compiler), for the test device trees.
+# Without root or apt-get it says what is missing. Where no QEMU 9+ can be had, the
+# raspi4b boots are reported as skipped by scripts/run_tests.py.
+set -euo pipefail
+
+has_raspi4b() { command -v qemu-system-aarch64 >/dev/null 2>&1 && qemu-system-aarch64 -M help | grep -q '^raspi4b '; }
+
+if has_raspi4b && command -v dtc >/dev/null 2>&1; then exit 0; fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "missing: qemu-system-aarch64 with raspi4b (QEMU 9+) and/or dtc; install qemu-system-arm and device-tree-compiler" >&2
+  has_raspi4b || command -v qemu-system-aarch64 >/dev/null 2>&1 || exit 1
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq qemu-system-arm device-tree-compiler >/dev/null
+if ! has_raspi4b; then
+  codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+  mirror=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$mirror" ] || mirror=$(grep -hom1 'https\?://[^ ]*' /etc/apt/sources.list 2>/dev/null | head -1 || true)
+  if [ -n "$codename" ] && [ -n "$mirror" ]; then
+    printf 'Types: deb\nURIs: %s\nSuites: %s-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      "$mirror" "$codename" > "/etc/apt/sources.list.d/${codename}-backports.sources"
+    apt-get update -qq
+    apt-get install -y -qq -t "${codename}-backports" qemu-system-arm >/dev/null || true
+  fi
+  has_raspi4b || echo "no QEMU 9+ with raspi4b could be installed: the raspi4b boots will be skipped" >&2
+fi
