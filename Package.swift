@@ -39,9 +39,11 @@ let package = Package(
     .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
 
     // Host-only libFuzzer target (`make fuzz`); a plain build replays inputs.
-    .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios"]),
+    .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios", "FuzzReplay"]),
     // Host-only libFuzzer target for the device tree reader (`make fuzz-dtb`).
-    .executableTarget(name: "DTBFuzz", dependencies: ["PageFrames", "MemInit"]),
+    .executableTarget(name: "DTBFuzz", dependencies: ["PageFrames", "MemInit", "FuzzReplay"]),
+    // Host only: what a plain build of a fuzz target does with files (replays them).
+    .target(name: "FuzzReplay"),
 
     .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
   ],

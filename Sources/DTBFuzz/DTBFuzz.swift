@@ -6,6 +6,7 @@
 //
 // `make fuzz-dtb SECONDS=..` builds it with `--sanitize=fuzzer --sanitize=address` and
 // `-DFUZZING`; a plain build replays files: `dtbfuzz FILE...`.
+import FuzzReplay
 import Glibc
 import MemInit
 import PageFrames
@@ -42,25 +43,6 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 #if !FUZZING
 @main
 struct Replay {
-  static func main() {
-    var count = 0
-    for path in CommandLine.arguments.dropFirst() {
-      guard let file = fopen(path, "rb") else {
-        print("dtbfuzz: cannot open \(path)")
-        exit(2)
-      }
-      var bytes: [UInt8] = []
-      var buffer = [UInt8](repeating: 0, count: 4096)
-      while true {
-        let read = fread(&buffer, 1, buffer.count, file)
-        if read == 0 { break }
-        bytes += buffer[0..<read]
-      }
-      fclose(file)
-      _ = bytes.withUnsafeBufferPointer { fuzzOneInput($0.baseAddress, $0.count) }
-      count += 1
-    }
-    print("dtbfuzz: \(count) inputs passed")
-  }
+  static func main() { replayFiles("dtbfuzz", CommandLine.arguments.dropFirst(), fuzzOneInput) }
 }
 #endif

@@ -4,6 +4,7 @@
 // `make fuzz SECONDS=..` builds it with `--sanitize=fuzzer --sanitize=address` and
 // `-DFUZZING`, where libFuzzer supplies `main`. A plain build is a replayer:
 // `heapfuzz FILE...` runs each input once and says which one fails.
+import FuzzReplay
 import Glibc
 import PageFrames
 import Scenarios
@@ -37,26 +38,6 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 #if !FUZZING
 @main
 struct Replay {
-  static func main() {
-    var count = 0
-    for path in CommandLine.arguments.dropFirst() {
-      guard let file = fopen(path, "rb") else {
-        print("heapfuzz: cannot open \(path)")
-        exit(2)
-      }
-      var bytes: [UInt8] = []
-      var buffer = [UInt8](repeating: 0, count: 4096)
-      while true {
-        let read = fread(&buffer, 1, buffer.count, file)
-        if read == 0 { break }
-        bytes += buffer[0..<read]
-      }
-      fclose(file)
-      print("heapfuzz: \(path)")
-      _ = bytes.withUnsafeBufferPointer { fuzzOneInput($0.baseAddress, $0.count) }
-      count += 1
-    }
-    print("heapfuzz: \(count) inputs passed")
-  }
+  static func main() { replayFiles("heapfuzz", CommandLine.arguments.dropFirst(), fuzzOneInput) }
 }
 #endif
