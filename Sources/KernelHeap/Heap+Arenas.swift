@@ -87,23 +87,23 @@ extension Heap {
       return
     }
     if spare == record { control.pointee.spareArena = 0 }
-    giveBack(record, bytes: Block.size(block) + Heap.arenaRecordBytes + Block.headerSize)
+    giveBack(record, bytes: ArenaRecord.emptyArenaBytes(block))
   }
 
   /// Gives the spare arena back once the rest of the heap has room again.
   func releaseSpareIfRoomElsewhere() {
     let spare = control.pointee.spareArena
     guard isEmptyArena(spare) else { return }
-    let block = UnsafeMutableRawPointer(bitPattern: spare + UInt(Heap.arenaRecordBytes))!
+    let block = ArenaRecord.firstBlock(spare)
     guard approximateFreeBytes - Block.size(block) >= Heap.spareWatermark else { return }
     removeFree(block)
     control.pointee.spareArena = 0
-    giveBack(spare, bytes: Block.size(block) + Heap.arenaRecordBytes + Block.headerSize)
+    giveBack(spare, bytes: ArenaRecord.emptyArenaBytes(block))
   }
 
   /// Whether the growth arena at `record` holds one free block and its sentinel.
   private func isEmptyArena(_ record: UInt) -> Bool {
-    let block = UnsafeMutableRawPointer(bitPattern: record + UInt(Heap.arenaRecordBytes))!
+    let block = ArenaRecord.firstBlock(record)
     return Block.isFree(block) && Block.flags(Block.next(block)) & Block.flagSentinel != 0
   }
 
@@ -155,6 +155,13 @@ extension Heap {
     guard let frames = c.frames, let pointer = UnsafeMutableRawPointer(bitPattern: address),
       let run = frames.run(containing: frames.physical(of: pointer)), run.owner == .heap, run.tag == c.tag
     else { return nil }
+    return growthArenaBounds(run, frames)
+  }
+
+  /// (first block, end) of the growth arena that page run `run` holds.
+  /// - Complexity: O(1).
+  @inline(__always)
+  func growthArenaBounds(_ run: PageRun, _ frames: PageFrameAllocator) -> (start: UInt, end: UInt) {
     let runStart = UInt(bitPattern: frames.pointer(toPhysical: run.start))
     return (runStart + UInt(Heap.arenaRecordBytes), runStart + UInt(run.pages << Page.shift))
   }
@@ -170,6 +177,14 @@ extension Heap {
 
 /// The links at the start of a growth arena.
 enum ArenaRecord {
+  /// The arena's first block, right after the record.
+  static func firstBlock(_ record: UInt) -> UnsafeMutableRawPointer {
+    UnsafeMutableRawPointer(bitPattern: record + UInt(Heap.arenaRecordBytes))!
+  }
+  /// The whole arena's bytes when `block`, its first block, spans it: record, block, sentinel.
+  static func emptyArenaBytes(_ block: UnsafeMutableRawPointer) -> Int {
+    Block.size(block) + Heap.arenaRecordBytes + Block.headerSize
+  }
   static func next(_ record: UInt) -> UInt { UnsafeRawPointer(bitPattern: record)!.load(as: UInt.self) }
   static func previous(_ record: UInt) -> UInt { UnsafeRawPointer(bitPattern: record)!.load(fromByteOffset: 8, as: UInt.self) }
   static func setNext(_ record: UInt, _ value: UInt) {

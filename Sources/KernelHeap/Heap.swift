@@ -311,9 +311,9 @@ public struct Heap {
     let runStart = frames.pointer(toPhysical: run.start)
     switch run.owner {
     case .heap:
-      let arenaStart = UInt(bitPattern: runStart) + UInt(Heap.arenaRecordBytes)
-      guard address >= arenaStart + UInt(Block.headerSize) else { throw HeapError(.outsideHeap, address) }
-      return .block(try validate(pointer, arenaStart: arenaStart, arenaEnd: UInt(bitPattern: runStart) + UInt(run.pages << Page.shift)))
+      let arena = growthArenaBounds(run, frames)
+      guard address >= arena.start + UInt(Block.headerSize) else { throw HeapError(.outsideHeap, address) }
+      return .block(try validate(pointer, arenaStart: arena.start, arenaEnd: arena.end))
     case .heapLarge:
       guard runStart == pointer else { throw HeapError(.interiorPointer, address) }
       return .large(runStart, pages: run.pages)
