@@ -106,6 +106,14 @@ public struct PageFrameAllocator {
   /// - Returns: nil when `ranges` is not as described (nothing is written then).
   /// - Complexity: O(total pages), one bzero of the array.
   public init?(ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill) {
+    self.init(ranges: ranges, metadata: metadata, directMapOffset: directMapOffset, zeroFill: zeroFill, metadataIsZero: false)
+  }
+
+  /// `init(ranges:...)` over metadata the caller knows to be all zero (fresh anonymous
+  /// memory): the array is not written, so its pages are touched only as entries are
+  /// used. For user-space hosts of the allocator (the malloc preload library).
+  /// - Complexity: O(ranges).
+  package init?(ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill, metadataIsZero: Bool) {
     guard MemoryLayout<PageEntry>.size == 16, ranges.count >= 1 else { return nil }
     var total = 0
     var previousEnd: UInt = 0
@@ -118,7 +126,7 @@ public struct PageFrameAllocator {
       guard total <= PageFrameAllocator.maximumPages else { return nil }
       previousEnd = range.end
     }
-    zeroFill(metadata, PageFrameAllocator.metadataBytes(pageCount: total))
+    if !metadataIsZero { zeroFill(metadata, PageFrameAllocator.metadataBytes(pageCount: total)) }
     state = metadata.bindMemory(to: PageFrameState.self, capacity: 1)
     state.initialize(to: PageFrameState(pageCount: total, directMapOffset: directMapOffset, zeroFill: zeroFill))
     var firstIndex = 0
