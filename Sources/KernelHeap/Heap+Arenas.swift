@@ -16,7 +16,7 @@ extension Heap {
     guard let frames = control.pointee.frames, size <= frames.pageCount << Page.shift else { return nil }
     let pages = Page.count(forBytes: size)
     let bytes = pages << Page.shift
-    guard control.pointee.claimedBytes + control.pointee.largeBytes + bytes <= control.pointee.growthCeiling,
+    guard heldBytes + bytes <= control.pointee.growthCeiling,
       let run = frames.allocContiguous(pages: pages, owner: .heapLarge, tag: control.pointee.tag, zeroed: false)
     else { return nil }
     control.pointee.largeAllocations += 1
@@ -46,7 +46,7 @@ extension Heap {
     var order = max(minimumOrder, min(control.pointee.growthStepOrder, largestOrder))
     while order >= minimumOrder {
       let bytes = Page.size << order
-      if control.pointee.claimedBytes + control.pointee.largeBytes + bytes <= control.pointee.growthCeiling,
+      if heldBytes + bytes <= control.pointee.growthCeiling,
         let run = frames.allocPages(order: order, owner: .heap, tag: control.pointee.tag, zeroed: false)
       {
         addArena(run, bytes: bytes)
@@ -112,7 +112,7 @@ extension Heap {
   /// Over by 16 bytes per free block (their headers are not counted).
   var approximateFreeBytes: Int {
     let c = control.pointee
-    return c.claimedBytes - c.usedBytes - c.allocatedBlocks * Block.headerSize - Heap.controlBytes
+    return c.claimedBytes - c.usedBytes - c.allocatedBlocks * Block.headerSize - c.controlSize
       - c.arenaCount * Block.headerSize - (c.arenaCount - 1) * Heap.arenaRecordBytes
   }
 

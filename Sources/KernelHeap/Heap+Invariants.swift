@@ -12,15 +12,17 @@ extension Heap {
   ///   tagged with this heap, and the spare arena is on it;
   /// - every free block is on the list of its size class, and only free blocks are;
   /// - both bitmap levels agree with the lists;
-  /// - the kept counters (used bytes, allocated blocks) equal a recount.
+  /// - the kept counters (used bytes, allocated blocks) equal a recount;
+  /// - the slab caches and their slabs are consistent (`checkSlabs`).
   ///
   /// - Returns: nil, or the first broken invariant and where.
   /// - Complexity: O(blocks). For tests, fuzzing and debug boots.
   public func check() -> HeapCheckFailure? {
     var used = 0, allocatedCount = 0, freeCount = 0, arenas = 0
-    var claimed = Heap.controlBytes
+    var claimed = control.pointee.controlSize
     var failure: HeapCheckFailure? = nil
     if let broken = checkArenaList() { return broken }
+    if let broken = checkSlabs() { return broken }
     forEachArena { start, end in
       guard failure == nil else { return }
       arenas += 1

@@ -24,6 +24,17 @@ struct HeapControl {
   let frames: PageFrameAllocator?
   /// This heap's mark in the head entry of its page runs.
   let tag: UInt32
+  /// Bytes of the control block: `Heap.controlBytes`, plus the size-class caches when
+  /// the heap has page frames.
+  let controlSize: Int
+  /// The size-class caches (`SlabClass.count` of them, in the control block), or nil
+  /// when slabs are off (no page frames).
+  var classCaches: UnsafeMutablePointer<SlabCache>? = nil
+  /// The newest `ObjectCache` of this heap (a list through `SlabCache.nextCache`), or 0.
+  var objectCaches: UInt = 0
+  /// Bytes of the slab runs held, and the secret their headers and links are mixed with.
+  var slabBytes = 0
+  var slabSecret: UInt = 0
   let growthCeiling: Int
   let growthStepOrder: Int
   /// First block and end (one past the sentinel) of the initial arena.
@@ -69,7 +80,11 @@ public struct Heap {
     return bytes
   }
 
-  /// The smallest range `init` accepts: the control block, one minimum block, the sentinel.
+  /// Bytes the size-class caches add to the control block of a heap with page frames.
+  public static var slabCachesBytes: Int { roundUp(SlabClass.count * MemoryLayout<SlabCache>.stride, 16) }
+
+  /// The smallest range `init` accepts without page frames: the control block, one
+  /// minimum block, the sentinel. With page frames add `slabCachesBytes`.
   public static var minimumBytes: Int { controlBytes + Block.minimumSize + Block.headerSize }
 
   /// The largest block request an arena can ever satisfy (larger ones need page frames).
@@ -88,21 +103,29 @@ public struct Heap {
   ///     and large allocations); nil means all of the frames' RAM.
   ///   - growthStepPages: the largest run one growth step takes (rounded down to a power
   ///     of two, at most 1024 pages = 4 MiB).
+  ///   - slabs: serve requests up to `SlabClass.limit` from slab caches (only with
+  ///     `frames`; default on).
+  ///   - secretSeed: mixed into the secret that slab headers and free-list links carry
+  ///     (a boot-time counter, say); the heap's address is mixed in as well.
   /// - Returns: nil if the range is misaligned, too small or too large.
-  /// - Complexity: O(number of size classes), about 400 stores.
+  /// - Complexity: O(number of size classes), about 600 stores.
   public init?(
     start: UnsafeMutableRawPointer, size: Int, zeroFill: ZeroFill,
-    frames: PageFrameAllocator? = nil, growthCeiling: Int? = nil, growthStepPages: Int = Page.maxOrderPages
+    frames: PageFrameAllocator? = nil, growthCeiling: Int? = nil, growthStepPages: Int = Page.maxOrderPages,
+    slabs: Bool = true, secretSeed: UInt = 0
   ) {
-    guard UInt(bitPattern: start) & 15 == 0, size & 15 == 0, size >= Heap.minimumBytes,
-      size - Heap.controlBytes <= SizeClass.maximumBlockSize, growthStepPages >= 1
+    let withSlabs = slabs && frames != nil
+    let controlSize = Heap.controlBytes + (withSlabs ? Heap.slabCachesBytes : 0)
+    guard UInt(bitPattern: start) & 15 == 0, size & 15 == 0, size >= controlSize + Block.minimumSize + Block.headerSize,
+      size - controlSize <= SizeClass.maximumBlockSize, growthStepPages >= 1
     else { return nil }
     var cursor = start
-    let first = UInt(bitPattern: start) + UInt(Heap.controlBytes)
+    let first = UInt(bitPattern: start) + UInt(controlSize)
     let ramBytes = frames.map { $0.pageCount << Page.shift } ?? 0
     control = start.bindMemory(to: HeapControl.self, capacity: 1)
     control.initialize(to: HeapControl(
       zeroFill: zeroFill, frames: frames, tag: UInt32(truncatingIfNeeded: UInt(bitPattern: start) >> 4) | 1,
+      controlSize: controlSize,
       growthCeiling: max(growthCeiling ?? ramBytes, size),
       growthStepOrder: min(Page.maxOrder, Int.bitWidth - 1 - growthStepPages.leadingZeroBitCount),
       initialStart: first, initialEnd: UInt(bitPattern: start) + UInt(size)))
@@ -112,8 +135,10 @@ public struct Heap {
     cursor += Heap.roundUp(SizeClass.firstLevelCount * 4, 16)
     heads = cursor.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: SizeClass.classCount)
     heads.initialize(repeating: nil, count: SizeClass.classCount)
+    cursor += SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride
+    setUpSizeClasses(withSlabs ? cursor : nil, seed: secretSeed)
     control.pointee.claimedBytes = size
-    let blockSize = size - Heap.controlBytes - Block.headerSize
+    let blockSize = size - controlSize - Block.headerSize
     let block = UnsafeMutableRawPointer(bitPattern: first)!
     Block.write(block, size: blockSize, flags: Block.flagFree, prevSize: 0)
     Block.write(block + blockSize, size: 0, flags: Block.flagSentinel | Block.flagPrevFree, prevSize: blockSize)
@@ -128,14 +153,21 @@ public struct Heap {
   // MARK: Allocation
 
   /// Allocates at least `size` bytes, 16-byte aligned. `size == 0` gets a unique
-  /// minimum block (16 usable bytes). Grows the heap from page frames when nothing fits;
-  /// a request above `largeRequestThreshold` is a page run of its own (page aligned).
+  /// minimum block (16 usable bytes). With page frames, a request up to `SlabClass.limit`
+  /// is an object of its size class's slab cache (the TLSF blocks serve it when no slab
+  /// page can be had), and one above `largeRequestThreshold` a page run of its own (page
+  /// aligned); the rest are TLSF blocks, and the heap grows from page frames when none fits.
   ///
   /// - Returns: the payload, or nil when the size is negative or impossible, or memory
   ///   is exhausted (the heap is unchanged then).
   /// - Complexity: O(1): two bitmap scans, at most one split; growth adds one page-run
   ///   allocation. A large request costs `PageFrameAllocator.allocContiguous`.
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+    if size <= SlabClass.limit, size >= 0, let caches = control.pointee.classCaches,
+      let object = slabAllocate(caches + SlabClass.index(forRequest: size))
+    {
+      return object
+    }
     if size > Heap.largeRequestThreshold, control.pointee.frames != nil { return allocateLarge(size) }
     guard let need = Heap.blockSize(forRequest: size) else { return nil }
     guard let block = findFreeBlock(need) ?? (grow(need) ? findFreeBlock(need) : nil) else { return nil }
@@ -207,6 +239,9 @@ public struct Heap {
     switch try locate(pointer) {
     case .block(let block): release(block)
     case .large(let run, let pages): releaseLarge(run, pages: pages)
+    case .slabObject(let slab, let index):
+      guard slab.cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
+      slabFree(slab, index: index)
     }
   }
 
@@ -222,6 +257,20 @@ public struct Heap {
     guard let pointer else { return allocate(size) }
     let current: Int
     switch try locate(pointer) {
+    case .slabObject(let slab, let index):
+      let cache = slab.cache
+      guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
+      if size == 0 {
+        slabFree(slab, index: index)
+        return nil
+      }
+      current = cache.pointee.slotSize
+      // Stays in place while it fits and uses more than half the object.
+      if size <= current && size > current / 2 { return pointer }
+      guard let moved = allocate(size) else { return nil }
+      moved.copyMemory(from: pointer, byteCount: min(size, current))
+      slabFree(slab, index: index)
+      return moved
     case .large(let run, let pages):
       if size == 0 {
         releaseLarge(run, pages: pages)
@@ -270,6 +319,9 @@ public struct Heap {
     switch try locate(pointer) {
     case .block(let block): return Block.size(block) - Block.headerSize
     case .large(_, let pages): return pages << Page.shift
+    case .slabObject(let slab, _):
+      guard slab.cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
+      return slab.cache.pointee.slotSize
     }
   }
 
@@ -281,6 +333,8 @@ public struct Heap {
     case block(UnsafeMutableRawPointer)
     /// A live large allocation: its first page and its length in pages.
     case large(UnsafeMutableRawPointer, pages: Int)
+    /// A live slab object: its slab and index (of a size class or an `ObjectCache`).
+    case slabObject(Slab, index: Int)
   }
 
   /// The allocation `pointer` starts, after every check: alignment, then ownership (the
@@ -317,6 +371,8 @@ public struct Heap {
     case .heapLarge:
       guard runStart == pointer else { throw HeapError(.interiorPointer, address) }
       return .large(runStart, pages: run.pages)
+    case .slab:
+      return try locateSlabObject(pointer, run: run, frames: frames)
     default:
       throw HeapError(.outsideHeap, address)
     }
@@ -377,7 +433,7 @@ public struct Heap {
   /// Marks free block `block` (already off the lists) allocated with `need` bytes,
   /// splitting off the tail when it can hold a minimum block.
   @inline(__always)
-  private func take(_ block: UnsafeMutableRawPointer, need: Int) -> UnsafeMutableRawPointer {
+  func take(_ block: UnsafeMutableRawPointer, need: Int) -> UnsafeMutableRawPointer {
     let size = Block.size(block)
     let flags = Block.flags(block) & Block.flagPrevFree
     control.pointee.allocatedBlocks &+= 1

@@ -19,8 +19,21 @@ public enum HeapFailure: UInt8, FailureReason {
   /// The header looks valid but its right neighbour disagrees with it (corruption
   /// or a forged header).
   case corruptNeighbour
-  /// The pointer lies inside a large (page-run) allocation but not at its start.
+  /// The pointer lies inside a large (page-run) allocation or a slab, but not at the
+  /// start of the allocation or of an object.
   case interiorPointer
+  /// A slab object freed through the wrong door: an `ObjectCache` object passed to
+  /// kfree, a kmalloc object or another cache's object passed to `ObjectCache.free`.
+  case wrongCache
+  /// A slab's header fails its check value: overwritten, or not a slab of this heap.
+  case corruptSlab
+  /// A free slab object's free-list link was overwritten (a write after free): found
+  /// when the object before it is allocated; the list is cut there.
+  case freeListCorrupted
+  /// `ObjectCache.destroy` while objects are live.
+  case cacheInUse
+  /// The `ObjectCache` handle names a destroyed cache (or was never one).
+  case cacheDestroyed
 
   public var text: StaticString {
     switch self {
@@ -29,7 +42,12 @@ public enum HeapFailure: UInt8, FailureReason {
     case .corruptHeader: return "bad header (interior pointer or overwritten header)"
     case .doubleFree: return "double free"
     case .corruptNeighbour: return "neighbouring header disagrees (heap corrupted)"
-    case .interiorPointer: return "pointer inside a large allocation, not at its start"
+    case .interiorPointer: return "pointer inside an allocation, not at its start"
+    case .wrongCache: return "object of another cache"
+    case .corruptSlab: return "slab header overwritten"
+    case .freeListCorrupted: return "free-list link overwritten (write after free)"
+    case .cacheInUse: return "cache still has live objects"
+    case .cacheDestroyed: return "cache destroyed"
     }
   }
 }

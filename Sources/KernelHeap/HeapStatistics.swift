@@ -22,6 +22,11 @@ public struct HeapStatistics: Sendable, Equatable {
   /// `claimedBytes` or `usedBytes`.
   public var largeAllocations: Int
   public var largeBytes: Int
+  /// Slab runs held (size classes and object caches) and their bytes, not part of
+  /// `claimedBytes`; kmalloc objects live in the size classes' slabs, not part of
+  /// `usedBytes` or `allocatedBlocks`.
+  public var slabBytes: Int
+  public var slabObjects: Int
 }
 
 extension Heap {
@@ -44,7 +49,17 @@ extension Heap {
       claimedBytes: c.claimedBytes, usedBytes: c.usedBytes, freeBytes: free,
       overheadBytes: c.claimedBytes - c.usedBytes - free, peakUsedBytes: c.peakUsedBytes,
       allocatedBlocks: c.allocatedBlocks, freeBlocks: freeCount, largestFreeBlock: largest,
-      arenas: c.arenaCount, largeAllocations: c.largeAllocations, largeBytes: c.largeBytes)
+      arenas: c.arenaCount, largeAllocations: c.largeAllocations, largeBytes: c.largeBytes,
+      slabBytes: c.slabBytes, slabObjects: sizeClassObjects)
+  }
+
+  /// Live kmalloc objects in the size classes' slabs.
+  /// - Complexity: O(size classes).
+  public var sizeClassObjects: Int {
+    guard let caches = control.pointee.classCaches else { return 0 }
+    var live = 0
+    for index in 0..<SlabClass.count { live += caches[index].liveObjects }
+    return live
   }
 
   /// Calls `body` with every block of every arena in address order, sentinels excluded.

@@ -49,13 +49,13 @@ public struct GrowthOutcome: Sendable {
 }
 
 /// Runs `workload` on `heap` (growing from `frames`) until kmalloc first returns nil,
-/// then frees everything, newest first. Each block and page carries a link and a mark
+/// then frees everything, newest first, and gives the empty slabs back. Each block and page carries a link and a mark
 /// (its own address scrambled), checked when it is freed, so memory handed out twice
 /// shows up. No other memory is used: the allocations are chained through themselves.
 /// - Complexity: O(allocations).
 public func runGrowthWorkload(_ workload: GrowthWorkload, frames: PageFrameAllocator, heap: Heap, seed: UInt64) -> GrowthOutcome {
   let markKey: UInt = 0x5EED_F00D_CAFE_BEEF
-  func heapPages() -> Int { frames.count(.heap) + frames.count(.heapLarge) }
+  func heapPages() -> Int { frames.count(.heap) + frames.count(.heapLarge) + frames.count(.slab) }
   var outcome = GrowthOutcome()
   outcome.startFreePages = frames.freePageCount
   outcome.startFreeBytes = frames.freePageCount << Page.shift + heap.statistics.freeBytes
@@ -103,6 +103,8 @@ public func runGrowthWorkload(_ workload: GrowthWorkload, frames: PageFrameAlloc
     pages = page.load(as: UnsafeMutableRawPointer?.self)
     do throws(PageFrameError) { try frames.freePage(page) } catch { outcome.intact = false }
   }
+  // The size classes keep an empty slab each against thrashing: give them back too.
+  heap.releaseEmptySlabs()
   outcome.heapPagesAtEnd = heapPages()
   outcome.endFreePages = frames.freePageCount
   return outcome

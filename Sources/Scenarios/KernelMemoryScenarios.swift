@@ -89,6 +89,7 @@ func kernelMemoryScenarios() -> [Scenario] {
       expectFreeThrows(heap, a, .doubleFree, &e, "a large allocation freed twice", detail: 3)
       try? heap.deallocate(moved)
       try? heap.deallocate(b)
+      heap.releaseEmptySlabs()
       e.expect(frames.freePageCount == startFree && heap.statistics.largeAllocations == 0, "every page back after kfree", UInt(frames.freePageCount))
       // The page-level API beyond order 10: 1.5 and 4.25 runs of 4 MiB.
       for pages in [1536, 4352] where pages * 4 < frames.pageCount {

@@ -18,7 +18,11 @@ public let modelOperationsPerSeed = 10_000
 /// and patterned by the model. After every operation: no overlap, alignment, contents,
 /// heapCheck, the page invariants, every arena and large allocation page owned by the
 /// heap in the page array (so none is on the free lists), and the accounting identity.
-/// At the end everything is freed: one arena, one free block, every page back.
+/// Small sizes are slab objects of the size classes; an `ObjectCache` of a random size
+/// and alignment runs beside them, with frees through the wrong door (kfree of a cache
+/// object, the cache's free of a kmalloc pointer) expected to be refused. At the end
+/// everything is freed and the cache destroyed (refused first while objects are live):
+/// one arena, one free block, every page back.
 /// Failures carry the seed as their value, so a run can be replayed.
 public func runModel(_ memory: ScenarioMemory, seed: UInt64, operations: Int, _ e: inout Expectations) {
   var rng = SplitMix(seed: seed)
@@ -42,6 +46,14 @@ public func runModel<Source: OperationSource>(
   frames.release(start: simulatedBase, end: simulatedBase + UInt(ramPages * Page.size))
   let arena = 512 << 10
   let heap = Heap(start: memory.base, size: arena, zeroFill: memory.zeroFill, frames: frames, growthStepPages: 16)!
+  // An object cache of a random size and alignment beside kmalloc's size classes.
+  let objectSize = 1 + rng.below(600)
+  let objectAlignment = 16 << rng.below(3)
+  guard let objects = ObjectCache(heap: heap, objectSize: objectSize, alignment: objectAlignment) else {
+    e.expect(false, "model: object cache refused (seed)", seedValue)
+    return
+  }
+  var liveObjects: [ShadowBlock] = []
   var live: [ShadowBlock] = []
   var pages: [(UnsafeMutableRawPointer, Int)] = []
   /// The byte a model page run is filled with, from its address.
@@ -67,6 +79,7 @@ public func runModel<Source: OperationSource>(
     for block in live where block.size > Heap.largeRequestThreshold {
       if !pagesOwned(frames, block.pointer, bytes: block.size, by: .heapLarge) { return false }
     }
+    for object in liveObjects where frames.owner(ofPhysical: frames.physical(of: object.pointer)) != .slab { return false }
     return true
   }
   /// Recently freed payloads and page runs, for the double-free attempts.
@@ -76,7 +89,7 @@ public func runModel<Source: OperationSource>(
 
   func overlaps(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
     let start = UInt(bitPattern: p), end = start + UInt(max(size, 1))
-    for block in live {
+    for block in live + liveObjects {
       let s = UInt(bitPattern: block.pointer), t = s + UInt(max(block.size, 1))
       if start < t && s < end { return true }
     }
@@ -147,6 +160,30 @@ public func runModel<Source: OperationSource>(
       } catch {
         e.expect(false, "model: realloc refused a live block (seed)", seedValue)
       }
+    } else if action < 87 {
+      // The object cache: allocate (two in three) or free, and now and then a free of
+      // an object through the wrong door.
+      if rng.below(3) < 2 || liveObjects.isEmpty {
+        if let p = objects.allocate() {
+          e.expect(UInt(bitPattern: p) & UInt(objectAlignment - 1) == 0, "model: misaligned cache object (seed)", seedValue)
+          e.expect(!overlaps(p, objectSize), "model: cache object overlaps a live one (seed)", seedValue)
+          tag &+= 1
+          p.initializeMemory(as: UInt8.self, repeating: tag, count: objectSize)
+          liveObjects.append(ShadowBlock(pointer: p, size: objectSize, tag: tag))
+        }
+      } else {
+        let object = liveObjects.remove(at: rng.below(liveObjects.count))
+        e.expect(intact(object), "model: cache object contents changed (seed)", seedValue)
+        if rng.below(8) == 0 { expectRefused(object.pointer, &e) }
+        if let block = live.first, rng.below(8) == 0 {
+          do throws(HeapError) {
+            try objects.free(block.pointer)
+            e.expect(false, "model: object cache freed a kmalloc pointer (seed)", seedValue)
+          } catch {}
+        }
+        do throws(HeapError) { try objects.free(object.pointer) } catch { e.expect(false, "model: valid cache free refused (seed)", seedValue) }
+        remember(&freed, object.pointer)
+      }
     } else if action < 90 || pages.isEmpty && action < 95 {
       let order = rng.below(4)
       if let run = frames.allocPages(order: order, zeroed: false) {
@@ -167,10 +204,11 @@ public func runModel<Source: OperationSource>(
           if !live.contains(where: { $0.pointer == stale }) { expectRefused(stale, &e) }
         }
       case 1:
-        // Inside a live block: a 16-byte step into its tagged bytes, or 8 bytes off.
+        // Inside a live block: a 16-byte step into its tagged bytes (strictly inside: the
+        // byte after a slab object starts the next one), or 8 bytes off.
         let block = live[rng.below(live.count)]
-        if block.size >= 16 {
-          expectRefused(block.pointer + 16 * rng.inRange(1..<(block.size / 16 + 1)), &e)
+        if block.size > 16 {
+          expectRefused(block.pointer + 16 * rng.inRange(1..<((block.size + 15) / 16)), &e)
         }
         expectRefused(block.pointer + 8, &e)
       case 2:
@@ -191,7 +229,8 @@ public func runModel<Source: OperationSource>(
     if let failure = heap.check() { e.expect(false, failure.reason, seedValue) }
     var held = 0
     for (_, order) in pages { held += 1 << order }
-    e.expect(frames.freePageCount + frames.count(.allocated) + frames.count(.heap) + frames.count(.heapLarge) == ramPages
+    e.expect(frames.freePageCount + frames.count(.allocated) + frames.count(.heap) + frames.count(.heapLarge)
+      + frames.count(.slab) == ramPages
       && frames.count(.allocated) == held, "model: page accounting identity (seed)", seedValue)
     if let failure = frames.checkInvariants() { e.expect(false, failure.reason, seedValue) }
     e.expect(heapPagesOwned(), "model: a heap page is not the heap's in the page array (seed)", seedValue)
@@ -205,7 +244,24 @@ public func runModel<Source: OperationSource>(
     e.expect(runIntact(run, order), "model: a page run's pattern changed (seed)", seedValue)
     try? frames.freePages(run, order: order)
   }
+  do throws(HeapError) {
+    if !liveObjects.isEmpty {
+      try objects.destroy()
+      e.expect(false, "model: destroy of a cache with live objects accepted (seed)", seedValue)
+    }
+  } catch {
+    e.expect(error.reason == .cacheInUse, "model: destroy refused for the wrong reason (seed)", seedValue)
+  }
+  e.expect(objects.statistics?.liveObjects == liveObjects.count, "model: cache live count differs from the model (seed)", seedValue)
+  for object in liveObjects {
+    e.expect(intact(object), "model: cache object contents changed (seed)", seedValue)
+    try? objects.free(object.pointer)
+  }
+  do throws(HeapError) { try objects.destroy() } catch { e.expect(false, "model: destroy of an empty cache refused (seed)", seedValue) }
+  e.expect(objects.allocate() == nil && objects.statistics == nil, "model: a destroyed cache still serves (seed)", seedValue)
+  heap.releaseEmptySlabs()
   let stats = heap.statistics
+  e.expect(stats.slabObjects == 0 && stats.slabBytes == 0, "model: slab objects or pages left after freeing everything (seed)", seedValue)
   e.expect(stats.allocatedBlocks == 0 && stats.largeAllocations == 0 && stats.freeBlocks == 1 && stats.arenas == 1,
     "model: heap not one free arena after freeing everything (seed)", seedValue)
   e.expect(heap.check() == nil, "model: heapCheck at the end (seed)", seedValue)

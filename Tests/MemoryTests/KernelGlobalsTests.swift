@@ -61,9 +61,13 @@ struct KernelGlobalsTests {
     let heap = try #require(maybeHeap)
     #expect(heap.arenaRanges.first!.start > UInt(bitPattern: ram.base) + UInt(layout.heapStart - Self.base))
     #expect(heap.statistics.claimedBytes == 1 << 20)
+    // Small requests are slab objects, medium ones TLSF blocks in the initial arena.
     let p = try #require(kmalloc(100))
-    #expect(frames.owner(ofPhysical: frames.physical(of: p)) == .heap)
+    #expect(frames.owner(ofPhysical: frames.physical(of: p)) == .slab)
     kfree(p)
+    let medium = try #require(kmalloc(2000))
+    #expect(frames.owner(ofPhysical: frames.physical(of: medium)) == .heap)
+    kfree(medium)
     let map = MemoryMap(frames)
     #expect(map.totalPages == frames.pageCount)
     #expect(map[0].owner == .firmware && map[1].owner == .kernel && map[2].owner == .metadata && map[3].owner == .heap)
@@ -89,9 +93,9 @@ struct KernelGlobalsTests {
     #expect(allocPages(order: 0, owner: .firmware) == nil && allocContiguous(pages: 2, owner: .free) == nil)
     #expect(allocPages(order: 11) == nil)
     #expect(reported() == [
-      "kfree: bad header (interior pointer or overwritten header)", "kfree: double free", "freePage: reserved page",
+      "kfree: pointer inside an allocation, not at its start", "kfree: double free", "freePage: reserved page",
       "freePage: page not allocated (double free)", "freePage: page owned by another allocator (heap, slab or page tables)",
-      "kfree: pointer inside a large allocation, not at its start",
+      "kfree: pointer inside an allocation, not at its start",
       "freePage: page owned by another allocator (heap, slab or page tables)", "kfree: double free",
       "allocPages: owner not accepted for an allocation", "allocContiguous: owner not accepted for an allocation",
       "allocPages: order or page count out of range",

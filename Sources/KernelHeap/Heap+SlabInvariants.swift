@@ -1,0 +1,128 @@
+import PageFrames
+
+extension Heap {
+  /// The slab part of `check()`: for every size class and every object cache,
+  /// - the cache's check word is intact;
+  /// - its current slab, partial list and full list are linked both ways, each slab on
+  ///   the list its header names; full slabs have nothing left to hand out;
+  /// - every slab heads a `.slab` page run of the cache's order tagged with this heap,
+  ///   and its header's check word names the cache;
+  /// - in each slab the allocated count equals the bitmap's population, no bit is set at
+  ///   or past the never-used mark, and the free list holds exactly the other used
+  ///   objects (fewer when it was cut after a write after free), each once;
+  /// - the cache's slab and live-object counters equal a recount, the empty slabs on
+  ///   its partial list equal `emptySlabs`;
+  /// - the page array holds no slab run of this heap that no cache lists.
+  /// - Complexity: O(slabs × objects per slab + pages).
+  func checkSlabs() -> HeapCheckFailure? {
+    guard let frames = control.pointee.frames else { return nil }
+    var listedPages = 0
+    if let caches = control.pointee.classCaches {
+      for index in 0..<SlabClass.count {
+        let cache = caches + index
+        guard cache.pointee.check == UInt(bitPattern: cache) ^ control.pointee.slabSecret ^ SlabCache.kindSizeClass else {
+          return HeapCheckFailure(reason: "size-class cache check word wrong", address: UInt(bitPattern: cache))
+        }
+        if let failure = checkCache(cache, frames) { return failure }
+        listedPages += cache.pointee.slabs << cache.pointee.slabOrder
+      }
+    }
+    var address = control.pointee.objectCaches
+    var previous: UInt = 0
+    var steps = 0
+    while address != 0 {
+      steps += 1
+      let cache = UnsafeMutablePointer<SlabCache>(bitPattern: address)!
+      guard steps <= frames.pageCount, cache.pointee.previousCache == previous,
+        cache.pointee.check == address ^ control.pointee.slabSecret ^ SlabCache.kindObjectCache
+      else { return HeapCheckFailure(reason: "object-cache list broken", address: address) }
+      if let failure = checkCache(cache, frames) { return failure }
+      listedPages += cache.pointee.slabs << cache.pointee.slabOrder
+      previous = address
+      address = cache.pointee.nextCache
+    }
+    var slabPages = 0
+    for index in 0..<frames.pageCount {
+      let entry = frames.entries[index]
+      if entry.owner == .slab && entry.isBlockHead && entry.next == control.pointee.tag { slabPages += Int(entry.prev) }
+    }
+    guard slabPages == listedPages, slabPages << Page.shift == control.pointee.slabBytes else {
+      return HeapCheckFailure(reason: "slab pages in the page array differ from the caches' slabs", address: UInt(slabPages))
+    }
+    return nil
+  }
+
+  private func checkCache(_ cache: UnsafeMutablePointer<SlabCache>, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
+    var slabs = 0, live = 0, empty = 0
+    let current = cache.pointee.current
+    if current != 0 {
+      let slab = Slab(address: current)
+      guard slab.list == Slab.listCurrent else { return HeapCheckFailure(reason: "current slab not marked current", address: current) }
+      if let failure = checkSlab(slab, cache, frames) { return failure }
+      slabs += 1
+      live += slab.inUse
+    }
+    for (head, list) in [(cache.pointee.partial, Slab.listPartial), (cache.pointee.full, Slab.listFull)] {
+      var address = head
+      var previous: UInt = 0
+      while address != 0 {
+        let slab = Slab(address: address)
+        guard slabs <= frames.pageCount, slab.previous == previous, slab.list == list, address != current else {
+          return HeapCheckFailure(reason: "slab list broken", address: address)
+        }
+        if let failure = checkSlab(slab, cache, frames) { return failure }
+        if list == Slab.listFull {
+          guard slab.freeHead == 0, slab.fresh == cache.pointee.capacity else {
+            return HeapCheckFailure(reason: "slab on the full list has free objects", address: address)
+          }
+        } else {
+          guard slab.freeHead != 0 else { return HeapCheckFailure(reason: "slab on the partial list has no free object", address: address) }
+          if slab.inUse == 0 { empty += 1 }
+        }
+        slabs += 1
+        live += slab.inUse
+        previous = address
+        address = slab.next
+      }
+    }
+    guard slabs == cache.pointee.slabs, live == cache.pointee.liveObjects, empty == cache.pointee.emptySlabs else {
+      return HeapCheckFailure(reason: "slab cache counters differ from a recount", address: UInt(bitPattern: cache))
+    }
+    return nil
+  }
+
+  private func checkSlab(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
+    let address = slab.address
+    guard slab.cache == cache, slab.check == Slab.checkWord(address, cache, control.pointee.slabSecret) else {
+      return HeapCheckFailure(reason: "slab header check word wrong", address: address)
+    }
+    guard let run = frames.run(containing: frames.physical(of: slab.base)), run.owner == .slab,
+      run.tag == control.pointee.tag, frames.pointer(toPhysical: run.start) == slab.base,
+      run.pages == 1 << cache.pointee.slabOrder
+    else { return HeapCheckFailure(reason: "slab is not a .slab page run of this heap", address: address) }
+    let capacity = cache.pointee.capacity
+    let fresh = slab.fresh
+    guard fresh <= capacity, slab.inUse <= fresh else { return HeapCheckFailure(reason: "slab counts out of range", address: address) }
+    var bits = 0
+    for index in 0..<Slab.maximumObjects where slab.isAllocated(index) {
+      guard index < fresh else { return HeapCheckFailure(reason: "slab bitmap marks a never-used object", address: address) }
+      bits += 1
+    }
+    guard bits == slab.inUse else { return HeapCheckFailure(reason: "slab bitmap differs from its count", address: address) }
+    // The free list: distinct used free objects (a second visit would need a freed
+    // object twice, which the length bound catches).
+    var listed = 0
+    var object = slab.freeHead
+    while object != 0 {
+      guard listed < fresh - slab.inUse, let index = cache.pointee.objectIndex(object, in: slab), index < fresh,
+        !slab.isAllocated(index)
+      else { return HeapCheckFailure(reason: "slab free list holds a bad entry or loops", address: object) }
+      listed += 1
+      object = cache.pointee.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
+    }
+    guard listed == fresh - slab.inUse || slab.quarantined else {
+      return HeapCheckFailure(reason: "slab free list misses free objects", address: address)
+    }
+    return nil
+  }
+}

@@ -1,0 +1,231 @@
+import PageFrames
+
+// Slab caches: the heap's small-object path. A heap with page frames serves requests up
+// to `SlabClass.limit` from one `SlabCache` per size class, and `ObjectCache`s from
+// their own. Slab pages come from the page frames as `.slab` runs tagged with the
+// heap's id, so `kfree` finds a slab object's slab through its page entry, as it finds
+// growth arenas and large allocations.
+extension Heap {
+  // MARK: Allocation
+
+  /// An object from `cache`: the current slab's free-list head, else the slow path.
+  /// The link read from the object is checked before it becomes the new head.
+  /// - Complexity: O(1); the slow path adds one page-run allocation at most.
+  @inline(__always)
+  func slabAllocate(_ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer? {
+    let current = cache.pointee.current
+    if current != 0 {
+      let slab = Slab(address: current)
+      let object = slab.freeHead
+      if object != 0 {
+        var next = cache.pointee.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
+        if next != 0 && !isFreeObject(next, slab, cache) { next = cutFreeList(slab, at: object) }
+        slab.freeHead = next
+        return hand(object, slab, cache)
+      }
+    }
+    return slabAllocateSlow(cache)
+  }
+
+  /// Marks object `object` of `slab` allocated and counts it.
+  @inline(__always)
+  private func hand(_ object: UInt, _ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer {
+    let offset = object &- slab.address &- UInt(cache.pointee.firstOffset)
+    let index = Int(truncatingIfNeeded: (UInt64(offset) &* cache.pointee.reciprocal) >> 32)
+    slab.bitmapWord(index).pointee |= Slab.bit(index)
+    slab.inUse = slab.inUse &+ 1
+    cache.pointee.liveObjects &+= 1
+    cache.pointee.allocations &+= 1
+    return UnsafeMutableRawPointer(bitPattern: object)!
+  }
+
+  /// Whether `address` is a free object of `slab` that has been handed out before (so
+  /// it may be on the free list).
+  @inline(__always)
+  private func isFreeObject(_ address: UInt, _ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) -> Bool {
+    guard let index = cache.pointee.objectIndex(address, in: slab) else { return false }
+    return index < slab.fresh && !slab.isAllocated(index)
+  }
+
+  /// The link in free object `object` was overwritten (a write after free): report it,
+  /// and cut the slab's free list there instead of following it. The objects behind the
+  /// cut stay unused until the slab empties and goes back to the page allocator.
+  private func cutFreeList(_ slab: Slab, at object: UInt) -> UInt {
+    badInputHandler(HeapError(.freeListCorrupted, object).report("slab_alloc"))
+    slab.quarantined = true
+    return 0
+  }
+
+  /// The slow path: a never-used object of the current slab, else a slab from the
+  /// partial list, else a new slab.
+  private func slabAllocateSlow(_ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer? {
+    if cache.pointee.current != 0 {
+      let slab = Slab(address: cache.pointee.current)
+      if slab.fresh < cache.pointee.capacity { return takeFresh(slab, cache) }
+      // Exhausted: onto the full list.
+      cache.pointee.current = 0
+      slab.list = Slab.listFull
+      push(slab, onto: &cache.pointee.full)
+    }
+    if cache.pointee.partial != 0 {
+      let slab = Slab(address: cache.pointee.partial)
+      unlink(slab, from: &cache.pointee.partial)
+      if slab.inUse == 0 { cache.pointee.emptySlabs -= 1 }
+      slab.list = Slab.listCurrent
+      cache.pointee.current = slab.address
+      // A slab joins the partial list through a free, so its list is not empty.
+      return slabAllocate(cache)
+    }
+    guard let slab = newSlab(cache) else { return nil }
+    cache.pointee.current = slab.address
+    return takeFresh(slab, cache)
+  }
+
+  /// The next never-used object of `slab`.
+  private func takeFresh(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer {
+    let index = slab.fresh
+    slab.fresh = index + 1
+    return hand(cache.pointee.objectAddress(index, in: slab), slab, cache)
+  }
+
+  /// A slab of 2^slabOrder pages for `cache`, within the heap's ceiling, or nil.
+  private func newSlab(_ cache: UnsafeMutablePointer<SlabCache>) -> Slab? {
+    guard let frames = control.pointee.frames else { return nil }
+    let bytes = Page.size << cache.pointee.slabOrder
+    guard heldBytes + bytes <= control.pointee.growthCeiling,
+      let run = frames.allocPages(order: cache.pointee.slabOrder, owner: .slab, tag: control.pointee.tag, zeroed: false)
+    else { return nil }
+    let slab = Slab(run)
+    slab.initialize(cache: cache, secret: control.pointee.slabSecret)
+    control.pointee.slabBytes += bytes
+    cache.pointee.slabs += 1
+    return slab
+  }
+
+  /// Bytes the heap holds from the page frames and its initial range: arenas, the
+  /// control block, large allocations and slabs.
+  var heldBytes: Int { control.pointee.claimedBytes + control.pointee.largeBytes + control.pointee.slabBytes }
+
+  // MARK: Free
+
+  /// Frees object `index` of `slab` (located and checked): it heads its slab's list.
+  /// A full slab moves to the partial list; an empty one beyond the cache's keep goes
+  /// back to the page allocator.
+  /// - Complexity: O(1); giving a slab back costs O(2^order) page-entry writes.
+  @inline(__always)
+  func slabFree(_ slab: Slab, index: Int) {
+    let cache = slab.cache
+    let object = cache.pointee.objectAddress(index, in: slab)
+    slab.bitmapWord(index).pointee &= ~Slab.bit(index)
+    UnsafeMutableRawPointer(bitPattern: object)!.storeBytes(of: cache.pointee.encode(slab.freeHead, at: object), as: UInt.self)
+    slab.freeHead = object
+    let inUse = slab.inUse &- 1
+    slab.inUse = inUse
+    cache.pointee.liveObjects &-= 1
+    cache.pointee.frees &+= 1
+    if slab.list != Slab.listCurrent && (inUse == 0 || slab.list == Slab.listFull) { slabFreeSlow(slab, cache) }
+  }
+
+  private func slabFreeSlow(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) {
+    if slab.list == Slab.listFull {
+      unlink(slab, from: &cache.pointee.full)
+      slab.list = Slab.listPartial
+      push(slab, onto: &cache.pointee.partial)
+    }
+    guard slab.inUse == 0 else { return }
+    if cache.pointee.emptySlabs < SlabCache.keepEmpty {
+      cache.pointee.emptySlabs += 1
+    } else {
+      unlink(slab, from: &cache.pointee.partial)
+      releaseSlab(slab, cache)
+    }
+  }
+
+  /// Gives an empty slab (on no list, not current) back to the page allocator.
+  func releaseSlab(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) {
+    slab.check = 0
+    control.pointee.slabBytes -= Page.size << cache.pointee.slabOrder
+    cache.pointee.slabs -= 1
+    // Cannot throw: `newSlab` allocated this run with this order and owner.
+    try? control.pointee.frames?.freePages(slab.base, order: cache.pointee.slabOrder, owner: .slab)
+  }
+
+  /// Gives back every empty slab of `cache`, the current one included.
+  /// - Complexity: O(slabs on the partial list).
+  func shrink(_ cache: UnsafeMutablePointer<SlabCache>) {
+    var address = cache.pointee.partial
+    while address != 0 {
+      let slab = Slab(address: address)
+      address = slab.next
+      if slab.inUse == 0 {
+        unlink(slab, from: &cache.pointee.partial)
+        releaseSlab(slab, cache)
+      }
+    }
+    cache.pointee.emptySlabs = 0
+    if cache.pointee.current != 0 {
+      let slab = Slab(address: cache.pointee.current)
+      if slab.inUse == 0 {
+        cache.pointee.current = 0
+        releaseSlab(slab, cache)
+      }
+    }
+  }
+
+  /// Gives every empty slab of the size classes back to the page allocator (their
+  /// hysteresis keeps one each otherwise). `ObjectCache.shrink` does it for one cache.
+  /// - Complexity: O(size classes + slabs on partial lists).
+  public func releaseEmptySlabs() {
+    guard let caches = control.pointee.classCaches else { return }
+    for index in 0..<SlabClass.count { shrink(caches + index) }
+  }
+
+  // MARK: Lists
+
+  private func push(_ slab: Slab, onto head: inout UInt) {
+    slab.previous = 0
+    slab.next = head
+    if head != 0 { Slab(address: head).previous = slab.address }
+    head = slab.address
+  }
+
+  private func unlink(_ slab: Slab, from head: inout UInt) {
+    if slab.next != 0 { Slab(address: slab.next).previous = slab.previous }
+    if slab.previous != 0 { Slab(address: slab.previous).next = slab.next } else { head = slab.next }
+    slab.next = 0
+    slab.previous = 0
+  }
+
+  // MARK: Ownership
+
+  /// The object `pointer` starts in slab run `run` (owned by this heap), after the
+  /// header's check, the object-start check and the double-free check.
+  @inline(__always)
+  func locateSlabObject(_ pointer: UnsafeMutableRawPointer, run: PageRun, frames: PageFrameAllocator) throws(HeapError) -> Allocation {
+    let address = UInt(bitPattern: pointer)
+    let slab = Slab(frames.pointer(toPhysical: run.start))
+    let cache = slab.cache
+    guard slab.check == Slab.checkWord(slab.address, cache, control.pointee.slabSecret) else {
+      throw HeapError(.corruptSlab, address)
+    }
+    guard let index = cache.pointee.objectIndex(address, in: slab) else { throw HeapError(.interiorPointer, address) }
+    guard slab.isAllocated(index) else { throw HeapError(.doubleFree, address) }
+    return .slabObject(slab, index: index)
+  }
+
+  // MARK: Set-up
+
+  /// The secret, and the size-class caches at `block` in the control block (nil: slabs off).
+  func setUpSizeClasses(_ block: UnsafeMutableRawPointer?, seed: UInt) {
+    control.pointee.slabSecret = SlabCache.mix(UInt(bitPattern: control) ^ seed)
+    guard let block else { return }
+    let caches = block.bindMemory(to: SlabCache.self, capacity: SlabClass.count)
+    for index in 0..<SlabClass.count {
+      let cache = caches + index
+      cache.initialize(to: SlabCache(
+        size: SlabClass.objectSize(index), alignment: 16, kind: SlabCache.kindSizeClass,
+        address: UInt(bitPattern: cache), heapSecret: control.pointee.slabSecret))
+    }
+    control.pointee.classCaches = caches
+  }
+}

@@ -1,0 +1,149 @@
+import PageFrames
+
+/// What an `ObjectCache` holds now.
+public struct ObjectCacheStatistics: Sendable, Equatable {
+  /// The size asked for, and the bytes each object takes (rounded to the alignment).
+  public var objectSize: Int
+  public var slotSize: Int
+  public var alignment: Int
+  /// Objects per slab, and the slab's length in pages.
+  public var objectsPerSlab: Int
+  public var pagesPerSlab: Int
+  public var slabs: Int
+  /// Empty slabs kept against thrashing (besides the current one).
+  public var emptySlabs: Int
+  public var liveObjects: Int
+  /// Allocations and frees since the cache was created.
+  public var allocations: Int
+  public var frees: Int
+}
+
+/// A cache of fixed-size kernel objects, like Linux's kmem_cache: objects of one size
+/// and alignment packed into slabs of page frames, with no per-object header. The heap
+/// keeps the cache's state (in one of its blocks) and lends it the page frames.
+///
+/// A handle: copies name the same cache. `destroy` is refused while objects are live;
+/// once it succeeds, every call through any copy of the handle is refused as
+/// `cacheDestroyed` (its check word is cleared), as long as the heap has not reused
+/// the state's block for something that happens to carry the same word.
+///
+/// Bad input has the same defined outcomes as `Heap.deallocate`: misaligned, foreign,
+/// interior pointers and double frees throw and change nothing; an object of another
+/// cache or of kmalloc is `wrongCache`.
+public struct ObjectCache {
+  let cache: UnsafeMutablePointer<SlabCache>
+  public let heap: Heap
+
+  /// A cache for objects of `objectSize` bytes at `alignment` in `heap`.
+  ///
+  /// - Parameters:
+  ///   - objectSize: 1...4096 bytes.
+  ///   - alignment: a power of two from 16 to 4096 (smaller values are raised to 16).
+  /// - Returns: nil for a size or alignment out of range, a heap without page frames,
+  ///   or no memory for the cache's state.
+  /// - Complexity: O(1) plus one heap allocation.
+  public init?(heap: Heap, objectSize: Int, alignment: Int = 16) {
+    let aligned = max(alignment, 16)
+    guard heap.control.pointee.frames != nil, alignment > 0, alignment & (alignment - 1) == 0,
+      SlabCache.layout(size: objectSize, alignment: aligned) != nil,
+      let block = heap.allocateBlock(MemoryLayout<SlabCache>.stride)
+    else { return nil }
+    let cache = block.bindMemory(to: SlabCache.self, capacity: 1)
+    cache.initialize(to: SlabCache(
+      size: objectSize, alignment: aligned, kind: SlabCache.kindObjectCache,
+      address: UInt(bitPattern: cache), heapSecret: heap.control.pointee.slabSecret))
+    heap.linkObjectCache(cache)
+    self.cache = cache
+    self.heap = heap
+  }
+
+  /// Whether the handle still names a live cache of its heap.
+  var isLive: Bool {
+    cache.pointee.check == UInt(bitPattern: cache) ^ heap.control.pointee.slabSecret ^ SlabCache.kindObjectCache
+  }
+
+  /// One object (contents undefined), or nil when no slab page can be had or the cache
+  /// was destroyed.
+  /// - Complexity: O(1); a new slab costs one page-run allocation.
+  public func allocate() -> UnsafeMutableRawPointer? {
+    guard isLive else { return nil }
+    return heap.slabAllocate(cache)
+  }
+
+  /// Returns an object of this cache.
+  /// - Throws: `HeapError`: `cacheDestroyed`; `misaligned`, `outsideHeap`,
+  ///   `interiorPointer`, `doubleFree`, `corruptSlab` as `Heap.deallocate`; `wrongCache`
+  ///   for a pointer that is a live object of another cache, a kmalloc block or object,
+  ///   or a large allocation. Nothing changes then.
+  /// - Complexity: O(1): one page-entry lookup.
+  public func free(_ object: UnsafeMutableRawPointer) throws(HeapError) {
+    guard isLive else { throw HeapError(.cacheDestroyed, UInt(bitPattern: object)) }
+    guard case .slabObject(let slab, let index) = try heap.locate(object) else {
+      throw HeapError(.wrongCache, UInt(bitPattern: object))
+    }
+    guard slab.cache == cache else { throw HeapError(.wrongCache, UInt(bitPattern: object)) }
+    heap.slabFree(slab, index: index)
+  }
+
+  /// Gives the cache's empty slabs back to the page allocator.
+  /// - Complexity: O(slabs on the partial list).
+  public func shrink() {
+    guard isLive else { return }
+    heap.shrink(cache)
+  }
+
+  /// The cache's figures; nil once destroyed.
+  /// - Complexity: O(1).
+  public var statistics: ObjectCacheStatistics? {
+    guard isLive else { return nil }
+    let c = cache.pointee
+    return ObjectCacheStatistics(
+      objectSize: c.requestedSize, slotSize: c.slotSize, alignment: c.alignment, objectsPerSlab: c.capacity,
+      pagesPerSlab: 1 << c.slabOrder, slabs: c.slabs, emptySlabs: c.emptySlabs, liveObjects: c.liveObjects,
+      allocations: c.allocations, frees: c.frees)
+  }
+
+  /// Destroys the cache: its slabs go back to the page allocator and its state to the
+  /// heap.
+  /// - Throws: `cacheInUse` while objects are live (nothing changes), `cacheDestroyed`
+  ///   when it is gone already.
+  /// - Complexity: O(slabs).
+  public func destroy() throws(HeapError) {
+    guard isLive else { throw HeapError(.cacheDestroyed, UInt(bitPattern: cache)) }
+    guard cache.pointee.liveObjects == 0 else { throw HeapError(.cacheInUse, UInt(bitPattern: cache)) }
+    heap.shrink(cache)
+    cache.pointee.check = 0
+    heap.unlinkObjectCache(cache)
+    // Cannot throw: the state is a live block of this heap.
+    try? heap.deallocate(UnsafeMutableRawPointer(cache))
+  }
+}
+
+extension Heap {
+  /// A TLSF block of `size` bytes (never a slab object): for state that outlives the
+  /// slab caches' own bookkeeping.
+  func allocateBlock(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard let need = Heap.blockSize(forRequest: size),
+      let block = findFreeBlock(need) ?? (grow(need) ? findFreeBlock(need) : nil)
+    else { return nil }
+    return Block.payload(take(block, need: need))
+  }
+
+  func linkObjectCache(_ cache: UnsafeMutablePointer<SlabCache>) {
+    let head = control.pointee.objectCaches
+    cache.pointee.nextCache = head
+    cache.pointee.previousCache = 0
+    if head != 0 { UnsafeMutablePointer<SlabCache>(bitPattern: head)!.pointee.previousCache = UInt(bitPattern: cache) }
+    control.pointee.objectCaches = UInt(bitPattern: cache)
+  }
+
+  func unlinkObjectCache(_ cache: UnsafeMutablePointer<SlabCache>) {
+    let next = cache.pointee.nextCache, previous = cache.pointee.previousCache
+    if next != 0 { UnsafeMutablePointer<SlabCache>(bitPattern: next)!.pointee.previousCache = previous }
+    if previous != 0 {
+      UnsafeMutablePointer<SlabCache>(bitPattern: previous)!.pointee.nextCache = next
+    } else {
+      control.pointee.objectCaches = next
+    }
+  }
+}

@@ -1,0 +1,102 @@
+/// One slab: a naturally aligned run of 2^order pages owned by `.slab`, holding
+/// objects of one cache back to back after this header. Objects carry no header.
+///
+///     +0   check      address ^ cache ^ the heap's secret: a slab header that was
+///                     overwritten (or a forged one) fails it
+///     +8   cache      the `SlabCache` the slab belongs to
+///     +16  freeHead   first free object, 0 when none (see `SlabCache.encode`)
+///     +24  next       links of the partial or full list (slab addresses)
+///     +32  previous
+///     +40  inUse      objects handed out (UInt32)
+///     +44  fresh      objects never handed out yet start at this index (UInt16)
+///     +46  list       where the slab is: `listFull`, `listPartial`, `listCurrent` (UInt8)
+///     +47  quarantined  1 when its free list was found overwritten and cut (UInt8)
+///     +48  bitmap     4 x 64 bits, bit i set <=> object i is allocated
+///     +80  objects (at the cache's `firstOffset`)
+///
+/// Free objects hold the next free object's address, encoded, in their first 8 bytes.
+/// Objects at index `fresh` and above were never used and are not on the list: a new
+/// slab costs no writes to its objects.
+struct Slab {
+  let base: UnsafeMutableRawPointer
+
+  static let headerBytes = 80
+  /// Objects one slab can track (the bitmap's bits).
+  static let maximumObjects = 256
+  static let listFull: UInt8 = 0
+  static let listPartial: UInt8 = 1
+  static let listCurrent: UInt8 = 2
+
+  @inline(__always) init(_ base: UnsafeMutableRawPointer) { self.base = base }
+  @inline(__always) init(address: UInt) { base = UnsafeMutableRawPointer(bitPattern: address)! }
+
+  @inline(__always) var address: UInt { UInt(bitPattern: base) }
+
+  var check: UInt {
+    @inline(__always) get { base.load(as: UInt.self) }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue, as: UInt.self) }
+  }
+  var cache: UnsafeMutablePointer<SlabCache> {
+    @inline(__always) get { base.load(fromByteOffset: 8, as: UnsafeMutablePointer<SlabCache>.self) }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 8, as: UnsafeMutablePointer<SlabCache>.self) }
+  }
+  var freeHead: UInt {
+    @inline(__always) get { base.load(fromByteOffset: 16, as: UInt.self) }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 16, as: UInt.self) }
+  }
+  var next: UInt {
+    @inline(__always) get { base.load(fromByteOffset: 24, as: UInt.self) }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 24, as: UInt.self) }
+  }
+  var previous: UInt {
+    @inline(__always) get { base.load(fromByteOffset: 32, as: UInt.self) }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 32, as: UInt.self) }
+  }
+  var inUse: Int {
+    @inline(__always) get { Int(base.load(fromByteOffset: 40, as: UInt32.self)) }
+    @inline(__always) nonmutating set { base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 40, as: UInt32.self) }
+  }
+  var fresh: Int {
+    @inline(__always) get { Int(base.load(fromByteOffset: 44, as: UInt16.self)) }
+    @inline(__always) nonmutating set { base.storeBytes(of: UInt16(truncatingIfNeeded: newValue), toByteOffset: 44, as: UInt16.self) }
+  }
+  var list: UInt8 {
+    @inline(__always) get { base.load(fromByteOffset: 46, as: UInt8.self) }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 46, as: UInt8.self) }
+  }
+  var quarantined: Bool {
+    @inline(__always) get { base.load(fromByteOffset: 47, as: UInt8.self) != 0 }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue ? 1 : 0, toByteOffset: 47, as: UInt8.self) }
+  }
+
+  /// The bitmap word holding object `index`'s bit.
+  @inline(__always)
+  func bitmapWord(_ index: Int) -> UnsafeMutablePointer<UInt64> {
+    (base + 48 + (index >> 6) << 3).assumingMemoryBound(to: UInt64.self)
+  }
+  @inline(__always) static func bit(_ index: Int) -> UInt64 { 1 << UInt64(index & 63) }
+
+  /// Whether object `index` is handed out.
+  @inline(__always)
+  func isAllocated(_ index: Int) -> Bool { bitmapWord(index).pointee & Slab.bit(index) != 0 }
+
+  /// The check word a header of `cache` at `address` carries, for a heap secret.
+  @inline(__always)
+  static func checkWord(_ address: UInt, _ cache: UnsafeMutablePointer<SlabCache>, _ secret: UInt) -> UInt {
+    address ^ UInt(bitPattern: cache) ^ secret
+  }
+
+  /// Writes a fresh header: no object used, the bitmap clear.
+  func initialize(cache: UnsafeMutablePointer<SlabCache>, secret: UInt) {
+    check = Slab.checkWord(address, cache, secret)
+    self.cache = cache
+    freeHead = 0
+    next = 0
+    previous = 0
+    inUse = 0
+    fresh = 0
+    list = Slab.listCurrent
+    quarantined = false
+    (base + 48).initializeMemory(as: UInt64.self, repeating: 0, count: Slab.maximumObjects / 64)
+  }
+}

@@ -1,0 +1,127 @@
+import PageFrames
+
+/// The state of one cache of equal-size objects: a kmalloc size class, or an
+/// `ObjectCache`. Allocation pops from the current slab's free list, freeing pushes onto
+/// the list of the object's own slab; both fast paths touch only this cache and that
+/// slab's header. Everything a CPU would own lives here, so the cache can later exist
+/// once per CPU.
+///
+/// Slabs are in one of three places: `current` (allocations come from it), the partial
+/// list (slabs with free objects, empty ones included, newest first) or the full list
+/// (a free moves a slab from there to the partial list). Only slow paths move slabs. Empty slabs on the partial list beyond
+/// `keepEmpty` go back to the page allocator.
+struct SlabCache {
+  /// Slab being allocated from (its address), or 0.
+  var current: UInt = 0
+  /// Newest slab on the partial list, or 0.
+  var partial: UInt = 0
+  /// Newest slab on the full list, or 0.
+  var full: UInt = 0
+  /// Empty slabs on the partial list.
+  var emptySlabs = 0
+  /// Links of the heap's list of object caches (0 for size classes).
+  var nextCache: UInt = 0
+  var previousCache: UInt = 0
+  /// Slabs the cache holds: current, partial and full.
+  var slabs = 0
+  var liveObjects = 0
+  var allocations = 0
+  var frees = 0
+  /// Bytes from one object's start to the next (the object size rounded to the alignment).
+  let slotSize: Int
+  /// ceil(2^32 / slotSize): object index = offset * reciprocal >> 32, exact for every
+  /// offset inside a slab (offset * (reciprocal * slotSize - 2^32) < 2^32).
+  let reciprocal: UInt64
+  /// Offset of object 0 from the slab's start: the header, rounded to the alignment.
+  let firstOffset: Int
+  let capacity: Int
+  let slabOrder: Int
+  /// Mixed into every free-list link this cache stores.
+  let secret: UInt
+  /// `address ^ the heap's secret ^ kind` while the cache exists, 0 once destroyed.
+  var check: UInt
+  /// `kindSizeClass` (kmalloc) or `kindObjectCache`.
+  let kind: UInt
+  let alignment: Int
+  let requestedSize: Int
+
+  static let kindSizeClass: UInt = 0x5c1a
+  static let kindObjectCache: UInt = 0x0bca
+  /// Empty slabs kept on the partial list before further ones are given back.
+  static let keepEmpty = 1
+  /// The largest slab: 2^3 pages.
+  static let maximumSlabOrder = 3
+  /// The largest object an `ObjectCache` takes.
+  static let maximumObjectSize = 4096
+
+  /// The layout for objects of `size` bytes at `alignment`: the smallest slab order
+  /// (up to 3) that wastes at most a tenth of the slab, else the least wasteful one.
+  /// nil for a size or alignment out of range.
+  static func layout(size: Int, alignment: Int) -> (slot: Int, first: Int, capacity: Int, order: Int)? {
+    guard size >= 1, size <= maximumObjectSize, alignment >= 16, alignment <= Page.size,
+      alignment & (alignment - 1) == 0
+    else { return nil }
+    let slot = (size + alignment - 1) & ~(alignment - 1)
+    let first = (Slab.headerBytes + alignment - 1) & ~(alignment - 1)
+    var best: (slot: Int, first: Int, capacity: Int, order: Int)? = nil
+    var bestWaste = Int.max
+    for order in 0...maximumSlabOrder {
+      let bytes = Page.size << order
+      let capacity = min((bytes - first) / slot, Slab.maximumObjects)
+      guard capacity >= 1 else { continue }
+      let waste = bytes - first - capacity * slot
+      // Compare waste as a share of the slab: waste / bytes < bestWaste / bestBytes.
+      if best == nil || waste * (Page.size << best!.order) < bestWaste * bytes {
+        best = (slot, first, capacity, order)
+        bestWaste = waste
+      }
+      if waste * 10 <= bytes { return (slot, first, capacity, order) }
+    }
+    return best
+  }
+
+  init(size: Int, alignment: Int, kind: UInt, address: UInt, heapSecret: UInt) {
+    // Callers checked the layout exists.
+    let layout = SlabCache.layout(size: size, alignment: alignment)!
+    slotSize = layout.slot
+    reciprocal = (1 << 32) / UInt64(layout.slot) + 1
+    firstOffset = layout.first
+    capacity = layout.capacity
+    slabOrder = layout.order
+    secret = SlabCache.mix(heapSecret ^ address)
+    check = address ^ heapSecret ^ kind
+    self.kind = kind
+    self.alignment = alignment
+    requestedSize = size
+  }
+
+  /// A free-list link as stored in the free object at `slot`.
+  @inline(__always)
+  func encode(_ next: UInt, at slot: UInt) -> UInt { next ^ secret ^ slot }
+
+  /// The index of the object starting at `address` in `slab`, or nil when `address` is
+  /// not an object start there (inside the header, past the last object, or inside an
+  /// object).
+  @inline(__always)
+  func objectIndex(_ address: UInt, in slab: Slab) -> Int? {
+    let offset = address &- (slab.address &+ UInt(firstOffset))
+    guard offset < UInt(capacity * slotSize) else { return nil }
+    let index = Int(truncatingIfNeeded: (UInt64(offset) &* reciprocal) >> 32)
+    guard index * slotSize == Int(offset) else { return nil }
+    return index
+  }
+
+  /// The address of object `index` of `slab`.
+  @inline(__always)
+  func objectAddress(_ index: Int, in slab: Slab) -> UInt {
+    slab.address &+ UInt(firstOffset + index * slotSize)
+  }
+
+  /// SplitMix64's finaliser: spreads a seed over every bit.
+  static func mix(_ value: UInt) -> UInt {
+    var z = UInt64(truncatingIfNeeded: value) &+ 0x9E37_79B9_7F4A_7C15
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return UInt(truncatingIfNeeded: z ^ (z >> 31))
+  }
+}
