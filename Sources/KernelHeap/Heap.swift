@@ -358,9 +358,9 @@ public struct Heap {
     guard let frames = control.pointee.frames else { throw HeapError(.outsideHeap, address) }
     let physical = frames.physical(of: pointer)
     guard let run = frames.run(containing: physical), run.tag == control.pointee.tag else {
-      // A large allocation freed before leaves its first page free.
-      let freePage = Page.isAligned(physical) && frames.owner(ofPhysical: physical) == .free
-      throw HeapError(freePage ? .doubleFree : .outsideHeap, address)
+      // A pointer into a free page was the heap's before: a large allocation, a slab
+      // or a growth arena given back (or a wild pointer into free memory).
+      throw HeapError(frames.owner(ofPhysical: physical) == .free ? .doubleFree : .outsideHeap, address)
     }
     let runStart = frames.pointer(toPhysical: run.start)
     switch run.owner {

@@ -14,7 +14,8 @@ public enum HeapFailure: UInt8, FailureReason {
   /// The header's check value is wrong: not the start of a block (an interior
   /// pointer), or the header was overwritten.
   case corruptHeader
-  /// The block is already free; for a large allocation, its first page is free again.
+  /// The block or slab object is already free, or the pointer lies in a free page (a
+  /// large allocation, slab or arena the heap gave back).
   case doubleFree
   /// The header looks valid but its right neighbour disagrees with it (corruption
   /// or a forged header).

@@ -46,6 +46,7 @@ func pagesOwned(_ frames: PageFrameAllocator, _ pointer: UnsafeMutableRawPointer
 
 /// Bytes at every 4 KiB and the last byte of `[pointer, pointer + bytes)` equal `value`.
 func sampledBytesEqual(_ pointer: UnsafeMutableRawPointer, bytes: Int, _ value: UInt8) -> Bool {
+  guard bytes > 0 else { return true }
   var offset = 0
   while offset < bytes {
     if pointer.load(fromByteOffset: offset, as: UInt8.self) != value { return false }

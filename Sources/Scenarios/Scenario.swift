@@ -115,3 +115,11 @@ public struct SplitMix: OperationSource {
 
   public var exhausted: Bool { false }
 }
+
+/// Whether two static strings hold the same bytes (report reasons, say).
+/// - Complexity: O(length).
+public func sameText(_ a: StaticString, _ b: StaticString) -> Bool {
+  guard a.utf8CodeUnitCount == b.utf8CodeUnitCount else { return false }
+  for i in 0..<a.utf8CodeUnitCount where a.utf8Start[i] != b.utf8Start[i] { return false }
+  return true
+}

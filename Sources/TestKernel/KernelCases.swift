@@ -170,12 +170,6 @@ func heapGrowthCase() -> Expectations {
 
 nonisolated(unsafe) var lastReport: BadInputReport?
 
-/// Two static strings with the same bytes.
-func sameText(_ a: StaticString, _ b: StaticString) -> Bool {
-  guard a.utf8CodeUnitCount == b.utf8CodeUnitCount else { return false }
-  for i in 0..<a.utf8CodeUnitCount where a.utf8Start[i] != b.utf8Start[i] { return false }
-  return true
-}
 
 /// The last report came from `function`, for `reason`, at `address`; then forgets it.
 func expectReport(_ function: StaticString, _ reason: StaticString, _ address: UInt, _ e: inout Expectations, _ message: StaticString) {
