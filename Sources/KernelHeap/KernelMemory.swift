@@ -71,6 +71,17 @@ public struct KernelMemory: ~Copyable {
     }
   }
 
+  // MARK: Object caches
+
+  /// A new object cache in the kernel heap; nil (reported when memory is not set up)
+  /// for a size outside 1...4096, an alignment that is not a power of two up to 4096,
+  /// or no memory.
+  /// - Complexity: O(1).
+  public func makeObjectCache(objectSize: Int, alignment: Int, function: StaticString) -> ObjectCache? {
+    guard let heap = ready(function, 0)?.heap else { return nil }
+    return ObjectCache(heap: heap, objectSize: objectSize, alignment: alignment)
+  }
+
   // MARK: Page frames
 
   /// 2^order pages for `owner`, zeroed when asked; nil when none is free. An order out of
@@ -166,6 +177,41 @@ public func kcalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
 /// - Complexity: O(1) in place, O(size) when moved.
 public func krealloc(_ pointer: UnsafeMutableRawPointer?, _ size: UInt32) -> UnsafeMutableRawPointer? {
   kernelMemory.reallocate(pointer, to: Int(size), function: "krealloc")
+}
+
+/// A cache of `objectSize`-byte objects at `alignment` in the kernel heap (Linux's
+/// kmem_cache_create); nil for a size outside 1...4096, a bad alignment or no memory.
+/// - Complexity: O(1).
+public func kmemCacheCreate(objectSize: Int, alignment: Int = 16) -> ObjectCache? {
+  kernelMemory.makeObjectCache(objectSize: objectSize, alignment: alignment, function: "kmemCacheCreate")
+}
+
+/// One object of `cache`, or nil when no slab page can be had or the cache is destroyed.
+/// - Complexity: O(1); a new slab costs one page-run allocation.
+public func kmemCacheAlloc(_ cache: ObjectCache) -> UnsafeMutableRawPointer? {
+  cache.allocate()
+}
+
+/// Returns an object to its cache. Bad input (another cache's object, a kmalloc
+/// pointer, a double free, an interior or foreign pointer, a destroyed cache) is
+/// reported as "kmemCacheFree: reason address" and changes nothing.
+/// - Complexity: O(1).
+public func kmemCacheFree(_ cache: ObjectCache, _ object: UnsafeMutableRawPointer) {
+  do throws(HeapError) { try cache.free(object) } catch { badInputHandler(error.report("kmemCacheFree")) }
+}
+
+/// Destroys an empty cache. With live objects (or destroyed already) it is reported as
+/// "kmemCacheDestroy: reason address", nothing changes, and false is returned.
+/// - Complexity: O(slabs).
+@discardableResult
+public func kmemCacheDestroy(_ cache: ObjectCache) -> Bool {
+  do throws(HeapError) {
+    try cache.destroy()
+    return true
+  } catch {
+    badInputHandler(error.report("kmemCacheDestroy"))
+    return false
+  }
 }
 
 /// Runs `Heap.check()` on the kernel heap; a failure naming "memory not set up" before

@@ -189,7 +189,7 @@ func badInputCase() -> Expectations {
   kfree(p + 8)
   expectReport("kfree", HeapError.Reason.misaligned.text, UInt(bitPattern: p + 8), &e, "kfree reports a misaligned pointer")
   kfree(p + 32)
-  expectReport("kfree", HeapError.Reason.corruptHeader.text, UInt(bitPattern: p + 32), &e, "kfree reports an interior pointer")
+  expectReport("kfree", HeapError.Reason.interiorPointer.text, UInt(bitPattern: p + 32), &e, "kfree reports an interior pointer")
   kfree(p)
   kfree(p)
   expectReport("kfree", HeapError.Reason.doubleFree.text, UInt(bitPattern: p), &e, "kfree reports a double free")
@@ -211,6 +211,19 @@ func badInputCase() -> Expectations {
   kfree(large)
   kfree(large)
   expectReport("kfree", HeapError.Reason.doubleFree.text, UInt(bitPattern: large), &e, "kfree reports a large double free")
+  // Object caches: the wrong door, a destroy with live objects.
+  let cache = kmemCacheCreate(objectSize: 48)!
+  let object = kmemCacheAlloc(cache)!
+  let small = kmalloc(48)!
+  kmemCacheFree(cache, small)
+  expectReport("kmemCacheFree", HeapError.Reason.wrongCache.text, UInt(bitPattern: small), &e, "kmemCacheFree reports a kmalloc object")
+  kfree(object)
+  expectReport("kfree", HeapError.Reason.wrongCache.text, UInt(bitPattern: object), &e, "kfree reports an object-cache object")
+  e.expect(!kmemCacheDestroy(cache), "destroy refused with a live object", 0)
+  expectReport("kmemCacheDestroy", HeapError.Reason.cacheInUse.text, lastReport?.address ?? 0, &e, "kmemCacheDestroy reports live objects")
+  kmemCacheFree(cache, object)
+  e.expect(kmemCacheDestroy(cache) && lastReport == nil, "an empty cache is destroyed", 0)
+  kfree(small)
   e.expect(allocPages(order: 0, owner: .kernel) == nil, "allocPages refuses the kernel owner", 0)
   expectReport("allocPages", KernelMemory.badOwnerReason, UInt(PageOwner.kernel.rawValue), &e, "allocPages reports an owner it does not accept")
   // An object that memInit never set up reports every use.
@@ -235,7 +248,8 @@ final class Node {
 }
 
 /// Classes, Array and Dictionary allocate through posix_memalign/free into the heap:
-/// the heap's own counters must show this case's allocations while they are alive.
+/// the heap's own counters must show this case's allocations while they are alive
+/// (class instances in the size classes' slabs, the array's buffer in a TLSF block).
 func swiftRuntimeCase() -> Expectations {
   var e = Expectations()
   let before = bootHeap.statistics
@@ -254,16 +268,18 @@ func swiftRuntimeCase() -> Expectations {
     for i in 0..<1_000 { list = Node(i, list) }
     // Alive now: the 10,000-Int array (80,000 bytes), the dictionary, 1,000 nodes.
     let during = bootHeap.statistics
-    e.expect(during.allocatedBlocks >= before.allocatedBlocks + 1_000, "1,000 class instances are heap blocks", UInt(during.allocatedBlocks - before.allocatedBlocks))
-    // Each node is a block of at least the minimum 16-byte payload.
-    e.expect(during.usedBytes >= before.usedBytes + 80_000 + 1_000 * 16, "the array and the nodes are heap bytes", UInt(during.usedBytes - before.usedBytes))
+    e.expect(during.slabObjects >= before.slabObjects + 1_000, "1,000 class instances are slab objects", UInt(during.slabObjects - before.slabObjects))
+    // The array's buffer (above the slab limit) is a TLSF block or a large run.
+    let grown = during.usedBytes + during.largeBytes - before.usedBytes - before.largeBytes
+    e.expect(grown >= 80_000, "the array is heap bytes", UInt(grown))
     var total = 0
     while let node = list { total += node.value; list = node.next }
     e.expect(total == 499_500, "class instances", UInt(total))
   }
   e.expect(heapCheck() == nil, "heapCheck after the Swift workload", 0)
-  e.expect(bootHeap.statistics.allocatedBlocks == before.allocatedBlocks && bootHeap.statistics.usedBytes == before.usedBytes,
-    "Swift objects freed back to the heap", UInt(bootHeap.statistics.allocatedBlocks))
+  let after = bootHeap.statistics
+  e.expect(after.allocatedBlocks == before.allocatedBlocks && after.usedBytes == before.usedBytes && after.slabObjects == before.slabObjects,
+    "Swift objects freed back to the heap", UInt(after.slabObjects))
   return e
 }
 
