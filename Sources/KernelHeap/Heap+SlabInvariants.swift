@@ -53,17 +53,17 @@ extension Heap {
   }
 
   private func checkCache(_ cache: UnsafeMutablePointer<SlabCache>, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
-    var slabs = 0, live = 0, empty = 0
+    var slabs = 0, empty = 0
     let current = cache.pointee.current
     if current != 0 {
       let slab = Slab(address: current)
       guard slab.list == Slab.listCurrent else { return HeapCheckFailure(reason: "current slab not marked current", address: current) }
       if let failure = checkSlab(slab, cache, frames) { return failure }
       slabs += 1
-      live += slab.inUse
     }
-    for (head, list) in [(cache.pointee.partial, Slab.listPartial), (cache.pointee.full, Slab.listFull)] {
-      var address = head
+    for pass in 0..<2 {
+      let list = pass == 0 ? Slab.listPartial : Slab.listFull
+      var address = pass == 0 ? cache.pointee.partial : cache.pointee.full
       var previous: UInt = 0
       while address != 0 {
         let slab = Slab(address: address)
@@ -80,12 +80,11 @@ extension Heap {
           if slab.inUse == 0 { empty += 1 }
         }
         slabs += 1
-        live += slab.inUse
         previous = address
         address = slab.next
       }
     }
-    guard slabs == cache.pointee.slabs, live == cache.pointee.liveObjects, empty == cache.pointee.emptySlabs else {
+    guard slabs == cache.pointee.slabs, empty == cache.pointee.emptySlabs else {
       return HeapCheckFailure(reason: "slab cache counters differ from a recount", address: UInt(bitPattern: cache))
     }
     return nil

@@ -18,33 +18,29 @@ extension Heap {
       let slab = Slab(address: current)
       let object = slab.freeHead
       if object != 0 {
+        let index = slab.headIndex
         var next = cache.pointee.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
-        if next != 0 && !isFreeObject(next, slab, cache) { next = cutFreeList(slab, at: object) }
+        if next != 0 {
+          // The link must name a used, free object of this slab.
+          if let nextIndex = cache.pointee.objectIndex(next, in: slab), nextIndex < slab.fresh, !slab.isAllocated(nextIndex) {
+            slab.headIndex = nextIndex
+          } else {
+            next = cutFreeList(slab, at: object)
+          }
+        }
         slab.freeHead = next
-        return hand(object, slab, cache)
+        return hand(object, index, slab)
       }
     }
     return slabAllocateSlow(cache)
   }
 
-  /// Marks object `object` of `slab` allocated and counts it.
+  /// Marks object `index` (at `object`) of `slab` allocated.
   @inline(__always)
-  private func hand(_ object: UInt, _ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer {
-    let offset = object &- slab.address &- UInt(cache.pointee.firstOffset)
-    let index = Int(truncatingIfNeeded: (UInt64(offset) &* cache.pointee.reciprocal) >> 32)
+  private func hand(_ object: UInt, _ index: Int, _ slab: Slab) -> UnsafeMutableRawPointer {
     slab.bitmapWord(index).pointee |= Slab.bit(index)
     slab.inUse = slab.inUse &+ 1
-    cache.pointee.liveObjects &+= 1
-    cache.pointee.allocations &+= 1
     return UnsafeMutableRawPointer(bitPattern: object)!
-  }
-
-  /// Whether `address` is a free object of `slab` that has been handed out before (so
-  /// it may be on the free list).
-  @inline(__always)
-  private func isFreeObject(_ address: UInt, _ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) -> Bool {
-    guard let index = cache.pointee.objectIndex(address, in: slab) else { return false }
-    return index < slab.fresh && !slab.isAllocated(index)
   }
 
   /// The link in free object `object` was overwritten (a write after free): report it,
@@ -85,7 +81,7 @@ extension Heap {
   private func takeFresh(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer {
     let index = slab.fresh
     slab.fresh = index + 1
-    return hand(cache.pointee.objectAddress(index, in: slab), slab, cache)
+    return hand(cache.pointee.objectAddress(index, in: slab), index, slab)
   }
 
   /// A slab of 2^slabOrder pages for `cache`, within the heap's ceiling, or nil.
@@ -119,10 +115,9 @@ extension Heap {
     slab.bitmapWord(index).pointee &= ~Slab.bit(index)
     UnsafeMutableRawPointer(bitPattern: object)!.storeBytes(of: cache.pointee.encode(slab.freeHead, at: object), as: UInt.self)
     slab.freeHead = object
+    slab.headIndex = index
     let inUse = slab.inUse &- 1
     slab.inUse = inUse
-    cache.pointee.liveObjects &-= 1
-    cache.pointee.frees &+= 1
     if slab.list != Slab.listCurrent && (inUse == 0 || slab.list == Slab.listFull) { slabFreeSlow(slab, cache) }
   }
 
@@ -180,6 +175,22 @@ extension Heap {
     for index in 0..<SlabClass.count { shrink(caches + index) }
   }
 
+  /// Objects of `cache` handed out now: a walk of its slabs (the fast paths keep no
+  /// cache-wide counter).
+  /// - Complexity: O(slabs).
+  func liveObjects(_ cache: UnsafeMutablePointer<SlabCache>) -> Int {
+    var live = cache.pointee.current == 0 ? 0 : Slab(address: cache.pointee.current).inUse
+    for list in 0..<2 {
+      var address = list == 0 ? cache.pointee.partial : cache.pointee.full
+      while address != 0 {
+        let slab = Slab(address: address)
+        live += slab.inUse
+        address = slab.next
+      }
+    }
+    return live
+  }
+
   // MARK: Lists
 
   private func push(_ slab: Slab, onto head: inout UInt) {
@@ -198,12 +209,11 @@ extension Heap {
 
   // MARK: Ownership
 
-  /// The object `pointer` starts in slab run `run` (owned by this heap), after the
+  /// The object `pointer` starts in `slab` (a slab run of this heap), after the
   /// header's check, the object-start check and the double-free check.
   @inline(__always)
-  func locateSlabObject(_ pointer: UnsafeMutableRawPointer, run: PageRun, frames: PageFrameAllocator) throws(HeapError) -> Allocation {
+  func locateSlabObject(_ pointer: UnsafeMutableRawPointer, slab: Slab) throws(HeapError) -> Allocation {
     let address = UInt(bitPattern: pointer)
-    let slab = Slab(frames.pointer(toPhysical: run.start))
     let cache = slab.cache
     guard slab.check == Slab.checkWord(slab.address, cache, control.pointee.slabSecret) else {
       throw HeapError(.corruptSlab, address)

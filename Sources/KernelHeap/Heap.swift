@@ -353,26 +353,27 @@ public struct Heap {
 
   /// Ownership from the page entry of `pointer`: a growth arena or a large allocation of
   /// this heap (its tag), anything else is not ours.
+  @inline(__always)
   func locateInPageFrames(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Allocation {
     let address = UInt(bitPattern: pointer)
     guard let frames = control.pointee.frames else { throw HeapError(.outsideHeap, address) }
     let physical = frames.physical(of: pointer)
-    guard let run = frames.run(containing: physical), run.tag == control.pointee.tag else {
+    guard let found = frames.runEntry(containing: physical), found.head.next == control.pointee.tag else {
       // A pointer into a free page was the heap's before: a large allocation, a slab
       // or a growth arena given back (or a wild pointer into free memory).
       throw HeapError(frames.owner(ofPhysical: physical) == .free ? .doubleFree : .outsideHeap, address)
     }
-    let runStart = frames.pointer(toPhysical: run.start)
-    switch run.owner {
-    case .heap:
-      let arena = growthArenaBounds(run, frames)
-      guard address >= arena.start + UInt(Block.headerSize) else { throw HeapError(.outsideHeap, address) }
-      return .block(try validate(pointer, arenaStart: arena.start, arenaEnd: arena.end))
-    case .heapLarge:
-      guard runStart == pointer else { throw HeapError(.interiorPointer, address) }
-      return .large(runStart, pages: run.pages)
-    case .slab:
-      return try locateSlabObject(pointer, run: run, frames: frames)
+    // The run is contiguous in the direct map: its start is `pagesIn` pages down.
+    let runStart = Page.roundDown(address) &- UInt(found.pagesIn) << UInt(Page.shift)
+    switch found.head.ownerRawValue {
+    case PageOwner.slab.rawValue:
+      return try locateSlabObject(pointer, slab: Slab(address: runStart))
+    case PageOwner.heap.rawValue:
+      guard address >= runStart + UInt(Heap.arenaRecordBytes + Block.headerSize) else { throw HeapError(.outsideHeap, address) }
+      return .block(try validate(pointer, arenaStart: runStart + UInt(Heap.arenaRecordBytes), arenaEnd: runStart + UInt(Int(found.head.prev) << Page.shift)))
+    case PageOwner.heapLarge.rawValue:
+      guard runStart == address else { throw HeapError(.interiorPointer, address) }
+      return .large(pointer, pages: Int(found.head.prev))
     default:
       throw HeapError(.outsideHeap, address)
     }

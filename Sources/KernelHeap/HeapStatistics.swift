@@ -54,11 +54,11 @@ extension Heap {
   }
 
   /// Live kmalloc objects in the size classes' slabs.
-  /// - Complexity: O(size classes).
+  /// - Complexity: O(slabs).
   public var sizeClassObjects: Int {
     guard let caches = control.pointee.classCaches else { return 0 }
     var live = 0
-    for index in 0..<SlabClass.count { live += caches[index].liveObjects }
+    for index in 0..<SlabClass.count { live += liveObjects(caches + index) }
     return live
   }
 

@@ -13,9 +13,9 @@ public struct ObjectCacheStatistics: Sendable, Equatable {
   /// Empty slabs kept against thrashing (besides the current one).
   public var emptySlabs: Int
   public var liveObjects: Int
-  /// Allocations and frees since the cache was created.
-  public var allocations: Int
-  public var frees: Int
+  /// Bytes of the cache's slabs, and the share of them live objects use.
+  public var slabBytes: Int
+  public var utilization: Double
 }
 
 /// A cache of fixed-size kernel objects, like Linux's kmem_cache: objects of one size
@@ -93,14 +93,16 @@ public struct ObjectCache {
   }
 
   /// The cache's figures; nil once destroyed.
-  /// - Complexity: O(1).
+  /// - Complexity: O(slabs).
   public var statistics: ObjectCacheStatistics? {
     guard isLive else { return nil }
     let c = cache.pointee
+    let live = heap.liveObjects(cache)
+    let bytes = c.slabs * (Page.size << c.slabOrder)
     return ObjectCacheStatistics(
       objectSize: c.requestedSize, slotSize: c.slotSize, alignment: c.alignment, objectsPerSlab: c.capacity,
-      pagesPerSlab: 1 << c.slabOrder, slabs: c.slabs, emptySlabs: c.emptySlabs, liveObjects: c.liveObjects,
-      allocations: c.allocations, frees: c.frees)
+      pagesPerSlab: 1 << c.slabOrder, slabs: c.slabs, emptySlabs: c.emptySlabs, liveObjects: live,
+      slabBytes: bytes, utilization: bytes == 0 ? 0 : Double(live * c.requestedSize) / Double(bytes))
   }
 
   /// Destroys the cache: its slabs go back to the page allocator and its state to the
@@ -110,7 +112,7 @@ public struct ObjectCache {
   /// - Complexity: O(slabs).
   public func destroy() throws(HeapError) {
     guard isLive else { throw HeapError(.cacheDestroyed, UInt(bitPattern: cache)) }
-    guard cache.pointee.liveObjects == 0 else { throw HeapError(.cacheInUse, UInt(bitPattern: cache)) }
+    guard heap.liveObjects(cache) == 0 else { throw HeapError(.cacheInUse, UInt(bitPattern: cache)) }
     heap.shrink(cache)
     cache.pointee.check = 0
     heap.unlinkObjectCache(cache)

@@ -12,7 +12,9 @@
 ///     +46  list       where the slab is: `listFull`, `listPartial`, `listCurrent` (UInt8)
 ///     +47  quarantined  1 when its free list was found overwritten and cut (UInt8)
 ///     +48  bitmap     4 x 64 bits, bit i set <=> object i is allocated
-///     +80  objects (at the cache's `firstOffset`)
+///     +80  headIndex  the index of `freeHead`'s object (UInt32; the fast path needs no
+///                     division for it), and 12 bytes unused
+///     +96  objects (at the cache's `firstOffset`)
 ///
 /// Free objects hold the next free object's address, encoded, in their first 8 bytes.
 /// Objects at index `fresh` and above were never used and are not on the list: a new
@@ -20,7 +22,7 @@
 struct Slab {
   let base: UnsafeMutableRawPointer
 
-  static let headerBytes = 80
+  static let headerBytes = 96
   /// Objects one slab can track (the bitmap's bits).
   static let maximumObjects = 256
   static let listFull: UInt8 = 0
@@ -55,6 +57,10 @@ struct Slab {
   var inUse: Int {
     @inline(__always) get { Int(base.load(fromByteOffset: 40, as: UInt32.self)) }
     @inline(__always) nonmutating set { base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 40, as: UInt32.self) }
+  }
+  var headIndex: Int {
+    @inline(__always) get { Int(base.load(fromByteOffset: 80, as: UInt32.self)) }
+    @inline(__always) nonmutating set { base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 80, as: UInt32.self) }
   }
   var fresh: Int {
     @inline(__always) get { Int(base.load(fromByteOffset: 44, as: UInt16.self)) }

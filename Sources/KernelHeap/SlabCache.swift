@@ -24,9 +24,6 @@ struct SlabCache {
   var previousCache: UInt = 0
   /// Slabs the cache holds: current, partial and full.
   var slabs = 0
-  var liveObjects = 0
-  var allocations = 0
-  var frees = 0
   /// Bytes from one object's start to the next (the object size rounded to the alignment).
   let slotSize: Int
   /// ceil(2^32 / slotSize): object index = offset * reciprocal >> 32, exact for every
@@ -35,6 +32,8 @@ struct SlabCache {
   /// Offset of object 0 from the slab's start: the header, rounded to the alignment.
   let firstOffset: Int
   let capacity: Int
+  /// `capacity * slotSize`: offsets from object 0 below this are inside some object.
+  let objectsBytes: UInt
   let slabOrder: Int
   /// Mixed into every free-list link this cache stores.
   let secret: UInt
@@ -87,6 +86,7 @@ struct SlabCache {
     reciprocal = (1 << 32) / UInt64(layout.slot) + 1
     firstOffset = layout.first
     capacity = layout.capacity
+    objectsBytes = UInt(layout.capacity * layout.slot)
     slabOrder = layout.order
     secret = SlabCache.mix(heapSecret ^ address)
     check = address ^ heapSecret ^ kind
@@ -105,7 +105,7 @@ struct SlabCache {
   @inline(__always)
   func objectIndex(_ address: UInt, in slab: Slab) -> Int? {
     let offset = address &- (slab.address &+ UInt(firstOffset))
-    guard offset < UInt(capacity * slotSize) else { return nil }
+    guard offset < objectsBytes else { return nil }
     let index = Int(truncatingIfNeeded: (UInt64(offset) &* reciprocal) >> 32)
     guard index * slotSize == Int(offset) else { return nil }
     return index

@@ -1,5 +1,6 @@
 import Glibc
 import KernelHeap
+import MemInit
 import PageFrames
 
 /// What a benchmark needs of an allocator.
@@ -25,7 +26,8 @@ final class Arena {
   deinit { Glibc.free(base) }
 }
 
-/// This project's heap over a fixed arena (no growth).
+/// This project's heap over a fixed arena (no page frames, so no slabs and no growth):
+/// the TLSF allocator alone, for the efficiency figure.
 struct ProjectHeap: BenchAllocator {
   static let name = "project"
   let arena: Arena
@@ -33,6 +35,21 @@ struct ProjectHeap: BenchAllocator {
   init(bytes: Int) {
     arena = Arena(bytes: bytes)
     heap = Heap(start: arena.base, size: bytes, zeroFill: benchZeroFill)!
+  }
+  @inline(__always) mutating func allocate(_ size: Int) -> UnsafeMutableRawPointer? { heap.allocate(size) }
+  @inline(__always) mutating func free(_ pointer: UnsafeMutableRawPointer) { try? heap.deallocate(pointer) }
+}
+
+/// The kernel's memory object as memInit builds it over a simulated machine: kmalloc
+/// and kfree with the slab caches, the TLSF heap, growth and large runs, every check on.
+struct ProjectKernel: BenchAllocator {
+  static let name = "project"
+  let machine: SimulatedMachine
+  let heap: Heap
+  init(machineBytes: Int = 1 << 30) {
+    machine = SimulatedMachine(bytes: machineBytes)
+    let memory = try! KernelMemory(machine.config, layout: try! planLayout(machine.config))
+    heap = memory.heap!
   }
   @inline(__always) mutating func allocate(_ size: Int) -> UnsafeMutableRawPointer? { heap.allocate(size) }
   @inline(__always) mutating func free(_ pointer: UnsafeMutableRawPointer) { try? heap.deallocate(pointer) }

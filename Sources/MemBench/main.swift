@@ -39,7 +39,7 @@ let repetitions = quick ? 3 : 5
 // 1. LIFO micro.
 for size in [16, 64, 256, 1024, 4096] where wanted("lifo") {
   let iterations = quick ? 200_000 : 2_000_000
-  var project = ProjectHeap(bytes: arenaBytes)
+  var project = ProjectKernel()
   var seed = SeedBestFitList(bytes: arenaBytes)
   var glibc = GlibcMalloc()
   record("lifo", "\(size)", "project", "ns/pair", median((0..<repetitions).map { _ in lifo(&project, size: size, iterations: iterations) }))
@@ -50,7 +50,7 @@ for size in [16, 64, 256, 1024, 4096] where wanted("lifo") {
 // 2. Random actions, talc-style.
 for max in [200, 1000, 3000] where wanted("random") {
   let trace = randomTrace(max: max, operations: quick ? 200_000 : 2_000_000, seed: UInt64(max))
-  var project = ProjectHeap(bytes: arenaBytes)
+  var project = ProjectKernel()
   var seed = SeedBestFitList(bytes: arenaBytes)
   var glibc = GlibcMalloc()
   record("random", "max=\(max)", "project", "ns/op", median((0..<repetitions).map { _ in replay(&project, trace) }))
@@ -77,7 +77,7 @@ for max in [1000, 4096] where wanted("efficiency") {
 // 4. Scaling with free holes present.
 for holes in [10, 100, 1000, 5000] where wanted("scaling") {
   let iterations = quick ? 20_000 : 200_000
-  var project = ProjectHeap(bytes: arenaBytes)
+  var project = ProjectKernel()
   var seed = SeedBestFitList(bytes: arenaBytes)
   var glibc = GlibcMalloc()
   record("scaling", "holes=\(holes)", "project", "ns/pair", median((0..<repetitions).map { _ in scaling(&project, holes: holes, iterations: iterations) }))

@@ -25,12 +25,12 @@ public struct PageEntry: Sendable {
 
   public var next: UInt32
   public var prev: UInt32
-  var word: UInt64
+  @usableFromInline var word: UInt64
 
   private static let virtualPageMask: UInt64 = (1 << 40) - 1
-  private static let ownerShift: UInt64 = 40
+  @usableFromInline static let ownerShift: UInt64 = 40
   private static let orderShift: UInt64 = 48
-  private static let flagsShift: UInt64 = 56
+  @usableFromInline static let flagsShift: UInt64 = 56
 
   init(next: UInt32, prev: UInt32, word: UInt64) {
     self.next = next
@@ -38,7 +38,8 @@ public struct PageEntry: Sendable {
     self.word = word
   }
 
-  private func field(_ shift: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: word >> shift) }
+  @inlinable @inline(__always)
+  func field(_ shift: UInt64) -> UInt8 { UInt8(truncatingIfNeeded: word >> shift) }
   private mutating func setField(_ shift: UInt64, _ value: UInt8) {
     word = (word & ~(0xFF << shift)) | (UInt64(value) << shift)
   }
@@ -66,12 +67,15 @@ public struct PageEntry: Sendable {
 
   /// `flagBlockHead` and `flagHot`.
   public var flags: UInt8 {
-    get { field(PageEntry.flagsShift) }
+    @inlinable @inline(__always) get { field(PageEntry.flagsShift) }
     set { setField(PageEntry.flagsShift, newValue) }
   }
 
   /// Whether the page heads a block.
-  public var isBlockHead: Bool { flags & PageEntry.flagBlockHead != 0 }
+  @inlinable public var isBlockHead: Bool { flags & 1 != 0 }  // flagBlockHead, as a literal for inlining
+
+  /// The owner's raw byte, without decoding it (fast paths compare it).
+  @inlinable public var ownerRawValue: UInt8 { field(PageEntry.ownerShift) }
 
   /// The page is allocated when anything but the free lists owns it.
   public var isAllocated: Bool { owner != .free }

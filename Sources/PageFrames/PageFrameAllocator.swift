@@ -1,23 +1,25 @@
 /// One RAM range of the allocator: its pages have the consecutive entry indices
 /// `[firstIndex, firstIndex + pages)`. Holes between ranges cost no metadata.
+@usableFromInline
 struct PageArena {
-  var base: UInt
-  var end: UInt
-  var firstIndex: Int
-  var pages: Int
+  @usableFromInline var base: UInt
+  @usableFromInline var end: UInt
+  @usableFromInline var firstIndex: Int
+  @usableFromInline var pages: Int
   /// `base` as a frame number, for buddy alignment.
   var baseFrame: Int
 }
 
 /// The allocator's state. It lives at the start of the metadata region, in front of the
 /// page entries, so every copy of a `PageFrameAllocator` handle works on the same state.
+@usableFromInline
 struct PageFrameState {
   let pageCount: Int
-  let directMapOffset: Int
+  @usableFromInline let directMapOffset: Int
   let zeroFill: ZeroFill
   /// The RAM ranges, sorted by address.
-  var arenaCount = 0
-  var arenas = InlineArray<64, PageArena>(repeating: PageArena(base: 0, end: 0, firstIndex: 0, pages: 0, baseFrame: 0))
+  @usableFromInline var arenaCount = 0
+  @usableFromInline var arenas = InlineArray<64, PageArena>(repeating: PageArena(base: 0, end: 0, firstIndex: 0, pages: 0, baseFrame: 0))
   /// Heads of the free lists, one per order (page indices).
   var freeHeads: InlineArray<11, UInt32> = .init(repeating: PageEntry.none)
   /// Bit k set <=> the order-k free list is non-empty.
@@ -53,7 +55,7 @@ struct PageFrameState {
 /// `release` for what is free. After that, every page has exactly one owner and
 /// `Σ count(owner) == pageCount`.
 public struct PageFrameAllocator {
-  let state: UnsafeMutablePointer<PageFrameState>
+  @usableFromInline let state: UnsafeMutablePointer<PageFrameState>
   /// The metadata array, `pageCount` entries: the ranges' pages one after another.
   public let entries: UnsafeMutablePointer<PageEntry>
 
@@ -177,14 +179,14 @@ public struct PageFrameAllocator {
   }
 
   /// The range holding `physical`, or nil in a hole or outside RAM.
-  @inline(__always)
+  @inlinable @inline(__always)
   func arena(ofPhysical physical: UInt) -> PageArena? {
     let count = state.pointee.arenaCount
     var low = 0
-    var high = count - 1
+    var high = count &- 1
     while low < high {
-      let middle = (low + high + 1) >> 1
-      if state.pointee.arenas[middle].base <= physical { low = middle } else { high = middle - 1 }
+      let middle = (low &+ high &+ 1) >> 1
+      if state.pointee.arenas[middle].base <= physical { low = middle } else { high = middle &- 1 }
     }
     let found = state.pointee.arenas[low]
     return physical >= found.base && physical < found.end ? found : nil
@@ -201,16 +203,17 @@ public struct PageFrameAllocator {
 
   /// Index of the page holding `physical`, or nil outside RAM or in a hole.
   /// - Complexity: O(log ranges).
-  @inline(__always)
+  @inlinable @inline(__always)
   public func pageIndex(ofPhysical physical: UInt) -> Int? {
     guard let arena = arena(ofPhysical: physical) else { return nil }
-    return arena.firstIndex + Int((physical - arena.base) >> UInt(Page.shift))
+    // Cannot wrap: base <= physical < end, and the indices fit the array.
+    return arena.firstIndex &+ Int(truncatingIfNeeded: (physical &- arena.base) >> UInt(Page.shift))
   }
 
   /// Pointer through the direct map to physical address `physical`.
   /// - Precondition: `physical` is covered by the direct map (not checked).
   /// - Complexity: O(1).
-  @inline(__always)
+  @inlinable @inline(__always)
   public func pointer(toPhysical physical: UInt) -> UnsafeMutableRawPointer {
     UnsafeMutableRawPointer(bitPattern: UInt(bitPattern: Int(bitPattern: physical) &+ directMapOffset))!
   }
@@ -218,7 +221,7 @@ public struct PageFrameAllocator {
   /// Physical address behind a direct-map pointer.
   /// - Precondition: `pointer` came from the direct map (not checked).
   /// - Complexity: O(1).
-  @inline(__always)
+  @inlinable @inline(__always)
   public func physical(of pointer: UnsafeMutableRawPointer) -> UInt {
     UInt(bitPattern: Int(bitPattern: pointer) &- directMapOffset)
   }
@@ -509,15 +512,26 @@ public struct PageFrameAllocator {
   /// - Complexity: O(1): at most two entry loads.
   @inline(__always)
   public func run(containing physical: UInt) -> PageRun? {
+    guard let found = runEntry(containing: physical) else { return nil }
+    return PageRun(owner: found.head.owner, start: address(ofPage: found.headIndex), pages: Int(found.head.prev), tag: found.head.next)
+  }
+
+  /// The head entry of the allocated run holding `physical`, and how many pages into
+  /// the run `physical` lies: `run(containing:)` without building a `PageRun`, for
+  /// lookups on a free path (the run starts `pagesIn` pages below `physical`'s page).
+  /// - Complexity: O(log ranges); O(1) with one range.
+  @inlinable @inline(__always)
+  public func runEntry(containing physical: UInt) -> (head: PageEntry, headIndex: Int, pagesIn: Int)? {
     guard let index = pageIndex(ofPhysical: physical) else { return nil }
     let entry = entries[index]
-    guard entry.owner.isAllocatable else { return nil }
+    guard PageOwner.isAllocatable(rawValue: entry.ownerRawValue) else { return nil }
     let head = entry.isBlockHead ? index : Int(entry.next)
-    guard head < pageCount else { return nil }
+    guard head <= index else { return nil }
     let headEntry = entries[head]
-    guard headEntry.isBlockHead, headEntry.owner == entry.owner else { return nil }
-    return PageRun(owner: entry.owner, start: address(ofPage: head), pages: Int(headEntry.prev), tag: headEntry.next)
+    guard headEntry.isBlockHead, headEntry.ownerRawValue == entry.ownerRawValue else { return nil }
+    return (headEntry, head, index - head)
   }
+
 
   // MARK: Runs
 

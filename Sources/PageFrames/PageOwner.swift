@@ -49,6 +49,14 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
     }
   }
 
+  /// `isAllocatable` of the owner with raw value `raw` (false for an unknown byte),
+  /// without decoding it.
+  @inlinable @inline(__always)
+  public static func isAllocatable(rawValue raw: UInt8) -> Bool {
+    let allocatable: UInt32 = 1 << 1 | 1 << 5 | 1 << 8 | 1 << 9 | 1 << 10
+    return raw < 32 && allocatable & 1 << UInt32(raw) != 0
+  }
+
   /// A fixed-width label for memory maps.
   public var label: StaticString {
     switch self {
