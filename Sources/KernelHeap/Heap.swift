@@ -364,7 +364,7 @@ public struct Heap {
       throw HeapError(frames.owner(ofPhysical: physical) == .free ? .doubleFree : .outsideHeap, address)
     }
     // The run is contiguous in the direct map: its start is `pagesIn` pages down.
-    let runStart = Page.roundDown(address) &- UInt(found.pagesIn) << UInt(Page.shift)
+    let runStart = Page.roundDown(address) &- UInt(bitPattern: found.pagesIn) << UInt(Page.shift)
     switch found.head.ownerRawValue {
     case PageOwner.slab.rawValue:
       return try locateSlabObject(pointer, slab: Slab(address: runStart))

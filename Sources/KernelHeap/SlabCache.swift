@@ -104,17 +104,18 @@ struct SlabCache {
   /// object).
   @inline(__always)
   func objectIndex(_ address: UInt, in slab: Slab) -> Int? {
-    let offset = address &- (slab.address &+ UInt(firstOffset))
+    // No arithmetic here can wrap: offsets and indices are below a slab's size.
+    let offset = address &- (slab.address &+ UInt(bitPattern: firstOffset))
     guard offset < objectsBytes else { return nil }
-    let index = Int(truncatingIfNeeded: (UInt64(offset) &* reciprocal) >> 32)
-    guard index * slotSize == Int(offset) else { return nil }
-    return index
+    let index = UInt(truncatingIfNeeded: (UInt64(offset) &* reciprocal) >> 32)
+    guard index &* UInt(bitPattern: slotSize) == offset else { return nil }
+    return Int(bitPattern: index)
   }
 
   /// The address of object `index` of `slab`.
   @inline(__always)
   func objectAddress(_ index: Int, in slab: Slab) -> UInt {
-    slab.address &+ UInt(firstOffset + index * slotSize)
+    slab.address &+ UInt(bitPattern: firstOffset &+ index &* slotSize)
   }
 
   /// SplitMix64's finaliser: spreads a seed over every bit.

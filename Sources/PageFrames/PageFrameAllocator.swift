@@ -529,7 +529,7 @@ public struct PageFrameAllocator {
     guard head <= index else { return nil }
     let headEntry = entries[head]
     guard headEntry.isBlockHead, headEntry.ownerRawValue == entry.ownerRawValue else { return nil }
-    return (headEntry, head, index - head)
+    return (headEntry, head, index &- head)
   }
 
 
