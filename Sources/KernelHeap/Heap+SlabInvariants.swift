@@ -103,9 +103,13 @@ extension Heap {
     let fresh = slab.fresh
     guard fresh <= capacity, slab.inUse <= fresh else { return HeapCheckFailure(reason: "slab counts out of range", address: address) }
     var bits = 0
-    for index in 0..<Slab.maximumObjects where slab.isAllocated(index) {
-      guard index < fresh else { return HeapCheckFailure(reason: "slab bitmap marks a never-used object", address: address) }
-      bits += 1
+    for word in 0..<Slab.maximumObjects / 64 {
+      let value = slab.bitmapWord(word * 64).pointee
+      // Bits at or past `fresh` must be clear.
+      let firstBeyond = fresh - word * 64
+      let beyond: UInt64 = firstBeyond <= 0 ? ~0 : firstBeyond >= 64 ? 0 : ~0 << UInt64(firstBeyond)
+      guard value & beyond == 0 else { return HeapCheckFailure(reason: "slab bitmap marks a never-used object", address: address) }
+      bits += value.nonzeroBitCount
     }
     guard bits == slab.inUse else { return HeapCheckFailure(reason: "slab bitmap differs from its count", address: address) }
     // The free list: distinct used free objects (a second visit would need a freed
