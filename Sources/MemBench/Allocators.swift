@@ -8,6 +8,22 @@ protocol BenchAllocator {
   static var name: String { get }
   mutating func allocate(_ size: Int) -> UnsafeMutableRawPointer?
   mutating func free(_ pointer: UnsafeMutableRawPointer)
+  /// `size` bytes at a multiple of `alignment`; the default serves up to 16 only.
+  mutating func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer?
+  /// Resizes; the default allocates, copies and frees.
+  mutating func reallocate(_ pointer: UnsafeMutableRawPointer, from old: Int, to size: Int) -> UnsafeMutableRawPointer?
+}
+
+extension BenchAllocator {
+  mutating func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    alignment <= 16 ? allocate(size) : nil
+  }
+  mutating func reallocate(_ pointer: UnsafeMutableRawPointer, from old: Int, to size: Int) -> UnsafeMutableRawPointer? {
+    guard let moved = allocate(size) else { return nil }
+    moved.copyMemory(from: pointer, byteCount: min(old, size))
+    free(pointer)
+    return moved
+  }
 }
 
 let benchZeroFill: ZeroFill = { pointer, count in _ = memset(pointer!, 0, count) }
@@ -53,6 +69,10 @@ struct ProjectKernel: BenchAllocator {
   }
   @inline(__always) mutating func allocate(_ size: Int) -> UnsafeMutableRawPointer? { heap.allocate(size) }
   @inline(__always) mutating func free(_ pointer: UnsafeMutableRawPointer) { try? heap.deallocate(pointer) }
+  mutating func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? { heap.allocate(size, alignment: alignment) }
+  mutating func reallocate(_ pointer: UnsafeMutableRawPointer, from old: Int, to size: Int) -> UnsafeMutableRawPointer? {
+    (try? heap.reallocate(pointer, to: size)) ?? nil
+  }
 }
 
 /// glibc's posix_memalign(16) and free.
@@ -63,6 +83,13 @@ struct GlibcMalloc: BenchAllocator {
     return posix_memalign(&pointer, 16, size) == 0 ? pointer : nil
   }
   @inline(__always) mutating func free(_ pointer: UnsafeMutableRawPointer) { Glibc.free(pointer) }
+  mutating func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
+    var pointer: UnsafeMutableRawPointer?
+    return posix_memalign(&pointer, max(alignment, 16), size) == 0 ? pointer : nil
+  }
+  mutating func reallocate(_ pointer: UnsafeMutableRawPointer, from old: Int, to size: Int) -> UnsafeMutableRawPointer? {
+    Glibc.realloc(pointer, size)
+  }
 }
 
 /// The seed's heap, as the Go port and the tutorial build it: an address-ordered doubly

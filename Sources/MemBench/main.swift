@@ -8,7 +8,8 @@ import Scenarios
 
 let json = CommandLine.arguments.contains("--json")
 let quick = CommandLine.arguments.contains("--quick")
-/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth).
+/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth, trace).
+/// `--trace FILE`: the recorded trace to replay (default bench/traces/python-json.trace.xz).
 let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
   i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
 }
@@ -138,8 +139,33 @@ for workload in GrowthWorkload.allCases where wanted("growth") {
   if !outcome.intact { print("growth \(name): a block or page lost its mark") }
 }
 
+// 7. A real program's allocations (bench/traces): the whole trace for this heap and
+// glibc; the seed list walks every segment per allocation, so all three also replay its
+// first 20,000 events.
+if wanted("trace") {
+  let path = CommandLine.arguments.firstIndex(of: "--trace").flatMap { i in
+    i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
+  } ?? "bench/traces/python-json.trace.xz"
+  if let trace = RecordedTrace(path: path, name: "python-json") {
+    let runs = quick ? 1 : 3
+    var project = ProjectKernel()
+    var glibc = GlibcMalloc()
+    let parameter = "\(trace.name)-\(trace.events.count)"
+    record("trace", parameter, "project", "ns/op", median((0..<runs).map { _ in replay(&project, trace) ?? .nan }))
+    record("trace", parameter, "glibc", "ns/op", median((0..<runs).map { _ in replay(&glibc, trace) ?? .nan }))
+    let head = trace.prefix(20_000)
+    let headParameter = "\(trace.name)-first-\(head.events.count)"
+    var seed = SeedBestFitList(bytes: 64 << 20)
+    record("trace", headParameter, "project", "ns/op", median((0..<repetitions).map { _ in replay(&project, head) ?? .nan }))
+    record("trace", headParameter, "seed-list", "ns/op", median((0..<repetitions).map { _ in replay(&seed, head) ?? .nan }))
+    record("trace", headParameter, "glibc", "ns/op", median((0..<repetitions).map { _ in replay(&glibc, head) ?? .nan }))
+  } else {
+    print("trace: \(path) could not be read (xz missing?)")
+  }
+}
+
 // Ratios from this run.
-for r in results where r.allocator == "project" && (r.workload == "lifo" || r.workload == "random" || r.workload == "scaling") {
+for r in results where r.allocator == "project" && (r.workload == "lifo" || r.workload == "random" || r.workload == "scaling" || r.workload == "trace") {
   for baseline in ["seed-list", "glibc"] {
     if let b = results.find(r.workload, r.parameter, baseline) {
       record(r.workload, r.parameter, "project/\(baseline)", "ratio", r.value / b)
