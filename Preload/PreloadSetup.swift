@@ -103,18 +103,15 @@ private func releaseNext(atLeast request: UInt) {
   releasedChunks += 1
 }
 
-/// Figures for KMALLOC_STATS: `out[0...6]` = bytes released to the page allocator,
-/// release steps, free pages, pages of heap arenas, pages of large allocations, heap
-/// payload bytes in use and their peak (arenas only).
+/// Figures for KMALLOC_STATS, all kept counts (no heap walk at exit): `out[0...4]` =
+/// bytes released to the page allocator, release steps, free pages, pages of heap
+/// arenas, pages of large allocations.
 @_cdecl("kmalloc_counts")
 public func kmallocCounts(_ out: UnsafeMutablePointer<Int>) {
-  guard let frames = kernelMemory.frames, let heap = kernelMemory.heap else { return }
+  guard let frames = kernelMemory.frames else { return }
   out[0] = Int(releaseCursor - frames.base)
   out[1] = releasedChunks
   out[2] = frames.freePageCount
   out[3] = frames.count(.heap)
   out[4] = frames.count(.heapLarge)
-  let statistics = heap.statistics
-  out[5] = statistics.usedBytes
-  out[6] = statistics.peakUsedBytes
 }

@@ -11,12 +11,15 @@
 //    over fork by pthread_atfork handlers;
 //  - the report hook: bad input ("free: double free 0x...") is written to stderr and
 //    the call returns, as the kernel's handler would have printed it;
-//  - KMALLOC_STATS=1 (or =/path, appended): one line at exit, "kmalloc: pid=N ...";
+//  - freed large allocations beyond KMALLOC_RETAIN bytes (default 16 MiB) given back to
+//    the kernel with MADV_DONTNEED, as glibc unmaps its large chunks;
+//  - KMALLOC_STATS=1 (or =/path, appended): "kmalloc: pid=N started" when set up, and
+//    a line of counts at exit, "kmalloc: pid=N malloc=... ";
 //  - KMALLOC_TRACE=path: a binary log of every call (format below; "%p" in the path
 //    becomes the pid, and forked children trace only then).
 //
-// Trace file (raw, little-endian): an 16-byte header "KMTRACE1", u32 record size (32),
-// u32 pid; then 32-byte records:
+// Trace file (raw, little-endian): a 16-byte header, "KMTRACE1", u32 record size (32),
+// u32 pid; then 32-byte records, one per call in the order the heap saw them:
 //     u8 op ('m' malloc, 'c' calloc, 'r' realloc, 'f' free, 'a' aligned: posix_memalign,
 //            aligned_alloc, memalign, valloc, pvalloc)
 //     u8 log2(alignment) (0 unless op 'a'), 6 bytes zero,
@@ -65,6 +68,8 @@ static pthread_t init_thread;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 /// Set by kmalloc_report: the current call was refused as bad input (no retry).
 static bool refused;
+/// While set, kmalloc_report notes a refusal without printing it (a probe).
+static bool quiet;
 
 // MARK: Helpers without malloc
 
@@ -115,6 +120,7 @@ void kmalloc_zero_fill(void *pointer, long count) {
 void kmalloc_report(const uint8_t *function, long functionLength, const uint8_t *reason, long reasonLength,
                     uintptr_t address) {
   refused = true;
+  if (quiet) return;
   char line[512];
   if (functionLength > 100) functionLength = 100;
   if (reasonLength > 300) reasonLength = 300;
@@ -148,8 +154,20 @@ enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_ALIGNED, OP_COUNT };
 static unsigned long calls[OP_COUNT];
 static unsigned long failures;
 static unsigned long reservation_bytes;
+static size_t retained_bytes;
+static size_t retain_budget = 16UL << 20;
+static unsigned long given_back_bytes;
 /// KMALLOC_STATS: "1" for stderr, or a file to append to; empty when off.
 static char stats_target[1024];
+
+/// Writes one KMALLOC_STATS line to stderr or appends it to the file named.
+static void stats_write(const char *line, size_t length) {
+  int fd = 2;
+  if (stats_target[0] == '/') fd = open(stats_target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  write_all(fd, line, length);
+  if (fd != 2) close(fd);
+}
 
 // MARK: Trace (KMALLOC_TRACE)
 
@@ -260,8 +278,18 @@ static bool initialize(void) {
     return false;
   }
   reservation_bytes = bytes;
+  retain_budget = env_size("KMALLOC_RETAIN", retain_budget);
   const char *stats = getenv("KMALLOC_STATS");
-  if (stats && *stats && strcmp(stats, "0") != 0 && strlen(stats) < sizeof stats_target) strcpy(stats_target, stats);
+  if (stats && *stats && strcmp(stats, "0") != 0 && strlen(stats) < sizeof stats_target) {
+    strcpy(stats_target, stats);
+    // At once too: a process that leaves through _exit (dash, a forked child) writes no
+    // exit line.
+    char line[64];
+    char *out = put_text(line, "kmalloc: pid=", 13);
+    out = put_decimal(out, (unsigned long)getpid());
+    out = put_text(out, " started\n", 9);
+    stats_write(line, (size_t)(out - line));
+  }
   const char *trace_path = getenv("KMALLOC_TRACE");
   if (trace_path && *trace_path && strlen(trace_path) < sizeof trace_template) {
     strcpy(trace_template, trace_path);
@@ -314,6 +342,41 @@ static inline void release(bool locked) {
 /// input, and another chunk of the reservation could be released for it.
 static inline bool more(size_t bytes) { return !refused && kmalloc_release_more(bytes); }
 
+// MARK: Giving freed page runs back to the kernel
+
+// The heap keeps freed pages in the page allocator, resident, where glibc unmaps a
+// freed mmap chunk. So a freed large allocation (a page run of its own) stays resident
+// only while the freed runs kept so add up to at most KMALLOC_RETAIN bytes (default
+// 16 MiB; a large allocation is taken to reuse kept pages first); past that it is
+// given back with MADV_DONTNEED. Growing buffers (a realloc'd string, say) then do not
+// leave every smaller copy resident, and a large buffer freed and allocated over and
+// over does not fault its pages in again each time.
+/// The length of the page run `pointer` heads as a large allocation, or 0 (an arena
+/// block, or bad input: then the caller's own call reports it).
+static inline size_t large_run_bytes(void *pointer) {
+  if (((uintptr_t)pointer & (PAGE - 1)) != 0) return 0;
+  quiet = true;
+  long bytes = kheap_usable_size(pointer);
+  quiet = false;
+  refused = false;
+  return bytes > (long)LARGE_THRESHOLD ? (size_t)bytes : 0;
+}
+
+/// After a large allocation of `bytes` at `pointer` was freed.
+static void give_back(void *pointer, size_t bytes) {
+  if (retained_bytes + bytes <= retain_budget) {
+    retained_bytes += bytes;
+    return;
+  }
+  madvise(pointer, bytes, MADV_DONTNEED);
+  given_back_bytes += bytes;
+}
+
+/// After a large allocation of `bytes`: it most likely reused retained pages.
+static inline void took_large(size_t bytes) {
+  if (bytes > LARGE_THRESHOLD) retained_bytes -= bytes < retained_bytes ? bytes : retained_bytes;
+}
+
 // MARK: The C names
 
 /// The heap's aligned allocation, or for alignments above a page a page run big enough
@@ -341,6 +404,7 @@ static void *aligned_common(size_t alignment, size_t size) {
   void *result = aligned_locked(alignment, size);
   while (!result && alignment <= MAX_RUN_ALIGNMENT && size <= SIZE_MAX - alignment && more(size + alignment))
     result = aligned_locked(alignment, size);
+  if (size > LARGE_THRESHOLD && result) took_large(size);
   calls[OP_ALIGNED]++;
   trace('a', alignment, size, result, NULL);
   if (!result) failures++;
@@ -353,6 +417,7 @@ EXPORT void *malloc(size_t size) {
   bool locked = acquire();
   void *result = kheap_malloc(size);
   while (__builtin_expect(!result, 0) && more(size)) result = kheap_malloc(size);
+  if (size > LARGE_THRESHOLD && result) took_large(size);
   calls[OP_MALLOC]++;
   trace('m', 0, size, result, NULL);
   if (!result) failures++;
@@ -365,7 +430,9 @@ EXPORT void free(void *pointer) {
   if (!pointer || in_bootstrap(pointer)) return;
   if (!started()) return;
   bool locked = acquire();
+  size_t large = large_run_bytes(pointer);
   kheap_free(pointer);
+  if (large) give_back(pointer, large);
   calls[OP_FREE]++;
   trace('f', 0, 0, NULL, pointer);
   release(locked);
@@ -381,6 +448,7 @@ EXPORT void *calloc(size_t count, size_t size) {
   bool locked = acquire();
   void *result = kheap_calloc(count, size);
   while (__builtin_expect(!result, 0) && more(bytes)) result = kheap_calloc(count, size);
+  if (bytes > LARGE_THRESHOLD && result) took_large(bytes);
   calls[OP_CALLOC]++;
   trace('c', 0, bytes, result, NULL);
   if (!result) failures++;
@@ -398,8 +466,26 @@ EXPORT void *realloc(void *pointer, size_t size) {
   }
   if (!started()) return pointer ? NULL : bootstrap_alloc(size, 16);
   bool locked = acquire();
-  void *result = kheap_realloc(pointer, size);
-  while (__builtin_expect(!result, 0) && size != 0 && more(size)) result = kheap_realloc(pointer, size);
+  void *result;
+  size_t large = pointer ? large_run_bytes(pointer) : 0;
+  if (large && (size == 0 || size > large || size <= LARGE_THRESHOLD)) {
+    // A large allocation that moves (or goes): as Heap.reallocate, but the old run is
+    // given back.
+    result = NULL;
+    if (size != 0) {
+      result = kheap_malloc(size);
+      while (!result && more(size)) result = kheap_malloc(size);
+      if (result) memcpy(result, pointer, size < large ? size : large);
+    }
+    if (result || size == 0) {
+      kheap_free(pointer);
+      give_back(pointer, large);
+    }
+  } else {
+    result = kheap_realloc(pointer, size);
+    while (__builtin_expect(!result, 0) && size != 0 && more(size)) result = kheap_realloc(pointer, size);
+  }
+  if (size > LARGE_THRESHOLD && result && result != pointer) took_large(size);
   calls[OP_REALLOC]++;
   trace('r', 0, size, result, pointer);
   if (!result && size != 0) failures++;
@@ -478,7 +564,7 @@ __attribute__((destructor)) static void kmalloc_exit(void) {
   trace_flush();
   trace_unbuffered = true;
   if (stats_target[0]) {
-    long counts[7] = {0};
+    long counts[5] = {0};
     kmalloc_counts(counts);
     static const char *names[OP_COUNT] = {" malloc=", " calloc=", " realloc=", " free=", " aligned="};
     char line[600];
@@ -496,23 +582,16 @@ __attribute__((destructor)) static void kmalloc_exit(void) {
     out = put_decimal(out, (unsigned long)counts[0] >> 20);
     out = put_text(out, " releases=", 10);
     out = put_decimal(out, (unsigned long)counts[1]);
+    out = put_text(out, " given_back_mib=", 16);
+    out = put_decimal(out, given_back_bytes >> 20);
     out = put_text(out, " free_pages=", 12);
     out = put_decimal(out, (unsigned long)counts[2]);
     out = put_text(out, " heap_pages=", 12);
     out = put_decimal(out, (unsigned long)counts[3]);
     out = put_text(out, " large_pages=", 13);
     out = put_decimal(out, (unsigned long)counts[4]);
-    out = put_text(out, " used=", 6);
-    out = put_decimal(out, (unsigned long)counts[5]);
-    out = put_text(out, " peak_used=", 11);
-    out = put_decimal(out, (unsigned long)counts[6]);
     *out++ = '\n';
-    int fd = 2;
-    if (stats_target[0] == '/') fd = open(stats_target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      write_all(fd, line, (size_t)(out - line));
-      if (fd != 2) close(fd);
-    }
+    stats_write(line, (size_t)(out - line));
   }
   release(locked);
 }
