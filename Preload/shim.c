@@ -52,7 +52,7 @@ void *kheap_realloc(void *pointer, size_t size);
 void kheap_free(void *pointer);
 long kheap_usable_size(void *pointer);
 // Preload/PreloadSetup.swift.
-bool kmalloc_setup(void *base, long bytes, long chunk);
+bool kmalloc_setup(void *base, long bytes, long chunk, long growth_pages);
 bool kmalloc_release_more(size_t request);
 void kmalloc_counts(long *out);
 
@@ -266,13 +266,14 @@ static void fork_child(void) {
 static bool initialize(void) {
   size_t bytes = env_size("KMALLOC_RESERVE", 64UL << 30);
   size_t chunk = env_size("KMALLOC_CHUNK", 64UL << 20);
+  size_t growth_pages = env_size("KMALLOC_GROWTH_PAGES", 256);
   void *base = MAP_FAILED;
   // Smaller reservations when the address space is limited (ulimit -v, overcommit off).
   for (; bytes >= (64UL << 20); bytes >>= 1) {
     base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base != MAP_FAILED) break;
   }
-  if (base == MAP_FAILED || !kmalloc_setup(base, (long)bytes, (long)chunk)) {
+  if (base == MAP_FAILED || !kmalloc_setup(base, (long)bytes, (long)chunk, (long)growth_pages)) {
     static const char message[] = "kmalloc: cannot set up the heap (mmap failed)\n";
     write_all(2, message, sizeof message - 1);
     return false;
@@ -446,8 +447,18 @@ EXPORT void *calloc(size_t count, size_t size) {
   }
   if (!started()) return bootstrap_alloc(bytes, 16);  // static memory: already zero
   bool locked = acquire();
-  void *result = kheap_calloc(count, size);
-  while (__builtin_expect(!result, 0) && more(bytes)) result = kheap_calloc(count, size);
+  void *result;
+  if (bytes > LARGE_THRESHOLD) {
+    // A page run of its own: zeroed by the kernel instead of memset, so that pages the
+    // program never touches stay out of its RSS (glibc's calloc leaves fresh mmap
+    // chunks alone the same way).
+    result = kheap_malloc(bytes);
+    while (!result && more(bytes)) result = kheap_malloc(bytes);
+    if (result) madvise(result, (bytes + PAGE - 1) & ~(PAGE - 1), MADV_DONTNEED);
+  } else {
+    result = kheap_calloc(count, size);
+    while (__builtin_expect(!result, 0) && more(bytes)) result = kheap_calloc(count, size);
+  }
   if (bytes > LARGE_THRESHOLD && result) took_large(bytes);
   calls[OP_CALLOC]++;
   trace('c', 0, bytes, result, NULL);

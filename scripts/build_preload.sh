@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds .build-preload/libkmalloc.so (`make preload`): the kernel's PageFrames and
 # KernelHeap sources in Embedded Swift for the host, plus Preload/PreloadSetup.swift,
-# linked with the C shim (Preload/shim.c) into an LD_PRELOAD malloc.
+# linked with the C shim (Preload/shim.c) into an LD_PRELOAD malloc; and
+# .build-preload/kmrun, the run-and-measure helper of scripts/realworld.py.
 #
 #   scripts/build_preload.sh [OUT_DIR]      (default .build-preload)
 #
@@ -56,6 +57,9 @@ flock "$LOCK" "$CLANG" -shared -fPIC -O2 -fvisibility=hidden -std=c11 -Wall -Wex
   -Wl,--version-script="$ROOT/Preload/exports.map" -Wl,-z,now -Wl,--no-undefined -lpthread \
   -o "$OUT/libkmalloc.so.tmp"
 mv "$OUT/libkmalloc.so.tmp" "$OUT/libkmalloc.so"
+
+# The measuring helper of scripts/realworld.py.
+"$CLANG" -O2 -Wall -o "$OUT/kmrun" "$ROOT/Preload/kmrun.c"
 
 # Exactly the intended names, and nothing from Swift.
 expected="aligned_alloc calloc free malloc malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray valloc"
