@@ -403,7 +403,11 @@ static void *aligned_common(size_t alignment, size_t size) {
   if (!started()) return bootstrap_alloc(size, alignment);
   bool locked = acquire();
   void *result = aligned_locked(alignment, size);
-  while (!result && alignment <= MAX_RUN_ALIGNMENT && size <= SIZE_MAX - alignment && more(size + alignment))
+  // Above a page, a run found by the page allocator's scan may be misaligned however
+  // much is released: two more chunks at most.
+  int tries = 0;
+  while (!result && alignment <= MAX_RUN_ALIGNMENT && size <= SIZE_MAX - alignment &&
+         (alignment <= PAGE || tries++ < 2) && more(size + alignment))
     result = aligned_locked(alignment, size);
   if (size > LARGE_THRESHOLD && result) took_large(size);
   calls[OP_ALIGNED]++;

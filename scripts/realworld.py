@@ -204,9 +204,10 @@ def prepare(work, quick, python, has_tests, lib):
     git = shutil.which("git")
     if git and os.path.exists(os.path.join(ROOT, ".git")):
         revision = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-        blame = "'*.swift' '*.c'" if quick else "'*.swift' '*.c' '*.py' '*.md' '*.json' 'Makefile'"
+        blame = r"\.(swift|c)$" if quick else r"\.(swift|c|py|md|json)$|Makefile"
         script = (f"git log -p --stat -M {revision} && "
-                  f"for f in $(git ls-tree -r --name-only {revision} -- {blame}); do git blame -w -M -C {revision} -- \"$f\" || exit 1; done && "
+                  f"for f in $(git ls-tree -r --name-only {revision} | grep -E '{blame}'); do "
+                  f"git blame -w -M -C {revision} -- \"$f\" || exit 1; done && "
                   f"git grep -n -I -e func -e page {revision} -- && git diff -M --stat -p {revision}~20 {revision}")
         if quick:
             script = script.replace(" -M -C ", " ")
