@@ -8,6 +8,8 @@
 #   make fuzz [SECONDS=60]                    libFuzzer + AddressSanitizer on the model run
 #   make fuzz-dtb [SECONDS=60]                libFuzzer + AddressSanitizer on the device tree reader
 #   make asan-test                            the host tests under AddressSanitizer
+#   make preload                              .build-preload/libkmalloc.so: the heap as an LD_PRELOAD malloc
+#   make realworld [QUICK=1] [RUNS=3]         real programs with libkmalloc.so against glibc
 
 BOARD ?= raspi3b
 MEM ?= 1G
@@ -27,7 +29,7 @@ QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   -semihosting-config enable=on,target=native
 
-.PHONY: all kernel testkernel image run debug test host-test qemu-test qemu bench bench-qemu bench-plot fuzz fuzz-dtb asan-test clean
+.PHONY: all kernel testkernel image run debug test host-test qemu-test qemu bench bench-qemu bench-plot fuzz fuzz-dtb asan-test preload realworld clean
 
 all: kernel
 
@@ -103,5 +105,14 @@ fuzz-dtb:
 asan-test:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
 
+# KernelHeap and PageFrames in Embedded Swift for x86_64 Linux, with the C names from
+# Preload/shim.c (scripts/build_preload.sh); `realworld` compares real programs' output,
+# wall time and peak RSS with it preloaded and with glibc (scripts/realworld.py).
+preload:
+	bash scripts/build_preload.sh
+
+realworld: preload
+	$(PYTHON) scripts/realworld.py $(if $(QUICK),--quick,) $(if $(RUNS),--runs $(RUNS),)
+
 clean:
-	rm -rf .build .build-raspi3b .build-raspi4b .build-virt .build-bench .build-fuzz .build-asan .build-dt
+	rm -rf .build .build-raspi3b .build-raspi4b .build-virt .build-bench .build-fuzz .build-asan .build-dt .build-preload

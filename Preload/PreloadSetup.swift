@@ -1,0 +1,119 @@
+// Sets up the kernel's page-frame allocator and heap (PageFrames, KernelHeap: the same
+// sources the kernel runs) over one large anonymous mmap reservation, for the malloc
+// preload library (Preload/shim.c exports the C names). Compiled in Embedded Swift for
+// x86_64-unknown-linux-gnu by scripts/build_preload.sh; nothing here allocates.
+//
+// The reservation, physical address = virtual address (direct map offset 0):
+//
+//   base ─► +------------------------------+
+//           | page metadata (16 B a page)  |  outside the managed range: no page
+//           |                              |  entries of its own to write
+//           +------------------------------+
+//           | (gap up to a 4 MiB boundary) |
+//  first ─► +------------------------------+  managed range [first, end)
+//           | initial heap (1 MiB)         |  reserved as .heap
+//           +------------------------------+
+//           | released chunk by chunk      |  64 MiB at a time, as allocations fail
+//   end  ─► +------------------------------+
+//
+// Fresh anonymous memory reads as zero and costs no RSS until written, so the metadata
+// array is not zeroed (`metadataIsZero`) and only released, used pages are touched.
+import KernelHeap
+import KmallocPreloadC
+import PageFrames
+
+/// Where the next unreleased chunk of the managed range begins, and its end.
+nonisolated(unsafe) var releaseCursor: UInt = 0
+nonisolated(unsafe) var releaseEnd: UInt = 0
+/// Bytes released per step (a multiple of 4 MiB).
+nonisolated(unsafe) var releaseChunk: UInt = 64 << 20
+/// Chunks released so far.
+nonisolated(unsafe) var releasedChunks = 0
+
+/// The largest buddy run: managed-range starts are aligned to it so that every block
+/// the page allocator forms is a whole order-10 run.
+private let rangeAlignment = UInt(Page.maxOrderPages) << UInt(Page.shift)
+
+private func roundUp(_ value: UInt, _ alignment: UInt) -> UInt { (value + alignment - 1) & ~(alignment - 1) }
+
+/// Lays the page allocator and the heap over `[base, base + bytes)` (page aligned,
+/// fresh anonymous memory), installs them as `kernelMemory` and the stderr reporter as
+/// `badInputHandler`, and releases the first `chunk` bytes after the initial heap.
+/// - Returns: false when the reservation is too small or misaligned (nothing installed).
+@_cdecl("kmalloc_setup")
+public func kmallocSetup(_ base: UnsafeMutableRawPointer, _ bytes: Int, _ chunk: Int, _ growthPages: Int) -> Bool {
+  let start = UInt(bitPattern: base)
+  guard start & Page.offsetMask == 0, bytes > 0, chunk > 0 else { return false }
+  let end = (start + UInt(bytes)) & ~Page.offsetMask
+  // The metadata for every page of the reservation is an upper bound for the pages
+  // managed after it.
+  let upperPages = min(Int((end - start) >> UInt(Page.shift)), PageFrameAllocator.maximumPages)
+  let first = roundUp(start + UInt(PageFrameAllocator.metadataBytes(pageCount: upperPages)), rangeAlignment)
+  let heapBytes = UInt(kernelHeapInitialBytes)
+  guard first < end, end - first > heapBytes + rangeAlignment else { return false }
+  let pages = min(Int((end - first) >> UInt(Page.shift)), upperPages)
+  let last = first + UInt(pages) << UInt(Page.shift)
+  var ranges = PhysicalRanges()
+  ranges.append(PhysicalRange(start: first, end: last))
+  guard let frames = PageFrameAllocator(
+    ranges: ranges, metadata: base, directMapOffset: 0, zeroFill: kmalloc_zero_fill, metadataIsZero: true)
+  else { return false }
+  guard case .success = frames.reserve(start: first, end: first + heapBytes, as: .heap),
+    let heap = Heap(
+      start: frames.pointer(toPhysical: first), size: Int(heapBytes), zeroFill: kmalloc_zero_fill, frames: frames,
+      growthStepPages: growthPages)
+  else { return false }
+  badInputHandler = { report in
+    report.function.withUTF8Buffer { function in
+      report.reason.withUTF8Buffer { reason in
+        kmalloc_report(function.baseAddress!, function.count, reason.baseAddress!, reason.count, report.address)
+      }
+    }
+  }
+  kernelMemory = KernelMemory(frames: frames, heap: heap)
+  releaseChunk = roundUp(UInt(chunk), rangeAlignment)
+  releaseCursor = first + heapBytes
+  releaseEnd = last
+  releaseNext(atLeast: 0)
+  return true
+}
+
+/// Hands the next chunk (or more, for a request larger than a chunk) to the page
+/// allocator, when an allocation of `request` bytes failed.
+/// - Returns: false when the reservation is used up or could not hold `request` even
+///   with everything released (nothing is released then), so the caller fails the call.
+@_cdecl("kmalloc_release_more")
+public func kmallocReleaseMore(_ request: UInt) -> Bool {
+  guard releaseCursor < releaseEnd, let frames = kernelMemory.frames else { return false }
+  let remaining = releaseEnd - releaseCursor
+  let free = UInt(frames.freePageCount) << UInt(Page.shift)
+  // An impossible request must not release the whole reservation (every released
+  // 4 MiB block writes one page entry, on a metadata page of its own).
+  guard request <= remaining, request - min(request, free) <= remaining else { return false }
+  releaseNext(atLeast: request)
+  return true
+}
+
+/// Releases `[releaseCursor, releaseCursor + n)`: whole chunks, at least `request` bytes
+/// plus a 4 MiB run of slack, at most what is left.
+private func releaseNext(atLeast request: UInt) {
+  guard let frames = kernelMemory.frames else { return }
+  let want = max(releaseChunk, roundUp(request + rangeAlignment, releaseChunk))
+  let stop = releaseEnd - releaseCursor > want ? releaseCursor + want : releaseEnd
+  frames.releaseUnchecked(start: releaseCursor, end: stop)
+  releaseCursor = stop
+  releasedChunks += 1
+}
+
+/// Figures for KMALLOC_STATS, all kept counts (no heap walk at exit): `out[0...4]` =
+/// bytes released to the page allocator, release steps, free pages, pages of heap
+/// arenas, pages of large allocations.
+@_cdecl("kmalloc_counts")
+public func kmallocCounts(_ out: UnsafeMutablePointer<Int>) {
+  guard let frames = kernelMemory.frames else { return }
+  out[0] = Int(releaseCursor - frames.base)
+  out[1] = releasedChunks
+  out[2] = frames.freePageCount
+  out[3] = frames.count(.heap)
+  out[4] = frames.count(.heapLarge)
+}

@@ -1,0 +1,612 @@
+// libkmalloc.so: the C allocation names over the kernel's heap and page-frame allocator
+// (KernelHeap and PageFrames compiled in Embedded Swift for the host), for LD_PRELOAD.
+// As in the kernel (Sources/KernelHeapRuntime/runtime.c) the names are defined here and
+// forward to the kheap_* functions of KernelHeap/RuntimeAllocator.swift; this file adds
+// what a Linux process needs around them:
+//  - lazy set-up on the first call: one mmap reservation (KMALLOC_RESERVE bytes, default
+//    64 GiB, MAP_NORESERVE) handed to Preload/PreloadSetup.swift, which releases it to
+//    the page allocator one chunk (KMALLOC_CHUNK, default 64 MiB) at a time, whenever an
+//    allocation fails;
+//  - one mutex around the heap (skipped while the process is single-threaded), taken
+//    over fork by pthread_atfork handlers;
+//  - the report hook: bad input ("free: double free 0x...") is written to stderr and
+//    the call returns, as the kernel's handler would have printed it;
+//  - freed large allocations beyond KMALLOC_RETAIN bytes (default 16 MiB) given back to
+//    the kernel with MADV_DONTNEED, as glibc unmaps its large chunks;
+//  - KMALLOC_STATS=1 (or =/path, appended): "kmalloc: pid=N started" when set up, and
+//    a line of counts at exit, "kmalloc: pid=N malloc=... ";
+//  - KMALLOC_TRACE=path: a binary log of every call (format below; "%p" in the path
+//    becomes the pid, and forked children trace only then).
+//
+// Trace file (raw, little-endian): a 16-byte header, "KMTRACE1", u32 record size (32),
+// u32 pid; then 32-byte records, one per call in the order the heap saw them:
+//     u8 op ('m' malloc, 'c' calloc, 'r' realloc, 'f' free, 'a' aligned: posix_memalign,
+//            aligned_alloc, memalign, valloc, pvalloc)
+//     u8 log2(alignment) (0 unless op 'a'), 6 bytes zero,
+//     u64 size (calloc: count * size), u64 result address (0: failed, or free),
+//     u64 freed/old address (free, realloc; else 0).
+// scripts/kmalloc_trace.py turns it into the replay format (small reused ids).
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/single_threaded.h>
+#include <unistd.h>
+
+#include "kmalloc_preload.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+// KernelHeap/RuntimeAllocator.swift and RuntimeAllocator+Usable.swift.
+int kheap_posix_memalign(void **result, size_t alignment, size_t size);
+void *kheap_malloc(size_t size);
+void *kheap_calloc(size_t count, size_t size);
+void *kheap_realloc(void *pointer, size_t size);
+void kheap_free(void *pointer);
+long kheap_usable_size(void *pointer);
+// Preload/PreloadSetup.swift.
+bool kmalloc_setup(void *base, long bytes, long chunk, long growth_pages);
+bool kmalloc_release_more(size_t request);
+void kmalloc_counts(long *out);
+
+// The heap serves alignments up to a page from its arenas; above that, a page run of
+// 2^k pages (naturally aligned) is asked for.
+#define PAGE 4096UL
+#define LARGE_THRESHOLD (128UL << 10)
+#define MAX_RUN_ALIGNMENT (4UL << 20)
+
+enum { UNINIT, INITIALIZING, READY, FAILED };
+static _Atomic int state = UNINIT;
+static pthread_t init_thread;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/// Set by kmalloc_report: the current call was refused as bad input (no retry).
+static bool refused;
+/// While set, kmalloc_report notes a refusal without printing it (a probe).
+static bool quiet;
+
+// MARK: Helpers without malloc
+
+static void write_all(int fd, const void *data, size_t length) {
+  const char *cursor = data;
+  while (length > 0) {
+    ssize_t done = write(fd, cursor, length);
+    if (done < 0 && errno == EINTR) continue;
+    if (done <= 0) return;
+    cursor += done;
+    length -= (size_t)done;
+  }
+}
+
+static char *put_text(char *out, const char *text, size_t length) {
+  memcpy(out, text, length);
+  return out + length;
+}
+
+static char *put_hex(char *out, uintptr_t value) {
+  char digits[16];
+  int count = 0;
+  do {
+    digits[count++] = "0123456789abcdef"[value & 15];
+    value >>= 4;
+  } while (value != 0);
+  *out++ = '0';
+  *out++ = 'x';
+  while (count > 0) *out++ = digits[--count];
+  return out;
+}
+
+static char *put_decimal(char *out, unsigned long value) {
+  char digits[24];
+  int count = 0;
+  do {
+    digits[count++] = (char)('0' + value % 10);
+    value /= 10;
+  } while (value != 0);
+  while (count > 0) *out++ = digits[--count];
+  return out;
+}
+
+void kmalloc_zero_fill(void *pointer, long count) {
+  if (pointer && count > 0) memset(pointer, 0, (size_t)count);
+}
+
+void kmalloc_report(const uint8_t *function, long functionLength, const uint8_t *reason, long reasonLength,
+                    uintptr_t address) {
+  refused = true;
+  if (quiet) return;
+  char line[512];
+  if (functionLength > 100) functionLength = 100;
+  if (reasonLength > 300) reasonLength = 300;
+  char *out = put_text(line, (const char *)function, (size_t)functionLength);
+  out = put_text(out, ": ", 2);
+  out = put_text(out, (const char *)reason, (size_t)reasonLength);
+  *out++ = ' ';
+  out = put_hex(out, address);
+  *out++ = '\n';
+  write_all(2, line, (size_t)(out - line));
+}
+
+/// A size from the environment: digits with an optional K, M or G suffix.
+static size_t env_size(const char *name, size_t fallback) {
+  const char *text = getenv(name);
+  if (!text || !*text) return fallback;
+  size_t value = 0;
+  for (; *text >= '0' && *text <= '9'; text++) value = value * 10 + (size_t)(*text - '0');
+  switch (*text) {
+  case 'k': case 'K': value <<= 10; break;
+  case 'm': case 'M': value <<= 20; break;
+  case 'g': case 'G': value <<= 30; break;
+  default: break;
+  }
+  return value ? value : fallback;
+}
+
+// MARK: Counters (KMALLOC_STATS)
+
+enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_ALIGNED, OP_COUNT };
+static unsigned long calls[OP_COUNT];
+static unsigned long failures;
+static unsigned long reservation_bytes;
+static size_t retained_bytes;
+static size_t retain_budget = 16UL << 20;
+static unsigned long given_back_bytes;
+/// KMALLOC_STATS: "1" for stderr, or a file to append to; empty when off.
+static char stats_target[1024];
+
+/// Writes one KMALLOC_STATS line to stderr or appends it to the file named.
+static void stats_write(const char *line, size_t length) {
+  int fd = 2;
+  if (stats_target[0] == '/') fd = open(stats_target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) return;
+  write_all(fd, line, length);
+  if (fd != 2) close(fd);
+}
+
+// MARK: Trace (KMALLOC_TRACE)
+
+struct trace_record {
+  uint8_t op;
+  uint8_t align_log2;
+  uint8_t zero[6];
+  uint64_t size;
+  uint64_t result;
+  uint64_t old;
+};
+_Static_assert(sizeof(struct trace_record) == 32, "trace record layout");
+
+#define TRACE_RECORDS 2048
+static struct trace_record trace_buffer[TRACE_RECORDS];
+static int trace_count;
+static int trace_fd = -1;
+/// After the library's destructor ran: every record is written at once.
+static bool trace_unbuffered;
+static bool trace_per_pid;
+static char trace_template[1024];
+
+static void trace_flush(void) {
+  if (trace_fd >= 0 && trace_count > 0) write_all(trace_fd, trace_buffer, (size_t)trace_count * sizeof(struct trace_record));
+  trace_count = 0;
+}
+
+static void trace_open(void) {
+  char path[1200];
+  char *out = path;
+  trace_per_pid = false;
+  for (const char *in = trace_template; *in && out < path + sizeof path - 24; in++) {
+    if (in[0] == '%' && in[1] == 'p') {
+      out = put_decimal(out, (unsigned long)getpid());
+      trace_per_pid = true;
+      in++;
+    } else {
+      *out++ = *in;
+    }
+  }
+  *out = 0;
+  trace_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (trace_fd < 0) return;
+  struct { char magic[8]; uint32_t record_size; uint32_t pid; } header = {
+    {'K', 'M', 'T', 'R', 'A', 'C', 'E', '1'}, sizeof(struct trace_record), (uint32_t)getpid()};
+  write_all(trace_fd, &header, sizeof header);
+}
+
+static inline void trace(uint8_t op, size_t alignment, size_t size, void *result, void *old) {
+  if (__builtin_expect(trace_fd < 0, 1)) return;
+  struct trace_record *record = &trace_buffer[trace_count++];
+  memset(record, 0, sizeof *record);
+  record->op = op;
+  record->align_log2 = alignment ? (uint8_t)__builtin_ctzl(alignment) : 0;
+  record->size = size;
+  record->result = (uintptr_t)result;
+  record->old = (uintptr_t)old;
+  if (trace_count == TRACE_RECORDS || trace_unbuffered) trace_flush();
+}
+
+// MARK: Set-up, locking, fork
+
+/// Allocations made by a recursive call while the set-up itself runs (nothing in it is
+/// known to allocate; this only keeps such a call from deadlocking). Never freed.
+static char bootstrap[64 << 10] __attribute__((aligned(PAGE)));
+static size_t bootstrap_used;
+
+static bool in_bootstrap(const void *pointer) {
+  return (const char *)pointer >= bootstrap && (const char *)pointer < bootstrap + sizeof bootstrap;
+}
+
+static void *bootstrap_alloc(size_t size, size_t alignment) {
+  if (alignment < 16) alignment = 16;
+  size_t start = (bootstrap_used + 16 + alignment - 1) & ~(alignment - 1);
+  if (size > sizeof bootstrap || start + size > sizeof bootstrap) return NULL;
+  *(size_t *)(bootstrap + start - 8) = size;
+  bootstrap_used = start + size;
+  return bootstrap + start;
+}
+
+static void fork_prepare(void) { pthread_mutex_lock(&lock); }
+static void fork_parent(void) { pthread_mutex_unlock(&lock); }
+static void fork_child(void) {
+  pthread_mutex_init(&lock, NULL);
+  // The parent writes its own buffered records; the child starts its own file or none.
+  trace_count = 0;
+  if (trace_fd >= 0) {
+    close(trace_fd);
+    trace_fd = -1;
+    if (trace_per_pid) trace_open();
+  }
+  for (int op = 0; op < OP_COUNT; op++) calls[op] = 0;
+  failures = 0;
+}
+
+static bool initialize(void) {
+  size_t bytes = env_size("KMALLOC_RESERVE", 64UL << 30);
+  size_t chunk = env_size("KMALLOC_CHUNK", 64UL << 20);
+  size_t growth_pages = env_size("KMALLOC_GROWTH_PAGES", 256);
+  void *base = MAP_FAILED;
+  // Smaller reservations when the address space is limited (ulimit -v, overcommit off).
+  for (; bytes >= (64UL << 20); bytes >>= 1) {
+    base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base != MAP_FAILED) break;
+  }
+  if (base == MAP_FAILED || !kmalloc_setup(base, (long)bytes, (long)chunk, (long)growth_pages)) {
+    static const char message[] = "kmalloc: cannot set up the heap (mmap failed)\n";
+    write_all(2, message, sizeof message - 1);
+    return false;
+  }
+  reservation_bytes = bytes;
+  retain_budget = env_size("KMALLOC_RETAIN", retain_budget);
+  const char *stats = getenv("KMALLOC_STATS");
+  if (stats && *stats && strcmp(stats, "0") != 0 && strlen(stats) < sizeof stats_target) {
+    strcpy(stats_target, stats);
+    // At once too: a process that leaves through _exit (dash, a forked child) writes no
+    // exit line.
+    char line[64];
+    char *out = put_text(line, "kmalloc: pid=", 13);
+    out = put_decimal(out, (unsigned long)getpid());
+    out = put_text(out, " started\n", 9);
+    stats_write(line, (size_t)(out - line));
+  }
+  const char *trace_path = getenv("KMALLOC_TRACE");
+  if (trace_path && *trace_path && strlen(trace_path) < sizeof trace_template) {
+    strcpy(trace_template, trace_path);
+    trace_open();
+  }
+  return true;
+}
+
+/// Sets up on the first call. False when the caller must not use the heap: set-up
+/// failed, or this is a recursive call from inside the set-up.
+static __attribute__((noinline)) bool start_slow(void) {
+  int now = atomic_load(&state);
+  if (now == READY) return true;
+  if (now == FAILED) return false;
+  if (now == INITIALIZING && pthread_equal(init_thread, pthread_self())) return false;
+  bool registerFork = false;
+  pthread_mutex_lock(&lock);
+  if (atomic_load(&state) == UNINIT) {
+    init_thread = pthread_self();
+    atomic_store(&state, INITIALIZING);
+    bool ok = initialize();
+    atomic_store(&state, ok ? READY : FAILED);
+    registerFork = ok;
+  }
+  pthread_mutex_unlock(&lock);
+  // Outside the lock: pthread_atfork may allocate.
+  if (registerFork) pthread_atfork(fork_prepare, fork_parent, fork_child);
+  return atomic_load(&state) == READY;
+}
+
+static inline bool started(void) {
+  if (__builtin_expect(atomic_load_explicit(&state, memory_order_acquire) == READY, 1)) return true;
+  return start_slow();
+}
+
+/// Takes the lock unless the process has one thread (it cannot get a second one while
+/// that thread is in here). Returns whether it was taken.
+static inline bool acquire(void) {
+  bool locked = !__libc_single_threaded;
+  if (locked) pthread_mutex_lock(&lock);
+  refused = false;
+  return locked;
+}
+
+static inline void release(bool locked) {
+  if (locked) pthread_mutex_unlock(&lock);
+}
+
+/// Whether a failed allocation of `bytes` may be retried: it was not refused as bad
+/// input, and another chunk of the reservation could be released for it.
+static inline bool more(size_t bytes) { return !refused && kmalloc_release_more(bytes); }
+
+// MARK: Giving freed page runs back to the kernel
+
+// The heap keeps freed pages in the page allocator, resident, where glibc unmaps a
+// freed mmap chunk. So a freed large allocation (a page run of its own) stays resident
+// only while the freed runs kept so add up to at most KMALLOC_RETAIN bytes (default
+// 16 MiB; a large allocation is taken to reuse kept pages first); past that it is
+// given back with MADV_DONTNEED. Growing buffers (a realloc'd string, say) then do not
+// leave every smaller copy resident, and a large buffer freed and allocated over and
+// over does not fault its pages in again each time.
+/// The length of the page run `pointer` heads as a large allocation, or 0 (an arena
+/// block, or bad input: then the caller's own call reports it).
+static inline size_t large_run_bytes(void *pointer) {
+  if (((uintptr_t)pointer & (PAGE - 1)) != 0) return 0;
+  quiet = true;
+  long bytes = kheap_usable_size(pointer);
+  quiet = false;
+  refused = false;
+  return bytes > (long)LARGE_THRESHOLD ? (size_t)bytes : 0;
+}
+
+/// After a large allocation of `bytes` at `pointer` was freed.
+static void give_back(void *pointer, size_t bytes) {
+  if (retained_bytes + bytes <= retain_budget) {
+    retained_bytes += bytes;
+    return;
+  }
+  madvise(pointer, bytes, MADV_DONTNEED);
+  given_back_bytes += bytes;
+}
+
+/// After a large allocation of `bytes`: it most likely reused retained pages.
+static inline void took_large(size_t bytes) {
+  if (bytes > LARGE_THRESHOLD) retained_bytes -= bytes < retained_bytes ? bytes : retained_bytes;
+}
+
+// MARK: The C names
+
+/// The heap's aligned allocation, or for alignments above a page a page run big enough
+/// to be a buddy block of that alignment (runs up to 4 MiB come naturally aligned).
+static void *aligned_locked(size_t alignment, size_t size) {
+  if (alignment <= PAGE) {
+    void *result = NULL;
+    if (kheap_posix_memalign(&result, alignment < 8 ? 8 : alignment, size) != 0) result = NULL;
+    return result;
+  }
+  if (alignment > MAX_RUN_ALIGNMENT) return NULL;
+  size_t request = size > alignment ? size : alignment;
+  if (request <= LARGE_THRESHOLD) request = LARGE_THRESHOLD + 1;
+  void *result = kheap_malloc(request);
+  if (result && ((uintptr_t)result & (alignment - 1)) != 0) {
+    kheap_free(result);
+    result = NULL;
+  }
+  return result;
+}
+
+static void *aligned_common(size_t alignment, size_t size) {
+  if (!started()) return bootstrap_alloc(size, alignment);
+  bool locked = acquire();
+  void *result = aligned_locked(alignment, size);
+  // Above a page, a run found by the page allocator's scan may be misaligned however
+  // much is released: two more chunks at most.
+  int tries = 0;
+  while (!result && alignment <= MAX_RUN_ALIGNMENT && size <= SIZE_MAX - alignment &&
+         (alignment <= PAGE || tries++ < 2) && more(size + alignment))
+    result = aligned_locked(alignment, size);
+  if (size > LARGE_THRESHOLD && result) took_large(size);
+  calls[OP_ALIGNED]++;
+  trace('a', alignment, size, result, NULL);
+  if (!result) failures++;
+  release(locked);
+  return result;
+}
+
+EXPORT void *malloc(size_t size) {
+  if (!started()) return bootstrap_alloc(size, 16);
+  bool locked = acquire();
+  void *result = kheap_malloc(size);
+  while (__builtin_expect(!result, 0) && more(size)) result = kheap_malloc(size);
+  if (size > LARGE_THRESHOLD && result) took_large(size);
+  calls[OP_MALLOC]++;
+  trace('m', 0, size, result, NULL);
+  if (!result) failures++;
+  release(locked);
+  if (!result) errno = ENOMEM;
+  return result;
+}
+
+EXPORT void free(void *pointer) {
+  if (!pointer || in_bootstrap(pointer)) return;
+  if (!started()) return;
+  bool locked = acquire();
+  size_t large = large_run_bytes(pointer);
+  kheap_free(pointer);
+  if (large) give_back(pointer, large);
+  calls[OP_FREE]++;
+  trace('f', 0, 0, NULL, pointer);
+  release(locked);
+}
+
+EXPORT void *calloc(size_t count, size_t size) {
+  size_t bytes;
+  if (__builtin_mul_overflow(count, size, &bytes)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (!started()) return bootstrap_alloc(bytes, 16);  // static memory: already zero
+  bool locked = acquire();
+  void *result;
+  if (bytes > LARGE_THRESHOLD) {
+    // A page run of its own: zeroed by the kernel instead of memset, so that pages the
+    // program never touches stay out of its RSS (glibc's calloc leaves fresh mmap
+    // chunks alone the same way).
+    result = kheap_malloc(bytes);
+    while (!result && more(bytes)) result = kheap_malloc(bytes);
+    if (result) madvise(result, (bytes + PAGE - 1) & ~(PAGE - 1), MADV_DONTNEED);
+  } else {
+    result = kheap_calloc(count, size);
+    while (__builtin_expect(!result, 0) && more(bytes)) result = kheap_calloc(count, size);
+  }
+  if (bytes > LARGE_THRESHOLD && result) took_large(bytes);
+  calls[OP_CALLOC]++;
+  trace('c', 0, bytes, result, NULL);
+  if (!result) failures++;
+  release(locked);
+  if (!result) errno = ENOMEM;
+  return result;
+}
+
+EXPORT void *realloc(void *pointer, size_t size) {
+  if (pointer && in_bootstrap(pointer)) {
+    size_t old = *(size_t *)((char *)pointer - 8);
+    void *moved = malloc(size);
+    if (moved) memcpy(moved, pointer, old < size ? old : size);
+    return moved;
+  }
+  if (!started()) return pointer ? NULL : bootstrap_alloc(size, 16);
+  bool locked = acquire();
+  void *result;
+  size_t large = pointer ? large_run_bytes(pointer) : 0;
+  if (large && (size == 0 || size > large || size <= LARGE_THRESHOLD)) {
+    // A large allocation that moves (or goes): as Heap.reallocate, but the old run is
+    // given back.
+    result = NULL;
+    if (size != 0) {
+      result = kheap_malloc(size);
+      while (!result && more(size)) result = kheap_malloc(size);
+      if (result) memcpy(result, pointer, size < large ? size : large);
+    }
+    if (result || size == 0) {
+      kheap_free(pointer);
+      give_back(pointer, large);
+    }
+  } else {
+    result = kheap_realloc(pointer, size);
+    while (__builtin_expect(!result, 0) && size != 0 && more(size)) result = kheap_realloc(pointer, size);
+  }
+  if (size > LARGE_THRESHOLD && result && result != pointer) took_large(size);
+  calls[OP_REALLOC]++;
+  trace('r', 0, size, result, pointer);
+  if (!result && size != 0) failures++;
+  release(locked);
+  if (!result && size != 0) errno = ENOMEM;
+  return result;
+}
+
+EXPORT void *reallocarray(void *pointer, size_t count, size_t size) {
+  size_t bytes;
+  if (__builtin_mul_overflow(count, size, &bytes)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return realloc(pointer, bytes);
+}
+
+EXPORT int posix_memalign(void **result, size_t alignment, size_t size) {
+  if (alignment < sizeof(void *) || (alignment & (alignment - 1)) != 0) return EINVAL;
+  void *pointer = aligned_common(alignment, size);
+  if (!pointer) return ENOMEM;
+  *result = pointer;
+  return 0;
+}
+
+EXPORT void *aligned_alloc(size_t alignment, size_t size) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0) {
+    errno = EINVAL;
+    return NULL;
+  }
+  void *pointer = aligned_common(alignment, size);
+  if (!pointer) errno = ENOMEM;
+  return pointer;
+}
+
+/// memalign as glibc's: an alignment that is not a power of two is rounded up to one.
+EXPORT void *memalign(size_t alignment, size_t size) {
+  if (alignment <= 16) return malloc(size);
+  if ((alignment & (alignment - 1)) != 0) {
+    if (alignment > SIZE_MAX / 2) {
+      errno = EINVAL;
+      return NULL;
+    }
+    alignment = 1UL << (64 - __builtin_clzl(alignment));
+  }
+  void *pointer = aligned_common(alignment, size);
+  if (!pointer) errno = ENOMEM;
+  return pointer;
+}
+
+EXPORT void *valloc(size_t size) { return memalign(PAGE, size); }
+
+EXPORT void *pvalloc(size_t size) {
+  if (size > SIZE_MAX - PAGE) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return memalign(PAGE, (size + PAGE - 1) & ~(PAGE - 1));
+}
+
+EXPORT size_t malloc_usable_size(void *pointer) {
+  if (!pointer) return 0;
+  if (in_bootstrap(pointer)) return *(size_t *)((char *)pointer - 8);
+  if (!started()) return 0;
+  bool locked = acquire();
+  long size = kheap_usable_size(pointer);
+  release(locked);
+  return size > 0 ? (size_t)size : 0;
+}
+
+// MARK: Exit
+
+__attribute__((destructor)) static void kmalloc_exit(void) {
+  if (atomic_load(&state) != READY) return;
+  bool locked = acquire();
+  trace_flush();
+  trace_unbuffered = true;
+  if (stats_target[0]) {
+    long counts[5] = {0};
+    kmalloc_counts(counts);
+    static const char *names[OP_COUNT] = {" malloc=", " calloc=", " realloc=", " free=", " aligned="};
+    char line[600];
+    char *out = put_text(line, "kmalloc: pid=", 13);
+    out = put_decimal(out, (unsigned long)getpid());
+    for (int op = 0; op < OP_COUNT; op++) {
+      out = put_text(out, names[op], strlen(names[op]));
+      out = put_decimal(out, calls[op]);
+    }
+    out = put_text(out, " failed=", 8);
+    out = put_decimal(out, failures);
+    out = put_text(out, " reserved_mib=", 14);
+    out = put_decimal(out, reservation_bytes >> 20);
+    out = put_text(out, " released_mib=", 14);
+    out = put_decimal(out, (unsigned long)counts[0] >> 20);
+    out = put_text(out, " releases=", 10);
+    out = put_decimal(out, (unsigned long)counts[1]);
+    out = put_text(out, " given_back_mib=", 16);
+    out = put_decimal(out, given_back_bytes >> 20);
+    out = put_text(out, " free_pages=", 12);
+    out = put_decimal(out, (unsigned long)counts[2]);
+    out = put_text(out, " heap_pages=", 12);
+    out = put_decimal(out, (unsigned long)counts[3]);
+    out = put_text(out, " large_pages=", 13);
+    out = put_decimal(out, (unsigned long)counts[4]);
+    *out++ = '\n';
+    stats_write(line, (size_t)(out - line));
+  }
+  release(locked);
+}
