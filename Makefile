@@ -29,7 +29,7 @@ QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   -semihosting-config enable=on,target=native
 
-.PHONY: all kernel testkernel image run debug test host-test qemu-test qemu bench bench-qemu bench-plot fuzz fuzz-dtb asan-test preload realworld clean
+.PHONY: all kernel testkernel image run debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test preload realworld clean
 
 all: kernel
 
@@ -51,6 +51,10 @@ image: kernel testkernel
 qemu:
 	@bash scripts/install_qemu.sh
 
+# git, gcc, sqlite3, jq, xz and perl for `make realworld`, installed with apt-get when missing.
+tools:
+	@bash scripts/install_tools.sh
+
 run: qemu kernel
 	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL)
 
@@ -58,13 +62,13 @@ debug: qemu kernel
 	@echo "QEMU is waiting: gdb-multiarch $(KERNEL) -ex 'target remote :1234'"
 	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL) -s -S
 
-test: qemu
+test: qemu tools
 	$(PYTHON) scripts/run_tests.py
 
 host-test:
 	$(SWIFT) test
 
-qemu-test: qemu
+qemu-test: qemu tools
 	$(PYTHON) scripts/run_tests.py --skip-host
 
 bench:
@@ -111,7 +115,7 @@ asan-test:
 preload:
 	bash scripts/build_preload.sh
 
-realworld: preload
+realworld: preload tools
 	$(PYTHON) scripts/realworld.py $(if $(QUICK),--quick,) $(if $(RUNS),--runs $(RUNS),)
 
 clean:

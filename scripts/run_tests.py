@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""`make test`: the host suite (swift test), every QEMU boot test, 60 s of heap fuzzing,
+"""`make test`: the host suite (swift test), every QEMU boot test, real programs on the
+preload library (`make realworld QUICK=1`), 60 s of heap fuzzing,
 30 s of device-tree fuzzing and the host suite again under AddressSanitizer.
 
 Each boot has a time limit. A boot fails on a FAIL line, a missing summary, a crash, a
@@ -7,7 +8,8 @@ hang or a non-zero exit status. The harness self-test boots the test kernel with
 deliberately failing case and passes only if that boot is reported as failing.
 Ends with one line: `N passed, N failed` (and `, N skipped` when a board cannot be booted), counting each test once, in one unit (a test
 case): each host test case, each guest case, each boot of the demo kernel, the harness
-self-test, the fuzz run and the sanitizer run. A test-kernel boot counts its guest cases;
+self-test, each real program of `make realworld QUICK=1`, the fuzz run and the
+sanitizer run. A test-kernel boot counts its guest cases;
 it adds one failure of its own only when the boot itself goes wrong beyond a failing
 case (a crash, a hang, no summary, or an exit status that disagrees with the summary).
 """
@@ -264,6 +266,34 @@ def asan_tests():
     count(ok, f"host tests under AddressSanitizer: {cases} cases, exit {proc.returncode}, {time.time() - started:.0f} s")
 
 
+def realworld():
+    """`make realworld QUICK=1`: real programs with the preload library (the same
+    KernelHeap and PageFrames sources in Embedded Swift for x86_64 Linux) and with glibc;
+    each program is one test, failing when its output or exit status differs, it
+    reports bad input, or the library was not loaded."""
+    global passed, failed, skipped
+    print("== realworld: real programs on libkmalloc.so against glibc (quick)", flush=True)
+    started = time.time()
+    built = capture(["make", "-s", "preload"])
+    if built.returncode != 0:
+        print(built.stdout[-3000:])
+        count(False, "build the preload library (make preload)")
+        return
+    proc = capture([sys.executable, "scripts/realworld.py", "--quick"])
+    out = proc.stdout
+    # Its own closing count is left out: this harness's last line is the only total.
+    print(re.sub(r"(?m)^\d+ passed, \d+ failed.*\n?", "", out).rstrip())
+    passes = re.findall(r"^PASS ", out, re.M)
+    fails = re.findall(r"^FAIL ", out, re.M)
+    skips = re.findall(r"^SKIP ", out, re.M)
+    passed += len(passes)
+    failed += len(fails)
+    skipped += len(skips)
+    if proc.returncode != 0 and not fails or not passes:
+        count(False, f"realworld ended with exit {proc.returncode} and {len(passes)} passing programs")
+    print(f"realworld: {len(passes)} passed, {len(fails)} failed, {len(skips)} skipped ({time.time() - started:.0f} s)", flush=True)
+
+
 def main():
     global skipped
     if "--skip-host" not in sys.argv:
@@ -287,6 +317,7 @@ def main():
             continue
         boot(*spec)
     if "--skip-host" not in sys.argv:
+        realworld()
         fuzz(60)
         fuzz(30, "fuzz-dtb", "dtbfuzz")
         asan_tests()
