@@ -41,7 +41,7 @@ private func roundUp(_ value: UInt, _ alignment: UInt) -> UInt { (value + alignm
 /// `badInputHandler`, and releases the first `chunk` bytes after the initial heap.
 /// - Returns: false when the reservation is too small or misaligned (nothing installed).
 @_cdecl("kmalloc_setup")
-public func kmallocSetup(_ base: UnsafeMutableRawPointer, _ bytes: Int, _ chunk: Int, _ growthPages: Int) -> Bool {
+public func kmallocSetup(_ base: UnsafeMutableRawPointer, _ bytes: Int, _ chunk: Int, _ growthPages: Int, _ slabs: Bool) -> Bool {
   let start = UInt(bitPattern: base)
   guard start & Page.offsetMask == 0, bytes > 0, chunk > 0 else { return false }
   let end = (start + UInt(bytes)) & ~Page.offsetMask
@@ -61,7 +61,7 @@ public func kmallocSetup(_ base: UnsafeMutableRawPointer, _ bytes: Int, _ chunk:
   guard case .success = frames.reserve(start: first, end: first + heapBytes, as: .heap),
     let heap = Heap(
       start: frames.pointer(toPhysical: first), size: Int(heapBytes), zeroFill: kmalloc_zero_fill, frames: frames,
-      growthStepPages: growthPages)
+      growthStepPages: growthPages, slabs: slabs)
   else { return false }
   badInputHandler = { report in
     report.function.withUTF8Buffer { function in

@@ -52,7 +52,7 @@ void *kheap_realloc(void *pointer, size_t size);
 void kheap_free(void *pointer);
 long kheap_usable_size(void *pointer);
 // Preload/PreloadSetup.swift.
-bool kmalloc_setup(void *base, long bytes, long chunk, long growth_pages);
+bool kmalloc_setup(void *base, long bytes, long chunk, long growth_pages, bool slabs);
 bool kmalloc_release_more(size_t request);
 void kmalloc_counts(long *out);
 
@@ -131,6 +131,12 @@ void kmalloc_report(const uint8_t *function, long functionLength, const uint8_t 
   out = put_hex(out, address);
   *out++ = '\n';
   write_all(2, line, (size_t)(out - line));
+}
+
+/// Whether the environment sets `name` to "0" (a switch that is on by default).
+static bool env_is_zero(const char *name) {
+  const char *text = getenv(name);
+  return text && text[0] == '0' && text[1] == 0;
 }
 
 /// A size from the environment: digits with an optional K, M or G suffix.
@@ -273,7 +279,7 @@ static bool initialize(void) {
     base = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base != MAP_FAILED) break;
   }
-  if (base == MAP_FAILED || !kmalloc_setup(base, (long)bytes, (long)chunk, (long)growth_pages)) {
+  if (base == MAP_FAILED || !kmalloc_setup(base, (long)bytes, (long)chunk, (long)growth_pages, !env_is_zero("KMALLOC_SLABS"))) {
     static const char message[] = "kmalloc: cannot set up the heap (mmap failed)\n";
     write_all(2, message, sizeof message - 1);
     return false;

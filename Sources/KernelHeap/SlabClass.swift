@@ -1,30 +1,33 @@
-/// The size classes kmalloc serves from slabs: 16-byte steps up to 128, then four
+/// The size classes kmalloc serves from slabs: 16-byte steps up to 256, then eight
 /// classes per doubling up to `SlabClass.limit` (1 KiB):
 ///
-///     16 32 48 64 80 96 112 128 | 160 192 224 256 | 320 384 448 512 | 640 768 896 1024
+///     16 32 48 ... 240 256 | 288 320 352 384 416 448 480 512 | 576 640 ... 960 1024
 ///
-/// A request is rounded up to its class, so at most 1/5 of an object is unused (a
-/// 129-byte request in a 160-byte object) and about 1/10 on average: the same as the
-/// 16-byte header a TLSF block of that size carries, which slab objects do not have.
+/// A request is rounded up to its class: at most 15 bytes are unused up to 256, and at
+/// most an eighth of the object above (257 in 288), about a sixteenth on average. A
+/// TLSF block of those sizes carries a 16-byte header plus its own rounding to 16,
+/// which slab objects do not have.
 public enum SlabClass {
   /// The largest request served by a slab; larger ones go to the TLSF heap.
   public static let limit = 1024
   /// Number of classes.
-  public static let count = 20
-  /// Classes of 16-byte steps (16 ... 128).
-  static let linearCount = 8
-  /// log2 of the first size of the stepped part (128).
-  static let linearShift = 7
+  public static let count = 32
+  /// Classes of 16-byte steps (16 ... 256).
+  static let linearCount = 16
+  /// log2 of the first size of the stepped part (256).
+  static let linearShift = 8
+  /// log2 of the classes per doubling above 256.
+  static let stepsLog2 = 3
 
   /// The class serving a request of `size` bytes.
   /// - Precondition: `0 <= size <= limit` (not checked: the fast path calls it).
   /// - Complexity: O(1), no table.
   @inline(__always)
   public static func index(forRequest size: Int) -> Int {
-    if size <= 128 { return size <= 16 ? 0 : (size - 1) >> 4 }
-    let s = size - 1
-    let high = Int.bitWidth - 1 - s.leadingZeroBitCount
-    return linearCount + (high - linearShift) * 4 + ((s >> (high - 2)) & 3)
+    if size <= 256 { return size <= 16 ? 0 : (size &- 1) >> 4 }
+    let s = size &- 1
+    let high = Int.bitWidth &- 1 &- s.leadingZeroBitCount
+    return linearCount &+ (high &- linearShift) << stepsLog2 &+ ((s >> (high &- stepsLog2)) & (1 << stepsLog2 - 1))
   }
 
   /// The object size of class `index`.
@@ -33,7 +36,7 @@ public enum SlabClass {
   public static func objectSize(_ index: Int) -> Int {
     if index < linearCount { return 16 * (index + 1) }
     let step = index - linearCount
-    let high = linearShift + step / 4
-    return (1 << high) + (step % 4 + 1) << (high - 2)
+    let high = linearShift + step >> stepsLog2
+    return (1 << high) + (step & (1 << stepsLog2 - 1) + 1) << (high - stepsLog2)
   }
 }

@@ -31,7 +31,7 @@ func slabScenarios() -> [Scenario] {
       for size in 0...1024 {
         guard let p = heap.allocate(size) else { return e.expect(false, "kmalloc of a small size failed", UInt(size)) }
         let usable = (try? heap.usableSize(p)) ?? 0
-        e.expect(usable >= max(size, 1) && (usable - max(size, 1) < 16 || usable * 4 <= size * 5), "object size within 15 bytes or a quarter of the request", UInt(size))
+        e.expect(usable >= max(size, 1) && (usable - max(size, 1) < 16 || usable * 8 <= size * 9), "object size within 15 bytes or an eighth of the request", UInt(size))
         e.expect(UInt(bitPattern: p) & 15 == 0, "slab object 16-byte aligned", UInt(size))
         e.expect(frames.owner(ofPhysical: frames.physical(of: p)) == .slab, "small request served by a slab page", UInt(size))
         p.initializeMemory(as: UInt8.self, repeating: UInt8(truncatingIfNeeded: size), count: usable)
