@@ -525,8 +525,9 @@ public struct PageFrameAllocator {
     guard let index = pageIndex(ofPhysical: physical) else { return nil }
     let entry = entries[index]
     guard PageOwner.isAllocatable(rawValue: entry.ownerRawValue) else { return nil }
-    let head = entry.isBlockHead ? index : Int(entry.next)
-    guard head <= index else { return nil }
+    if entry.isBlockHead { return (entry, index, 0) }
+    let head = Int(entry.next)
+    guard head < index else { return nil }
     let headEntry = entries[head]
     guard headEntry.isBlockHead, headEntry.ownerRawValue == entry.ownerRawValue else { return nil }
     return (headEntry, head, index &- head)
