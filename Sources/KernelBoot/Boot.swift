@@ -91,9 +91,12 @@ public func bootMemory() -> BootLayout {
 
   // 3. memInit: page array and heap at the first fit after __end, reservations, free
   //    lists, then heapInit.
-  let config = MemInitConfig(
+  var config = MemInitConfig(
     memory: memory, kernelStart: image.start, kernelEnd: image.end, mappedLimit: Platform.mappedLimit,
     zeroFill: Platform.zeroFill)
+  // The slab secret: the counter's value at this point differs from boot to boot on
+  // hardware (and under QEMU without -icount); it is a tamper check, not cryptography.
+  config.secretSeed = UInt(truncatingIfNeeded: Clock.ticks)
   let layout: BootLayout
   let memInitStart = Clock.ticks
   do {

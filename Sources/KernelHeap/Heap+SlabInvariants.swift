@@ -20,7 +20,9 @@ extension Heap {
     if let caches = control.pointee.classCaches {
       for index in 0..<SlabClass.count {
         let cache = caches + index
-        guard cache.pointee.check == UInt(bitPattern: cache) ^ control.pointee.slabSecret ^ SlabCache.kindSizeClass else {
+        guard cache.pointee.check == SlabCache.checkWord(
+          address: UInt(bitPattern: cache), heapSecret: control.pointee.slabSecret, kind: SlabCache.kindSizeClass, serial: 0)
+        else {
           return HeapCheckFailure(reason: "size-class cache check word wrong", address: UInt(bitPattern: cache))
         }
         if let failure = checkCache(cache, frames) { return failure }
@@ -33,8 +35,10 @@ extension Heap {
     while address != 0 {
       steps += 1
       let cache = UnsafeMutablePointer<SlabCache>(bitPattern: address)!
-      guard steps <= frames.pageCount, cache.pointee.previousCache == previous,
-        cache.pointee.check == address ^ control.pointee.slabSecret ^ SlabCache.kindObjectCache
+      // The state is a heap block: inside an arena before anything is read from it.
+      guard arena(containing: address) != nil, steps <= frames.pageCount, cache.pointee.previousCache == previous,
+        cache.pointee.serial != 0, cache.pointee.check == SlabCache.checkWord(
+          address: address, heapSecret: control.pointee.slabSecret, kind: SlabCache.kindObjectCache, serial: cache.pointee.serial)
       else { return HeapCheckFailure(reason: "object-cache list broken", address: address) }
       if let failure = checkCache(cache, frames) { return failure }
       listedPages += cache.pointee.slabs << cache.pointee.slabOrder
@@ -57,6 +61,7 @@ extension Heap {
     let current = cache.pointee.current
     if current != 0 {
       let slab = Slab(address: current)
+      guard isSlabRun(slab, cache, frames) else { return HeapCheckFailure(reason: "slab is not a .slab page run of this heap", address: current) }
       guard slab.list == Slab.listCurrent else { return HeapCheckFailure(reason: "current slab not marked current", address: current) }
       if let failure = checkSlab(slab, cache, frames) { return failure }
       slabs += 1
@@ -67,6 +72,8 @@ extension Heap {
       var previous: UInt = 0
       while address != 0 {
         let slab = Slab(address: address)
+        // Nothing is read from a linked address before the page array vouches for it.
+        guard isSlabRun(slab, cache, frames) else { return HeapCheckFailure(reason: "slab is not a .slab page run of this heap", address: address) }
         guard slabs <= frames.pageCount, slab.previous == previous, slab.list == list, address != current else {
           return HeapCheckFailure(reason: "slab list broken", address: address)
         }
@@ -90,15 +97,18 @@ extension Heap {
     return nil
   }
 
+  /// Whether `slab` heads a `.slab` run of this heap of `cache`'s order.
+  private func isSlabRun(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>, _ frames: PageFrameAllocator) -> Bool {
+    guard let run = frames.run(containing: frames.physical(of: slab.base)) else { return false }
+    return run.owner == .slab && run.tag == control.pointee.tag && frames.pointer(toPhysical: run.start) == slab.base
+      && run.pages == 1 << cache.pointee.slabOrder
+  }
+
   private func checkSlab(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
     let address = slab.address
     guard slab.cache == cache, slab.check == Slab.checkWord(address, cache, control.pointee.slabSecret) else {
       return HeapCheckFailure(reason: "slab header check word wrong", address: address)
     }
-    guard let run = frames.run(containing: frames.physical(of: slab.base)), run.owner == .slab,
-      run.tag == control.pointee.tag, frames.pointer(toPhysical: run.start) == slab.base,
-      run.pages == 1 << cache.pointee.slabOrder
-    else { return HeapCheckFailure(reason: "slab is not a .slab page run of this heap", address: address) }
     let capacity = cache.pointee.capacity
     let fresh = slab.fresh
     guard fresh <= capacity, slab.inUse <= fresh else { return HeapCheckFailure(reason: "slab counts out of range", address: address) }

@@ -16,13 +16,21 @@ extension Heap {
     let current = cache.pointee.current
     if current != 0 {
       let slab = Slab(address: current)
+      // The header may have been overrun from the slab below: its check word first,
+      // then the head and its index must agree before either is used.
+      guard slab.check == Slab.checkWord(current, cache, control.pointee.slabSecret) else { return abandonCurrent(cache) }
       let object = slab.freeHead
       if object != 0 {
         let index = slab.headIndex
+        guard index < cache.pointee.capacity, object == cache.pointee.objectAddress(index, in: slab) else {
+          return abandonCurrent(cache)
+        }
         var next = cache.pointee.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
         if next != 0 {
-          // The link must name a used, free object of this slab.
-          if let nextIndex = cache.pointee.objectIndex(next, in: slab), nextIndex < slab.fresh, !slab.isAllocated(nextIndex) {
+          // The link must name another used, free object of this slab.
+          if let nextIndex = cache.pointee.objectIndex(next, in: slab), nextIndex < slab.fresh, nextIndex != index,
+            !slab.isAllocated(nextIndex)
+          {
             slab.headIndex = nextIndex
           } else {
             next = cutFreeList(slab, at: object)
@@ -50,6 +58,16 @@ extension Heap {
     badInputHandler(HeapError(.freeListCorrupted, object).report("slab_alloc"))
     slab.quarantined = true
     return 0
+  }
+
+  /// The current slab's header fails its checks (overwritten, by an overflow out of
+  /// the memory below it, say): report it and stop using the slab. It stays out of
+  /// every list, so `heapCheck` keeps reporting the damage; allocation goes on from
+  /// another slab.
+  private func abandonCurrent(_ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer? {
+    badInputHandler(HeapError(.corruptSlab, cache.pointee.current).report("slab_alloc"))
+    cache.pointee.current = 0
+    return slabAllocateSlow(cache)
   }
 
   /// The slow path: a never-used object of the current slab, else a slab from the

@@ -32,6 +32,8 @@ struct HeapControl {
   var classCaches: UnsafeMutablePointer<SlabCache>? = nil
   /// The newest `ObjectCache` of this heap (a list through `SlabCache.nextCache`), or 0.
   var objectCaches: UInt = 0
+  /// Object caches made so far (each cache's serial).
+  var objectCachesMade: UInt = 0
   /// Bytes of the slab runs held, and the secret their headers and links are mixed with.
   var slabBytes = 0
   var slabSecret: UInt = 0
@@ -99,8 +101,8 @@ public struct Heap {
   ///   - zeroFill: used by `allocateZeroed`.
   ///   - frames: the page allocator the heap grows from, serves large requests from and
   ///     looks ownership up in (nil: a fixed heap over this range only).
-  ///   - growthCeiling: the most bytes the heap may hold in all (control block, arenas
-  ///     and large allocations); nil means all of the frames' RAM.
+  ///   - growthCeiling: the most bytes the heap may hold in all (control block, arenas,
+  ///     slabs and large allocations); nil means all of the frames' RAM.
   ///   - growthStepPages: the largest run one growth step takes (rounded down to a power
   ///     of two, at most 1024 pages = 4 MiB).
   ///   - slabs: serve requests up to `SlabClass.limit` from slab caches (only with

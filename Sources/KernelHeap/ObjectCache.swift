@@ -24,14 +24,19 @@ public struct ObjectCacheStatistics: Sendable, Equatable {
 ///
 /// A handle: copies name the same cache. `destroy` is refused while objects are live;
 /// once it succeeds, every call through any copy of the handle is refused as
-/// `cacheDestroyed` (its check word is cleared), as long as the heap has not reused
-/// the state's block for something that happens to carry the same word.
+/// `cacheDestroyed`: the cache's check word is cleared, and a new cache made later at
+/// the same address carries another serial. (Reading the old state's block stays safe:
+/// it is heap or free page memory, still mapped. Only bytes that reproduce the 64-bit
+/// check word by chance could pass.)
 ///
 /// Bad input has the same defined outcomes as `Heap.deallocate`: misaligned, foreign,
 /// interior pointers and double frees throw and change nothing; an object of another
 /// cache or of kmalloc is `wrongCache`.
 public struct ObjectCache {
   let cache: UnsafeMutablePointer<SlabCache>
+  /// The cache's serial in its heap: a handle names one cache, never a later one at the
+  /// same address.
+  let serial: UInt
   public let heap: Heap
 
   /// A cache for objects of `objectSize` bytes at `alignment` in `heap`.
@@ -49,17 +54,21 @@ public struct ObjectCache {
       let block = heap.allocateBlock(MemoryLayout<SlabCache>.stride)
     else { return nil }
     let cache = block.bindMemory(to: SlabCache.self, capacity: 1)
+    heap.control.pointee.objectCachesMade &+= 1
+    let serial = heap.control.pointee.objectCachesMade
     cache.initialize(to: SlabCache(
       size: objectSize, alignment: aligned, kind: SlabCache.kindObjectCache,
-      address: UInt(bitPattern: cache), heapSecret: heap.control.pointee.slabSecret))
+      address: UInt(bitPattern: cache), heapSecret: heap.control.pointee.slabSecret, serial: serial))
     heap.linkObjectCache(cache)
     self.cache = cache
+    self.serial = serial
     self.heap = heap
   }
 
   /// Whether the handle still names a live cache of its heap.
   var isLive: Bool {
-    cache.pointee.check == UInt(bitPattern: cache) ^ heap.control.pointee.slabSecret ^ SlabCache.kindObjectCache
+    cache.pointee.check == SlabCache.checkWord(
+      address: UInt(bitPattern: cache), heapSecret: heap.control.pointee.slabSecret, kind: SlabCache.kindObjectCache, serial: serial)
   }
 
   /// One object (contents undefined), or nil when no slab page can be had or the cache

@@ -26,8 +26,8 @@ struct SlabCache {
   var slabs = 0
   /// Bytes from one object's start to the next (the object size rounded to the alignment).
   let slotSize: Int
-  /// ceil(2^32 / slotSize): object index = offset * reciprocal >> 32, exact for every
-  /// offset inside a slab (offset * (reciprocal * slotSize - 2^32) < 2^32).
+  /// floor(2^32 / slotSize) + 1: object index = offset * reciprocal >> 32, exact for
+  /// every offset inside a slab (offset * (reciprocal * slotSize - 2^32) < 2^15 * 2^12).
   let reciprocal: UInt64
   /// Offset of object 0 from the slab's start: the header, rounded to the alignment.
   let firstOffset: Int
@@ -37,8 +37,11 @@ struct SlabCache {
   let slabOrder: Int
   /// Mixed into every free-list link this cache stores.
   let secret: UInt
-  /// `address ^ the heap's secret ^ kind` while the cache exists, 0 once destroyed.
+  /// `checkWord(...)` while the cache exists, 0 once destroyed.
   var check: UInt
+  /// Which object cache of its heap this is (1, 2, ...; 0 for the size classes), so a
+  /// handle to a destroyed cache never matches a new cache made at the same address.
+  let serial: UInt
   /// `kindSizeClass` (kmalloc) or `kindObjectCache`.
   let kind: UInt
   let alignment: Int
@@ -79,7 +82,12 @@ struct SlabCache {
     return best
   }
 
-  init(size: Int, alignment: Int, kind: UInt, address: UInt, heapSecret: UInt) {
+  /// The check word of a live cache at `address`.
+  static func checkWord(address: UInt, heapSecret: UInt, kind: UInt, serial: UInt) -> UInt {
+    address ^ heapSecret ^ kind ^ serial << 16
+  }
+
+  init(size: Int, alignment: Int, kind: UInt, address: UInt, heapSecret: UInt, serial: UInt = 0) {
     // Callers checked the layout exists.
     let layout = SlabCache.layout(size: size, alignment: alignment)!
     slotSize = layout.slot
@@ -89,7 +97,8 @@ struct SlabCache {
     objectsBytes = UInt(layout.capacity * layout.slot)
     slabOrder = layout.order
     secret = SlabCache.mix(heapSecret ^ address)
-    check = address ^ heapSecret ^ kind
+    check = SlabCache.checkWord(address: address, heapSecret: heapSecret, kind: kind, serial: serial)
+    self.serial = serial
     self.kind = kind
     self.alignment = alignment
     requestedSize = size

@@ -42,6 +42,9 @@ public struct MemInitConfig {
   /// pointer = physical + directMapOffset (0 in the kernel).
   public var directMapOffset: Int
   public var zeroFill: ZeroFill
+  /// Mixed into the heap's slab secret (`Heap.init(secretSeed:)`): a boot-time counter,
+  /// say. 0 leaves the secret to the heap's address alone.
+  public var secretSeed: UInt = 0
 
   /// A configuration; the DTB range may be empty and the heap defaults to 1 MiB.
   /// - Precondition: none here; `planLayout` checks the values.
@@ -242,7 +245,7 @@ public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> Pa
 public func heapInit(_ config: MemInitConfig, _ layout: BootLayout, frames: PageFrameAllocator) throws(MemInitError) -> Heap {
   guard let heap = Heap(
     start: config.pointer(toPhysical: layout.heapStart), size: Int(layout.heapEnd - layout.heapStart),
-    zeroFill: config.zeroFill, frames: frames, growthCeiling: config.growthCeiling)
+    zeroFill: config.zeroFill, frames: frames, growthCeiling: config.growthCeiling, secretSeed: config.secretSeed)
   else { throw MemInitError(.heapTooSmall, UInt(bitPattern: config.heapBytes)) }
   return heap
 }

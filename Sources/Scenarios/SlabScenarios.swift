@@ -215,6 +215,26 @@ func slabScenarios() -> [Scenario] {
       for p in liveOthers { try? heap.deallocate(p) }
       heap.releaseEmptySlabs()
       e.expect(heap.check() == nil && heap.statistics.slabBytes == 0, "the damaged slabs go back once empty", UInt(heap.statistics.slabBytes))
+
+    },
+    Scenario("slab.header_overrun") { memory, e in
+      guard let (frames, heap) = makeMachine(memory, &e) else { return }
+      // An overflow out of the memory below a slab reaches its header: the next
+      // allocation from it reports the slab, never uses its fields, and serves from
+      // another slab.
+      guard let first = heap.allocate(32), let run = slabRun(frames, first) else { return e.expect(false, "allocation failed", 0) }
+      let header = frames.pointer(toPhysical: run.start)
+      let saved = header.load(as: UInt.self)
+      header.storeBytes(of: saved ^ 0x4141, as: UInt.self)
+      var next: UnsafeMutableRawPointer? = nil
+      let reports = collectingReports { next = heap.allocate(32) }
+      e.expect(reports.count == 1 && sameText(reports.first!.reason, HeapError.Reason.corruptSlab.text)
+        && reports.first?.address == UInt(bitPattern: header), "the overrun slab is reported with its address", UInt(reports.count))
+      e.expect(next != nil && slabRun(frames, next!) != run, "the allocation comes from another slab", 0)
+      expectFreeThrows(heap, first, .corruptSlab, &e, "a free into the overrun slab", detail: UInt(bitPattern: first))
+      e.expect(heap.check() != nil, "heapCheck reports the abandoned slab", 0)
+      header.storeBytes(of: saved, as: UInt.self)
+      try? heap.deallocate(next)
     },
     Scenario("slab.object_cache_api") { memory, e in
       guard let (frames, heap) = makeMachine(memory, &e) else { return }
@@ -260,6 +280,23 @@ func slabScenarios() -> [Scenario] {
         } catch { e.expect(error.reason == .cacheDestroyed, "destroy twice", UInt(size)) }
       }
       e.expect(frames.freePageCount == startFree, "destroyed caches give every page back", UInt(frames.freePageCount))
+      // A handle to a destroyed cache never reaches a new cache made in its place (the
+      // heap hands the same block out again).
+      if let old = ObjectCache(heap: heap, objectSize: 64) {
+        try? old.destroy()
+        if let new = ObjectCache(heap: heap, objectSize: 64), let object = new.allocate() {
+          e.expect(old.allocate() == nil && old.statistics == nil, "a stale handle is refused after its address is reused", 0)
+          do throws(HeapError) {
+            try old.free(object)
+            e.expect(false, "a stale handle freed a new cache's object", 0)
+          } catch { e.expect(error.reason == .cacheDestroyed, "a stale handle's free is cacheDestroyed", 0) }
+          e.expect(new.statistics?.liveObjects == 1, "the new cache kept its object", 0)
+          try? new.free(object)
+          try? new.destroy()
+        } else {
+          e.expect(false, "second cache refused", 0)
+        }
+      }
       e.expect(ObjectCache(heap: heap, objectSize: 0) == nil && ObjectCache(heap: heap, objectSize: 4097) == nil
         && ObjectCache(heap: heap, objectSize: 64, alignment: 24) == nil && ObjectCache(heap: heap, objectSize: 64, alignment: 8192) == nil,
         "bad sizes and alignments refused", 0)
