@@ -1,5 +1,5 @@
 # SwiftKernelMemory: build, boot and test the Embedded Swift memory subsystem.
-#   make run  [BOARD=raspi3b|raspi4b|virt] [MEM=1G]   boot the kernel under QEMU, show the memory map
+#   make run  [BOARD=raspi3b|raspi4b|virt] [MEM=1G] [SEMIHOSTING=0]   boot the kernel under QEMU, show the memory map
 #   make test                                 host swift test + every QEMU boot test
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make bench [JSON=1]                       host benchmark against the seed list and glibc
@@ -26,8 +26,11 @@ EMBEDDED_BUILD = $(SWIFT) build --triple aarch64-none-none-elf --toolset qemu/$(
 QEMU_raspi3b = -M raspi3b
 QEMU_raspi4b = -M raspi4b
 QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
+# SEMIHOSTING=0: QEMU without semihosting; the kernel finds that out at boot and powers
+# off instead (PSCI on virt, the PM watchdog on the Pis), so QEMU still ends with 0.
+SEMIHOSTING ?= 1
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
-  -semihosting-config enable=on,target=native
+  $(if $(filter 0,$(SEMIHOSTING)),,-semihosting-config enable=on,target=native)
 
 .PHONY: all kernel testkernel image run debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test preload realworld clean
 

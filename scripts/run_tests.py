@@ -237,6 +237,61 @@ def boot(board, mem, product, args, expect_success, timeout, extra, what, checks
         count(noticed, f"{label}: failing guest check detected (exit {status})")
 
 
+# Deliberate faults (issue #14): (board, fault argument, the report line expected).
+FAULTS = [
+    ("virt", "data-abort", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0x96000004: data abort, FAR 0x1000000000000\)$"),
+    ("virt", "undefined", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0x2000000: undefined instruction, FAR 0x[0-9a-f]+\)$"),
+    ("virt", "brk", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0xf2000001: BRK, FAR 0x[0-9a-f]+\)$"),
+    ("raspi3b", "data-abort", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0x96000004: data abort, FAR 0x1000000000000\)$"),
+]
+
+
+def run_qemu(cmd, timeout):
+    """(output, exit status or None on a hang, seconds)."""
+    started = time.time()
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        return proc.stdout.decode(errors="replace").replace("\r", ""), proc.returncode, time.time() - started
+    except subprocess.TimeoutExpired as e:
+        return (e.stdout or b"").decode(errors="replace").replace("\r", ""), None, time.time() - started
+
+
+def fault_boot(board, fault, expected):
+    """The test kernel takes a deliberate exception: the report line, registers and a
+    backtrace, then exit status 4 (semihosting). A hang is a failure of its own."""
+    label = f"fault={fault} on {board}"
+    print(f"== {label}", flush=True)
+    out, status, elapsed = run_qemu(qemu_command(board, "1G", "testkernel", [f"fault={fault}"]), 60)
+    problems = []
+    if status is None:
+        problems.append("hung until the 60 s timeout")
+    elif status != 4:
+        problems.append(f"exit status {status}, expected 4")
+    if not re.search(expected, out):
+        problems.append("no report line matching " + expected)
+    if not re.search(r"(?m)^  backtrace: 0x[0-9a-f]+( 0x[0-9a-f]+)+$", out) or not re.search(r"(?m)^  x0  0x[0-9a-f]{16} ", out):
+        problems.append("no registers or backtrace after the report line")
+    for problem in problems:
+        print("  " + problem)
+    if problems:
+        print(out[-2000:])
+    count(not problems, f"{label}: exit {status}, {elapsed:.1f} s")
+
+
+def no_semihosting_boot(board):
+    """`make run SEMIHOSTING=0`: the kernel finds no semihosting and powers off; QEMU
+    must end with status 0 after the map, well before the timeout."""
+    label = f"kernel on {board} without semihosting (make run SEMIHOSTING=0)"
+    print(f"== {label}", flush=True)
+    cmd = [a for a in qemu_command(board, "1G", "kernel", []) if a != "-semihosting-config"]
+    cmd = [a for a in cmd if not a.startswith("enable=on,target=native")]
+    out, status, elapsed = run_qemu(cmd, 60)
+    ok = status == 0 and "bye" in out and re.search(r"(?m)^  total .*: exact$", out) is not None
+    if not ok:
+        print(out[-2000:] if status is not None else "  hung until the 60 s timeout")
+    count(ok, f"{label}: exit {status}, {elapsed:.1f} s")
+
+
 def fuzz(seconds, target="fuzz", name="heapfuzz"):
     """`make <target>` for `seconds`: passes when libFuzzer ends without a finding."""
     print(f"== fuzz: {name} for {seconds} s (libFuzzer + AddressSanitizer)", flush=True)
@@ -316,6 +371,16 @@ def main():
                   f"scripts/install_qemu.sh installs it from Debian's backports)", flush=True)
             continue
         boot(*spec)
+    for board, fault, expected in FAULTS:
+        if qemu_has(board):
+            fault_boot(board, fault, expected)
+    skipped += 1
+    print("SKIP fault=stack-overflow: the boot stack has no guard page below it yet (the identity map "
+          "uses 2 MiB blocks; a guard page comes with the page-table work), so running past it "
+          "overwrites memory instead of faulting", flush=True)
+    for board in BOARDS:
+        if qemu_has(board):
+            no_semihosting_boot(board)
     if "--skip-host" not in sys.argv:
         realworld()
         fuzz(60)

@@ -1,5 +1,6 @@
-// Start-up: park secondary cores, drop to EL1, enable FP/SIMD, set the stack,
-// zero .bss, turn on the MMU (identity map), then call the Swift entry point `main`.
+// Start-up: park secondary cores, drop to EL1, enable FP/SIMD, install the exception
+// vectors and stacks, zero .bss, turn on the MMU (identity map), probe for semihosting,
+// then call the Swift entry point `main`.
 #if defined(__aarch64__) && !defined(__linux__)
 
 #define SCR_EL3_NS      (1 << 0)
@@ -31,7 +32,7 @@ entry:
   and x1, x1, #0xff
   cbz x1, primary
 park:
-  wfe
+  wfi                                   // sleeps under QEMU too (wfe only yields there)
   b park
 
 primary:
@@ -74,9 +75,16 @@ from_el2:
 at_el1:
   mov x2, #CPACR_FPEN_ALL
   msr cpacr_el1, x2
+  // Exception vectors first: from here on any fault is reported (vectors.S).
+  ldr x2, =arch_exception_vectors
+  msr vbar_el1, x2
   isb
-  ldr x2, =__stack_top
+  // SP_EL1 is the exception stack; the kernel runs on SP_EL0 with the boot stack.
+  ldr x2, =arch_exception_stack_top
   mov sp, x2
+  ldr x2, =__stack_top
+  msr sp_el0, x2
+  msr spsel, #0
 
   // .bss with aligned 16-byte stores: the MMU is still off, so memory is Device
   // memory and `dc zva` or unaligned stores would fault.
@@ -94,6 +102,7 @@ at_el1:
   str x20, [x2]
 
   bl arch_mmu_enable
+  bl arch_probe_semihosting             // may trap once, into our own vectors
   mov x0, #0
   mov x1, #0
   bl main

@@ -1,5 +1,6 @@
 // Semihosting: SYS_EXIT with ADP_Stopped_ApplicationExit ends QEMU with a status,
-// and SYS_GET_CMDLINE reads `-semihosting-config arg=...`. QEMU must run with semihosting on.
+// and SYS_GET_CMDLINE reads `-semihosting-config arg=...`. Both only when boot's probe
+// (exception.c) found semihosting; otherwise arch_exit powers the machine off.
 #if defined(__aarch64__) && !defined(__linux__)
 
 #define SYS_GET_CMDLINE 0x15
@@ -10,6 +11,10 @@
   .global arch_exit
   .type arch_exit, %function
 arch_exit:                              // x0 = exit code
+  ldr x1, =arch_semihosting             // 1 when boot's probe found semihosting
+  ldr w1, [x1]
+  cmp w1, #1
+  b.ne arch_power_off                   // exception.c: PSCI or the PM watchdog
   sub sp, sp, #16
   ldr x1, =ADP_STOPPED_APPLICATION_EXIT
   str x1, [sp]
@@ -24,6 +29,13 @@ arch_exit:                              // x0 = exit code
   .global arch_semihosting_cmdline
   .type arch_semihosting_cmdline, %function
 arch_semihosting_cmdline:               // x0 = buffer, x1 = capacity; returns 0 on success
+  ldr x2, =arch_semihosting
+  ldr w2, [x2]
+  cmp w2, #1
+  b.eq 1f
+  mov x0, #-1                           // no semihosting: no command line
+  ret
+1:
   sub sp, sp, #16
   stp x0, x1, [sp]
   mov x1, sp

@@ -2,7 +2,8 @@
 // kernel-only cases, printing one line per case and `N passed, N failed`. QEMU exits
 // with 0 only if every case passed. Semihosting argument `fail-on-purpose` adds a
 // failing case, to prove the harness notices; `bench` runs the guest benchmark
-// (GuestBench.swift) instead of the cases.
+// (GuestBench.swift) instead of the cases; `fault=data-abort`, `fault=undefined` and
+// `fault=brk` take that exception, which the vectors report (exit status 4).
 #if arch(arm64) && os(none)
 import Arch
 import ArchSupport
@@ -27,6 +28,10 @@ if argumentGiven("bench") {
   guestBench()
   Machine.exit(0)
 }
+// Deliberate faults: the exception vectors must report each and exit with status 4.
+if argumentGiven("fault=data-abort") { arch_fault_data_abort() }
+if argumentGiven("fault=undefined") { arch_fault_undefined() }
+if argumentGiven("fault=brk") { arch_fault_brk() }
 kput("test kernel\n")
 
 nonisolated(unsafe) var passed = 0

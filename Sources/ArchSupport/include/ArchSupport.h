@@ -23,12 +23,31 @@ void bzero(void *ptr, size_t size);
 void arch_zero_bytes(void *ptr, size_t size);
 
 /// Ends the QEMU process with `code` as its exit status (semihosting SYS_EXIT,
-/// ADP_Stopped_ApplicationExit). Never returns.
+/// ADP_Stopped_ApplicationExit), or powers off (`arch_power_off`, status lost) when
+/// boot's probe found no semihosting. Never returns.
 void arch_exit(int code) __attribute__((noreturn));
 
 /// Fills `buffer` (at most `capacity` bytes) with the semihosting command line
 /// (`-semihosting-config arg=...`). Returns 0 on success.
 long arch_semihosting_cmdline(char *buffer, size_t capacity);
+
+/// Whether boot's probe found semihosting (QEMU's -semihosting-config enable=on).
+int arch_semihosting_available(void);
+
+/// Powers the machine off without semihosting: PSCI SYSTEM_OFF on virt, the PM
+/// watchdog's halt on the Pis (exception.c). Never returns.
+void arch_power_off(void) __attribute__((noreturn));
+
+/// The decoded names of an exception kind (vectors.S's 0...15) and of an ESR value's
+/// exception class, as printed in reports.
+const char *arch_exception_kind(uint64_t kind);
+const char *arch_exception_class(uint64_t esr);
+
+/// Deliberate faults for the test kernel: a load from an unmapped address, an undefined
+/// instruction, a `brk`. Each is reported by the exception vectors.
+void arch_fault_data_abort(void);
+void arch_fault_undefined(void);
+void arch_fault_brk(void);
 
 /// Exception level the boot code was entered at (1, 2 or 3), and the value of x0 at entry.
 extern uint64_t arch_boot_el;
