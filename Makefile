@@ -2,6 +2,7 @@
 #   make run  [BOARD=raspi3b|raspi4b|virt] [MEM=1G] [SEMIHOSTING=0]   boot the kernel under QEMU, show the memory map
 #   make test                                 host swift test + every QEMU boot test
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
+#   make symbolize [BOARD=..] [ELF=..] < report   an exception report as function file:line
 #   make bench [JSON=1]                       host benchmark against the seed list and glibc
 #   make bench-qemu                           guest instructions per operation (-icount)
 #   make bench-plot                           PNG plots of `make bench` into docs/
@@ -32,7 +33,7 @@ SEMIHOSTING ?= 1
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   $(if $(filter 0,$(SEMIHOSTING)),,-semihosting-config enable=on,target=native)
 
-.PHONY: all kernel testkernel image run debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test preload realworld clean
+.PHONY: all kernel testkernel image run symbolize debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test preload realworld clean
 
 all: kernel
 
@@ -57,6 +58,11 @@ qemu:
 # git, gcc, sqlite3, jq, xz and perl for `make realworld`, installed with apt-get when missing.
 tools:
 	@bash scripts/install_tools.sh
+
+# A pasted exception report on stdin, symbolized against the image (scripts/symbolize).
+ELF ?= $(KERNEL)
+symbolize:
+	@$(PYTHON) scripts/symbolize $(ELF)
 
 run: qemu kernel
 	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL)

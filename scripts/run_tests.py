@@ -271,6 +271,13 @@ def fault_boot(board, fault, expected):
         problems.append("no report line matching " + expected)
     if not re.search(r"(?m)^  backtrace: 0x[0-9a-f]+( 0x[0-9a-f]+)+$", out) or not re.search(r"(?m)^  x0  0x[0-9a-f]{16} ", out):
         problems.append("no registers or backtrace after the report line")
+    if fault == "brk" and not problems:
+        # scripts/symbolize turns the report into function file:line.
+        lines = subprocess.run([sys.executable, "scripts/symbolize", f".build-{board}/release/testkernel"], input=out,
+                               capture_output=True, text=True).stdout
+        if not re.search(r"arch_fault_brk +Sources/ArchSupport/exception\.c:\d+", lines) or \
+                not re.search(r"TestKernel_main +Sources/TestKernel/main\.swift:\d+", lines):
+            problems.append("scripts/symbolize did not name arch_fault_brk and the test kernel's main:\n" + lines)
     for problem in problems:
         print("  " + problem)
     if problems:
