@@ -29,7 +29,8 @@ NUMA = ["-object", "memory-backend-ram,id=m0,size=1G", "-object", "memory-backen
 BOOTS = [
     # (board, memory, product, extra semihosting args, expect success, timeout s, extra QEMU args, label, checks)
     # A check is a regex the output must match, or a function of the output returning an error or None.
-    ("raspi3b", "1G", "kernel", [], True, 60, [], "", []),
+    ("raspi3b", "1G", "kernel", [], True, 60, [], "",
+     [r"(?m)^SwiftKernelMemory: board raspi3b \(Raspberry Pi 3 Model B, 1024 MiB, revision 0xa02082\), entered at EL"]),
     ("virt", "1G", "kernel", [], True, 60, [], "", []),
     ("raspi3b", "1G", "testkernel", [], True, 300, [], "", []),
     ("virt", "128M", "testkernel", [], True, 300, [], "", []),
@@ -57,7 +58,8 @@ BOOTS = [
     # Raspberry Pi 4B (QEMU 9+): RAM below 1 GiB from the mailbox or the tree, above it from
     # the board revision.
     ("raspi4b", "2G", "kernel", [], True, 60, [], "",
-     [r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the mailbox$",
+     [r"(?m)^SwiftKernelMemory: board raspi4b \(Raspberry Pi 4 Model B, 2048 MiB, revision 0x[0-9a-f]+\), entered at EL",
+      r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the mailbox$",
       r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the board revision$"]),
     ("raspi4b", "2G", "testkernel", [], True, 600, [], "", [r"(?m)^  free +\[0x[0-9a-f]+, 0x80000000\) \d+ pages$"]),
     ("raspi4b", "2G", "testkernel.img", [], True, 600, ["-dtb", f"{DT}/raspi4b.dtb"], "raw image with -dtb",

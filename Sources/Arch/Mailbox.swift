@@ -33,10 +33,13 @@ enum Mailbox {
   /// The board's total RAM from its revision code (new-style codes: bits 20-22 give
   /// 256 MiB << n), or nil for an old-style code or no answer.
   static func boardMemoryBytes() -> UInt? {
-    guard let words = query(tagGetBoardRevision) else { return nil }
-    let revision = words.0
-    guard revision & (1 << 23) != 0 else { return nil }
+    guard let revision = boardRevision(), revision & (1 << 23) != 0 else { return nil }
     return UInt(256 << 20) << UInt((revision >> 20) & 7)
+  }
+
+  /// The firmware's board revision code, or nil.
+  static func boardRevision() -> UInt32? {
+    query(tagGetBoardRevision)?.0
   }
 
   /// One property-tag request with an 8-byte value; the two response words, or nil.
@@ -45,7 +48,10 @@ enum Mailbox {
       let address = UInt(bitPattern: pointer)
       guard address & 0xF == 0 else { return nil }
       pointer.pointee.words = (32, codeRequest, tag, 8, 0, 0, 0, 0)
-      arch_dsb()
+      // The buffer is in cacheable memory and the VideoCore reads RAM: clean it to RAM
+      // before the request, invalidate it after the answer (no-ops under QEMU, which
+      // models no caches; needed on hardware).
+      arch_cache_clean(pointer, MemoryLayout<PropertyMessage>.size)
       while arch_mmio_read32(Board.mailboxBase + mailboxStatus) & statusFull != 0 {}
       arch_mmio_write32(Board.mailboxBase + mailboxWrite, UInt32(truncatingIfNeeded: address) | propertyChannel)
       while true {
@@ -53,7 +59,7 @@ enum Mailbox {
         let reply = arch_mmio_read32(Board.mailboxBase + mailboxRead)
         if reply & 0xF == propertyChannel { break }
       }
-      arch_dsb()
+      arch_cache_invalidate(pointer, MemoryLayout<PropertyMessage>.size)
       let words = pointer.pointee.words
       guard words.1 == codeResponseOK else { return nil }
       return (words.5, words.6)

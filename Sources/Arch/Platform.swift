@@ -71,6 +71,31 @@ public enum Platform {
     #endif
   }
 
+  /// The board's model from the firmware's revision code: (name, RAM, code), or nil on
+  /// virt, for an old-style code or without an answer.
+  public static func boardModel() -> (name: StaticString, memoryBytes: UInt, revision: UInt32)? {
+    #if BOARD_VIRT
+    return nil
+    #else
+    guard let revision = Mailbox.boardRevision(), revision & (1 << 23) != 0 else { return nil }
+    let name: StaticString
+    switch (revision >> 4) & 0xFF {
+    case 0x04: name = "Raspberry Pi 2 Model B"
+    case 0x08: name = "Raspberry Pi 3 Model B"
+    case 0x0A: name = "Raspberry Pi Compute Module 3"
+    case 0x0D: name = "Raspberry Pi 3 Model B+"
+    case 0x0E: name = "Raspberry Pi 3 Model A+"
+    case 0x10: name = "Raspberry Pi Compute Module 3+"
+    case 0x11: name = "Raspberry Pi 4 Model B"
+    case 0x12: name = "Raspberry Pi Zero 2 W"
+    case 0x13: name = "Raspberry Pi 400"
+    case 0x14: name = "Raspberry Pi Compute Module 4"
+    default: name = "Raspberry Pi (unknown type)"
+    }
+    return (name, UInt(256 << 20) << UInt((revision >> 20) & 7), revision)
+    #endif
+  }
+
   /// RAM at or above this address is not in the early identity map.
   public static var mappedLimit: UInt { Board.mappedLimit }
 }

@@ -149,6 +149,20 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
   halt();
 }
 
+// Cache maintenance by virtual address, 64-byte lines (Cortex-A53 and A72).
+void arch_cache_clean(const volatile void *ptr, size_t size) {
+  uintptr_t line = (uintptr_t)ptr & ~(uintptr_t)63;
+  for (; line < (uintptr_t)ptr + size; line += 64) __asm__ volatile("dc cvac, %0" : : "r"(line) : "memory");
+  __asm__ volatile("dsb sy" : : : "memory");
+}
+
+void arch_cache_invalidate(const volatile void *ptr, size_t size) {
+  uintptr_t line = (uintptr_t)ptr & ~(uintptr_t)63;
+  __asm__ volatile("dsb sy" : : : "memory");
+  for (; line < (uintptr_t)ptr + size; line += 64) __asm__ volatile("dc ivac, %0" : : "r"(line) : "memory");
+  __asm__ volatile("dsb sy" : : : "memory");
+}
+
 // Deliberate faults for the test kernel's `fault=...` boots.
 void arch_fault_data_abort(void) {
   // Bit 48 set: outside the 48-bit range of both translation tables.

@@ -21,6 +21,17 @@ public func bootMemory() -> BootLayout {
   let image = Platform.kernelImage
   kput("SwiftKernelMemory: board ")
   kput(Board.name)
+  if let model = Platform.boardModel() {
+    // The model the firmware reports, which may differ from the build's board
+    // (a raspi3b image on a 3A+, say).
+    kput(" (")
+    kput(model.name)
+    kput(", ")
+    kputDecimal(model.memoryBytes >> 20)
+    kput(" MiB, revision ")
+    kputHex(UInt(model.revision))
+    kput(")")
+  }
   kput(", entered at EL")
   kputDecimal(Platform.entryExceptionLevel)
   kput(", running at EL")

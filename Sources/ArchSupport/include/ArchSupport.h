@@ -88,6 +88,12 @@ static inline void arch_mmio_write32(uintptr_t address, uint32_t value) {
   *(volatile uint32_t *)address = value;
 }
 
+/// Cleans (writes back) / invalidates the data cache lines covering [ptr, ptr + size)
+/// to the point of coherency, then `dsb sy`: for buffers another bus master reads or
+/// writes (the VideoCore's mailbox messages). exception.c.
+void arch_cache_clean(const volatile void *ptr, size_t size);
+void arch_cache_invalidate(const volatile void *ptr, size_t size);
+
 /// Full-system data memory barrier, for ordering MMIO against memory (mailbox buffers).
 void arch_dsb(void);
 
