@@ -44,11 +44,16 @@ testkernel:
 	$(EMBEDDED_BUILD) --product testkernel
 
 # Raw images with the arm64 Image header: QEMU (and loaders) boot them like Linux, with
-# x0 = DTB and -initrd named in /chosen.
+# x0 = DTB and -initrd named in /chosen. On the Pis also the SD card's files:
+# .build-<board>/release/sdcard/kernel8.img and config.txt (qemu/sdcard/<board>-config.txt).
 OBJCOPY ?= $(shell command -v llvm-objcopy || echo $(dir $(shell command -v swift))llvm-objcopy)
 image: kernel testkernel
 	$(OBJCOPY) -O binary $(KERNEL) $(KERNEL).img
 	$(OBJCOPY) -O binary $(TESTKERNEL) $(TESTKERNEL).img
+	@if [ -f qemu/sdcard/$(BOARD)-config.txt ]; then \
+	  mkdir -p $(SCRATCH)/release/sdcard && cp $(KERNEL).img $(SCRATCH)/release/sdcard/kernel8.img && \
+	  cp qemu/sdcard/$(BOARD)-config.txt $(SCRATCH)/release/sdcard/config.txt && \
+	  echo "SD card files: $(SCRATCH)/release/sdcard/kernel8.img and config.txt (README: boot on a real Raspberry Pi)"; fi
 
 # QEMU with raspi4b (9.0+, from Debian's backports on Debian 12) and dtc, installed with
 # apt-get when missing (scripts/install_qemu.sh).

@@ -62,6 +62,11 @@ BOOTS = [
       r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the mailbox$",
       r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the board revision$"]),
     ("raspi4b", "2G", "testkernel", [], True, 600, [], "", [r"(?m)^  free +\[0x[0-9a-f]+, 0x80000000\) \d+ pages$"]),
+    # The SD card's kernel8.img as the Pi firmware starts it: at 0x200000, at EL2, x0 = DTB.
+    ("raspi3b", "1G", "sdcard/kernel8.img", [], True, 60, ["-dtb", f"{DT}/raspi3b.dtb"], "SD card image as firmware loads it",
+     [r"(?m)^SwiftKernelMemory: board raspi3b \(Raspberry Pi 3 Model B, 1024 MiB, revision 0xa02082\), entered at EL2, running at EL1$"]),
+    ("raspi4b", "2G", "sdcard/kernel8.img", [], True, 60, ["-dtb", f"{DT}/raspi4b.dtb"], "SD card image as firmware loads it",
+     [r"(?m)^SwiftKernelMemory: board raspi4b \(Raspberry Pi 4 Model B, 2048 MiB, revision 0x[0-9a-f]+\), entered at EL2, running at EL1$"]),
     ("raspi4b", "2G", "testkernel.img", [], True, 600, ["-dtb", f"{DT}/raspi4b.dtb"], "raw image with -dtb",
      [r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the device tree$",
       r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the board revision$",
@@ -212,7 +217,7 @@ def boot(board, mem, product, args, expect_success, timeout, extra, what, checks
         problems.append("the map's closing line is not exact")
     for problem in problems:
         print("  " + problem)
-    if product.startswith("kernel"):
+    if os.path.basename(product).startswith("kernel"):
         ok = status == 0 and "heapCheck: ok" in out and "panic" not in out and not problems
         if not ok:
             print(out[-3000:])
@@ -237,6 +242,23 @@ def boot(board, mem, product, args, expect_success, timeout, extra, what, checks
         noticed = status not in (0, None) and summary is not None and int(summary.group(2)) > 0 and \
             any("harness.fail_on_purpose" in f for f in fails)
         count(noticed, f"{label}: failing guest check detected (exit {status})")
+
+
+def wrong_address_boot(board):
+    """The SD card's kernel8.img loaded where old firmware puts it (0x80000) instead of
+    0x200000: one clear line on the UART, then it halts (the boot is ended after 10 s)."""
+    label = f"kernel8.img on {board} loaded at 0x80000, linked at 0x200000"
+    print(f"== {label}", flush=True)
+    image = f".build-{board}/release/sdcard/kernel8.img"
+    cmd = ["qemu-system-aarch64", "-M", board, "-display", "none", "-monitor", "none", "-serial", "stdio",
+           "-device", f"loader,file={image},addr=0x80000,force-raw=on", "-device", "loader,addr=0x80000,cpu-num=0"]
+    out, status, elapsed = run_qemu(cmd, 10)
+    expected = (r"(?m)^SwiftKernelMemory: loaded at 0x0000000000080000, linked at 0x0000000000200000: "
+                r"the image must be loaded at the address it was linked for")
+    ok = re.search(expected, out) is not None and status is None
+    if not ok:
+        print(out[-2000:])
+    count(ok, f"{label}: the line, then halted ({'still halted at 10 s' if status is None else f'exit {status}'})")
 
 
 # Deliberate faults (issue #14): (board, fault argument, the report line expected).
@@ -390,6 +412,9 @@ def main():
     for board in BOARDS:
         if qemu_has(board):
             no_semihosting_boot(board)
+    for board in ("raspi3b", "raspi4b"):
+        if qemu_has(board):
+            wrong_address_boot(board)
     if "--skip-host" not in sys.argv:
         realworld()
         fuzz(60)

@@ -10,6 +10,8 @@ private let statusEmpty: UInt32 = 0x4000_0000
 private let propertyChannel: UInt32 = 8
 private let tagGetArmMemory: UInt32 = 0x0001_0005
 private let tagGetBoardRevision: UInt32 = 0x0001_0002
+private let tagGetClockRate: UInt32 = 0x0003_0002
+private let clockUART: UInt32 = 2
 private let codeRequest: UInt32 = 0
 private let codeResponseOK: UInt32 = 0x8000_0000
 
@@ -37,17 +39,23 @@ enum Mailbox {
     return UInt(256 << 20) << UInt((revision >> 20) & 7)
   }
 
+  /// The UART's reference clock in Hz (the firmware's clock-rate tag), or nil.
+  static func uartClockHz() -> UInt32? {
+    guard let words = query(tagGetClockRate, argument: clockUART), words.0 == clockUART, words.1 != 0 else { return nil }
+    return words.1
+  }
+
   /// The firmware's board revision code, or nil.
   static func boardRevision() -> UInt32? {
     query(tagGetBoardRevision)?.0
   }
 
   /// One property-tag request with an 8-byte value; the two response words, or nil.
-  private static func query(_ tag: UInt32) -> (UInt32, UInt32)? {
+  private static func query(_ tag: UInt32, argument: UInt32 = 0) -> (UInt32, UInt32)? {
     return withUnsafeMutablePointer(to: &message) { pointer -> (UInt32, UInt32)? in
       let address = UInt(bitPattern: pointer)
       guard address & 0xF == 0 else { return nil }
-      pointer.pointee.words = (32, codeRequest, tag, 8, 0, 0, 0, 0)
+      pointer.pointee.words = (32, codeRequest, tag, 8, 0, argument, 0, 0)
       // The buffer is in cacheable memory and the VideoCore reads RAM: clean it to RAM
       // before the request, invalidate it after the answer (no-ops under QEMU, which
       // models no caches; needed on hardware).

@@ -71,6 +71,12 @@ public enum Platform {
     #endif
   }
 
+  /// Sets the serial console up as hardware needs it (Raspberry Pi: GPIO 14/15, the
+  /// UART clock from the firmware, 115200 8N1, FIFOs). Call before the first output.
+  public static func setUpConsole() {
+    Uart.setUp()
+  }
+
   /// The board's model from the firmware's revision code: (name, RAM, code), or nil on
   /// virt, for an old-style code or without an answer.
   public static func boardModel() -> (name: StaticString, memoryBytes: UInt, revision: UInt32)? {

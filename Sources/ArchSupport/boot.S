@@ -28,6 +28,12 @@ _start:
   .word 0                               // reserved
 entry:
   mov x20, x0                           // x0 at entry (DTB pointer on some loaders)
+  // The image is linked at KERNEL_BASE and uses absolute addresses: refuse to run
+  // anywhere else, with one line on the UART instead of a reboot loop.
+  adr x1, _start                        // where it runs
+  ldr x2, =_start                       // where it was linked
+  cmp x1, x2
+  b.ne wrong_address
   mrs x1, mpidr_el1
   and x1, x1, #0xff
   cbz x1, primary
@@ -109,6 +115,77 @@ at_el1:
   bl arch_exit                          // main's return value is the exit status
 3:
   b 3b
+
+// Position independent, MMU off, before any set-up: "loaded at X, linked at Y" on the
+// board's PL011 (as firmware left it: `enable_uart=1`), from core 0, then halt.
+#if defined(BOARD_VIRT)
+#define EARLY_UART 0x09000000
+#elif defined(BOARD_RASPI4B)
+#define EARLY_UART 0xFE201000
+#else
+#define EARLY_UART 0x3F201000
+#endif
+wrong_address:
+  mrs x3, mpidr_el1
+  and x3, x3, #0xff
+  cbnz x3, park
+  mov x21, x1
+  mov x22, x2
+  adr x4, message_loaded
+  bl early_puts
+  mov x5, x21
+  bl early_puthex
+  adr x4, message_linked
+  bl early_puts
+  mov x5, x22
+  bl early_puthex
+  adr x4, message_end
+  bl early_puts
+1:
+  wfe
+  b 1b
+
+early_putc:                             // w6 = byte; uses x7, x8
+  ldr x7, =EARLY_UART
+2:
+  ldr w8, [x7, #0x18]                   // FR: wait while TXFF
+  tbnz w8, #5, 2b
+  str w6, [x7]
+  ret
+
+early_puts:                             // x4 = NUL-terminated string; uses x4, x6-x9
+  mov x9, x30
+3:
+  ldrb w6, [x4], #1
+  cbz w6, 4f
+  bl early_putc
+  b 3b
+4:
+  ret x9
+
+early_puthex:                           // x5 = value; uses x5, x6-x10
+  mov x9, x30
+  mov w6, #'0'
+  bl early_putc
+  mov w6, #'x'
+  bl early_putc
+  mov x10, #60
+5:
+  lsr x6, x5, x10
+  and x6, x6, #0xf
+  cmp x6, #10
+  add x8, x6, #'0'
+  add x6, x6, #('a' - 10)
+  csel x6, x8, x6, lo
+  bl early_putc
+  subs x10, x10, #4
+  b.ge 5b
+  ret x9
+
+message_loaded: .asciz "\r\nSwiftKernelMemory: loaded at "
+message_linked: .asciz ", linked at "
+message_end: .asciz ": the image must be loaded at the address it was linked for (config.txt kernel_address); halted\r\n"
+  .balign 4
 
   .section .bss
   .balign 8

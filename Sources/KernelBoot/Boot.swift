@@ -17,7 +17,9 @@ public func bootMemory() -> BootLayout {
   // 0. Bad input anywhere in the memory subsystem stops the kernel with a precise line.
   badInputHandler = { report in Machine.panic(report.function, report.reason, report.address) }
 
-  // 1. Banner: board, exception levels, kernel range.
+  // 1. Banner: board, exception levels, kernel range, on a console set up as the
+  //    hardware needs.
+  Platform.setUpConsole()
   let image = Platform.kernelImage
   kput("SwiftKernelMemory: board ")
   kput(Board.name)
