@@ -70,6 +70,7 @@ symbolize:
 	@$(PYTHON) scripts/symbolize $(ELF)
 
 run: qemu kernel
+	@$(if $(filter virt,$(BOARD)),$(PYTHON) scripts/check_ram.py $(KERNEL) $(MEM),true)
 	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL)
 
 debug: qemu kernel

@@ -244,6 +244,18 @@ def boot(board, mem, product, args, expect_success, timeout, extra, what, checks
         count(noticed, f"{label}: failing guest check detected (exit {status})")
 
 
+def too_little_ram():
+    """`make run BOARD=virt MEM=2M`: the image cannot be in RAM; a clear line and a
+    non-zero exit, not a hang."""
+    label = "make run BOARD=virt MEM=2M (the kernel outside RAM)"
+    print(f"== {label}", flush=True)
+    out, status, elapsed = run_qemu(["make", "-s", "run", "BOARD=virt", "MEM=2M"], 120)
+    ok = status not in (0, None) and re.search(r"do not fit in -m 2M .*Use MEM=64M or more", out) is not None
+    if not ok:
+        print(out[-2000:] if status is not None else "  hung until the 120 s timeout")
+    count(ok, f"{label}: exit {status}, {elapsed:.1f} s")
+
+
 def wrong_address_boot(board):
     """The SD card's kernel8.img loaded where old firmware puts it (0x80000) instead of
     0x200000: one clear line on the UART, then it halts (the boot is ended after 10 s)."""
@@ -415,6 +427,7 @@ def main():
     for board in ("raspi3b", "raspi4b"):
         if qemu_has(board):
             wrong_address_boot(board)
+    too_little_ram()
     if "--skip-host" not in sys.argv:
         realworld()
         fuzz(60)

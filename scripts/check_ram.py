@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""`make run BOARD=virt` checks, before QEMU starts, that the image fits the RAM asked for.
+
+    scripts/check_ram.py ELF MEM        (MEM as QEMU's -m: 2M, 512M, 1G, ...)
+
+virt's RAM starts at 0x40000000 and the image is linked 2 MiB above it. With less RAM
+than the image needs (`-m 2M`), QEMU still starts the CPU at an address with no memory
+behind it: the fetch faults before any kernel code runs, so the kernel cannot report
+anything and QEMU loops until killed. This check reports it instead and exits 2.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+RAM_BASE = 0x40000000
+
+
+def nm():
+    found = shutil.which("llvm-nm")
+    if not found and shutil.which("swift"):
+        found = os.path.join(os.path.dirname(os.path.realpath(shutil.which("swift"))), "llvm-nm")
+    return found
+
+
+def main():
+    elf, mem = sys.argv[1], sys.argv[2]
+    match = re.fullmatch(r"(\d+)([KMGT]?)", mem.upper())
+    if not match:
+        sys.exit(f"check_ram: MEM={mem} is not a size like 512M or 1G")
+    ram = int(match.group(1)) << {"": 20, "K": 10, "M": 20, "G": 30, "T": 40}[match.group(2)]
+    symbols = subprocess.run([nm(), elf], capture_output=True, text=True, check=True).stdout
+    start = int(re.search(r"^([0-9a-f]+) \w __kernel_start$", symbols, re.M).group(1), 16)
+    end = int(re.search(r"^([0-9a-f]+) \w __end$", symbols, re.M).group(1), 16)
+    # The kernel needs its image plus room for the page array and the 1 MiB heap.
+    needed = end + (1 << 20) + ((ram >> 12) * 16) + (1 << 20)
+    if needed > RAM_BASE + ram:
+        print(f"make run: the kernel image [{start:#x}, {end:#x}) and its heap do not fit in -m {mem} "
+              f"(RAM [{RAM_BASE:#x}, {RAM_BASE + ram:#x})): QEMU would start the CPU where there is no "
+              f"RAM and the kernel could report nothing. Use MEM=64M or more.", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
