@@ -74,7 +74,8 @@ run: qemu kernel
 	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL)
 
 debug: qemu kernel
-	@echo "QEMU is waiting: gdb-multiarch $(KERNEL) -ex 'target remote :1234'"
+	@echo "QEMU is waiting for gdb: gdb-multiarch $(KERNEL) -ex 'source scripts/gdb/kmem.py' -ex 'target remote :1234' -ex 'break *main' -ex continue"
+	@echo "  then: bt (or kmem bt, demangled), and after memInit: kmem map, kmem page ADDR, kmem heap, kmem check"
 	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL) -s -S
 
 test: qemu tools

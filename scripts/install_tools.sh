@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs the real programs `make realworld` runs (and `make test` runs quickly) when a
-# machine lacks them, from Debian's packages: git, gcc, sqlite3, jq, xz, perl. python3
-# and coreutils' sort are on every machine of this kind. Without root or apt-get it says
-# what is missing, and scripts/realworld.py reports those programs as skipped.
+# Installs, when a machine lacks them, from Debian's packages: the real programs `make
+# realworld` runs (git, gcc, sqlite3, jq, xz, perl; python3 and coreutils' sort are on
+# every machine of this kind) and gdb-multiarch for the gdb session test and `make
+# debug`. Without root or apt-get it says what is missing; the tests that need it are
+# then reported as skipped.
 set -euo pipefail
 missing=()
-for pair in git:git gcc:gcc sqlite3:sqlite3 jq:jq xz:xz-utils perl:perl; do
+for pair in git:git gcc:gcc sqlite3:sqlite3 jq:jq xz:xz-utils perl:perl gdb-multiarch:gdb-multiarch; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -16,6 +16,7 @@ case (a crash, a hang, no summary, or an exit status that disagrees with the sum
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -256,6 +257,56 @@ def too_little_ram():
     count(ok, f"{label}: exit {status}, {elapsed:.1f} s")
 
 
+def gdb_session():
+    """gdb-multiarch in batch mode against QEMU's gdb stub (-S: stopped at the first
+    instruction): break in the Swift entry point `main`, continue, backtrace, then
+    stop at `arch_exit` (after memInit) and run every kmem command of
+    scripts/gdb/kmem.py, checking each one's output against the boot log."""
+    global skipped
+    label = "gdb session: break *main, bt, kmem map/page/heap/check/bt (virt)"
+    gdb = shutil.which("gdb-multiarch")
+    if not gdb:
+        skipped += 1
+        print(f"SKIP {label}: gdb-multiarch is not installed (scripts/install_tools.sh installs it)", flush=True)
+        return
+    print(f"== {label}", flush=True)
+    port = 41000 + os.getpid() % 1000
+    qemu = subprocess.Popen(qemu_command("virt", "1G", "kernel", [], extra=["-gdb", f"tcp::{port}", "-S"]),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    commands = ["source scripts/gdb/kmem.py", f"target remote :{port}", "break *main", "continue", "bt", "delete 1",
+                "break arch_exit", "continue", "kmem map", "kmem page 0x40200000", "kmem heap", "kmem check",
+                "kmem bt", "kill"]
+    args = [gdb, "-q", "-batch", "-nx", ".build-virt/release/kernel"]
+    for command in commands:
+        args += ["-ex", command]
+    try:
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120).stdout
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or "")
+        out += "\n(gdb hung until the 120 s timeout)"
+    finally:
+        qemu.kill()
+        serial = qemu.communicate()[0].decode(errors="replace").replace("\r", "")
+    kernel_line = re.search(r"(?m)^  kernel +\[0x[0-9a-f]+, 0x[0-9a-f]+\) \d+ pages$", serial)
+    checks = [
+        (r"(?m)^Breakpoint 1, (0x[0-9a-f]+ in )?\w*main \(", "the breakpoint in main was not hit"),
+        (r"(?m)^#0 .*main", "no backtrace from main"),
+        (re.escape(kernel_line.group(0)) if kernel_line else r"^\b$", "kmem map differs from the boot log's kernel line"),
+        (r"(?m)^  total \d+ pages = \d+ bytes; firmware's RAM \d+ bytes: exact$", "kmem map has no exact total"),
+        (r"(?m)^page 0x40200000: entry \d+, owner kernel", "kmem page does not name the kernel as the owner"),
+        (r"(?m)^claimed bytes +1048576$", "kmem heap lacks the initial 1 MiB"),
+        (r"(?m)^heapCheck: ok$", "kmem check: heapCheck not ok"),
+        (r"(?m)^page invariants: ok$", "kmem check: page invariants not ok"),
+        (r"static Machine\.exit\(_:\)", "kmem bt did not demangle Machine.exit"),
+    ]
+    problems = [message for pattern, message in checks if not re.search(pattern, out)]
+    for problem in problems:
+        print("  " + problem)
+    if problems:
+        print("\n".join(line for line in out.splitlines() if "During symbol reading" not in line)[-3000:])
+    count(not problems, label)
+
+
 def wrong_address_boot(board):
     """The SD card's kernel8.img loaded where old firmware puts it (0x80000) instead of
     0x200000: one clear line on the UART, then it halts (the boot is ended after 10 s)."""
@@ -428,6 +479,7 @@ def main():
         if qemu_has(board):
             wrong_address_boot(board)
     too_little_ram()
+    gdb_session()
     if "--skip-host" not in sys.argv:
         realworld()
         fuzz(60)

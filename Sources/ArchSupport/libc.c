@@ -57,7 +57,28 @@ size_t strlen(const char *s) {
   return n;
 }
 
+// While a debugger command runs (KernelBoot/DebugCommands.swift), output goes to this
+// buffer instead of the UART, and gdb reads it from memory (scripts/gdb/kmem.py).
+static char arch_debug_text[16384];
+static size_t debug_length;
+
+const char *arch_debug_buffer(void) { return arch_debug_text; }
+static int debug_capture;
+
+void arch_debug_capture(int on) {
+  debug_capture = on;
+  if (on) debug_length = 0;
+  arch_debug_text[debug_length] = 0;
+}
+
 int putchar(int c) {
+  if (debug_capture) {
+    if (debug_length + 1 < sizeof arch_debug_text) {
+      arch_debug_text[debug_length++] = (char)c;
+      arch_debug_text[debug_length] = 0;
+    }
+    return c;
+  }
   if (c == '\n') arch_uart_putc('\r');
   arch_uart_putc((uint8_t)c);
   return c;

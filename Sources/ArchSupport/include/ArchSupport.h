@@ -68,6 +68,12 @@ void arch_mmu_enable(void);
 /// Writes a character to the UART, `\n` as CR LF (libc.c). Embedded Swift's print() uses it.
 int putchar(int c);
 
+/// Output capture for debugger commands: on, putchar appends to a NUL-terminated
+/// buffer of 16 KiB (cleared when capture starts) instead of the UART; the buffer's
+/// address is `arch_debug_buffer()`.
+void arch_debug_capture(int on);
+const char *arch_debug_buffer(void);
+
 /// Writes one byte to the board's PL011 UART (Swift, Arch/Uart.swift).
 void arch_uart_putc(uint8_t byte);
 

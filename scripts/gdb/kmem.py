@@ -1,0 +1,113 @@
+"""gdb commands for the kernel's memory structures. Load once per session:
+
+    (gdb) source scripts/gdb/kmem.py
+
+    kmem map          the memory map, as the boot log prints it
+    kmem page ADDR    the page entry and owner of a physical address, and its run
+    kmem heap         the heap's statistics, and its ASCII map when the heap is small
+    kmem check        heapCheck() and the page allocator's invariants
+    kmem bt           the backtrace with Swift names demangled
+
+The kernel must be stopped after memInit (a breakpoint in it, say `break arch_exit`).
+Each command calls a function of the kernel (KernelBoot/DebugCommands.swift) that only
+reads the structures and prints into a buffer in the kernel's memory, and prints that
+buffer. Swift names in the output are demangled with swift-demangle (from the Swift
+toolchain) when it is installed.
+"""
+import os
+import shutil
+import subprocess
+
+import gdb
+
+
+def demangler():
+    found = shutil.which("swift-demangle")
+    if not found and shutil.which("swift"):
+        candidate = os.path.join(os.path.dirname(os.path.realpath(shutil.which("swift"))), "swift-demangle")
+        found = candidate if os.path.exists(candidate) else None
+    return found
+
+
+def demangle(text):
+    tool = demangler()
+    if not tool:
+        return text
+    return subprocess.run([tool, "--simplified"], input=text, capture_output=True, text=True).stdout
+
+
+def call_kernel(expression):
+    """Calls a kernel function that returns a C string, and returns that string."""
+    try:
+        return gdb.parse_and_eval(expression).string()
+    except gdb.error as error:
+        raise gdb.GdbError(f"kmem: the kernel could not be called ({error}); stop it after memInit first")
+
+
+class Kmem(gdb.Command):
+    """Commands for the kernel's page frames and heap: kmem map, page, heap, check, bt."""
+
+    def __init__(self):
+        super().__init__("kmem", gdb.COMMAND_USER, prefix=True)
+
+
+class KmemMap(gdb.Command):
+    """The memory map: each run of one kind of page, its range and page count."""
+
+    def __init__(self):
+        super().__init__("kmem map", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        gdb.write(demangle(call_kernel("((const char *(*)(void))kmem_debug_map)()")))
+
+
+class KmemPage(gdb.Command):
+    """kmem page ADDR: the page entry of physical address ADDR and the run it is in."""
+
+    def __init__(self):
+        super().__init__("kmem page", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        if not argument.strip():
+            raise gdb.GdbError("usage: kmem page ADDR")
+        address = int(gdb.parse_and_eval(argument))
+        gdb.write(demangle(call_kernel(f"((const char *(*)(unsigned long))kmem_debug_page)({address:#x})")))
+
+
+class KmemHeap(gdb.Command):
+    """The heap's statistics, and its ASCII map (1 KiB a character) when it is small."""
+
+    def __init__(self):
+        super().__init__("kmem heap", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        gdb.write(demangle(call_kernel("((const char *(*)(void))kmem_debug_heap)()")))
+
+
+class KmemCheck(gdb.Command):
+    """heapCheck() and the page allocator's invariant checks, run in the kernel."""
+
+    def __init__(self):
+        super().__init__("kmem check", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        gdb.write(demangle(call_kernel("((const char *(*)(void))kmem_debug_check)()")))
+
+
+class KmemBacktrace(gdb.Command):
+    """The backtrace, with Swift names demangled."""
+
+    def __init__(self):
+        super().__init__("kmem bt", gdb.COMMAND_USER)
+
+    def invoke(self, argument, from_tty):
+        gdb.write(demangle(gdb.execute("backtrace " + argument, to_string=True)))
+
+
+gdb.execute("set complaints 0")
+Kmem()
+KmemMap()
+KmemPage()
+KmemHeap()
+KmemCheck()
+KmemBacktrace()
