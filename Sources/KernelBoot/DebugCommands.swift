@@ -95,29 +95,25 @@ public func kmemDebugHeap() -> UnsafePointer<CChar> {
   }
 }
 
+/// One check's line: "label ok", or "label reason value".
+private func report(_ label: StaticString, _ reason: StaticString?, _ value: UInt) {
+  kput(label)
+  guard let reason else { return kput("ok\n") }
+  kput(reason)
+  kput(" ")
+  kputHex(value)
+  kput("\n")
+}
+
 /// `kmem check`: heapCheck and the page allocator's invariants.
 @_cdecl("kmem_debug_check")
 public func kmemDebugCheck() -> UnsafePointer<CChar> {
   captured {
     guard let frames = kernelMemory.frames else { return kput("memory not set up\n") }
-    if let failure = heapCheck() {
-      kput("heapCheck: ")
-      kput(failure.reason)
-      kput(" ")
-      kputHex(failure.address)
-      kput("\n")
-    } else {
-      kput("heapCheck: ok\n")
-    }
-    if let failure = frames.checkInvariants() {
-      kput("page invariants: ")
-      kput(failure.reason)
-      kput(" at entry ")
-      kputDecimal(UInt(bitPattern: failure.pageIndex))
-      kput("\n")
-    } else {
-      kput("page invariants: ok\n")
-    }
+    let heapFailure = heapCheck()
+    report("heapCheck: ", heapFailure?.reason, UInt(heapFailure?.address ?? 0))
+    let pageFailure = frames.checkInvariants()
+    report("page invariants: ", pageFailure?.reason, UInt(bitPattern: pageFailure?.pageIndex ?? 0))
   }
 }
 

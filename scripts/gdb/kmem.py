@@ -51,47 +51,23 @@ class Kmem(gdb.Command):
         super().__init__("kmem", gdb.COMMAND_USER, prefix=True)
 
 
-class KmemMap(gdb.Command):
-    """The memory map: each run of one kind of page, its range and page count."""
+class KernelCall(gdb.Command):
+    """A kmem command that calls one kernel function and prints the text it returns."""
 
-    def __init__(self):
-        super().__init__("kmem map", gdb.COMMAND_USER)
-
-    def invoke(self, argument, from_tty):
-        gdb.write(demangle(call_kernel("((const char *(*)(void))kmem_debug_map)()")))
-
-
-class KmemPage(gdb.Command):
-    """kmem page ADDR: the page entry of physical address ADDR and the run it is in."""
-
-    def __init__(self):
-        super().__init__("kmem page", gdb.COMMAND_USER)
+    def __init__(self, name, function, takes_address=False):
+        super().__init__("kmem " + name, gdb.COMMAND_USER)
+        self.function = function
+        self.takes_address = takes_address
 
     def invoke(self, argument, from_tty):
-        if not argument.strip():
-            raise gdb.GdbError("usage: kmem page ADDR")
-        address = int(gdb.parse_and_eval(argument))
-        gdb.write(demangle(call_kernel(f"((const char *(*)(unsigned long))kmem_debug_page)({address:#x})")))
-
-
-class KmemHeap(gdb.Command):
-    """The heap's statistics, and its ASCII map (1 KiB a character) when it is small."""
-
-    def __init__(self):
-        super().__init__("kmem heap", gdb.COMMAND_USER)
-
-    def invoke(self, argument, from_tty):
-        gdb.write(demangle(call_kernel("((const char *(*)(void))kmem_debug_heap)()")))
-
-
-class KmemCheck(gdb.Command):
-    """heapCheck() and the page allocator's invariant checks, run in the kernel."""
-
-    def __init__(self):
-        super().__init__("kmem check", gdb.COMMAND_USER)
-
-    def invoke(self, argument, from_tty):
-        gdb.write(demangle(call_kernel("((const char *(*)(void))kmem_debug_check)()")))
+        if self.takes_address:
+            if not argument.strip():
+                raise gdb.GdbError(f"usage: kmem {self.function.split('_')[-1]} ADDR")
+            address = int(gdb.parse_and_eval(argument))
+            call = f"((const char *(*)(unsigned long)){self.function})({address:#x})"
+        else:
+            call = f"((const char *(*)(void)){self.function})()"
+        gdb.write(demangle(call_kernel(call)))
 
 
 class KmemBacktrace(gdb.Command):
@@ -106,8 +82,8 @@ class KmemBacktrace(gdb.Command):
 
 gdb.execute("set complaints 0")
 Kmem()
-KmemMap()
-KmemPage()
-KmemHeap()
-KmemCheck()
+KernelCall("map", "kmem_debug_map")  # the memory map
+KernelCall("page", "kmem_debug_page", takes_address=True)  # a page entry, its owner and run
+KernelCall("heap", "kmem_debug_heap")  # heap statistics and the small heap's ASCII map
+KernelCall("check", "kmem_debug_check")  # heapCheck() and the page invariants
 KmemBacktrace()
