@@ -10,6 +10,7 @@ let package = Package(
     .library(name: "PageFrames", targets: ["PageFrames"]),
     .library(name: "KernelHeap", targets: ["KernelHeap"]),
     .library(name: "MemInit", targets: ["MemInit"]),
+    .library(name: "KernelSync", targets: ["KernelSync"]),
     .executable(name: "kernel", targets: ["Kernel"]),
     .executable(name: "testkernel", targets: ["TestKernel"]),
     .executable(name: "membench", targets: ["MemBench"]),
@@ -23,6 +24,10 @@ let package = Package(
     // The C names (malloc, free, posix_memalign, ...) over KernelHeap; bare metal only.
     .target(name: "KernelHeapRuntime"),
     .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap"]),
+    // Locks for the SMP work: a ticket spinlock and its IRQ-saving variant over the
+    // compiler's atomics (LDAXR/STLXR on the A53 and A72). Portable.
+    .target(name: "KernelSyncAtomics"),
+    .target(name: "KernelSync", dependencies: ["KernelSyncAtomics"]),
     // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
     .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit"]),
 
@@ -45,7 +50,7 @@ let package = Package(
     // Host only: what a plain build of a fuzz target does with files (replays them).
     .target(name: "FuzzReplay"),
 
-    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios"]),
+    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync"]),
   ],
   swiftLanguageModes: [.v5]
 )
