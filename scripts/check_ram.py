@@ -10,18 +10,13 @@ anything and QEMU loops until killed. This check reports it instead and exits 2.
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+from toolchain import toolchain_tool  # noqa: E402
+
 RAM_BASE = 0x40000000
-
-
-def nm():
-    found = shutil.which("llvm-nm")
-    if not found and shutil.which("swift"):
-        found = os.path.join(os.path.dirname(os.path.realpath(shutil.which("swift"))), "llvm-nm")
-    return found
 
 
 def main():
@@ -30,7 +25,7 @@ def main():
     if not match:
         sys.exit(f"check_ram: MEM={mem} is not a size like 512M or 1G")
     ram = int(match.group(1)) << {"": 20, "K": 10, "M": 20, "G": 30, "T": 40}[match.group(2)]
-    symbols = subprocess.run([nm(), elf], capture_output=True, text=True, check=True).stdout
+    symbols = subprocess.run([toolchain_tool("llvm-nm") or "llvm-nm", elf], capture_output=True, text=True, check=True).stdout
     start = int(re.search(r"^([0-9a-f]+) \w __kernel_start$", symbols, re.M).group(1), 16)
     end = int(re.search(r"^([0-9a-f]+) \w __end$", symbols, re.M).group(1), 16)
     # The kernel needs its image plus room for the page array and the 1 MiB heap.

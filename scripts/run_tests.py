@@ -178,13 +178,14 @@ def build(board, product):
     return proc.returncode == 0
 
 
-def qemu_command(board, mem, product, args, extra=()):
+def qemu_command(board, mem, product, args, extra=(), semihosting=True):
     """QEMU booting `.build-<board>/release/<product>` with semihosting arguments `args`
-    (an ELF, or a raw image `<product>.img` booted like a Linux Image)."""
+    (an ELF, or a raw image `<product>.img` booted like a Linux Image); without
+    semihosting when `semihosting` is false."""
     machine = ["-M", board] if board.startswith("raspi") else ["-M", "virt", "-cpu", "cortex-a53", "-m", mem]
-    semihosting = "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)
+    config = ["-semihosting-config", "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)]
     return ["qemu-system-aarch64", *machine, *extra, "-display", "none", "-monitor", "none", "-serial", "stdio",
-            "-semihosting-config", semihosting, "-kernel", f".build-{board}/release/{product}"]
+            *(config if semihosting else []), "-kernel", f".build-{board}/release/{product}"]
 
 
 def boot(board, mem, product, args, expect_success, timeout, extra, what, checks):
@@ -193,17 +194,8 @@ def boot(board, mem, product, args, expect_success, timeout, extra, what, checks
     label = f"boot {product} on {board}" + (f" -m {mem}" if board == "virt" else "") + (" " + " ".join(args) if args else "")
     if what:
         label += f" ({what})"
-    cmd = qemu_command(board, mem, product, args, extra)
     print(f"== {label}", flush=True)
-    started = time.time()
-    try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-        out = proc.stdout.decode(errors="replace").replace("\r", "")
-        status = proc.returncode
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace").replace("\r", "")
-        status = None
-    elapsed = time.time() - started
+    out, status, elapsed = run_qemu(qemu_command(board, mem, product, args, extra), timeout)
     fails = re.findall(r"^FAIL .*$", out, re.M)
     summary = re.search(r"^(\d+) passed, (\d+) failed$", out, re.M)
     problems = []
@@ -377,9 +369,7 @@ def no_semihosting_boot(board):
     must end with status 0 after the map, well before the timeout."""
     label = f"kernel on {board} without semihosting (make run SEMIHOSTING=0)"
     print(f"== {label}", flush=True)
-    cmd = [a for a in qemu_command(board, "1G", "kernel", []) if a != "-semihosting-config"]
-    cmd = [a for a in cmd if not a.startswith("enable=on,target=native")]
-    out, status, elapsed = run_qemu(cmd, 60)
+    out, status, elapsed = run_qemu(qemu_command(board, "1G", "kernel", [], semihosting=False), 60)
     ok = status == 0 and "bye" in out and re.search(r"(?m)^  total .*: exact$", out) is not None
     if not ok:
         print(out[-2000:] if status is not None else "  hung until the 60 s timeout")

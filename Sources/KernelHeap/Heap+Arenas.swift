@@ -162,8 +162,15 @@ extension Heap {
   /// - Complexity: O(1).
   @inline(__always)
   func growthArenaBounds(_ run: PageRun, _ frames: PageFrameAllocator) -> (start: UInt, end: UInt) {
-    let runStart = UInt(bitPattern: frames.pointer(toPhysical: run.start))
-    return (runStart + UInt(Heap.arenaRecordBytes), runStart + UInt(run.pages << Page.shift))
+    growthArenaBounds(runStart: UInt(bitPattern: frames.pointer(toPhysical: run.start)), pages: run.pages)
+  }
+
+  /// (first block, end) of a growth arena whose run of `pages` pages starts at `runStart`
+  /// (a direct-map address).
+  /// - Complexity: O(1).
+  @inline(__always)
+  func growthArenaBounds(runStart: UInt, pages: Int) -> (start: UInt, end: UInt) {
+    (runStart + UInt(Heap.arenaRecordBytes), runStart + UInt(pages << Page.shift))
   }
 
   /// The length of the growth arena at `record`, from its page entries.

@@ -171,8 +171,16 @@ public struct Heap {
       return object
     }
     if size > Heap.largeRequestThreshold, control.pointee.frames != nil { return allocateLarge(size) }
-    guard let need = Heap.blockSize(forRequest: size) else { return nil }
-    guard let block = findFreeBlock(need) ?? (grow(need) ? findFreeBlock(need) : nil) else { return nil }
+    return allocateBlock(size)
+  }
+
+  /// A TLSF block of `size` bytes, growing the heap when none fits (never a slab object
+  /// or a page run: `ObjectCache` keeps its state in one).
+  @inline(__always)
+  func allocateBlock(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard let need = Heap.blockSize(forRequest: size),
+      let block = findFreeBlock(need) ?? (grow(need) ? findFreeBlock(need) : nil)
+    else { return nil }
     return Block.payload(take(block, need: need))
   }
 
@@ -371,8 +379,9 @@ public struct Heap {
     case PageOwner.slab.rawValue:
       return try locateSlabObject(pointer, slab: Slab(address: runStart))
     case PageOwner.heap.rawValue:
-      guard address >= runStart + UInt(Heap.arenaRecordBytes + Block.headerSize) else { throw HeapError(.outsideHeap, address) }
-      return .block(try validate(pointer, arenaStart: runStart + UInt(Heap.arenaRecordBytes), arenaEnd: runStart + UInt(Int(found.head.prev) << Page.shift)))
+      let arena = growthArenaBounds(runStart: runStart, pages: Int(found.head.prev))
+      guard address >= arena.start + UInt(Block.headerSize) else { throw HeapError(.outsideHeap, address) }
+      return .block(try validate(pointer, arenaStart: arena.start, arenaEnd: arena.end))
     case PageOwner.heapLarge.rawValue:
       guard runStart == address else { throw HeapError(.interiorPointer, address) }
       return .large(pointer, pages: Int(found.head.prev))
@@ -436,7 +445,7 @@ public struct Heap {
   /// Marks free block `block` (already off the lists) allocated with `need` bytes,
   /// splitting off the tail when it can hold a minimum block.
   @inline(__always)
-  func take(_ block: UnsafeMutableRawPointer, need: Int) -> UnsafeMutableRawPointer {
+  private func take(_ block: UnsafeMutableRawPointer, need: Int) -> UnsafeMutableRawPointer {
     let size = Block.size(block)
     let flags = Block.flags(block) & Block.flagPrevFree
     control.pointee.allocatedBlocks &+= 1

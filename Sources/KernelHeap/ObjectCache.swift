@@ -131,15 +131,6 @@ public struct ObjectCache {
 }
 
 extension Heap {
-  /// A TLSF block of `size` bytes (never a slab object): for state that outlives the
-  /// slab caches' own bookkeeping.
-  func allocateBlock(_ size: Int) -> UnsafeMutableRawPointer? {
-    guard let need = Heap.blockSize(forRequest: size),
-      let block = findFreeBlock(need) ?? (grow(need) ? findFreeBlock(need) : nil)
-    else { return nil }
-    return Block.payload(take(block, need: need))
-  }
-
   func linkObjectCache(_ cache: UnsafeMutablePointer<SlabCache>) {
     let head = control.pointee.objectCaches
     cache.pointee.nextCache = head

@@ -15,22 +15,17 @@ buffer. Swift names in the output are demangled with swift-demangle (from the Sw
 toolchain) when it is installed.
 """
 import os
-import shutil
 import subprocess
+import sys
 
 import gdb
 
-
-def demangler():
-    found = shutil.which("swift-demangle")
-    if not found and shutil.which("swift"):
-        candidate = os.path.join(os.path.dirname(os.path.realpath(shutil.which("swift"))), "swift-demangle")
-        found = candidate if os.path.exists(candidate) else None
-    return found
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+from toolchain import toolchain_tool  # noqa: E402
 
 
 def demangle(text):
-    tool = demangler()
+    tool = toolchain_tool("swift-demangle")
     if not tool:
         return text
     return subprocess.run([tool, "--simplified"], input=text, capture_output=True, text=True).stdout
