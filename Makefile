@@ -9,6 +9,7 @@
 #   make fuzz [SECONDS=60]                    libFuzzer + AddressSanitizer on the model run
 #   make fuzz-dtb [SECONDS=60]                libFuzzer + AddressSanitizer on the device tree reader
 #   make asan-test                            the host tests under AddressSanitizer
+#   make tsan-test                            the thread tests (locks, SMP stress) under ThreadSanitizer
 #   make preload                              .build-preload/libkmalloc.so: the heap as an LD_PRELOAD malloc
 #   make realworld [QUICK=1] [RUNS=3]         real programs with libkmalloc.so against glibc
 
@@ -26,14 +27,16 @@ EMBEDDED_BUILD = $(SWIFT) build --triple aarch64-none-none-elf --toolset qemu/$(
 
 QEMU_raspi3b = -M raspi3b
 QEMU_raspi4b = -M raspi4b
-QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM)
+# virt with four cores, as the Pis have: QEMU starts the secondaries powered off and the
+# kernel brings them up with PSCI CPU_ON (HVC, as /psci says).
+QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM) -smp 4
 # SEMIHOSTING=0: QEMU without semihosting; the kernel finds that out at boot and powers
 # off instead (PSCI on virt, the PM watchdog on the Pis), so QEMU still ends with 0.
 SEMIHOSTING ?= 1
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   $(if $(filter 0,$(SEMIHOSTING)),,-semihosting-config enable=on,target=native)
 
-.PHONY: all kernel testkernel image run symbolize debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test preload realworld clean
+.PHONY: all kernel testkernel image run symbolize debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld clean
 
 all: kernel
 
@@ -124,6 +127,12 @@ fuzz-dtb:
 # LeakSanitizer skips only the XCTest runner's own objects (scripts/lsan.supp).
 asan-test:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
+
+# The tests that run threads (the locks, the SMP stress with 2, 4 and 8 threads) under
+# ThreadSanitizer; a report fails the run (TSAN_OPTIONS halt_on_error, exit code 66).
+tsan-test:
+	TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(SWIFT) test --sanitize=thread --scratch-path .build-tsan \
+	  --filter 'SMPStressTests|LockTests|IndependentHeapsTests'
 
 # KernelHeap and PageFrames in Embedded Swift for x86_64 Linux, with the C names from
 # Preload/shim.c (scripts/build_preload.sh); `realworld` compares real programs' output,

@@ -19,21 +19,21 @@ let package = Package(
   ],
   targets: [
     // Portable: no architecture code, host Swift and Embedded Swift from one source.
-    .target(name: "PageFrames"),
-    .target(name: "KernelHeap", dependencies: ["PageFrames"]),
+    // Locks and the CPU number for the SMP work: a ticket spinlock and its IRQ-saving
+    // variant over the compiler's atomics (LDAXR/STLXR on the A53 and A72). Portable.
+    .target(name: "KernelSyncAtomics"),
+    .target(name: "KernelSync", dependencies: ["KernelSyncAtomics"]),
+    .target(name: "PageFrames", dependencies: ["KernelSync", "KernelSyncAtomics"]),
+    .target(name: "KernelHeap", dependencies: ["PageFrames", "KernelSync"]),
     // The C names (malloc, free, posix_memalign, ...) over KernelHeap; bare metal only.
     .target(name: "KernelHeapRuntime"),
     .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap"]),
-    // Locks for the SMP work: a ticket spinlock and its IRQ-saving variant over the
-    // compiler's atomics (LDAXR/STLXR on the A53 and A72). Portable.
-    .target(name: "KernelSyncAtomics"),
-    .target(name: "KernelSync", dependencies: ["KernelSyncAtomics"]),
     // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
-    .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit"]),
+    .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelSync"]),
 
     // Architecture and board code (AArch64; raspi3b and virt). Empty on the host.
     .target(name: "ArchSupport", exclude: ["linker"]),
-    .target(name: "Arch", dependencies: ["ArchSupport"]),
+    .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync"]),
 
     // Bootable images: the boot sequence both share, the demo kernel and the test kernel.
     .target(name: "KernelBoot", dependencies: ["Arch", "MemInit", "KernelHeapRuntime"]),

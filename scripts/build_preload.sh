@@ -46,14 +46,22 @@ compile() {
     -c "${sources[@]}" -o "$OUT/obj/$name.o"
 }
 
+# The C atomics module the locks are built on: a module map over its header.
+mkdir -p "$OUT/cmodules/KernelSyncAtomics"
+printf 'module KernelSyncAtomics {\n  header "%s"\n  export *\n}\n' \
+  "$ROOT/Sources/KernelSyncAtomics/include/KernelSyncAtomics.h" > "$OUT/cmodules/KernelSyncAtomics/module.modulemap"
+SWIFT_FLAGS+=(-I "$OUT/cmodules/KernelSyncAtomics")
+
+compile KernelSync "$ROOT"/Sources/KernelSync/*.swift
 compile PageFrames "$ROOT"/Sources/PageFrames/*.swift
 compile KernelHeap "$ROOT"/Sources/KernelHeap/*.swift
 compile KernelMallocPreload "$ROOT"/Preload/PreloadSetup.swift -- -I "$ROOT/Preload/include"
 
 echo "clang libkmalloc.so"
-flock "$LOCK" "$CLANG" -shared -fPIC -O2 -fvisibility=hidden -std=c11 -Wall -Wextra \
+flock "$LOCK" "$CLANG" -shared -fPIC -O2 -fvisibility=hidden -ftls-model=initial-exec -std=c11 -Wall -Wextra \
   -I "$ROOT/Preload/include" \
-  "$ROOT/Preload/shim.c" "$OUT/obj/PageFrames.o" "$OUT/obj/KernelHeap.o" "$OUT/obj/KernelMallocPreload.o" \
+  -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Sources/KernelSyncAtomics/cpu.c" \
+  "$ROOT/Preload/shim.c" "$OUT/obj/KernelSync.o" "$OUT/obj/PageFrames.o" "$OUT/obj/KernelHeap.o" "$OUT/obj/KernelMallocPreload.o" \
   -Wl,--version-script="$ROOT/Preload/exports.map" -Wl,-z,now -Wl,--no-undefined -lpthread \
   -o "$OUT/libkmalloc.so.tmp"
 mv "$OUT/libkmalloc.so.tmp" "$OUT/libkmalloc.so"

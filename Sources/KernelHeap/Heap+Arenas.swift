@@ -1,3 +1,4 @@
+import KernelSync
 import PageFrames
 
 // Growth arenas and large allocations: the heap's traffic with the page allocator.
@@ -96,6 +97,32 @@ extension Heap {
     guard isEmptyArena(spare) else { return }
     let block = ArenaRecord.firstBlock(spare)
     guard approximateFreeBytes - Block.size(block) >= Heap.spareWatermark else { return }
+    removeFree(block)
+    control.pointee.spareArena = 0
+    giveBack(spare, bytes: ArenaRecord.emptyArenaBytes(block))
+  }
+
+  /// Gives back what the heap keeps against thrashing: every empty slab of every cache
+  /// (size classes of all CPUs, object caches) and the spare growth arena.
+  /// - Complexity: O(caches + slabs on partial lists).
+  public func releaseCachedMemory() {
+    releaseEmptySlabs()
+    let cpu = CPU.current
+    if cachesLock.lock(cpu: cpu) == nil {
+      _ = forEachCache { cache in
+        if cache.pointee.kind == SlabCache.kindObjectCache, cache.lock.lock(cpu: cpu) == nil {
+          shrink(cache)
+          cache.lock.unlock(cpu: cpu)
+        }
+        return true
+      }
+      cachesLock.unlock(cpu: cpu)
+    }
+    guard heapLock.lock(cpu: cpu) == nil else { return }
+    defer { heapLock.unlock(cpu: cpu) }
+    let spare = control.pointee.spareArena
+    guard spare != 0, isEmptyArena(spare) else { return }
+    let block = ArenaRecord.firstBlock(spare)
     removeFree(block)
     control.pointee.spareArena = 0
     giveBack(spare, bytes: ArenaRecord.emptyArenaBytes(block))

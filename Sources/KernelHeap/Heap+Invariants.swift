@@ -18,6 +18,10 @@ extension Heap {
   /// - Returns: nil, or the first broken invariant and where.
   /// - Complexity: O(blocks). For tests, fuzzing and debug boots.
   public func check() -> HeapCheckFailure? {
+    withAllLocks { unlockedCheck() } ?? HeapCheckFailure(reason: "checked from inside the heap (lock held)", address: 0)
+  }
+
+  private func unlockedCheck() -> HeapCheckFailure? {
     var used = 0, allocatedCount = 0, freeCount = 0, arenas = 0
     var claimed = control.pointee.controlSize
     var failure: HeapCheckFailure? = nil

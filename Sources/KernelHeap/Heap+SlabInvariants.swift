@@ -1,3 +1,4 @@
+import KernelSync
 import PageFrames
 
 extension Heap {
@@ -18,7 +19,7 @@ extension Heap {
     guard let frames = control.pointee.frames else { return nil }
     var listedPages = 0
     if let caches = control.pointee.classCaches {
-      for index in 0..<SlabClass.count {
+      for index in 0..<(SlabClass.count * CPU.maximum) {
         let cache = caches + index
         guard cache.pointee.check == SlabCache.checkWord(
           address: UInt(bitPattern: cache), heapSecret: control.pointee.slabSecret, kind: SlabCache.kindSizeClass, serial: 0)

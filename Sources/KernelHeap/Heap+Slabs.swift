@@ -1,3 +1,4 @@
+import KernelSync
 import PageFrames
 
 // Slab caches: the heap's small-object path. A heap with page frames serves requests up
@@ -106,6 +107,10 @@ extension Heap {
   private func newSlab(_ cache: UnsafeMutablePointer<SlabCache>) -> Slab? {
     guard let frames = control.pointee.frames else { return nil }
     let bytes = Page.size << cache.pointee.slabOrder
+    // The heap lock guards the ceiling and the byte count (holder of the cache lock).
+    let cpu = CPU.current
+    guard heapLock.lock(cpu: cpu) == nil else { return nil }
+    defer { heapLock.unlock(cpu: cpu) }
     guard heldBytes + bytes <= control.pointee.growthCeiling,
       let run = frames.allocPages(order: cache.pointee.slabOrder, owner: .slab, tag: control.pointee.tag, zeroed: false)
     else { return nil }
@@ -157,6 +162,10 @@ extension Heap {
   /// Gives an empty slab (on no list, not current) back to the page allocator.
   func releaseSlab(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) {
     slab.check = 0
+    let cpu = CPU.current
+    // Only a re-entry on this CPU can refuse; the slab then stays empty in no list.
+    guard heapLock.lock(cpu: cpu) == nil else { return }
+    defer { heapLock.unlock(cpu: cpu) }
     control.pointee.slabBytes -= Page.size << cache.pointee.slabOrder
     cache.pointee.slabs -= 1
     // Cannot throw: `newSlab` allocated this run with this order and owner.
@@ -190,7 +199,13 @@ extension Heap {
   /// - Complexity: O(size classes + slabs on partial lists).
   public func releaseEmptySlabs() {
     guard let caches = control.pointee.classCaches else { return }
-    for index in 0..<SlabClass.count { shrink(caches + index) }
+    let cpu = CPU.current
+    for index in 0..<(SlabClass.count * CPU.maximum) {
+      let cache = caches + index
+      guard cache.lock.lock(cpu: cpu) == nil else { continue }
+      shrink(cache)
+      cache.lock.unlock(cpu: cpu)
+    }
   }
 
   /// Objects of `cache` handed out now: a walk of its slabs (the fast paths keep no
@@ -247,11 +262,11 @@ extension Heap {
   func setUpSizeClasses(_ block: UnsafeMutableRawPointer?, seed: UInt) {
     control.pointee.slabSecret = SlabCache.mix(UInt(bitPattern: control) ^ seed)
     guard let block else { return }
-    let caches = block.bindMemory(to: SlabCache.self, capacity: SlabClass.count)
-    for index in 0..<SlabClass.count {
+    let caches = block.bindMemory(to: SlabCache.self, capacity: SlabClass.count * CPU.maximum)
+    for index in 0..<(SlabClass.count * CPU.maximum) {
       let cache = caches + index
       cache.initialize(to: SlabCache(
-        size: SlabClass.objectSize(index), alignment: 16, kind: SlabCache.kindSizeClass,
+        size: SlabClass.objectSize(index % SlabClass.count), alignment: 16, kind: SlabCache.kindSizeClass,
         address: UInt(bitPattern: cache), heapSecret: control.pointee.slabSecret))
     }
     control.pointee.classCaches = caches

@@ -1,7 +1,13 @@
+import KernelSync
 import PageFrames
 
 /// The heap's bookkeeping, kept at the start of its first arena.
 struct HeapControl {
+  /// The heap lock (first, so `Heap.heapLock` finds it at the control block's start):
+  /// the TLSF blocks, arenas, large allocations and the counters below.
+  var lock = TicketLockWords()
+  /// The object-cache list lock (second): the list through `objectCaches`.
+  var cachesLock = TicketLockWords()
   var firstLevelBitmap: UInt32 = 0
   /// Bytes of the control block and every arena: what the heap has claimed.
   var claimedBytes = 0
@@ -58,8 +64,14 @@ struct HeapControl {
 /// - requests above `largeRequestThreshold` are page runs of their own;
 /// - ownership of a pointer comes from its page entry: one lookup, no arena scan.
 ///
-/// `Heap` is a handle (its state lives in the arena), so copies share one heap. It is
-/// not thread-safe: the kernel calls it with interrupts off or under a lock.
+/// `Heap` is a handle (its state lives in the arena), so copies share one heap.
+///
+/// Safe on every CPU at once (`Heap+Locks.swift`): the size classes are per CPU, each
+/// cache with its own lock, so a small allocation and its free on the same CPU take
+/// one uncontended lock each; a free from another CPU takes the owning cache's lock
+/// (the locked remote-free path). TLSF blocks, arenas and large allocations are under
+/// the heap lock. Lock order: the object-cache list, then slab caches, then the heap,
+/// then the page frames; never the reverse.
 public struct Heap {
   let control: UnsafeMutablePointer<HeapControl>
   let secondLevelBitmaps: UnsafeMutablePointer<UInt32>
@@ -83,7 +95,8 @@ public struct Heap {
   }
 
   /// Bytes the size-class caches add to the control block of a heap with page frames.
-  public static var slabCachesBytes: Int { roundUp(SlabClass.count * MemoryLayout<SlabCache>.stride, 16) }
+  /// One cache per size class per CPU slot.
+  public static var slabCachesBytes: Int { roundUp(SlabClass.count * CPU.maximum * MemoryLayout<SlabCache>.stride, 16) }
 
   /// The smallest range `init` accepts without page frames: the control block, one
   /// minimum block, the sentinel. With page frames add `slabCachesBytes`.
@@ -165,17 +178,28 @@ public struct Heap {
   /// - Complexity: O(1): two bitmap scans, at most one split; growth adds one page-run
   ///   allocation. A large request costs `PageFrameAllocator.allocContiguous`.
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+    let cpu = CPU.current
     if size <= SlabClass.limit, size >= 0, let caches = control.pointee.classCaches,
-      let object = slabAllocate(caches + SlabClass.index(forRequest: size))
+      let object = lockedSlabAllocate(caches + (CPU.slot(cpu) &* SlabClass.count &+ SlabClass.index(forRequest: size)), cpu: cpu)
     {
       return object
     }
+    guard heapLock.lock(cpu: cpu) == nil else { return nil }
+    defer { heapLock.unlock(cpu: cpu) }
     if size > Heap.largeRequestThreshold, control.pointee.frames != nil { return allocateLarge(size) }
     return allocateBlock(size)
   }
 
+  /// A TLSF block of `size` bytes under the heap lock (`ObjectCache` keeps its state in one).
+  func lockedAllocateBlock(_ size: Int) -> UnsafeMutableRawPointer? {
+    let cpu = CPU.current
+    guard heapLock.lock(cpu: cpu) == nil else { return nil }
+    defer { heapLock.unlock(cpu: cpu) }
+    return allocateBlock(size)
+  }
+
   /// A TLSF block of `size` bytes, growing the heap when none fits (never a slab object
-  /// or a page run: `ObjectCache` keeps its state in one).
+  /// or a page run). Holder of the heap lock.
   @inline(__always)
   func allocateBlock(_ size: Int) -> UnsafeMutableRawPointer? {
     guard let need = Heap.blockSize(forRequest: size),
@@ -203,6 +227,9 @@ public struct Heap {
     if alignment <= Block.alignment || size > Heap.largeRequestThreshold && control.pointee.frames != nil {
       return allocate(size)
     }
+    let cpu = CPU.current
+    guard heapLock.lock(cpu: cpu) == nil else { return nil }
+    defer { heapLock.unlock(cpu: cpu) }
     guard let need = Heap.blockSize(forRequest: size), need <= SizeClass.maximumBlockSize - alignment - Block.minimumSize
     else { return nil }
     // Room to slide the payload up to the boundary and leave a whole free block behind.
@@ -246,12 +273,24 @@ public struct Heap {
   ///   or giving an arena back costs O(its pages) entry writes.
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
+    let cpu = CPU.current
+    if let slab = slabHolding(pointer) {
+      // A slab object: under its cache's lock, whichever CPU's cache that is.
+      let cache = slab.cache
+      guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+      defer { cache.lock.unlock(cpu: cpu) }
+      guard case .slabObject(let slab, let index) = try locateSlabObject(pointer, slab: slab) else { return }
+      guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
+      slabFree(slab, index: index)
+      return
+    }
+    guard heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+    defer { heapLock.unlock(cpu: cpu) }
     switch try locate(pointer) {
     case .block(let block): release(block)
     case .large(let run, let pages): releaseLarge(run, pages: pages)
-    case .slabObject(let slab, let index):
-      guard slab.cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
-      slabFree(slab, index: index)
+    // The page turned into a slab since `slabHolding` looked: it was not ours to free.
+    case .slabObject: throw HeapError(.doubleFree, UInt(bitPattern: pointer))
     }
   }
 
@@ -265,43 +304,66 @@ public struct Heap {
   /// - Complexity: O(1) in place; O(size) when it moves.
   public func reallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
     guard let pointer else { return allocate(size) }
-    let current: Int
-    switch try locate(pointer) {
-    case .slabObject(let slab, let index):
+    // In place (or freed) under the owning lock; a move allocates, copies and frees
+    // with no lock held (the caller owns the old allocation meanwhile).
+    let copyBytes: Int
+    switch try resizeInPlace(pointer, to: size) {
+    case .done(let result): return result
+    case .move(let bytes): copyBytes = bytes
+    }
+    guard let moved = allocate(size) else { return nil }
+    moved.copyMemory(from: pointer, byteCount: min(size, copyBytes))
+    try deallocate(pointer)
+    return moved
+  }
+
+  /// What `resizeInPlace` did: finished (the result to return), or nothing yet because
+  /// the allocation must move (the bytes it holds).
+  enum Resize {
+    case done(UnsafeMutableRawPointer?)
+    case move(Int)
+  }
+
+  /// `reallocate`'s work under the lock that owns `pointer`: size 0 frees, a size that
+  /// fits stays (growing into a free right neighbour for a block), else `.move`.
+  private func resizeInPlace(_ pointer: UnsafeMutableRawPointer, to size: Int) throws(HeapError) -> Resize {
+    let cpu = CPU.current
+    if let slab = slabHolding(pointer) {
       let cache = slab.cache
+      guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+      defer { cache.lock.unlock(cpu: cpu) }
+      guard case .slabObject(let slab, let index) = try locateSlabObject(pointer, slab: slab) else { return .done(nil) }
       guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
       if size == 0 {
         slabFree(slab, index: index)
-        return nil
+        return .done(nil)
       }
-      current = cache.pointee.slotSize
+      let current = cache.pointee.slotSize
       // Stays in place while it fits and uses more than half the object.
-      if size <= current && size > current / 2 { return pointer }
-      guard let moved = allocate(size) else { return nil }
-      moved.copyMemory(from: pointer, byteCount: min(size, current))
-      slabFree(slab, index: index)
-      return moved
+      return size <= current && size > current / 2 ? .done(pointer) : .move(current)
+    }
+    guard heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+    defer { heapLock.unlock(cpu: cpu) }
+    switch try locate(pointer) {
+    case .slabObject:
+      throw HeapError(.doubleFree, UInt(bitPattern: pointer))
     case .large(let run, let pages):
       if size == 0 {
         releaseLarge(run, pages: pages)
-        return nil
+        return .done(nil)
       }
-      current = pages << Page.shift
-      if size <= current && size > Heap.largeRequestThreshold { return pointer }
-      guard let moved = allocate(size) else { return nil }
-      moved.copyMemory(from: pointer, byteCount: min(size, current))
-      releaseLarge(run, pages: pages)
-      return moved
+      let current = pages << Page.shift
+      return size <= current && size > Heap.largeRequestThreshold ? .done(pointer) : .move(current)
     case .block(let block):
       if size == 0 {
         release(block)
-        return nil
+        return .done(nil)
       }
-      current = Block.size(block)
+      let current = Block.size(block)
       if let need = Heap.blockSize(forRequest: size), size <= Heap.largeRequestThreshold || control.pointee.frames == nil {
         if need <= current {
           shrink(block, to: need)
-          return pointer
+          return .done(pointer)
         }
         let next = Block.next(block)
         if Block.isFree(next) && current + Block.size(next) >= need {
@@ -312,13 +374,10 @@ public struct Heap {
           Block.setPrevious(Block.next(block), size: merged, free: false)
           shrink(block, to: need)
           notePeak()
-          return pointer
+          return .done(pointer)
         }
       }
-      guard let moved = allocate(size) else { return nil }
-      moved.copyMemory(from: pointer, byteCount: min(size, current - Block.headerSize))
-      release(block)
-      return moved
+      return .move(current - Block.headerSize)
     }
   }
 
@@ -326,12 +385,21 @@ public struct Heap {
   /// - Throws: as `deallocate` for a pointer that is not a live allocation.
   /// - Complexity: O(1).
   public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
+    let cpu = CPU.current
+    if let slab = slabHolding(pointer) {
+      let cache = slab.cache
+      guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+      defer { cache.lock.unlock(cpu: cpu) }
+      _ = try locateSlabObject(pointer, slab: slab)
+      guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
+      return cache.pointee.slotSize
+    }
+    guard heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+    defer { heapLock.unlock(cpu: cpu) }
     switch try locate(pointer) {
     case .block(let block): return Block.size(block) - Block.headerSize
     case .large(_, let pages): return pages << Page.shift
-    case .slabObject(let slab, _):
-      guard slab.cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
-      return slab.cache.pointee.slotSize
+    case .slabObject: throw HeapError(.doubleFree, UInt(bitPattern: pointer))
     }
   }
 

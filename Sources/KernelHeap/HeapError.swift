@@ -35,6 +35,9 @@ public enum HeapFailure: UInt8, FailureReason {
   case cacheInUse
   /// The `ObjectCache` handle names a destroyed cache (or was never one).
   case cacheDestroyed
+  /// The heap was entered again on a CPU that is inside it already (an interrupt
+  /// handler while its CPU holds a heap or cache lock); refused instead of deadlocking.
+  case reentered
 
   public var text: StaticString {
     switch self {
@@ -49,6 +52,7 @@ public enum HeapFailure: UInt8, FailureReason {
     case .freeListCorrupted: return "free-list link overwritten (write after free)"
     case .cacheInUse: return "cache still has live objects"
     case .cacheDestroyed: return "cache destroyed"
+    case .reentered: return "heap re-entered on this CPU (lock held)"
     }
   }
 }

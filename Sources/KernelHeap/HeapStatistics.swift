@@ -1,3 +1,4 @@
+import KernelSync
 import PageFrames
 
 /// A snapshot of a heap's accounting. `claimedBytes == usedBytes + freeBytes + overheadBytes`.
@@ -33,8 +34,14 @@ extension Heap {
   /// The current statistics. Used bytes, the peak, claimed bytes and the allocated
   /// count are kept as the heap runs; free bytes, the free count and the largest free
   /// block come from a walk, which keeps them off kmalloc's and kfree's paths.
-  /// - Complexity: O(blocks).
+  /// Taken holding every heap lock (`withAllLocks`), so it is consistent while other
+  /// CPUs allocate.
+  /// - Complexity: O(blocks + caches).
   public var statistics: HeapStatistics {
+    withAllLocks { unlockedStatistics } ?? unlockedStatistics
+  }
+
+  private var unlockedStatistics: HeapStatistics {
     let c = control.pointee
     var free = 0, freeCount = 0, largest = 0
     forEachBlock { block in
@@ -50,15 +57,19 @@ extension Heap {
       overheadBytes: c.claimedBytes - c.usedBytes - free, peakUsedBytes: c.peakUsedBytes,
       allocatedBlocks: c.allocatedBlocks, freeBlocks: freeCount, largestFreeBlock: largest,
       arenas: c.arenaCount, largeAllocations: c.largeAllocations, largeBytes: c.largeBytes,
-      slabBytes: c.slabBytes, slabObjects: sizeClassObjects)
+      slabBytes: c.slabBytes, slabObjects: liveSizeClassObjects)
   }
 
   /// Live kmalloc objects in the size classes' slabs.
   /// - Complexity: O(slabs).
   public var sizeClassObjects: Int {
+    withAllLocks { liveSizeClassObjects } ?? liveSizeClassObjects
+  }
+
+  private var liveSizeClassObjects: Int {
     guard let caches = control.pointee.classCaches else { return 0 }
     var live = 0
-    for index in 0..<SlabClass.count { live += liveObjects(caches + index) }
+    for index in 0..<(SlabClass.count * CPU.maximum) { live += liveObjects(caches + index) }
     return live
   }
 

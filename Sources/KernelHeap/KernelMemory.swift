@@ -124,6 +124,14 @@ public struct KernelMemory: ~Copyable {
     }
   }
 
+  /// See `kmemDrainCaches`.
+  /// - Complexity: as `kmemDrainCaches`.
+  public func drainCaches() {
+    guard let parts else { return }
+    parts.heap.releaseCachedMemory()
+    parts.frames.drainHotPages()
+  }
+
   /// The parts, or nil after reporting that memory is not set up.
   private func ready(_ function: StaticString, _ address: UInt) -> (frames: PageFrameAllocator, heap: Heap)? {
     if parts == nil { badInputHandler(BadInputReport(function: function, reason: KernelMemory.notSetUpReason, address: address)) }
@@ -220,6 +228,16 @@ public func kmemCacheDestroy(_ cache: ObjectCache) -> Bool {
 public func heapCheck() -> HeapCheckFailure? {
   guard let heap = kernelMemory.heap else { return HeapCheckFailure(reason: KernelMemory.notSetUpReason, address: 0) }
   return heap.check()
+}
+
+/// Gives back what the per-CPU caches hold: every CPU's cached pages go back to the
+/// buddy lists, every empty slab of every cache (all CPUs') and the heap's spare arena
+/// go back to the page frames. Safe from any CPU at any time (it takes each cache's
+/// lock in turn); the figures it leaves are exact once the other CPUs are idle. The
+/// SMP test calls it at its final barrier before comparing page counts.
+/// - Complexity: O(CPUs × (cached pages + size classes) + slabs on partial lists).
+public func kmemDrainCaches() {
+  kernelMemory.drainCaches()
 }
 
 /// One zeroed page from the kernel's allocator, or nil when none is free.

@@ -1,3 +1,4 @@
+import KernelSync
 import PageFrames
 
 /// What an `ObjectCache` holds now.
@@ -51,9 +52,15 @@ public struct ObjectCache {
     let aligned = max(alignment, 16)
     guard heap.control.pointee.frames != nil, alignment > 0, alignment & (alignment - 1) == 0,
       SlabCache.layout(size: objectSize, alignment: aligned) != nil,
-      let block = heap.allocateBlock(MemoryLayout<SlabCache>.stride)
+      let block = heap.lockedAllocateBlock(MemoryLayout<SlabCache>.stride)
     else { return nil }
     let cache = block.bindMemory(to: SlabCache.self, capacity: 1)
+    let cpu = CPU.current
+    guard heap.cachesLock.lock(cpu: cpu) == nil else {
+      try? heap.deallocate(block)
+      return nil
+    }
+    defer { heap.cachesLock.unlock(cpu: cpu) }
     heap.control.pointee.objectCachesMade &+= 1
     let serial = heap.control.pointee.objectCachesMade
     cache.initialize(to: SlabCache(
@@ -76,6 +83,10 @@ public struct ObjectCache {
   /// - Complexity: O(1); a new slab costs one page-run allocation.
   public func allocate() -> UnsafeMutableRawPointer? {
     guard isLive else { return nil }
+    let cpu = CPU.current
+    guard cache.lock.lock(cpu: cpu) == nil else { return nil }
+    defer { cache.lock.unlock(cpu: cpu) }
+    guard isLive else { return nil }
     return heap.slabAllocate(cache)
   }
 
@@ -87,10 +98,18 @@ public struct ObjectCache {
   /// - Complexity: O(1): one page-entry lookup.
   public func free(_ object: UnsafeMutableRawPointer) throws(HeapError) {
     guard isLive else { throw HeapError(.cacheDestroyed, UInt(bitPattern: object)) }
-    guard case .slabObject(let slab, let index) = try heap.locate(object) else {
+    let cpu = CPU.current
+    guard let slab = heap.slabHolding(object) else {
+      // Not a slab object: the exact reason from the heap's own checks, under its lock.
+      guard heap.heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: object)) }
+      defer { heap.heapLock.unlock(cpu: cpu) }
+      _ = try heap.locate(object)
       throw HeapError(.wrongCache, UInt(bitPattern: object))
     }
     guard slab.cache == cache else { throw HeapError(.wrongCache, UInt(bitPattern: object)) }
+    guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: object)) }
+    defer { cache.lock.unlock(cpu: cpu) }
+    guard case .slabObject(let slab, let index) = try heap.locateSlabObject(object, slab: slab) else { return }
     heap.slabFree(slab, index: index)
   }
 
@@ -98,6 +117,9 @@ public struct ObjectCache {
   /// - Complexity: O(slabs on the partial list).
   public func shrink() {
     guard isLive else { return }
+    let cpu = CPU.current
+    guard cache.lock.lock(cpu: cpu) == nil else { return }
+    defer { cache.lock.unlock(cpu: cpu) }
     heap.shrink(cache)
   }
 
@@ -105,6 +127,9 @@ public struct ObjectCache {
   /// - Complexity: O(slabs).
   public var statistics: ObjectCacheStatistics? {
     guard isLive else { return nil }
+    let cpu = CPU.current
+    guard cache.lock.lock(cpu: cpu) == nil else { return nil }
+    defer { cache.lock.unlock(cpu: cpu) }
     let c = cache.pointee
     let live = heap.liveObjects(cache)
     let bytes = c.slabs * (Page.size << c.slabOrder)
@@ -121,10 +146,24 @@ public struct ObjectCache {
   /// - Complexity: O(slabs).
   public func destroy() throws(HeapError) {
     guard isLive else { throw HeapError(.cacheDestroyed, UInt(bitPattern: cache)) }
-    guard heap.liveObjects(cache) == 0 else { throw HeapError(.cacheInUse, UInt(bitPattern: cache)) }
+    let cpu = CPU.current
+    guard heap.cachesLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: cache)) }
+    guard cache.lock.lock(cpu: cpu) == nil else {
+      heap.cachesLock.unlock(cpu: cpu)
+      throw HeapError(.reentered, UInt(bitPattern: cache))
+    }
+    // Two CPUs destroying one cache: the second finds it dead under the locks.
+    guard isLive, heap.liveObjects(cache) == 0 else {
+      let dead = !isLive
+      cache.lock.unlock(cpu: cpu)
+      heap.cachesLock.unlock(cpu: cpu)
+      throw HeapError(dead ? .cacheDestroyed : .cacheInUse, UInt(bitPattern: cache))
+    }
     heap.shrink(cache)
     cache.pointee.check = 0
+    cache.lock.unlock(cpu: cpu)
     heap.unlinkObjectCache(cache)
+    heap.cachesLock.unlock(cpu: cpu)
     // Cannot throw: the state is a live block of this heap.
     try? heap.deallocate(UnsafeMutableRawPointer(cache))
   }

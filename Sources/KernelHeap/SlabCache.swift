@@ -1,16 +1,20 @@
+import KernelSync
 import PageFrames
 
 /// The state of one cache of equal-size objects: a kmalloc size class, or an
 /// `ObjectCache`. Allocation pops from the current slab's free list, freeing pushes onto
 /// the list of the object's own slab; both fast paths touch only this cache and that
-/// slab's header. Everything a CPU would own lives here, so the cache can later exist
-/// once per CPU.
+/// slab's header. The size classes exist once per CPU slot; an `ObjectCache` is one
+/// cache shared by every CPU. Each cache has its own lock (its first field), held for
+/// every change to it or to its slabs, whichever CPU makes it.
 ///
 /// Slabs are in one of three places: `current` (allocations come from it), the partial
 /// list (slabs with free objects, empty ones included, newest first) or the full list
 /// (a free moves a slab from there to the partial list). Only slow paths move slabs. Empty slabs on the partial list beyond
 /// `keepEmpty` go back to the page allocator.
 struct SlabCache {
+  /// The cache's lock; first, so `UnsafeMutablePointer<SlabCache>.lock` finds it.
+  var lockWords = TicketLockWords()
   /// Slab being allocated from (its address), or 0.
   var current: UInt = 0
   /// Newest slab on the partial list, or 0.

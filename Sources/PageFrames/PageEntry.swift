@@ -45,6 +45,9 @@ public struct PageEntry: Sendable {
   }
 
   /// The packed word of a page owned by `owner`: a run head with `order` when `head`.
+  /// The word of a free page in a CPU's hot cache: owner free, `flagHot`, no head.
+  static let hotWord: UInt64 = UInt64(flagHot) << flagsShift
+
   @inline(__always)
   static func ownedWord(_ owner: PageOwner, order: Int, head: Bool) -> UInt64 {
     let ownerBits = UInt64(owner.rawValue) << ownerShift

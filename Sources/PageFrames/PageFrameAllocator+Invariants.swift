@@ -1,3 +1,5 @@
+import KernelSync
+
 /// A broken invariant of the page allocator: what and where.
 public struct PageFrameInvariantError: Error, Sendable {
   public let reason: StaticString
@@ -14,12 +16,32 @@ extension PageFrameAllocator {
   ///   inside RAM, with consistent back links, and its pages are all free;
   /// - no free block has a free buddy of the same order (it would have merged);
   /// - the non-empty-orders bitmap agrees with the lists;
-  /// - the hot-page cache holds only free order-0 pages, at most `hotLimit`;
-  /// - the pages on the free lists and in the hot cache add up to `freePageCount`.
+  /// - each CPU's hot cache holds only free order-0 pages, at most `hotLimit`, as many
+  ///   as its count says;
+  /// - the pages on the free lists and in the hot caches add up to `freePageCount`.
   ///
-  /// - Returns: nil, or the first broken invariant.
+  /// It holds every CPU's cache lock and the global lock while it runs, so it may run
+  /// while other CPUs allocate (they wait).
+  /// - Returns: nil, or the first broken invariant (`reentered` as the reason when this
+  ///   CPU is inside the allocator already).
   /// - Complexity: O(pageCount). For tests and debug boots.
   public func checkInvariants() -> PageFrameInvariantError? {
+    let cpu = CPU.current
+    var held = 0
+    defer {
+      if held > CPU.maximum { shared.lock.unlock(cpu: cpu) }
+      for slot in 0..<min(held, CPU.maximum) { cache(slot).lock.unlock(cpu: cpu) }
+    }
+    for slot in 0...CPU.maximum {
+      guard cache(slot).lock.lock(cpu: cpu) == nil else {
+        return PageFrameInvariantError(reason: "checked from inside the allocator (lock held)", pageIndex: -1)
+      }
+      held += 1
+    }
+    return checkLocked()
+  }
+
+  private func checkLocked() -> PageFrameInvariantError? {
     var recount = InlineArray<16, Int>(repeating: 0)
     var index = 0
     while index < pageCount {
@@ -98,18 +120,20 @@ extension PageFrameAllocator {
         index = entry.next
       }
     }
-    var hot = 0
-    index = Int(state.pointee.hotHead)
-    while index != Int(PageEntry.none) {
-      let i = index
-      hot += 1
-      guard i < pageCount, hot <= PageFrameAllocator.hotLimit, entries[i].owner == .free,
-        entries[i].flags == PageEntry.flagHot
-      else { return PageFrameInvariantError(reason: "hot-page cache holds a page that is not free", pageIndex: i) }
-      index = Int(entries[i].next)
+    for slot in 0..<CPU.maximum {
+      let cache = cache(slot)
+      var hot = 0
+      index = Int(cache.head)
+      while index != Int(PageEntry.none) {
+        let i = index
+        hot += 1
+        guard i < pageCount, hot <= PageFrameAllocator.hotLimit, entries[i].word == PageEntry.hotWord
+        else { return PageFrameInvariantError(reason: "hot-page cache holds a page that is not free", pageIndex: i) }
+        index = Int(entries[i].next)
+      }
+      if hot != cache.count { return PageFrameInvariantError(reason: "hot-page count differs", pageIndex: hot) }
+      listed += hot
     }
-    if hot != state.pointee.hotCount { return PageFrameInvariantError(reason: "hot-page count differs", pageIndex: hot) }
-    listed += hot
     if listed != freePageCount {
       return PageFrameInvariantError(reason: "free lists disagree with the free count", pageIndex: -1)
     }

@@ -1,3 +1,6 @@
+import KernelSync
+import KernelSyncAtomics
+
 /// One RAM range of the allocator: its pages have the consecutive entry indices
 /// `[firstIndex, firstIndex + pages)`. Holes between ranges cost no metadata.
 @usableFromInline
@@ -24,12 +27,6 @@ struct PageFrameState {
   var freeHeads: InlineArray<11, UInt32> = .init(repeating: PageEntry.none)
   /// Bit k set <=> the order-k free list is non-empty.
   var nonEmptyOrders: UInt32 = 0
-  /// Freed order-0 pages kept unmerged for the next allocPage (linked through `next`),
-  /// so a free/alloc pair does not merge up to order 10 and split down again.
-  var hotHead: UInt32 = PageEntry.none
-  var hotCount = 0
-  /// Pages per owner kind, indexed by `PageOwner.rawValue`.
-  var ownerCounts: InlineArray<16, Int> = .init(repeating: 0)
 
   init(pageCount: Int, directMapOffset: Int, zeroFill: ZeroFill) {
     self.pageCount = pageCount
@@ -45,7 +42,13 @@ struct PageFrameState {
 /// length come from `allocContiguous`.
 ///
 /// A handle: the state lives in the metadata region it was created over, so a copy is
-/// the same allocator, never a fork. Not thread-safe.
+/// the same allocator, never a fork.
+///
+/// Safe on every CPU at once. Order-0 pages come from and go to the calling CPU's
+/// cache (`CPUPageCache`: up to 32 pages, refilled and drained 16 at a time from the
+/// buddy lists under one global lock), so the common page alloc/free pair takes only
+/// that CPU's uncontended lock. Any CPU may free any page. Counts, `checkInvariants`
+/// and `drainHotPages` account for every CPU's cache.
 ///
 /// Memory is reached through a direct map: the page at physical address `p` is at
 /// pointer `p + directMapOffset`. The kernel uses offset 0 (identity); host tests point
@@ -59,11 +62,15 @@ public struct PageFrameAllocator {
   /// The metadata array, `pageCount` entries: the ranges' pages one after another.
   public let entries: UnsafeMutablePointer<PageEntry>
 
-  /// Bytes of the state in front of the entries.
-  static var stateBytes: Int { (MemoryLayout<PageFrameState>.stride + 63) & ~63 }
+  /// Bytes of the state in front of the per-CPU records.
+  static var coreStateBytes: Int { (MemoryLayout<PageFrameState>.stride + 63) & ~63 }
+  /// Per-CPU records: one per slot, plus the shared one the buddy lists count in.
+  static let cacheRecords = CPU.maximum + 1
+  /// Bytes of the state and the per-CPU records in front of the entries.
+  static var stateBytes: Int { coreStateBytes + cacheRecords * CPUPageCache.stride }
 
-  /// Most pages the hot cache holds; further order-0 frees merge at once.
-  public static let hotLimit = 32
+  /// Most pages one CPU's hot cache holds; a free beyond it hands a batch back.
+  public static let hotLimit = CPUPageCache.high
   /// Most pages one allocator manages: page indices are 32 bits, with one value for "none".
   public static let maximumPages = Int(PageEntry.none) - 1
 
@@ -140,7 +147,38 @@ public struct PageFrameAllocator {
       firstIndex += range.pages
     }
     state.pointee.arenaCount = ranges.count
+    for record in 0..<PageFrameAllocator.cacheRecords {
+      CPUPageCache(base: metadata + PageFrameAllocator.coreStateBytes + record * CPUPageCache.stride).initialize()
+    }
     entries = (metadata + PageFrameAllocator.stateBytes).bindMemory(to: PageEntry.self, capacity: total)
+  }
+
+  // MARK: Locks and per-CPU records
+
+  /// The per-CPU record of slot `slot` (`CPU.maximum` is the shared record).
+  @inline(__always)
+  func cache(_ slot: Int) -> CPUPageCache {
+    CPUPageCache(base: UnsafeMutableRawPointer(state) + PageFrameAllocator.coreStateBytes + slot * CPUPageCache.stride)
+  }
+
+  /// The shared record: the buddy lists' own count changes go to it, and its lock is
+  /// the global lock over the free lists and `nonEmptyOrders`. Taken after a CPU's
+  /// cache lock, never before one.
+  var shared: CPUPageCache { cache(CPU.maximum) }
+
+  /// Entry `index`'s owner/order/flags word, read atomically: for readers of entries a
+  /// CPU may be changing under its own cache lock (buddy merges, the run scan).
+  @inline(__always)
+  func loadWord(_ index: Int) -> UInt64 { ks_load_relaxed64(wordPointer(index)) }
+
+  @inline(__always)
+  func wordPointer(_ index: Int) -> UnsafeMutablePointer<UInt64> {
+    UnsafeMutableRawPointer(entries + index).advanced(by: 8).assumingMemoryBound(to: UInt64.self)
+  }
+
+  @inline(__always)
+  func prevPointer(_ index: Int) -> UnsafeMutablePointer<UInt32> {
+    UnsafeMutableRawPointer(entries + index).advanced(by: 4).assumingMemoryBound(to: UInt32.self)
   }
 
   // MARK: Addresses
@@ -249,6 +287,9 @@ public struct PageFrameAllocator {
   @discardableResult
   public func reserve(start: UInt, end: UInt, as owner: PageOwner) -> Result<Int, PageFrameError> {
     guard owner.isReserved || owner == .heap else { return .failure(PageFrameError(.wrongOwner, start)) }
+    let cpu = CPU.current
+    guard shared.lock.lock(cpu: cpu) == nil else { return .failure(PageFrameError(.reentered, start)) }
+    defer { shared.lock.unlock(cpu: cpu) }
     // Check every page first, so a refusal changes nothing.
     var marked = 0
     for pass in 0..<2 {
@@ -287,6 +328,9 @@ public struct PageFrameAllocator {
   /// - Complexity: O(pages in the range) for the check, plus O(blocks created) list pushes.
   @discardableResult
   public func release(start: UInt, end: UInt) -> Result<Int, PageFrameError> {
+    let cpu = CPU.current
+    guard shared.lock.lock(cpu: cpu) == nil else { return .failure(PageFrameError(.reentered, start)) }
+    defer { shared.lock.unlock(cpu: cpu) }
     var freed = 0
     for pass in 0..<2 {
       for arenaIndex in 0..<state.pointee.arenaCount {
@@ -313,6 +357,9 @@ public struct PageFrameAllocator {
   /// a model of every reservation (memInit): O(blocks created).
   /// - Precondition: every page in the range is unclaimed.
   package func releaseUnchecked(start: UInt, end: UInt) {
+    let cpu = CPU.current
+    guard shared.lock.lock(cpu: cpu) == nil else { return }
+    defer { shared.lock.unlock(cpu: cpu) }
     for arenaIndex in 0..<state.pointee.arenaCount {
       guard let span = span(of: state.pointee.arenas[arenaIndex], start: start, end: end) else { continue }
       freeSpan(span.first, span.limit)
@@ -356,33 +403,42 @@ public struct PageFrameAllocator {
   /// Allocates one page, zeroed, owned by `.allocated`.
   ///
   /// - Returns: a direct-map pointer to the page, or nil when no page is free.
-  /// - Complexity: O(maxOrder) splits at most, plus zeroing 4 KiB.
+  /// - Complexity: O(1) from the CPU's cache; a refill adds O(batch × maxOrder).
+  ///   Plus zeroing 4 KiB.
   public func allocPage() -> UnsafeMutableRawPointer? {
     allocPages(order: 0)
   }
 
   /// Allocates 2^order contiguous pages, aligned to their size in physical memory.
+  /// Order 0 comes from the calling CPU's cache (refilled in a batch from the buddy
+  /// lists when empty); larger orders from the buddy lists under the global lock.
+  /// Before it gives up it drains every CPU's cache into the buddy lists and tries again.
   ///
   /// - Parameters:
   ///   - order: 0...`Page.maxOrder`.
   ///   - owner: what the run is for; only `isAllocatable` owners (`.allocated`, the heap
   ///     kinds, `.slab`, `.pageTable`) are accepted. The run is freed with the same owner.
   ///   - tag: a word the owner keeps in the run's head entry (the heap's id, say).
-  ///   - zeroed: zero the run before returning it (default true).
+  ///   - zeroed: zero the run before returning it (default true; outside every lock).
   /// - Returns: a direct-map pointer to the first page; nil if no run is free, the order
-  ///   is out of range or the owner is not accepted (nothing changes then).
+  ///   is out of range, the owner is not accepted, or the allocator was re-entered on
+  ///   this CPU (nothing changes then).
   /// - Complexity: O(maxOrder) for the search and splits, O(2^order) entry writes, plus
   ///   zeroing when asked. Independent of the amount of RAM.
   public func allocPages(
     order: Int, owner: PageOwner = .allocated, tag: UInt32 = 0, zeroed: Bool = true
   ) -> UnsafeMutableRawPointer? {
-    guard order >= 0 && order <= Page.maxOrder, owner.isAllocatable, let index = takeBlock(order: order) else {
-      return nil
+    guard order >= 0 && order <= Page.maxOrder, owner.isAllocatable else { return nil }
+    let cpu = CPU.current
+    var taken = order == 0 ? takeCachedPage(owner: owner, tag: tag, cpu: cpu) : nil
+    if taken == nil {
+      taken = takeFromBuddy(order: order, cpu: cpu) { index in
+        self.markRun(index, pages: 1 << order, order: order, owner: owner, tag: tag, counts: self.shared)
+      }
     }
-    let pages = 1 << order
-    markRun(index, pages: pages, order: order, owner: owner, tag: tag)
+    guard let index = taken else { return nil }
     let run = pointer(toPhysical: address(ofPage: index))
-    if zeroed { state.pointee.zeroFill(run, pages << Page.shift) }
+    if zeroed { state.pointee.zeroFill(run, Page.size << order) }
     return run
   }
 
@@ -390,9 +446,9 @@ public struct PageFrameAllocator {
   ///
   /// Up to 1024 pages it takes the smallest buddy run that holds them and gives the
   /// tail back at once (Linux's alloc_pages_exact). Beyond that, or when no such run is
-  /// free, it drains the hot cache and scans the page array for the lowest run of free
-  /// blocks that is long enough. With memory fragmented it returns nil although enough
-  /// pages may be free in total: it never moves allocated pages.
+  /// free, it drains every CPU's hot cache and scans the page array for the lowest run
+  /// of free blocks that is long enough. With memory fragmented it returns nil although
+  /// enough pages may be free in total: it never moves allocated pages.
   ///
   /// - Parameters: as `allocPages`, with `pages` in 1...pageCount (more pages than are
   ///   free return nil at once).
@@ -404,21 +460,31 @@ public struct PageFrameAllocator {
   ) -> UnsafeMutableRawPointer? {
     // More than is free can never be found: no scan for it.
     guard pages > 0, pages <= freePageCount, owner.isAllocatable else { return nil }
+    let cpu = CPU.current
     var found: Int? = nil
     if pages <= Page.maxOrderPages {
       let order = Page.order(forPages: pages)
-      if let index = takeBlock(order: order) {
-        if pages < 1 << order { freeSpan(index + pages, index + (1 << order)) }
-        found = index
+      found = takeFromBuddy(order: order, cpu: cpu, drainFirst: false) { index in
+        if pages < 1 << order { self.freeSpan(index + pages, index + (1 << order)) }
+        self.markContiguous(index, pages: pages, owner: owner, tag: tag)
       }
     }
-    if found == nil { found = takeScannedRun(pages) }
+    if found == nil {
+      drainHotPages()
+      guard shared.lock.lock(cpu: cpu) == nil else { return nil }
+      found = takeScannedRun(pages)
+      if let index = found { markContiguous(index, pages: pages, owner: owner, tag: tag) }
+      shared.lock.unlock(cpu: cpu)
+    }
     guard let index = found else { return nil }
-    let order = pages & (pages - 1) == 0 ? pages.trailingZeroBitCount : PageEntry.noOrder
-    markRun(index, pages: pages, order: order, owner: owner, tag: tag)
     let run = pointer(toPhysical: address(ofPage: index))
     if zeroed { state.pointee.zeroFill(run, pages << Page.shift) }
     return run
+  }
+
+  private func markContiguous(_ index: Int, pages: Int, owner: PageOwner, tag: UInt32) {
+    let order = pages & (pages - 1) == 0 ? pages.trailingZeroBitCount : PageEntry.noOrder
+    markRun(index, pages: pages, order: order, owner: owner, tag: tag, counts: shared)
   }
 
   /// Returns one page from `allocPage`.
@@ -426,15 +492,18 @@ public struct PageFrameAllocator {
   /// - Throws: `PageFrameError` (misaligned, outside RAM, double free, reserved page,
   ///   another allocator's page, or not the start of an order-0 run); nothing is
   ///   changed then.
-  /// - Complexity: O(maxOrder).
+  /// - Complexity: O(1) onto the CPU's cache; a drain adds O(batch × maxOrder).
   public func freePage(_ page: UnsafeMutableRawPointer) throws(PageFrameError) {
     try freePages(page, order: 0)
   }
 
   /// Returns a run from `allocPages(order:owner:)`, coalescing it with free buddies.
+  /// An order-0 page goes onto the calling CPU's cache (any CPU may free any page);
+  /// when the cache is over `hotLimit` a batch goes back to the buddy lists.
   ///
   /// The checks run in a fixed order: alignment, bounds, order, the page's owner, then
-  /// that it heads a run of this order.
+  /// that it heads a run of this order. Two CPUs freeing one page at once: one wins,
+  /// the other gets `notAllocated` (the entry changes by compare-and-swap).
   /// - Parameter owner: the owner the run was allocated for.
   /// - Throws: `PageFrameError`; the structures are unchanged when it throws.
   /// - Complexity: O(maxOrder) merges, O(2^order) entry writes.
@@ -443,16 +512,20 @@ public struct PageFrameAllocator {
     guard order >= 0 && order <= Page.maxOrder else { throw PageFrameError(.badOrder, physical) }
     let index = try validateRun(physical: physical, pages: 1 << order, owner: owner)
     guard entries[index].order == order else { throw PageFrameError(.notRunStart, physical) }
-    let pages = 1 << order
-    clearRun(index, pages: pages, owner: owner)
-    if order == 0 && state.pointee.hotCount < PageFrameAllocator.hotLimit {
-      entries[index].flags = PageEntry.flagHot
-      entries[index].next = state.pointee.hotHead
-      state.pointee.hotHead = UInt32(index)
-      state.pointee.hotCount += 1
+    let cpu = CPU.current
+    if order == 0 {
+      try cachePage(index, owner: owner, cpu: cpu, physical: physical)
       return
     }
+    guard shared.lock.lock(cpu: cpu) == nil else { throw PageFrameError(.reentered, physical) }
+    // Under the lock the run must still be as validated (no other CPU freed it).
+    guard loadWord(index) == PageEntry.ownedWord(owner, order: order, head: true) else {
+      shared.lock.unlock(cpu: cpu)
+      throw PageFrameError(.notAllocated, physical)
+    }
+    clearRun(index, pages: 1 << order, owner: owner, counts: shared)
     mergeAndPush(index, order: order)
+    shared.lock.unlock(cpu: cpu)
   }
 
   /// Returns a run from `allocContiguous(pages:owner:)` (or `allocPages` with
@@ -464,39 +537,157 @@ public struct PageFrameAllocator {
   public func freeContiguous(_ run: UnsafeMutableRawPointer, pages: Int, owner: PageOwner = .allocated) throws(PageFrameError) {
     let physical = self.physical(of: run)
     guard pages > 0 else { throw PageFrameError(.badOrder, physical) }
-    let index = try validateRun(physical: physical, pages: pages, owner: owner)
-    clearRun(index, pages: pages, owner: owner)
+    let cpu = CPU.current
+    guard shared.lock.lock(cpu: cpu) == nil else { throw PageFrameError(.reentered, physical) }
+    let index: Int
+    do throws(PageFrameError) {
+      index = try validateRun(physical: physical, pages: pages, owner: owner)
+    } catch {
+      shared.lock.unlock(cpu: cpu)
+      throw error
+    }
+    clearRun(index, pages: pages, owner: owner, counts: shared)
     freeSpan(index, index + pages)
+    shared.lock.unlock(cpu: cpu)
   }
 
-  /// Merges every page of the hot cache into the buddy free lists. allocPages does this
-  /// by itself before it fails; call it to see the largest runs the free pages can form.
-  /// - Complexity: O(hotLimit × maxOrder).
+  /// Merges every page of every CPU's hot cache into the buddy free lists. allocPages
+  /// does this by itself before it fails; call it to see the largest runs the free
+  /// pages can form, or before comparing free-list figures.
+  /// - Complexity: O(CPU.maximum + cached pages × maxOrder).
   public func drainHotPages() {
-    while state.pointee.hotHead != PageEntry.none {
-      let index = Int(state.pointee.hotHead)
-      state.pointee.hotHead = entries[index].next
-      state.pointee.hotCount -= 1
+    let cpu = CPU.current
+    for slot in 0..<CPU.maximum {
+      let cache = cache(slot)
+      guard cache.lock.lock(cpu: cpu) == nil else { continue }
+      if cache.count > 0, shared.lock.lock(cpu: cpu) == nil {
+        drain(cache, pages: cache.count)
+        shared.lock.unlock(cpu: cpu)
+      }
+      cache.lock.unlock(cpu: cpu)
+    }
+  }
+
+  // MARK: Per-CPU caches
+
+  /// An order-0 page from CPU `cpu`'s cache, marked for `owner`: the cache's newest
+  /// page, after a refill from the buddy lists when it is empty. nil when the buddy
+  /// lists have no page either (or the cache lock refused).
+  @inline(__always)
+  private func takeCachedPage(owner: PageOwner, tag: UInt32, cpu: Int) -> Int? {
+    let cache = cache(CPU.slot(cpu))
+    guard cache.lock.lock(cpu: cpu) == nil else { return nil }
+    if cache.head == PageEntry.none { refill(cache, cpu: cpu) }
+    let head = cache.head
+    guard head != PageEntry.none else {
+      cache.lock.unlock(cpu: cpu)
+      return nil
+    }
+    let index = Int(head)
+    cache.head = entries[index].next
+    cache.count -= 1
+    entries[index].next = tag
+    ks_store_relaxed32(prevPointer(index), 1)
+    ks_store_relaxed64(wordPointer(index), PageEntry.ownedWord(owner, order: 0, head: true))
+    cache.adjust(ofOwner: Int(PageOwner.free.rawValue), by: -1)
+    cache.adjust(ofOwner: Int(owner.rawValue), by: 1)
+    cache.lock.unlock(cpu: cpu)
+    return index
+  }
+
+  /// Puts validated order-0 page `index` of `owner` on CPU `cpu`'s cache; a cache over
+  /// its high mark gives its oldest-linked batch back to the buddy lists.
+  @inline(__always)
+  private func cachePage(_ index: Int, owner: PageOwner, cpu: Int, physical: UInt) throws(PageFrameError) {
+    let cache = cache(CPU.slot(cpu))
+    guard cache.lock.lock(cpu: cpu) == nil else { throw PageFrameError(.reentered, physical) }
+    // One CPU wins a page two CPUs free at once: the entry changes by compare-and-swap.
+    guard ks_compare_exchange64(wordPointer(index), PageEntry.ownedWord(owner, order: 0, head: true), PageEntry.hotWord) else {
+      cache.lock.unlock(cpu: cpu)
+      throw PageFrameError(.notAllocated, physical)
+    }
+    ks_store_relaxed32(prevPointer(index), 0)
+    entries[index].next = cache.head
+    cache.head = UInt32(index)
+    cache.count += 1
+    cache.adjust(ofOwner: Int(owner.rawValue), by: -1)
+    cache.adjust(ofOwner: Int(PageOwner.free.rawValue), by: 1)
+    if cache.count > CPUPageCache.high, shared.lock.lock(cpu: cpu) == nil {
+      drain(cache, pages: CPUPageCache.batch)
+      shared.lock.unlock(cpu: cpu)
+    }
+    cache.lock.unlock(cpu: cpu)
+  }
+
+  /// Moves up to `batch` order-0 pages from the buddy lists onto `cache`.
+  /// Holder of `cache`'s lock; takes the global lock.
+  private func refill(_ cache: CPUPageCache, cpu: Int) {
+    guard shared.lock.lock(cpu: cpu) == nil else { return }
+    for _ in 0..<CPUPageCache.batch {
+      guard let index = takeBlock(order: 0) else { break }
+      entries[index] = PageEntry(next: cache.head, prev: 0, word: PageEntry.hotWord)
+      cache.head = UInt32(index)
+      cache.count += 1
+    }
+    shared.lock.unlock(cpu: cpu)
+  }
+
+  /// Moves `pages` pages from `cache` into the buddy lists. Holder of both locks.
+  private func drain(_ cache: CPUPageCache, pages: Int) {
+    for _ in 0..<pages {
+      let head = cache.head
+      guard head != PageEntry.none else { return }
+      let index = Int(head)
+      cache.head = entries[index].next
+      cache.count -= 1
       entries[index] = PageEntry(next: 0, prev: 0, word: 0)
       mergeAndPush(index, order: 0)
     }
   }
 
+  /// A block of `order` from the buddy lists under the global lock, `mark` run on it
+  /// before the lock is let go. When none is free: every CPU's cache is drained and the
+  /// lists tried once more (unless `drainFirst` is false: the caller scans instead).
+  @inline(__always)
+  private func takeFromBuddy(order: Int, cpu: Int, drainFirst: Bool = true, _ mark: (Int) -> Void) -> Int? {
+    for attempt in 0..<2 {
+      if attempt == 1 {
+        guard drainFirst else { return nil }
+        drainHotPages()
+      }
+      guard shared.lock.lock(cpu: cpu) == nil else { return nil }
+      if let index = takeBlock(order: order) {
+        mark(index)
+        shared.lock.unlock(cpu: cpu)
+        return index
+      }
+      shared.lock.unlock(cpu: cpu)
+    }
+    return nil
+  }
+
   // MARK: Queries
 
-  /// Pages on the free lists and in the hot cache. O(1).
+  /// Pages on the free lists and in every CPU's hot cache.
+  /// - Complexity: O(CPU.maximum).
   public var freePageCount: Int { count(.free) }
 
-  /// Pages owned by `owner`.
-  /// - Complexity: O(1): the counters are kept as pages change hands.
+  /// Pages owned by `owner`: the shared count plus every CPU's share. Exact whenever no
+  /// CPU is inside the allocator; a snapshot otherwise.
+  /// - Complexity: O(CPU.maximum).
   public func count(_ owner: PageOwner) -> Int {
-    state.pointee.ownerCounts[Int(owner.rawValue)]
+    var total: UInt32 = 0
+    for record in 0..<PageFrameAllocator.cacheRecords { total &+= cache(record).pages(ofOwner: Int(owner.rawValue)) }
+    return Int(total)
   }
 
   /// Pages in the largest free buddy block (a power of two), or 0; hot-cached pages are
   /// not counted. O(1).
   public var largestFreeRun: Int {
+    let cpu = CPU.current
+    guard shared.lock.lock(cpu: cpu) == nil else { return 0 }
     let orders = state.pointee.nonEmptyOrders
+    shared.lock.unlock(cpu: cpu)
     return orders == 0 ? 0 : 1 << (31 - orders.leadingZeroBitCount)
   }
 
@@ -536,23 +727,12 @@ public struct PageFrameAllocator {
 
   // MARK: Runs
 
-  /// Takes a free block of exactly `order` off the lists (the hot cache first for order
-  /// 0, then the smallest non-empty order, splitting); returns its page index.
+  /// Takes a free block of exactly `order` off the lists (the smallest non-empty order,
+  /// splitting); returns its page index. Holder of the global lock.
   @inline(__always)
   private func takeBlock(order: Int) -> Int? {
-    if order == 0 && state.pointee.hotHead != PageEntry.none {
-      // The most recently freed page: no list or split work.
-      let index = Int(state.pointee.hotHead)
-      state.pointee.hotHead = entries[index].next
-      state.pointee.hotCount -= 1
-      return index
-    }
     let atLeast = ~((UInt32(1) << UInt32(order)) &- 1)
-    var candidates = state.pointee.nonEmptyOrders & atLeast
-    if candidates == 0 && state.pointee.hotCount > 0 {
-      drainHotPages()
-      candidates = state.pointee.nonEmptyOrders & atLeast
-    }
+    let candidates = state.pointee.nonEmptyOrders & atLeast
     guard candidates != 0 else { return nil }
     var current = candidates.trailingZeroBitCount
     let index = Int(state.pointee.freeHeads[current])
@@ -566,9 +746,10 @@ public struct PageFrameAllocator {
   }
 
   /// Finds the lowest run of whole free blocks covering `pages` pages, takes it off the
-  /// lists and gives back what lies past `pages`. Returns its first page.
+  /// lists and gives back what lies past `pages`. Returns its first page. Holder of the
+  /// global lock; entries are read atomically (other CPUs change order-0 pages under
+  /// their cache locks meanwhile).
   private func takeScannedRun(_ pages: Int) -> Int? {
-    drainHotPages()
     var start = 0
     var length = 0
     // A run never crosses from one RAM range into the next.
@@ -577,7 +758,7 @@ public struct PageFrameAllocator {
       length = 0
       var index = arena.firstIndex
       while index < arena.firstIndex + arena.pages {
-        let entry = entries[index]
+        let entry = PageEntry(next: 0, prev: ks_load_relaxed32(prevPointer(index)), word: loadWord(index))
         if entry.owner == .free && entry.isBlockHead {
           if length == 0 { start = index }
           length += 1 << entry.order
@@ -604,24 +785,35 @@ public struct PageFrameAllocator {
   }
 
   /// Writes `pages` entries from `index` as one run of `owner`, and moves the pages from
-  /// the free count to the owner's.
+  /// the free count to the owner's in `counts`. Words and lengths are stored atomically:
+  /// the run scan of another CPU may read them.
   @inline(__always)
-  private func markRun(_ index: Int, pages: Int, order: Int, owner: PageOwner, tag: UInt32) {
-    entries[index] = PageEntry(next: tag, prev: UInt32(pages), word: PageEntry.ownedWord(owner, order: order, head: true))
+  private func markRun(_ index: Int, pages: Int, order: Int, owner: PageOwner, tag: UInt32, counts: CPUPageCache) {
+    entries[index].next = tag
+    ks_store_relaxed32(prevPointer(index), UInt32(pages))
+    ks_store_relaxed64(wordPointer(index), PageEntry.ownedWord(owner, order: order, head: true))
     if pages > 1 {
-      let body = PageEntry(next: UInt32(index), prev: UInt32(pages), word: PageEntry.ownedWord(owner, order: 0, head: false))
-      for page in (index + 1)..<(index + pages) { entries[page] = body }
+      let body = PageEntry.ownedWord(owner, order: 0, head: false)
+      for page in (index + 1)..<(index + pages) {
+        entries[page].next = UInt32(index)
+        ks_store_relaxed32(prevPointer(page), UInt32(pages))
+        ks_store_relaxed64(wordPointer(page), body)
+      }
     }
-    adjustCount(.free, by: -pages)
-    adjustCount(owner, by: pages)
+    counts.adjust(ofOwner: Int(PageOwner.free.rawValue), by: -pages)
+    counts.adjust(ofOwner: Int(owner.rawValue), by: pages)
   }
 
   /// Zeroes the entries of a run being freed and moves its pages to the free count.
   @inline(__always)
-  private func clearRun(_ index: Int, pages: Int, owner: PageOwner) {
-    for page in index..<(index + pages) { entries[page] = PageEntry(next: 0, prev: 0, word: 0) }
-    adjustCount(owner, by: -pages)
-    adjustCount(.free, by: pages)
+  private func clearRun(_ index: Int, pages: Int, owner: PageOwner, counts: CPUPageCache) {
+    for page in index..<(index + pages) {
+      entries[page].next = 0
+      ks_store_relaxed32(prevPointer(page), 0)
+      ks_store_relaxed64(wordPointer(page), 0)
+    }
+    counts.adjust(ofOwner: Int(owner.rawValue), by: -pages)
+    counts.adjust(ofOwner: Int(PageOwner.free.rawValue), by: pages)
   }
 
   /// The page index of a run being freed, after every check but the run's size.
@@ -669,8 +861,7 @@ public struct PageFrameAllocator {
     while current < Page.maxOrder {
       let buddy = ((frameShift + head) ^ (1 << current)) - frameShift
       guard buddy >= arena.firstIndex, buddy + (1 << current) <= arena.firstIndex + arena.pages,
-        entries[buddy].isBlockHead, entries[buddy].owner == .free,
-        entries[buddy].order == current
+        loadWord(buddy) == PageEntry.ownedWord(.free, order: current, head: true)
       else { break }
       removeFree(buddy, order: current)
       entries[buddy].word = 0
@@ -715,9 +906,10 @@ public struct PageFrameAllocator {
     entries[index].flags = 0
   }
 
+  /// Set-up changes to the counts (reserve/release), in the shared record.
   @inline(__always)
   private func adjustCount(_ owner: PageOwner, by delta: Int) {
-    state.pointee.ownerCounts[Int(owner.rawValue)] += delta
+    shared.adjust(ofOwner: Int(owner.rawValue), by: delta)
   }
 
 }

@@ -21,6 +21,10 @@ public enum PageFrameFailure: UInt8, FailureReason {
   /// Set-up over a page that is already free or allocated: `release` of a range
   /// released before, `reserve` after `release`.
   case alreadyReleased
+  /// The allocator was entered again on a CPU that is inside it already (an interrupt
+  /// handler that frees while its CPU holds the allocator's lock); refused instead of
+  /// deadlocking. Allocations get nil for the same reason.
+  case reentered
 
   public var text: StaticString {
     switch self {
@@ -32,6 +36,7 @@ public enum PageFrameFailure: UInt8, FailureReason {
     case .wrongOwner: return "page owned by another allocator (heap, slab or page tables)"
     case .notRunStart: return "not the start of a run of that size"
     case .alreadyReleased: return "page already released or allocated"
+    case .reentered: return "allocator re-entered on this CPU (lock held)"
     }
   }
 }

@@ -35,14 +35,53 @@ static inline void ks_store_relaxed(uint32_t *word, uint32_t value) {
   __atomic_store_n(word, value, __ATOMIC_RELAXED);
 }
 
-/// A hint while spinning: `yield` on AArch64 (not `wfe`, which waits for an event a
-/// release store does not send), `pause` on x86.
+#if defined(__linux__) || defined(__APPLE__)
+#include <sched.h>
+#endif
+
+/// A hint while spinning: `yield` on bare-metal AArch64 (not `wfe`, which waits for an
+/// event a release store does not send). Hosted, where threads outnumber cores and a
+/// lock holder may be descheduled, the thread gives up its time slice instead.
 static inline void ks_spin_hint(void) {
-#if defined(__aarch64__)
+#if defined(__linux__) || defined(__APPLE__)
+  sched_yield();
+#elif defined(__aarch64__)
   __asm__ volatile("yield" ::: "memory");
 #elif defined(__x86_64__)
   __asm__ volatile("pause" ::: "memory");
 #endif
 }
+
+/// 64- and 32-bit relaxed loads and stores: plain LDR/STR, but visible as atomic to
+/// the compiler and to ThreadSanitizer (page entries and counts read by one CPU while
+/// another CPU changes them under a different lock).
+static inline uint64_t ks_load_relaxed64(const uint64_t *word) {
+  return __atomic_load_n(word, __ATOMIC_RELAXED);
+}
+static inline void ks_store_relaxed64(uint64_t *word, uint64_t value) {
+  __atomic_store_n(word, value, __ATOMIC_RELAXED);
+}
+static inline uint32_t ks_load_relaxed32(const uint32_t *word) {
+  return __atomic_load_n(word, __ATOMIC_RELAXED);
+}
+static inline void ks_store_relaxed32(uint32_t *word, uint32_t value) {
+  __atomic_store_n(word, value, __ATOMIC_RELAXED);
+}
+
+/// Sets `*word` to `desired` if it holds `expected` (relaxed: the caller holds a lock
+/// that orders everything else); whether it did.
+static inline _Bool ks_compare_exchange64(uint64_t *word, uint64_t expected, uint64_t desired) {
+  return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+/// The calling CPU's number: unique among the CPUs (or threads) running now.
+/// Bare metal: defined by the architecture code (ArchSupport), which keeps the core's
+/// number in its per-CPU block at TPIDR_EL1. Hosted (tests, the preload library): a
+/// per-thread number, handed out in the order threads first ask (cpu.c).
+unsigned ks_current_cpu(void);
+
+/// Hosted only: makes the calling thread report `cpu` from now on (tests that want a
+/// given per-CPU slot). Two live threads must not share a number.
+void ks_bind_cpu(unsigned cpu);
 
 #endif

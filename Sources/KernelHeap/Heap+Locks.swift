@@ -1,0 +1,99 @@
+import KernelSync
+import PageFrames
+
+// The heap's locks. Order, outermost first (never the reverse):
+//   1. the object-cache list lock (`cachesLock`);
+//   2. slab-cache locks (each size class of each CPU, each object cache), in address
+//      order when more than one is held (only `withAllLocks` holds more than one);
+//   3. the heap lock (`heapLock`): TLSF blocks, arenas, large allocations, counters;
+//   4. the page frames' locks (a CPU's page cache, then the global one).
+// A lock refused because this CPU holds it already (re-entry from an interrupt handler)
+// gives nil or `HeapError.reentered`, never a deadlock.
+extension Heap {
+  /// The heap lock, at the start of the control block.
+  var heapLock: TicketLock {
+    TicketLock(UnsafeMutableRawPointer(control).assumingMemoryBound(to: TicketLockWords.self))
+  }
+
+  /// The object-cache list lock, right after the heap lock.
+  var cachesLock: TicketLock {
+    TicketLock(UnsafeMutableRawPointer(control).assumingMemoryBound(to: TicketLockWords.self) + 1)
+  }
+
+  /// An object from `cache` under its lock.
+  /// - Complexity: O(1), as `slabAllocate`.
+  @inline(__always)
+  func lockedSlabAllocate(_ cache: UnsafeMutablePointer<SlabCache>, cpu: Int) -> UnsafeMutableRawPointer? {
+    guard cache.lock.lock(cpu: cpu) == nil else { return nil }
+    let object = slabAllocate(cache)
+    cache.lock.unlock(cpu: cpu)
+    return object
+  }
+
+  /// The slab of this heap whose page run holds `pointer`, with an intact header, or
+  /// nil (then it is a block, a large allocation or bad input, all decided under the
+  /// heap lock). Read without a lock: a slab's run, cache and check word do not change
+  /// while one of its objects is live, and the caller re-checks under the cache lock.
+  /// - Complexity: O(1): one page-entry lookup.
+  @inline(__always)
+  func slabHolding(_ pointer: UnsafeMutableRawPointer) -> Slab? {
+    let address = UInt(bitPattern: pointer)
+    guard address & 15 == 0, control.pointee.classCaches != nil || control.pointee.objectCaches != 0,
+      address < control.pointee.initialStart || address >= control.pointee.initialEnd,
+      let frames = control.pointee.frames,
+      let found = frames.runEntry(containing: frames.physical(of: pointer)),
+      found.head.ownerRawValue == PageOwner.slab.rawValue, found.head.next == control.pointee.tag
+    else { return nil }
+    let slab = Slab(address: Page.roundDown(address) &- UInt(bitPattern: found.pagesIn) << UInt(Page.shift))
+    guard slab.check == Slab.checkWord(slab.address, slab.cache, control.pointee.slabSecret) else { return nil }
+    return slab
+  }
+
+  /// Runs `body` holding every lock of the heap in order: the object-cache list, every
+  /// size-class cache of every CPU, every object cache, the heap. For the walks that
+  /// read everything (`check`, `statistics`, `drawMap`). nil when a lock refused
+  /// (called from inside the heap on this CPU).
+  /// - Complexity: O(caches) plus `body`.
+  func withAllLocks<Result>(_ body: () -> Result) -> Result? {
+    let cpu = CPU.current
+    guard cachesLock.lock(cpu: cpu) == nil else { return nil }
+    defer { cachesLock.unlock(cpu: cpu) }
+    let held = forEachCache { $0.lock.lock(cpu: cpu) == nil }
+    defer { _ = forEachCache(upTo: held) { $0.lock.unlock(cpu: cpu) == nil } }
+    guard held == Int.max, heapLock.lock(cpu: cpu) == nil else { return nil }
+    defer { heapLock.unlock(cpu: cpu) }
+    return body()
+  }
+
+  /// Calls `body` on every size-class cache of every CPU, then every object cache whose
+  /// state passes its check (a broken list ends the walk: `check` reports it), while
+  /// `body` returns true and at most `limit` times. Returns `Int.max` when it went
+  /// through all of them, else how many calls returned true.
+  /// Holder of the object-cache list lock.
+  func forEachCache(upTo limit: Int = Int.max, _ body: (UnsafeMutablePointer<SlabCache>) -> Bool) -> Int {
+    var calls = 0
+    if let caches = control.pointee.classCaches {
+      for index in 0..<(SlabClass.count * CPU.maximum) {
+        guard calls < limit, body(caches + index) else { return calls }
+        calls += 1
+      }
+    }
+    var address = control.pointee.objectCaches
+    var steps = 0
+    while let cache = UnsafeMutablePointer<SlabCache>(bitPattern: address), steps < 1 << 20,
+      cache.pointee.check == SlabCache.checkWord(
+        address: address, heapSecret: control.pointee.slabSecret, kind: SlabCache.kindObjectCache, serial: cache.pointee.serial)
+    {
+      guard calls < limit, body(cache) else { return calls }
+      calls += 1
+      steps += 1
+      address = cache.pointee.nextCache
+    }
+    return limit == Int.max ? Int.max : calls
+  }
+}
+
+extension UnsafeMutablePointer where Pointee == SlabCache {
+  /// The cache's lock: the first field of its state.
+  var lock: TicketLock { TicketLock(UnsafeMutableRawPointer(self).assumingMemoryBound(to: TicketLockWords.self)) }
+}

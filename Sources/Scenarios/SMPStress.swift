@@ -1,0 +1,258 @@
+import KernelHeap
+import KernelSync
+import PageFrames
+
+/// The multi-CPU stress of issue #15, written once for the host (threads over
+/// simulated RAM, `swift test`) and the test kernel (cores under QEMU's MTTCG).
+///
+/// Every CPU runs `run(cpu:...)` at once. Each operation is one of: kmalloc of a random
+/// size and kfree, an object-cache allocation or free, allocPage/freePage, or a page run
+/// of order 1–4. Each object carries a tag (from its CPU and serial) at its start and
+/// end, checked when it is freed. About a quarter of all frees are of objects another
+/// CPU allocated: they pass through per-CPU queues under ticket locks. At the end every
+/// CPU frees what it holds and empties its queue between two barriers, so when `run`
+/// returns on all CPUs nothing is live; the caller then drains the caches and compares
+/// the page counts and `heapCheck` with their values from before.
+public struct SMPStress {
+  /// Objects one CPU holds at most.
+  static let tableCapacity = 256
+  /// Objects a CPU's queue holds at most (a full queue: the object is freed locally).
+  static let queueCapacity = 256
+  /// The object size of the shared `ObjectCache` the stress uses.
+  public static let cacheObjectSize = 96
+
+  /// One object: where, its tag, its size (bytes, or the page order) and kind.
+  struct Live {
+    var address: UInt
+    var tag: UInt64
+    var size: UInt32
+    var kind: UInt32
+  }
+
+  static let kindKmalloc: UInt32 = 1
+  static let kindCacheObject: UInt32 = 2
+  static let kindPages: UInt32 = 3
+
+  /// Bytes of one CPU's part: its queue's lock and count, the queue, its table.
+  static var perCPUBytes: Int {
+    64 + (queueCapacity + tableCapacity) * MemoryLayout<Live>.stride
+  }
+
+  /// Bytes of shared memory `init` needs for `cpus` CPUs.
+  /// - Complexity: O(1).
+  public static func sharedBytes(cpus: Int) -> Int { 64 + cpus * perCPUBytes }
+
+  let memory: UnsafeMutableRawPointer
+  /// CPUs taking part.
+  public let cpus: Int
+
+  /// Lays the shared state (barrier, queues, tables) for `cpus` CPUs in `memory`.
+  /// - Precondition: `memory` holds `sharedBytes(cpus:)` bytes, 16-byte aligned;
+  ///   `cpus` in 1...`CPU.maximum`; no CPU runs yet.
+  /// - Complexity: O(sharedBytes).
+  public init(memory: UnsafeMutableRawPointer, cpus: Int) {
+    self.memory = memory
+    self.cpus = cpus
+    memory.initializeMemory(as: UInt8.self, repeating: 0, count: SMPStress.sharedBytes(cpus: cpus))
+  }
+
+  var barrier: SpinBarrier {
+    SpinBarrier(memory.assumingMemoryBound(to: SpinBarrierWords.self), parties: cpus)
+  }
+
+  private func part(_ cpu: Int) -> UnsafeMutableRawPointer { memory + 64 + cpu * SMPStress.perCPUBytes }
+  private func queueLock(_ cpu: Int) -> TicketLock { TicketLock(part(cpu).assumingMemoryBound(to: TicketLockWords.self)) }
+  private func queueCount(_ cpu: Int) -> UnsafeMutablePointer<Int> { (part(cpu) + 16).assumingMemoryBound(to: Int.self) }
+  private func queue(_ cpu: Int) -> UnsafeMutablePointer<Live> { (part(cpu) + 64).assumingMemoryBound(to: Live.self) }
+  private func table(_ cpu: Int) -> UnsafeMutablePointer<Live> { queue(cpu) + SMPStress.queueCapacity }
+
+  /// Runs `operations` operations as CPU `cpu` (0..<cpus), then the end-of-test drain
+  /// between two barriers. Every CPU must call it, each with its own `cpu`.
+  ///
+  /// - Parameters:
+  ///   - heap, frames: the memory under test (shared by all CPUs).
+  ///   - cache: an object cache of `cacheObjectSize`-byte objects in `heap`.
+  ///   - seed: the run's seed; each CPU draws from `seed` mixed with its number.
+  /// - Returns: what this CPU did and saw; failures carry the object's address.
+  /// - Complexity: O(operations) plus the sizes zeroed and tagged.
+  public func run(cpu: Int, heap: Heap, frames: PageFrameAllocator, cache: ObjectCache, seed: UInt64, operations: Int) -> SMPStressOutcome {
+    var worker = Worker(
+      stress: self, cpu: cpu, heap: heap, frames: frames, cache: cache,
+      rng: SplitMix(seed: seed ^ (UInt64(cpu) &+ 1) &* 0x9E37_79B9_7F4A_7C15))
+    barrier.wait()
+    for _ in 0..<operations { worker.step() }
+    barrier.wait()
+    // Nobody pushes any more: free what this CPU holds and what others passed it.
+    while worker.count > 0 { worker.freeLocal(at: worker.count - 1, mayPass: false) }
+    while let object = pop(cpu) { worker.free(object, crossCPU: true) }
+    barrier.wait()
+    return worker.outcome
+  }
+
+  /// Passes `object` to CPU `target`'s queue; false when the queue is full.
+  func push(_ object: Live, to target: Int, cpu: Int) -> Bool {
+    let lock = queueLock(target)
+    lock.lock(cpu: cpu)
+    defer { lock.unlock(cpu: cpu) }
+    let count = queueCount(target).pointee
+    guard count < SMPStress.queueCapacity else { return false }
+    queue(target)[count] = object
+    queueCount(target).pointee = count + 1
+    return true
+  }
+
+  /// An object another CPU passed to `cpu`, or nil.
+  func pop(_ cpu: Int) -> Live? {
+    let lock = queueLock(cpu)
+    lock.lock(cpu: CPU.current)
+    defer { lock.unlock(cpu: CPU.current) }
+    let count = queueCount(cpu).pointee
+    guard count > 0 else { return nil }
+    queueCount(cpu).pointee = count - 1
+    return queue(cpu)[count - 1]
+  }
+
+  /// One CPU's side of the run.
+  struct Worker {
+    let stress: SMPStress
+    let cpu: Int
+    let heap: Heap
+    let frames: PageFrameAllocator
+    let cache: ObjectCache
+    var rng: SplitMix
+    var count = 0
+    var serial: UInt64 = 0
+    var outcome = SMPStressOutcome()
+
+    var objects: UnsafeMutablePointer<Live> { stress.table(cpu) }
+
+    mutating func random(_ bound: Int) -> Int { Int(truncatingIfNeeded: rng.next() % UInt64(bound)) }
+
+    mutating func step() {
+      outcome.operations += 1
+      if count == SMPStress.tableCapacity || (count > 0 && random(100) < 45) {
+        // A free: an object another CPU passed here first, else one of this CPU's.
+        if let object = stress.pop(cpu) {
+          free(object, crossCPU: true)
+        } else {
+          freeLocal(at: random(count), mayPass: stress.cpus > 1)
+        }
+        return
+      }
+      allocate()
+    }
+
+    mutating func allocate() {
+      serial &+= 1
+      let tag = UInt64(cpu) << 56 ^ serial ^ 0x5A5A_0000_0000_0000
+      let choice = random(100)
+      var object = Live(address: 0, tag: tag, size: 0, kind: SMPStress.kindKmalloc)
+      if choice < 60 {
+        let band = random(100)
+        let size = band < 60 ? 1 + random(256) : band < 85 ? 257 + random(768) : band < 98 ? 1025 + random(7168) : 8193 + random(192_000)
+        object.size = UInt32(size)
+        object.address = UInt(bitPattern: heap.allocate(size))
+      } else if choice < 80 {
+        object.kind = SMPStress.kindCacheObject
+        object.size = UInt32(SMPStress.cacheObjectSize)
+        object.address = UInt(bitPattern: cache.allocate())
+      } else {
+        object.kind = SMPStress.kindPages
+        let order = choice < 92 ? 0 : 1 + random(4)
+        object.size = UInt32(order)
+        object.address = UInt(bitPattern: frames.allocPages(order: order, zeroed: order == 0))
+      }
+      guard object.address != 0 else {
+        record(false, "smp: allocation failed", UInt(object.size))
+        return
+      }
+      SMPStress.writeTag(object)
+      objects[count] = object
+      count += 1
+    }
+
+    /// Frees this CPU's object `index`; with `mayPass`, a quarter go to another CPU's
+    /// queue instead (freed there).
+    mutating func freeLocal(at index: Int, mayPass: Bool) {
+      let object = objects[index]
+      count -= 1
+      objects[index] = objects[count]
+      if mayPass && random(4) == 0 {
+        let target = (cpu + 1 + random(stress.cpus - 1)) % stress.cpus
+        if stress.push(object, to: target, cpu: cpu) {
+          outcome.passed += 1
+          return
+        }
+      }
+      free(object, crossCPU: false)
+    }
+
+    mutating func free(_ object: Live, crossCPU: Bool) {
+      outcome.frees += 1
+      if crossCPU { outcome.crossFrees += 1 }
+      record(SMPStress.tagIntact(object), "smp: object tag overwritten", object.address)
+      let pointer = UnsafeMutableRawPointer(bitPattern: object.address)
+      switch object.kind {
+      case SMPStress.kindKmalloc:
+        do throws(HeapError) { try heap.deallocate(pointer) } catch { record(false, "smp: kfree refused", object.address) }
+      case SMPStress.kindCacheObject:
+        do throws(HeapError) {
+          if let pointer { try cache.free(pointer) }
+        } catch { record(false, "smp: cache free refused", object.address) }
+      default:
+        do throws(PageFrameError) {
+          if let pointer { try frames.freePages(pointer, order: Int(object.size)) }
+        } catch { record(false, "smp: freePages refused", object.address) }
+      }
+    }
+
+    mutating func record(_ condition: Bool, _ message: StaticString, _ value: UInt) {
+      guard !condition else { return }
+      if outcome.failures == 0 {
+        outcome.firstFailure = message
+        outcome.firstValue = value
+      }
+      outcome.failures += 1
+    }
+  }
+
+  /// Bytes an object spans: its size, or its pages.
+  static func span(_ object: Live) -> Int {
+    object.kind == kindPages ? Page.size << Int(object.size) : Int(object.size)
+  }
+
+  /// The tag at the object's start (its first 8 bytes, fewer for a smaller object)
+  /// and, from 16 bytes on, in its last 8-byte-aligned word.
+  static func writeTag(_ object: Live) {
+    let base = UnsafeMutableRawPointer(bitPattern: object.address)!
+    let bytes = span(object)
+    for byte in 0..<min(bytes, 8) { base.storeBytes(of: UInt8(truncatingIfNeeded: object.tag >> UInt64(8 * byte)), toByteOffset: byte, as: UInt8.self) }
+    if bytes >= 16 { base.storeBytes(of: object.tag, toByteOffset: (bytes - 8) & ~7, as: UInt64.self) }
+  }
+
+  static func tagIntact(_ object: Live) -> Bool {
+    let base = UnsafeRawPointer(bitPattern: object.address)!
+    let bytes = span(object)
+    for byte in 0..<min(bytes, 8) where base.load(fromByteOffset: byte, as: UInt8.self) != UInt8(truncatingIfNeeded: object.tag >> UInt64(8 * byte)) {
+      return false
+    }
+    return bytes < 16 || base.load(fromByteOffset: (bytes - 8) & ~7, as: UInt64.self) == object.tag
+  }
+}
+
+/// What one CPU did in `SMPStress.run`, and the first thing that went wrong.
+public struct SMPStressOutcome: Sendable {
+  public var operations = 0
+  /// Objects freed by this CPU, and how many of them another CPU had allocated.
+  public var frees = 0
+  public var crossFrees = 0
+  /// Objects this CPU passed to another CPU to free.
+  public var passed = 0
+  public var failures = 0
+  public var firstFailure: StaticString = ""
+  public var firstValue: UInt = 0
+
+  /// An empty outcome.
+  /// - Complexity: O(1).
+  public init() {}
+}
