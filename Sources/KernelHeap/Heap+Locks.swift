@@ -9,15 +9,43 @@ import PageFrames
 //   4. the page frames' locks (a CPU's page cache, then the global one).
 // A lock refused because this CPU holds it already (re-entry from an interrupt handler)
 // gives nil or `HeapError.reentered`, never a deadlock.
+/// The first 64 bytes of a heap's control block: the heap lock, the object-cache list
+/// lock and the list (its head and the caches made so far), as raw words. They are
+/// kept out of `HeapControl`, which only the heap lock guards: a struct changed under
+/// two locks would be changed by two CPUs at once.
+enum HeapPrefix {
+  static let bytes = 64
+  static let cachesLockOffset = 16
+  static let listHeadOffset = 32
+  static let cachesMadeOffset = 40
+
+  /// Zeroes the prefix at `start`: both locks free, no object cache.
+  static func initialize(_ start: UnsafeMutableRawPointer) {
+    start.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+  }
+}
+
 extension Heap {
-  /// The heap lock, at the start of the control block.
-  var heapLock: TicketLock {
-    TicketLock(UnsafeMutableRawPointer(control).assumingMemoryBound(to: TicketLockWords.self))
+  var prefix: UnsafeMutableRawPointer { UnsafeMutableRawPointer(control) - HeapPrefix.bytes }
+
+  /// The heap lock: TLSF blocks, arenas, large allocations, `HeapControl`.
+  var heapLock: TicketLock { TicketLock(prefix.assumingMemoryBound(to: TicketLockWords.self)) }
+
+  /// The object-cache list lock: the list and the serial counter below.
+  var cachesLock: TicketLock {
+    TicketLock((prefix + HeapPrefix.cachesLockOffset).assumingMemoryBound(to: TicketLockWords.self))
   }
 
-  /// The object-cache list lock, right after the heap lock.
-  var cachesLock: TicketLock {
-    TicketLock(UnsafeMutableRawPointer(control).assumingMemoryBound(to: TicketLockWords.self) + 1)
+  /// The newest `ObjectCache`'s state (a list through `nextCache`), or 0. List lock.
+  var objectCachesHead: UInt {
+    get { prefix.load(fromByteOffset: HeapPrefix.listHeadOffset, as: UInt.self) }
+    nonmutating set { prefix.storeBytes(of: newValue, toByteOffset: HeapPrefix.listHeadOffset, as: UInt.self) }
+  }
+
+  /// Object caches made so far (each cache's serial). List lock.
+  var objectCachesMade: UInt {
+    get { prefix.load(fromByteOffset: HeapPrefix.cachesMadeOffset, as: UInt.self) }
+    nonmutating set { prefix.storeBytes(of: newValue, toByteOffset: HeapPrefix.cachesMadeOffset, as: UInt.self) }
   }
 
   /// An object from `cache` under its lock.
@@ -38,7 +66,7 @@ extension Heap {
   @inline(__always)
   func slabHolding(_ pointer: UnsafeMutableRawPointer) -> Slab? {
     let address = UInt(bitPattern: pointer)
-    guard address & 15 == 0, control.pointee.classCaches != nil || control.pointee.objectCaches != 0,
+    guard address & 15 == 0,
       address < control.pointee.initialStart || address >= control.pointee.initialEnd,
       let frames = control.pointee.frames,
       let found = frames.runEntry(containing: frames.physical(of: pointer)),
@@ -74,11 +102,11 @@ extension Heap {
     var calls = 0
     if let caches = control.pointee.classCaches {
       for index in 0..<(SlabClass.count * CPU.maximum) {
-        guard calls < limit, body(caches + index) else { return calls }
+        guard calls < limit, body(SlabCache.at(caches, index)) else { return calls }
         calls += 1
       }
     }
-    var address = control.pointee.objectCaches
+    var address = objectCachesHead
     var steps = 0
     while let cache = UnsafeMutablePointer<SlabCache>(bitPattern: address), steps < 1 << 20,
       cache.pointee.check == SlabCache.checkWord(
@@ -87,13 +115,43 @@ extension Heap {
       guard calls < limit, body(cache) else { return calls }
       calls += 1
       steps += 1
-      address = cache.pointee.nextCache
+      address = cache.nextCache
     }
     return limit == Int.max ? Int.max : calls
   }
 }
 
+extension SlabCache {
+  /// Bytes in front of every `SlabCache`: its lock and its object-cache list links, as
+  /// raw words (the struct itself is only ever changed under the lock).
+  static let prefixBytes = 32
+  static let nextOffset = 16
+  static let previousOffset = 24
+  /// Bytes per cache with its prefix.
+  static var slotBytes: Int { prefixBytes + Heap.roundUp(MemoryLayout<SlabCache>.stride, 16) }
+
+  /// Cache `index` of an array of caches with prefixes at `caches`.
+  @inline(__always)
+  static func at(_ caches: UnsafeMutableRawPointer, _ index: Int) -> UnsafeMutablePointer<SlabCache> {
+    (caches + (index &* slotBytes &+ prefixBytes)).assumingMemoryBound(to: SlabCache.self)
+  }
+}
+
 extension UnsafeMutablePointer where Pointee == SlabCache {
-  /// The cache's lock: the first field of its state.
-  var lock: TicketLock { TicketLock(UnsafeMutableRawPointer(self).assumingMemoryBound(to: TicketLockWords.self)) }
+  /// The prefix in front of the cache.
+  var prefix: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) - SlabCache.prefixBytes }
+
+  /// The cache's lock: every change to the cache and its slabs. A test-and-set lock: a
+  /// size-class cache is taken by its own CPU but for remote frees.
+  var lock: SpinLock { SpinLock(prefix.assumingMemoryBound(to: UInt32.self)) }
+
+  /// Links of the heap's object-cache list (the list lock), 0 at the ends.
+  var nextCache: UInt {
+    get { prefix.load(fromByteOffset: SlabCache.nextOffset, as: UInt.self) }
+    nonmutating set { prefix.storeBytes(of: newValue, toByteOffset: SlabCache.nextOffset, as: UInt.self) }
+  }
+  var previousCache: UInt {
+    get { prefix.load(fromByteOffset: SlabCache.previousOffset, as: UInt.self) }
+    nonmutating set { prefix.storeBytes(of: newValue, toByteOffset: SlabCache.previousOffset, as: UInt.self) }
+  }
 }

@@ -20,7 +20,7 @@ extension Heap {
     var listedPages = 0
     if let caches = control.pointee.classCaches {
       for index in 0..<(SlabClass.count * CPU.maximum) {
-        let cache = caches + index
+        let cache = SlabCache.at(caches, index)
         guard cache.pointee.check == SlabCache.checkWord(
           address: UInt(bitPattern: cache), heapSecret: control.pointee.slabSecret, kind: SlabCache.kindSizeClass, serial: 0)
         else {
@@ -30,21 +30,21 @@ extension Heap {
         listedPages += cache.pointee.slabs << cache.pointee.slabOrder
       }
     }
-    var address = control.pointee.objectCaches
+    var address = objectCachesHead
     var previous: UInt = 0
     var steps = 0
     while address != 0 {
       steps += 1
       let cache = UnsafeMutablePointer<SlabCache>(bitPattern: address)!
       // The state is a heap block: inside an arena before anything is read from it.
-      guard arena(containing: address) != nil, steps <= frames.pageCount, cache.pointee.previousCache == previous,
+      guard arena(containing: address) != nil, steps <= frames.pageCount, cache.previousCache == previous,
         cache.pointee.serial != 0, cache.pointee.check == SlabCache.checkWord(
           address: address, heapSecret: control.pointee.slabSecret, kind: SlabCache.kindObjectCache, serial: cache.pointee.serial)
       else { return HeapCheckFailure(reason: "object-cache list broken", address: address) }
       if let failure = checkCache(cache, frames) { return failure }
       listedPages += cache.pointee.slabs << cache.pointee.slabOrder
       previous = address
-      address = cache.pointee.nextCache
+      address = cache.nextCache
     }
     var slabPages = 0
     for index in 0..<frames.pageCount {

@@ -201,7 +201,7 @@ extension Heap {
     guard let caches = control.pointee.classCaches else { return }
     let cpu = CPU.current
     for index in 0..<(SlabClass.count * CPU.maximum) {
-      let cache = caches + index
+      let cache = SlabCache.at(caches, index)
       guard cache.lock.lock(cpu: cpu) == nil else { continue }
       shrink(cache)
       cache.lock.unlock(cpu: cpu)
@@ -262,13 +262,13 @@ extension Heap {
   func setUpSizeClasses(_ block: UnsafeMutableRawPointer?, seed: UInt) {
     control.pointee.slabSecret = SlabCache.mix(UInt(bitPattern: control) ^ seed)
     guard let block else { return }
-    let caches = block.bindMemory(to: SlabCache.self, capacity: SlabClass.count * CPU.maximum)
     for index in 0..<(SlabClass.count * CPU.maximum) {
-      let cache = caches + index
+      let cache = (block + (index * SlabCache.slotBytes + SlabCache.prefixBytes)).bindMemory(to: SlabCache.self, capacity: 1)
+      cache.prefix.initializeMemory(as: UInt8.self, repeating: 0, count: SlabCache.prefixBytes)
       cache.initialize(to: SlabCache(
         size: SlabClass.objectSize(index % SlabClass.count), alignment: 16, kind: SlabCache.kindSizeClass,
         address: UInt(bitPattern: cache), heapSecret: control.pointee.slabSecret))
     }
-    control.pointee.classCaches = caches
+    control.pointee.classCaches = block
   }
 }

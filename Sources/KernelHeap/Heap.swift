@@ -1,13 +1,11 @@
 import KernelSync
 import PageFrames
 
-/// The heap's bookkeeping, kept at the start of its first arena.
+/// The heap's bookkeeping, kept at the start of its first arena after `HeapPrefix`.
+/// Every field that changes after `init` changes under the heap lock; the rest are
+/// set by `init` and only read (a struct that two locks guarded would be changed by
+/// two CPUs at once).
 struct HeapControl {
-  /// The heap lock (first, so `Heap.heapLock` finds it at the control block's start):
-  /// the TLSF blocks, arenas, large allocations and the counters below.
-  var lock = TicketLockWords()
-  /// The object-cache list lock (second): the list through `objectCaches`.
-  var cachesLock = TicketLockWords()
   var firstLevelBitmap: UInt32 = 0
   /// Bytes of the control block and every arena: what the heap has claimed.
   var claimedBytes = 0
@@ -33,13 +31,9 @@ struct HeapControl {
   /// Bytes of the control block: `Heap.controlBytes`, plus the size-class caches when
   /// the heap has page frames.
   let controlSize: Int
-  /// The size-class caches (`SlabClass.count` of them, in the control block), or nil
-  /// when slabs are off (no page frames).
-  var classCaches: UnsafeMutablePointer<SlabCache>? = nil
-  /// The newest `ObjectCache` of this heap (a list through `SlabCache.nextCache`), or 0.
-  var objectCaches: UInt = 0
-  /// Object caches made so far (each cache's serial).
-  var objectCachesMade: UInt = 0
+  /// The size-class caches (`SlabClass.count` per CPU slot, each `SlabCache.slotBytes`
+  /// long, in the control block), or nil when slabs are off (no page frames).
+  var classCaches: UnsafeMutableRawPointer? = nil
   /// Bytes of the slab runs held, and the secret their headers and links are mixed with.
   var slabBytes = 0
   var slabSecret: UInt = 0
@@ -86,9 +80,10 @@ public struct Heap {
   /// Bytes at the start of each growth run that link the growth arenas.
   static let arenaRecordBytes = 16
 
-  /// Bytes the control block takes at the start of the first range.
+  /// Bytes the control block takes at the start of the first range: `HeapPrefix`,
+  /// `HeapControl`, the TLSF bitmaps and list heads.
   public static var controlBytes: Int {
-    var bytes = roundUp(MemoryLayout<HeapControl>.stride, 16)
+    var bytes = HeapPrefix.bytes + roundUp(MemoryLayout<HeapControl>.stride, 16)
     bytes += roundUp(SizeClass.firstLevelCount * 4, 16)
     bytes += SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride
     return bytes
@@ -96,7 +91,7 @@ public struct Heap {
 
   /// Bytes the size-class caches add to the control block of a heap with page frames.
   /// One cache per size class per CPU slot.
-  public static var slabCachesBytes: Int { roundUp(SlabClass.count * CPU.maximum * MemoryLayout<SlabCache>.stride, 16) }
+  public static var slabCachesBytes: Int { SlabClass.count * CPU.maximum * SlabCache.slotBytes }
 
   /// The smallest range `init` accepts without page frames: the control block, one
   /// minimum block, the sentinel. With page frames add `slabCachesBytes`.
@@ -134,10 +129,11 @@ public struct Heap {
     guard UInt(bitPattern: start) & 15 == 0, size & 15 == 0, size >= controlSize + Block.minimumSize + Block.headerSize,
       size - controlSize <= SizeClass.maximumBlockSize, growthStepPages >= 1
     else { return nil }
-    var cursor = start
+    HeapPrefix.initialize(start)
+    var cursor = start + HeapPrefix.bytes
     let first = UInt(bitPattern: start) + UInt(controlSize)
     let ramBytes = frames.map { $0.pageCount << Page.shift } ?? 0
-    control = start.bindMemory(to: HeapControl.self, capacity: 1)
+    control = cursor.bindMemory(to: HeapControl.self, capacity: 1)
     control.initialize(to: HeapControl(
       zeroFill: zeroFill, frames: frames, tag: UInt32(truncatingIfNeeded: UInt(bitPattern: start) >> 4) | 1,
       controlSize: controlSize,
@@ -180,7 +176,7 @@ public struct Heap {
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
     if size <= SlabClass.limit, size >= 0, let caches = control.pointee.classCaches,
-      let object = lockedSlabAllocate(caches + (CPU.slot(cpu) &* SlabClass.count &+ SlabClass.index(forRequest: size)), cpu: cpu)
+      let object = lockedSlabAllocate(SlabCache.at(caches, CPU.slot(cpu) &* SlabClass.count &+ SlabClass.index(forRequest: size)), cpu: cpu)
     {
       return object
     }

@@ -69,7 +69,7 @@ extension Heap {
   private var liveSizeClassObjects: Int {
     guard let caches = control.pointee.classCaches else { return 0 }
     var live = 0
-    for index in 0..<(SlabClass.count * CPU.maximum) { live += liveObjects(caches + index) }
+    for index in 0..<(SlabClass.count * CPU.maximum) { live += liveObjects(SlabCache.at(caches, index)) }
     return live
   }
 

@@ -52,17 +52,18 @@ public struct ObjectCache {
     let aligned = max(alignment, 16)
     guard heap.control.pointee.frames != nil, alignment > 0, alignment & (alignment - 1) == 0,
       SlabCache.layout(size: objectSize, alignment: aligned) != nil,
-      let block = heap.lockedAllocateBlock(MemoryLayout<SlabCache>.stride)
+      let block = heap.lockedAllocateBlock(SlabCache.slotBytes)
     else { return nil }
-    let cache = block.bindMemory(to: SlabCache.self, capacity: 1)
+    let cache = (block + SlabCache.prefixBytes).bindMemory(to: SlabCache.self, capacity: 1)
+    cache.prefix.initializeMemory(as: UInt8.self, repeating: 0, count: SlabCache.prefixBytes)
     let cpu = CPU.current
     guard heap.cachesLock.lock(cpu: cpu) == nil else {
       try? heap.deallocate(block)
       return nil
     }
     defer { heap.cachesLock.unlock(cpu: cpu) }
-    heap.control.pointee.objectCachesMade &+= 1
-    let serial = heap.control.pointee.objectCachesMade
+    heap.objectCachesMade &+= 1
+    let serial = heap.objectCachesMade
     cache.initialize(to: SlabCache(
       size: objectSize, alignment: aligned, kind: SlabCache.kindObjectCache,
       address: UInt(bitPattern: cache), heapSecret: heap.control.pointee.slabSecret, serial: serial))
@@ -165,26 +166,26 @@ public struct ObjectCache {
     heap.unlinkObjectCache(cache)
     heap.cachesLock.unlock(cpu: cpu)
     // Cannot throw: the state is a live block of this heap.
-    try? heap.deallocate(UnsafeMutableRawPointer(cache))
+    try? heap.deallocate(cache.prefix)
   }
 }
 
 extension Heap {
   func linkObjectCache(_ cache: UnsafeMutablePointer<SlabCache>) {
-    let head = control.pointee.objectCaches
-    cache.pointee.nextCache = head
-    cache.pointee.previousCache = 0
-    if head != 0 { UnsafeMutablePointer<SlabCache>(bitPattern: head)!.pointee.previousCache = UInt(bitPattern: cache) }
-    control.pointee.objectCaches = UInt(bitPattern: cache)
+    let head = objectCachesHead
+    cache.nextCache = head
+    cache.previousCache = 0
+    if let first = UnsafeMutablePointer<SlabCache>(bitPattern: head) { first.previousCache = UInt(bitPattern: cache) }
+    objectCachesHead = UInt(bitPattern: cache)
   }
 
   func unlinkObjectCache(_ cache: UnsafeMutablePointer<SlabCache>) {
-    let next = cache.pointee.nextCache, previous = cache.pointee.previousCache
-    if next != 0 { UnsafeMutablePointer<SlabCache>(bitPattern: next)!.pointee.previousCache = previous }
-    if previous != 0 {
-      UnsafeMutablePointer<SlabCache>(bitPattern: previous)!.pointee.nextCache = next
+    let next = cache.nextCache, previous = cache.previousCache
+    if let after = UnsafeMutablePointer<SlabCache>(bitPattern: next) { after.previousCache = previous }
+    if let before = UnsafeMutablePointer<SlabCache>(bitPattern: previous) {
+      before.nextCache = next
     } else {
-      control.pointee.objectCaches = next
+      objectCachesHead = next
     }
   }
 }

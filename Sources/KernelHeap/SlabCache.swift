@@ -13,8 +13,6 @@ import PageFrames
 /// (a free moves a slab from there to the partial list). Only slow paths move slabs. Empty slabs on the partial list beyond
 /// `keepEmpty` go back to the page allocator.
 struct SlabCache {
-  /// The cache's lock; first, so `UnsafeMutablePointer<SlabCache>.lock` finds it.
-  var lockWords = TicketLockWords()
   /// Slab being allocated from (its address), or 0.
   var current: UInt = 0
   /// Newest slab on the partial list, or 0.
@@ -23,9 +21,6 @@ struct SlabCache {
   var full: UInt = 0
   /// Empty slabs on the partial list.
   var emptySlabs = 0
-  /// Links of the heap's list of object caches (0 for size classes).
-  var nextCache: UInt = 0
-  var previousCache: UInt = 0
   /// Slabs the cache holds: current, partial and full.
   var slabs = 0
   /// Bytes from one object's start to the next (the object size rounded to the alignment).

@@ -3,12 +3,13 @@
 // one object per line {workload, parameter, allocator, metric, value}.
 import Glibc
 import KernelHeap
+import MemInit
 import PageFrames
 import Scenarios
 
 let json = CommandLine.arguments.contains("--json")
 let quick = CommandLine.arguments.contains("--quick")
-/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth, trace).
+/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth, trace, threads).
 /// `--trace FILE`: the recorded trace to replay (default bench/traces/python-json.trace.xz).
 let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
   i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
@@ -162,6 +163,25 @@ if wanted("trace") {
   } else {
     print("trace: \(path) could not be read (xz missing?)")
   }
+}
+
+// 8. Threads: per-thread ns per pair with 1 thread and with 2 up to the host's cores,
+// each thread on its own CPU slot of one machine (issue #15: 2 threads ≤ 1.10 × 1).
+if wanted("threads") {
+  let machine = SimulatedMachine(bytes: 1 << 30)
+  let memory = try! KernelMemory(machine.config, layout: try! planLayout(machine.config))
+  let iterations = quick ? 200_000 : 2_000_000
+  for (name, pages) in [("order0", true), ("kmalloc64", false)] {
+    let load = ThreadLoad(frames: memory.frames!, heap: memory.heap!, iterations: iterations, pages: pages)
+    var single = 0.0
+    for threads in 1...max(2, hostCores()) {
+      let value = median((0..<repetitions).map { _ in threadedPairs(load, threads: threads) })
+      if threads == 1 { single = value }
+      record("threads", "\(name)-\(threads)t", "project", "ns/pair", value)
+      if threads > 1 { record("threads", "\(name)-\(threads)t/1t", "project", "ratio", value / single) }
+    }
+  }
+  withExtendedLifetime(machine) {}
 }
 
 // Ratios from this run.

@@ -31,7 +31,12 @@ struct CPUPageCache {
 
   let base: UnsafeMutableRawPointer
 
-  /// The record's lock (the first 12 bytes).
+  /// A CPU record's lock (the first word): a test-and-set lock, as only its own CPU
+  /// takes it but for a drain.
+  var spin: SpinLock { SpinLock(base.assumingMemoryBound(to: UInt32.self)) }
+
+  /// The shared record's lock (the first 12 bytes): the global lock, a ticket lock, as
+  /// every CPU takes it.
   var lock: TicketLock { TicketLock(base.assumingMemoryBound(to: TicketLockWords.self)) }
 
   /// Pages on the list.

@@ -30,10 +30,11 @@ extension PageFrameAllocator {
     var held = 0
     defer {
       if held > CPU.maximum { shared.lock.unlock(cpu: cpu) }
-      for slot in 0..<min(held, CPU.maximum) { cache(slot).lock.unlock(cpu: cpu) }
+      for slot in 0..<min(held, CPU.maximum) { cache(slot).spin.unlock(cpu: cpu) }
     }
     for slot in 0...CPU.maximum {
-      guard cache(slot).lock.lock(cpu: cpu) == nil else {
+      let refused = slot < CPU.maximum ? cache(slot).spin.lock(cpu: cpu) : shared.lock.lock(cpu: cpu)
+      guard refused == nil else {
         return PageFrameInvariantError(reason: "checked from inside the allocator (lock held)", pageIndex: -1)
       }
       held += 1
@@ -82,7 +83,7 @@ extension PageFrameAllocator {
     var listed = 0
     for order in 0...Page.maxOrder {
       var index = freeHead(order)
-      let bitSet = state.pointee.nonEmptyOrders & (1 << UInt32(order)) != 0
+      let bitSet = lists.pointee.nonEmptyOrders & (1 << UInt32(order)) != 0
       if bitSet != (index != PageEntry.none) {
         return PageFrameInvariantError(reason: "order bitmap disagrees with list", pageIndex: order)
       }

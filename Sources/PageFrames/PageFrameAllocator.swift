@@ -23,16 +23,22 @@ struct PageFrameState {
   /// The RAM ranges, sorted by address.
   @usableFromInline var arenaCount = 0
   @usableFromInline var arenas = InlineArray<64, PageArena>(repeating: PageArena(base: 0, end: 0, firstIndex: 0, pages: 0, baseFrame: 0))
-  /// Heads of the free lists, one per order (page indices).
-  var freeHeads: InlineArray<11, UInt32> = .init(repeating: PageEntry.none)
-  /// Bit k set <=> the order-k free list is non-empty.
-  var nonEmptyOrders: UInt32 = 0
 
   init(pageCount: Int, directMapOffset: Int, zeroFill: ZeroFill) {
     self.pageCount = pageCount
     self.directMapOffset = directMapOffset
     self.zeroFill = zeroFill
   }
+}
+
+/// The buddy free lists, after the per-CPU records: apart from `PageFrameState`, whose
+/// fields every CPU reads without a lock, because these change under the global lock.
+@usableFromInline
+struct BuddyLists {
+  /// Heads of the free lists, one per order (page indices).
+  var freeHeads: InlineArray<11, UInt32> = .init(repeating: PageEntry.none)
+  /// Bit k set <=> the order-k free list is non-empty.
+  var nonEmptyOrders: UInt32 = 0
 }
 
 /// A buddy allocator over page metadata: one `PageEntry` per 4 KiB page of each RAM
@@ -66,8 +72,10 @@ public struct PageFrameAllocator {
   static var coreStateBytes: Int { (MemoryLayout<PageFrameState>.stride + 63) & ~63 }
   /// Per-CPU records: one per slot, plus the shared one the buddy lists count in.
   static let cacheRecords = CPU.maximum + 1
-  /// Bytes of the state and the per-CPU records in front of the entries.
-  static var stateBytes: Int { coreStateBytes + cacheRecords * CPUPageCache.stride }
+  /// Bytes of the buddy lists.
+  static var listsBytes: Int { (MemoryLayout<BuddyLists>.stride + 63) & ~63 }
+  /// Bytes of the state, the per-CPU records and the lists in front of the entries.
+  static var stateBytes: Int { coreStateBytes + cacheRecords * CPUPageCache.stride + listsBytes }
 
   /// Most pages one CPU's hot cache holds; a free beyond it hands a batch back.
   public static let hotLimit = CPUPageCache.high
@@ -150,6 +158,8 @@ public struct PageFrameAllocator {
     for record in 0..<PageFrameAllocator.cacheRecords {
       CPUPageCache(base: metadata + PageFrameAllocator.coreStateBytes + record * CPUPageCache.stride).initialize()
     }
+    (metadata + PageFrameAllocator.stateBytes - PageFrameAllocator.listsBytes).bindMemory(to: BuddyLists.self, capacity: 1)
+      .initialize(to: BuddyLists())
     entries = (metadata + PageFrameAllocator.stateBytes).bindMemory(to: PageEntry.self, capacity: total)
   }
 
@@ -159,6 +169,12 @@ public struct PageFrameAllocator {
   @inline(__always)
   func cache(_ slot: Int) -> CPUPageCache {
     CPUPageCache(base: UnsafeMutableRawPointer(state) + PageFrameAllocator.coreStateBytes + slot * CPUPageCache.stride)
+  }
+
+  /// The buddy lists (under the global lock).
+  var lists: UnsafeMutablePointer<BuddyLists> {
+    (UnsafeMutableRawPointer(state) + PageFrameAllocator.stateBytes - PageFrameAllocator.listsBytes)
+      .assumingMemoryBound(to: BuddyLists.self)
   }
 
   /// The shared record: the buddy lists' own count changes go to it, and its lock is
@@ -559,12 +575,12 @@ public struct PageFrameAllocator {
     let cpu = CPU.current
     for slot in 0..<CPU.maximum {
       let cache = cache(slot)
-      guard cache.lock.lock(cpu: cpu) == nil else { continue }
+      guard cache.spin.lock(cpu: cpu) == nil else { continue }
       if cache.count > 0, shared.lock.lock(cpu: cpu) == nil {
         drain(cache, pages: cache.count)
         shared.lock.unlock(cpu: cpu)
       }
-      cache.lock.unlock(cpu: cpu)
+      cache.spin.unlock(cpu: cpu)
     }
   }
 
@@ -576,11 +592,11 @@ public struct PageFrameAllocator {
   @inline(__always)
   private func takeCachedPage(owner: PageOwner, tag: UInt32, cpu: Int) -> Int? {
     let cache = cache(CPU.slot(cpu))
-    guard cache.lock.lock(cpu: cpu) == nil else { return nil }
+    guard cache.spin.lock(cpu: cpu) == nil else { return nil }
     if cache.head == PageEntry.none { refill(cache, cpu: cpu) }
     let head = cache.head
     guard head != PageEntry.none else {
-      cache.lock.unlock(cpu: cpu)
+      cache.spin.unlock(cpu: cpu)
       return nil
     }
     let index = Int(head)
@@ -591,7 +607,7 @@ public struct PageFrameAllocator {
     ks_store_relaxed64(wordPointer(index), PageEntry.ownedWord(owner, order: 0, head: true))
     cache.adjust(ofOwner: Int(PageOwner.free.rawValue), by: -1)
     cache.adjust(ofOwner: Int(owner.rawValue), by: 1)
-    cache.lock.unlock(cpu: cpu)
+    cache.spin.unlock(cpu: cpu)
     return index
   }
 
@@ -600,10 +616,10 @@ public struct PageFrameAllocator {
   @inline(__always)
   private func cachePage(_ index: Int, owner: PageOwner, cpu: Int, physical: UInt) throws(PageFrameError) {
     let cache = cache(CPU.slot(cpu))
-    guard cache.lock.lock(cpu: cpu) == nil else { throw PageFrameError(.reentered, physical) }
+    guard cache.spin.lock(cpu: cpu) == nil else { throw PageFrameError(.reentered, physical) }
     // One CPU wins a page two CPUs free at once: the entry changes by compare-and-swap.
     guard ks_compare_exchange64(wordPointer(index), PageEntry.ownedWord(owner, order: 0, head: true), PageEntry.hotWord) else {
-      cache.lock.unlock(cpu: cpu)
+      cache.spin.unlock(cpu: cpu)
       throw PageFrameError(.notAllocated, physical)
     }
     ks_store_relaxed32(prevPointer(index), 0)
@@ -616,7 +632,7 @@ public struct PageFrameAllocator {
       drain(cache, pages: CPUPageCache.batch)
       shared.lock.unlock(cpu: cpu)
     }
-    cache.lock.unlock(cpu: cpu)
+    cache.spin.unlock(cpu: cpu)
   }
 
   /// Moves up to `batch` order-0 pages from the buddy lists onto `cache`.
@@ -686,7 +702,7 @@ public struct PageFrameAllocator {
   public var largestFreeRun: Int {
     let cpu = CPU.current
     guard shared.lock.lock(cpu: cpu) == nil else { return 0 }
-    let orders = state.pointee.nonEmptyOrders
+    let orders = lists.pointee.nonEmptyOrders
     shared.lock.unlock(cpu: cpu)
     return orders == 0 ? 0 : 1 << (31 - orders.leadingZeroBitCount)
   }
@@ -732,10 +748,10 @@ public struct PageFrameAllocator {
   @inline(__always)
   private func takeBlock(order: Int) -> Int? {
     let atLeast = ~((UInt32(1) << UInt32(order)) &- 1)
-    let candidates = state.pointee.nonEmptyOrders & atLeast
+    let candidates = lists.pointee.nonEmptyOrders & atLeast
     guard candidates != 0 else { return nil }
     var current = candidates.trailingZeroBitCount
-    let index = Int(state.pointee.freeHeads[current])
+    let index = Int(lists.pointee.freeHeads[current])
     removeFree(index, order: current)
     // Split: keep the lower half, put the upper half back at each order.
     while current > order {
@@ -874,15 +890,15 @@ public struct PageFrameAllocator {
   // MARK: Free lists
 
   @inline(__always)
-  func freeHead(_ order: Int) -> UInt32 { state.pointee.freeHeads[order] }
+  func freeHead(_ order: Int) -> UInt32 { lists.pointee.freeHeads[order] }
 
   @inline(__always)
   private func setFreeHead(_ order: Int, _ index: UInt32) {
-    state.pointee.freeHeads[order] = index
+    lists.pointee.freeHeads[order] = index
     if index == PageEntry.none {
-      state.pointee.nonEmptyOrders &= ~(1 << UInt32(order))
+      lists.pointee.nonEmptyOrders &= ~(1 << UInt32(order))
     } else {
-      state.pointee.nonEmptyOrders |= 1 << UInt32(order)
+      lists.pointee.nonEmptyOrders |= 1 << UInt32(order)
     }
   }
 

@@ -17,7 +17,9 @@ public struct SMPStress {
   /// Objects one CPU holds at most.
   static let tableCapacity = 256
   /// Objects a CPU's queue holds at most (a full queue: the object is freed locally).
-  static let queueCapacity = 256
+  /// Each step pops before it does anything else, so a queue fills only while its CPU
+  /// is held up (a host thread descheduled).
+  static let queueCapacity = 1024
   /// The object size of the shared `ObjectCache` the stress uses.
   public static let cacheObjectSize = 96
 
@@ -90,10 +92,11 @@ public struct SMPStress {
   }
 
   /// Passes `object` to CPU `target`'s queue; false when the queue is full.
-  func push(_ object: Live, to target: Int, cpu: Int) -> Bool {
-    let lock = queueLock(target)
-    lock.lock(cpu: cpu)
-    defer { lock.unlock(cpu: cpu) }
+  /// The lock is taken as `CPU.current` (the worker numbers are the test's own).
+  func push(_ object: Live, to target: Int) -> Bool {
+    let lock = queueLock(target), me = CPU.current
+    lock.lock(cpu: me)
+    defer { lock.unlock(cpu: me) }
     let count = queueCount(target).pointee
     guard count < SMPStress.queueCapacity else { return false }
     queue(target)[count] = object
@@ -103,9 +106,9 @@ public struct SMPStress {
 
   /// An object another CPU passed to `cpu`, or nil.
   func pop(_ cpu: Int) -> Live? {
-    let lock = queueLock(cpu)
-    lock.lock(cpu: CPU.current)
-    defer { lock.unlock(cpu: CPU.current) }
+    let lock = queueLock(cpu), me = CPU.current
+    lock.lock(cpu: me)
+    defer { lock.unlock(cpu: me) }
     let count = queueCount(cpu).pointee
     guard count > 0 else { return nil }
     queueCount(cpu).pointee = count - 1
@@ -130,16 +133,14 @@ public struct SMPStress {
 
     mutating func step() {
       outcome.operations += 1
-      if count == SMPStress.tableCapacity || (count > 0 && random(100) < 45) {
-        // A free: an object another CPU passed here first, else one of this CPU's.
-        if let object = stress.pop(cpu) {
-          free(object, crossCPU: true)
-        } else {
-          freeLocal(at: random(count), mayPass: stress.cpus > 1)
-        }
-        return
+      // An object another CPU passed here first, else a free or an allocation here.
+      if let object = stress.pop(cpu) {
+        free(object, crossCPU: true)
+      } else if count == SMPStress.tableCapacity || (count > 0 && random(100) < 45) {
+        freeLocal(at: random(count), mayPass: stress.cpus > 1)
+      } else {
+        allocate()
       }
-      allocate()
     }
 
     mutating func allocate() {
@@ -179,7 +180,7 @@ public struct SMPStress {
       objects[index] = objects[count]
       if mayPass && random(4) == 0 {
         let target = (cpu + 1 + random(stress.cpus - 1)) % stress.cpus
-        if stress.push(object, to: target, cpu: cpu) {
+        if stress.push(object, to: target) {
           outcome.passed += 1
           return
         }

@@ -16,6 +16,13 @@ static inline _Bool ks_compare_exchange(uint32_t *word, uint32_t expected, uint3
   return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
+/// Sets `*word` from 0 to `mine` (acquire): 0 when it did, else the value it held.
+static inline uint32_t ks_try_acquire(uint32_t *word, uint32_t mine) {
+  uint32_t expected = 0;
+  if (__atomic_compare_exchange_n(word, &expected, mine, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return 0;
+  return expected;
+}
+
 /// Loads `*word` with acquire ordering.
 static inline uint32_t ks_load_acquire(const uint32_t *word) {
   return __atomic_load_n(word, __ATOMIC_ACQUIRE);
