@@ -31,7 +31,10 @@ public struct PageEntry: Sendable {
   @usableFromInline static let ownerShift: UInt64 = 40
   private static let orderShift: UInt64 = 48
   @usableFromInline static let flagsShift: UInt64 = 56
+  /// The flag bits of the word.
+  static let flagsMask: UInt64 = 0xFF << flagsShift
 
+  @usableFromInline
   init(next: UInt32, prev: UInt32, word: UInt64) {
     self.next = next
     self.prev = prev

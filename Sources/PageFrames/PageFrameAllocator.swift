@@ -184,15 +184,35 @@ public struct PageFrameAllocator {
 
   /// Entry `index`'s owner/order/flags word, read atomically: for readers of entries a
   /// CPU may be changing under its own cache lock (buddy merges, the run scan).
-  @inline(__always)
+  @inlinable @inline(__always)
   func loadWord(_ index: Int) -> UInt64 { ks_load_relaxed64(wordPointer(index)) }
 
-  @inline(__always)
+  /// Entry `index`, every field read atomically: for lookups that may meet a page
+  /// another CPU is changing (a racing bad free), as plain loads on AArch64.
+  @inlinable @inline(__always)
+  func loadEntry(_ index: Int) -> PageEntry {
+    PageEntry(next: ks_load_relaxed32(nextPointer(index)), prev: ks_load_relaxed32(prevPointer(index)), word: loadWord(index))
+  }
+
+  @inlinable @inline(__always)
+  func nextPointer(_ index: Int) -> UnsafeMutablePointer<UInt32> {
+    UnsafeMutableRawPointer(entries + index).assumingMemoryBound(to: UInt32.self)
+  }
+
+  @inlinable @inline(__always)
   func wordPointer(_ index: Int) -> UnsafeMutablePointer<UInt64> {
     UnsafeMutableRawPointer(entries + index).advanced(by: 8).assumingMemoryBound(to: UInt64.self)
   }
 
+  /// Writes entry `index`; its length and word atomically (see `loadWord`).
   @inline(__always)
+  func setEntry(_ index: Int, next: UInt32, prev: UInt32, word: UInt64) {
+    ks_store_relaxed32(nextPointer(index), next)
+    ks_store_relaxed32(prevPointer(index), prev)
+    ks_store_relaxed64(wordPointer(index), word)
+  }
+
+  @inlinable @inline(__always)
   func prevPointer(_ index: Int) -> UnsafeMutablePointer<UInt32> {
     UnsafeMutableRawPointer(entries + index).advanced(by: 4).assumingMemoryBound(to: UInt32.self)
   }
@@ -325,7 +345,7 @@ public struct PageFrameAllocator {
           // or reserved (counted under its kind).
           let previous = entries[index].owner
           if previous != .free { adjustCount(previous, by: -1) }
-          entries[index] = PageEntry(next: PageEntry.none, prev: 0, word: word)
+          setEntry(index, next: PageEntry.none, prev: 0, word: word)
           adjustCount(owner, by: 1)
         }
         marked += last - first
@@ -527,7 +547,7 @@ public struct PageFrameAllocator {
     let physical = self.physical(of: run)
     guard order >= 0 && order <= Page.maxOrder else { throw PageFrameError(.badOrder, physical) }
     let index = try validateRun(physical: physical, pages: 1 << order, owner: owner)
-    guard entries[index].order == order else { throw PageFrameError(.notRunStart, physical) }
+    guard PageEntry(next: 0, prev: 0, word: loadWord(index)).order == order else { throw PageFrameError(.notRunStart, physical) }
     let cpu = CPU.current
     if order == 0 {
       try cachePage(index, owner: owner, cpu: cpu, physical: physical)
@@ -602,7 +622,7 @@ public struct PageFrameAllocator {
     let index = Int(head)
     cache.head = entries[index].next
     cache.count -= 1
-    entries[index].next = tag
+    ks_store_relaxed32(nextPointer(index), tag)
     ks_store_relaxed32(prevPointer(index), 1)
     ks_store_relaxed64(wordPointer(index), PageEntry.ownedWord(owner, order: 0, head: true))
     cache.adjust(ofOwner: Int(PageOwner.free.rawValue), by: -1)
@@ -623,7 +643,7 @@ public struct PageFrameAllocator {
       throw PageFrameError(.notAllocated, physical)
     }
     ks_store_relaxed32(prevPointer(index), 0)
-    entries[index].next = cache.head
+    ks_store_relaxed32(nextPointer(index), cache.head)
     cache.head = UInt32(index)
     cache.count += 1
     cache.adjust(ofOwner: Int(owner.rawValue), by: -1)
@@ -641,7 +661,7 @@ public struct PageFrameAllocator {
     guard shared.lock.lock(cpu: cpu) == nil else { return }
     for _ in 0..<CPUPageCache.batch {
       guard let index = takeBlock(order: 0) else { break }
-      entries[index] = PageEntry(next: cache.head, prev: 0, word: PageEntry.hotWord)
+      setEntry(index, next: cache.head, prev: 0, word: PageEntry.hotWord)
       cache.head = UInt32(index)
       cache.count += 1
     }
@@ -656,7 +676,7 @@ public struct PageFrameAllocator {
       let index = Int(head)
       cache.head = entries[index].next
       cache.count -= 1
-      entries[index] = PageEntry(next: 0, prev: 0, word: 0)
+      setEntry(index, next: 0, prev: 0, word: 0)
       mergeAndPush(index, order: 0)
     }
   }
@@ -711,7 +731,7 @@ public struct PageFrameAllocator {
   /// - Complexity: O(1).
   public func owner(ofPhysical physical: UInt) -> PageOwner? {
     guard let index = pageIndex(ofPhysical: physical) else { return nil }
-    return entries[index].owner
+    return loadEntry(index).owner
   }
 
   /// The allocated run that holds `physical`: its owner, first page, length and tag.
@@ -730,12 +750,12 @@ public struct PageFrameAllocator {
   @inlinable @inline(__always)
   public func runEntry(containing physical: UInt) -> (head: PageEntry, headIndex: Int, pagesIn: Int)? {
     guard let index = pageIndex(ofPhysical: physical) else { return nil }
-    let entry = entries[index]
+    let entry = loadEntry(index)
     guard PageOwner.isAllocatable(rawValue: entry.ownerRawValue) else { return nil }
     if entry.isBlockHead { return (entry, index, 0) }
     let head = Int(entry.next)
     guard head < index else { return nil }
-    let headEntry = entries[head]
+    let headEntry = loadEntry(head)
     guard headEntry.isBlockHead, headEntry.ownerRawValue == entry.ownerRawValue else { return nil }
     return (headEntry, head, index &- head)
   }
@@ -805,13 +825,13 @@ public struct PageFrameAllocator {
   /// the run scan of another CPU may read them.
   @inline(__always)
   private func markRun(_ index: Int, pages: Int, order: Int, owner: PageOwner, tag: UInt32, counts: CPUPageCache) {
-    entries[index].next = tag
+    ks_store_relaxed32(nextPointer(index), tag)
     ks_store_relaxed32(prevPointer(index), UInt32(pages))
     ks_store_relaxed64(wordPointer(index), PageEntry.ownedWord(owner, order: order, head: true))
     if pages > 1 {
       let body = PageEntry.ownedWord(owner, order: 0, head: false)
       for page in (index + 1)..<(index + pages) {
-        entries[page].next = UInt32(index)
+        ks_store_relaxed32(nextPointer(page), UInt32(index))
         ks_store_relaxed32(prevPointer(page), UInt32(pages))
         ks_store_relaxed64(wordPointer(page), body)
       }
@@ -824,7 +844,7 @@ public struct PageFrameAllocator {
   @inline(__always)
   private func clearRun(_ index: Int, pages: Int, owner: PageOwner, counts: CPUPageCache) {
     for page in index..<(index + pages) {
-      entries[page].next = 0
+      ks_store_relaxed32(nextPointer(page), 0)
       ks_store_relaxed32(prevPointer(page), 0)
       ks_store_relaxed64(wordPointer(page), 0)
     }
@@ -839,7 +859,8 @@ public struct PageFrameAllocator {
     guard Page.isAligned(physical) else { throw PageFrameError(.misaligned, physical) }
     // Critical: bounds, written so that no subtraction can wrap.
     guard let index = pageIndex(ofPhysical: physical) else { throw PageFrameError(.outsideRAM, physical) }
-    let entry = entries[index]
+    // Atomic reads: another CPU may be freeing the same page (bad input) right now.
+    let entry = PageEntry(next: 0, prev: ks_load_relaxed32(prevPointer(index)), word: loadWord(index))
     let found = entry.owner
     if found == .free { throw PageFrameError(.notAllocated, physical) }
     if !found.isAllocatable { throw PageFrameError(.reserved, physical) }
@@ -880,7 +901,7 @@ public struct PageFrameAllocator {
         loadWord(buddy) == PageEntry.ownedWord(.free, order: current, head: true)
       else { break }
       removeFree(buddy, order: current)
-      entries[buddy].word = 0
+      ks_store_relaxed64(wordPointer(buddy), 0)
       head = min(head, buddy)
       current += 1
     }
@@ -904,9 +925,8 @@ public struct PageFrameAllocator {
 
   private func pushFree(_ index: Int, order: Int) {
     let head = freeHead(order)
-    entries[index] = PageEntry(
-      next: head, prev: PageEntry.none, word: PageEntry.ownedWord(.free, order: order, head: true))
-    if head != PageEntry.none { entries[Int(head)].prev = UInt32(index) }
+    setEntry(index, next: head, prev: PageEntry.none, word: PageEntry.ownedWord(.free, order: order, head: true))
+    if head != PageEntry.none { ks_store_relaxed32(prevPointer(Int(head)), UInt32(index)) }
     setFreeHead(order, UInt32(index))
   }
 
@@ -916,10 +936,11 @@ public struct PageFrameAllocator {
     if prev == PageEntry.none {
       setFreeHead(order, next)
     } else {
-      entries[Int(prev)].next = next
+      ks_store_relaxed32(nextPointer(Int(prev)), next)
     }
-    if next != PageEntry.none { entries[Int(next)].prev = prev }
-    entries[index].flags = 0
+    if next != PageEntry.none { ks_store_relaxed32(prevPointer(Int(next)), prev) }
+    // No longer a head: the order stays, the flags go.
+    ks_store_relaxed64(wordPointer(index), loadWord(index) & ~PageEntry.flagsMask)
   }
 
   /// Set-up changes to the counts (reserve/release), in the shared record.

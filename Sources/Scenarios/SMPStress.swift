@@ -8,7 +8,7 @@ import PageFrames
 /// Every CPU runs `run(cpu:...)` at once. Each operation is one of: kmalloc of a random
 /// size and kfree, an object-cache allocation or free, allocPage/freePage, or a page run
 /// of order 1–4. Each object carries a tag (from its CPU and serial) at its start and
-/// end, checked when it is freed. About a quarter of all frees are of objects another
+/// end, checked when it is freed. A quarter or more of all frees are of objects another
 /// CPU allocated: they pass through per-CPU queues under ticket locks. At the end every
 /// CPU frees what it holds and empties its queue between two barriers, so when `run`
 /// returns on all CPUs nothing is live; the caller then drains the caches and compares
@@ -172,13 +172,14 @@ public struct SMPStress {
       count += 1
     }
 
-    /// Frees this CPU's object `index`; with `mayPass`, a quarter go to another CPU's
-    /// queue instead (freed there).
+    /// Frees this CPU's object `index`; with `mayPass`, a third go to another CPU's
+    /// queue instead (freed there): with the objects a full queue sends back and the
+    /// final frees, a quarter or more of all frees cross CPUs.
     mutating func freeLocal(at index: Int, mayPass: Bool) {
       let object = objects[index]
       count -= 1
       objects[index] = objects[count]
-      if mayPass && random(4) == 0 {
+      if mayPass && random(3) == 0 {
         let target = (cpu + 1 + random(stress.cpus - 1)) % stress.cpus
         if stress.push(object, to: target) {
           outcome.passed += 1

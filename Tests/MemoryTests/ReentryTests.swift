@@ -1,0 +1,75 @@
+@testable import KernelHeap
+import KernelSync
+import MemInit
+@testable import PageFrames
+import Testing
+
+/// An allocator entered again on a CPU that is inside it (an interrupt handler that
+/// allocates or frees while its CPU holds an allocator lock) gets a defined refusal,
+/// not a deadlock, and nothing changes. The locks are taken here as the interrupted
+/// allocation would hold them.
+@Suite struct ReentryTests {
+  static let base: UInt = 0x4000_0000
+
+  func machine(_ ram: SimulatedRAM) throws -> KernelMemory {
+    let config = MemInitConfig(
+      ramBase: Self.base, ramSize: UInt(ram.bytes), kernelStart: Self.base + 0x20_0000, kernelEnd: Self.base + 0x21_0000,
+      directMapOffset: Int(bitPattern: ram.base) - Int(bitPattern: Self.base), zeroFill: hostZeroFill)
+    return try KernelMemory(config, layout: try planLayout(config))
+  }
+
+  @Test("page frames: with this CPU's cache lock held, alloc falls back on the buddy lists; with the global lock, nil; frees get `reentered`")
+  func pageFrames() throws {
+    let ram = SimulatedRAM(bytes: 32 << 20)
+    let memory = try machine(ram)
+    let part = memory.frames
+    let frames = try #require(part)
+    let cpu = CPU.current
+    let page = try #require(frames.allocPage())
+    let run = try #require(frames.allocPages(order: 2))
+    let free = frames.freePageCount
+    let cache = frames.cache(CPU.slot(cpu))
+    #expect(cache.spin.lock(cpu: cpu) == nil)
+    // An order-0 allocation falls back on the buddy lists (their lock is free).
+    let fallback = try #require(frames.allocPage())
+    #expect(frames.freePageCount == free - 1)
+    #expect(throws: PageFrameError(.reentered, frames.physical(of: page))) { try frames.freePage(page) }
+    #expect(cache.spin.unlock(cpu: cpu) == nil)
+    try frames.freePage(fallback)
+    #expect(frames.shared.lock.lock(cpu: cpu) == nil)
+    #expect(frames.allocPages(order: 3) == nil)
+    #expect(throws: PageFrameError(.reentered, frames.physical(of: run))) { try frames.freePages(run, order: 2) }
+    #expect(frames.shared.lock.unlock(cpu: cpu) == nil)
+    // Nothing changed: the same pages are free, both runs are still owned and free fine.
+    #expect(frames.freePageCount == free)
+    try frames.freePage(page)
+    try frames.freePages(run, order: 2)
+    #expect(frames.checkInvariants() == nil)
+  }
+
+  @Test("heap: with a size-class cache lock or the heap lock held, kmalloc gets nil and kfree `reentered`")
+  func heap() throws {
+    let ram = SimulatedRAM(bytes: 32 << 20)
+    let memory = try machine(ram)
+    let part = memory.heap
+    let heap = try #require(part)
+    let cpu = CPU.current
+    let small = try #require(heap.allocate(48))
+    let block = try #require(heap.allocate(4000))
+    let used = heap.statistics.usedBytes
+    let caches = try #require(heap.control.pointee.classCaches)
+    let cache = SlabCache.at(caches, CPU.slot(cpu) * SlabClass.count + SlabClass.index(forRequest: 48))
+    #expect(cache.lock.lock(cpu: cpu) == nil)
+    #expect(throws: HeapError(.reentered, UInt(bitPattern: small))) { try heap.deallocate(small) }
+    #expect(cache.lock.unlock(cpu: cpu) == nil)
+    #expect(heap.heapLock.lock(cpu: cpu) == nil)
+    #expect(heap.allocate(4000) == nil)
+    #expect(throws: HeapError(.reentered, UInt(bitPattern: block))) { try heap.deallocate(block) }
+    #expect(heap.check()?.reason.description == "checked from inside the heap (lock held)")
+    #expect(heap.heapLock.unlock(cpu: cpu) == nil)
+    #expect(heap.statistics.usedBytes == used)
+    try heap.deallocate(small)
+    try heap.deallocate(block)
+    #expect(heap.check() == nil)
+  }
+}
