@@ -53,6 +53,62 @@ import Testing
     #expect(lock.unlock(cpu: 3) == nil)
   }
 
+  /// The same exclusion test for the test-and-set lock, with real threads (each its own
+  /// CPU number) and a barrier before and after.
+  @Test("SpinLock: a plain counter incremented by 4 threads reaches exactly N; the barrier holds them together")
+  func spinLockExclusion() {
+    let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    word.initialize(to: 0)
+    let barrierWords = UnsafeMutablePointer<SpinBarrierWords>.allocate(capacity: 1)
+    barrierWords.initialize(to: SpinBarrierWords())
+    let counter = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+    counter.initialize(repeating: 0, count: 2)
+    defer { word.deallocate(); barrierWords.deallocate(); counter.deallocate() }
+    let lock = SpinLock(word), threads = 4, increments = 100_000
+    let barrier = SpinBarrier(barrierWords, parties: threads)
+    let done = DispatchGroup()
+    for _ in 0..<threads {
+      done.enter()
+      Thread.detachNewThread {
+        let cpu = CPU.current
+        barrier.wait()
+        for _ in 0..<increments {
+          lock.lock(cpu: cpu)
+          let value = counter.pointee
+          if value % 1024 == 0 { sched_yield() }
+          counter.pointee = value + 1
+          lock.unlock(cpu: cpu)
+        }
+        barrier.wait()
+        // Everyone is past the loop here: the total is final for every thread.
+        lock.lock(cpu: cpu)
+        if counter.pointee == threads * increments { counter[1] += 1 }
+        lock.unlock(cpu: cpu)
+        done.leave()
+      }
+    }
+    done.wait()
+    #expect(counter.pointee == threads * increments)
+    #expect(counter[1] == threads)
+    #expect(lock.holder == nil)
+  }
+
+  @Test("SpinLock: a recursive acquire and an unlock by another CPU are refused, the lock unchanged")
+  func spinLockChecks() {
+    let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    word.initialize(to: 0)
+    defer { word.deallocate() }
+    let lock = SpinLock(word)
+    #expect(lock.unlock(cpu: 0) == .notOwner(cpu: 0, owner: nil))
+    #expect(lock.lock(cpu: 5) == nil)
+    #expect(lock.holder == 5)
+    #expect(lock.lock(cpu: 5) == .recursiveAcquire(cpu: 5))
+    #expect(lock.unlock(cpu: 1) == .notOwner(cpu: 1, owner: 5))
+    #expect(lock.holder == 5)
+    #expect(lock.unlock(cpu: 5) == nil)
+    #expect(lock.holder == nil && word.pointee == 0)
+  }
+
   /// A mask recorder standing in for DAIF: a stack of masks per test.
   enum RecordingMask: InterruptMasking {
     nonisolated(unsafe) static var current: UInt = 0
