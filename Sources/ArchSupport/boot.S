@@ -1,7 +1,12 @@
-// Start-up: park secondary cores, drop to EL1, enable FP/SIMD, install the exception
-// vectors and stacks, zero .bss, turn on the MMU (identity map), probe for semihosting,
-// then call the Swift entry point `main`.
+// Start-up: hold the other cores (the spin table on the Pis), drop to EL1, enable
+// FP/SIMD, install the exception vectors and stacks, point TPIDR_EL1 at the per-CPU
+// block, zero .bss, turn on the MMU (identity map), probe for semihosting, then call the
+// Swift entry point `main`. Started cores enter at arch_secondary_entry and take the
+// same path to EL1, then run the entry Platform.startSecondaryCores gave them.
 #if defined(__aarch64__) && !defined(__linux__)
+
+#include "ArchCores.h"
+#include "cpu_block.h"
 
 #define SCR_EL3_NS      (1 << 0)
 #define SCR_EL3_RW      (1 << 10)
@@ -10,6 +15,7 @@
 #define CPACR_FPEN_ALL  (3 << 20)
 #define CPTR_EL2_RES1   0x33ff
 #define SCTLR_EL1_RES1  0x30d00800      // MMU, caches and alignment checks off
+#define CNTHCTL_EL1_COUNTER_ACCESS 3    // EL1PCTEN | EL1PCEN
 
   .section .text.boot, "ax"
   .global _start
@@ -35,58 +41,52 @@ entry:
   cmp x1, x2
   b.ne wrong_address
   mrs x1, mpidr_el1
-  and x1, x1, #0xff
+  and x1, x1, #ARCH_MPIDR_AFF0_MASK
   cbz x1, primary
-park:
-  wfi                                   // sleeps under QEMU too (wfe only yields there)
-  b park
+#if defined(BOARD_VIRT)
+  // virt starts the other cores with PSCI CPU_ON at arch_secondary_entry; one that
+  // enters here anyway (a loader starting every core at the entry) just sleeps.
+  b halt_core
+#else
+  // The Pis' spin table, as the firmware's armstub (and QEMU's boot stub for a raw
+  // image) runs it; QEMU starts all four cores here for an ELF image. Core n waits for
+  // an entry address in its slot and jumps to it, still at the entry exception level
+  // with the MMU off: Platform.startSecondaryCores writes arch_secondary_entry there,
+  // cleans it to memory and sends an event (`sev`).
+  cmp x1, #ARCH_MAX_CPUS
+  b.hs halt_core
+  mov x2, #ARCH_SPIN_TABLE_STRIDE
+  mov x3, #ARCH_SPIN_TABLE_BASE
+  madd x2, x1, x2, x3                   // x2 = this core's slot
+spin_table:
+  wfe
+  ldr x3, [x2]
+  cbz x3, spin_table
+  br x3
+#endif
+
+// A core with nothing to do: sleeps for good (wfi sleeps under QEMU too; wfe only
+// yields there).
+halt_core:
+  wfi
+  b halt_core
 
 primary:
   mrs x19, CurrentEL
   lsr x19, x19, #2                      // x19 = entry exception level
-  ldr x2, =SCTLR_EL1_RES1
-  msr sctlr_el1, x2
-  cmp x19, #3
-  b.eq from_el3
-  cmp x19, #2
-  b.eq from_el2
-  b at_el1
-
-from_el3:
-  msr cptr_el3, xzr                     // no FP/SIMD traps to EL3
-  mov x2, #(SCR_EL3_NS | SCR_EL3_RW)
-  msr scr_el3, x2
-  mov x2, #HCR_EL2_RW                   // EL1 is AArch64
-  msr hcr_el2, x2
-  mov x2, #SPSR_EL1H_MASKED
-  msr spsr_el3, x2
-  adr x2, at_el1
-  msr elr_el3, x2
-  eret
-
-from_el2:
-  mov x2, #CPTR_EL2_RES1                // no FP/SIMD traps to EL2
-  msr cptr_el2, x2
-  mov x2, #HCR_EL2_RW
-  msr hcr_el2, x2
-  mov x2, #3                            // EL1 may read the physical counter and timer
-  msr cnthctl_el2, x2
-  msr cntvoff_el2, xzr
-  mov x2, #SPSR_EL1H_MASKED
-  msr spsr_el2, x2
-  adr x2, at_el1
-  msr elr_el2, x2
-  eret
-
-at_el1:
+  bl drop_to_el1
   mov x2, #CPACR_FPEN_ALL
   msr cpacr_el1, x2
   // Exception vectors first: from here on any fault is reported (vectors.S).
   ldr x2, =arch_exception_vectors
   msr vbar_el1, x2
   isb
+  // The boot core's per-CPU block, before any C or Swift code (ks_current_cpu reads
+  // it). Its `cpu` word is 0 before and after the .bss clear below.
+  ldr x21, =arch_cpus
+  msr tpidr_el1, x21
   // SP_EL1 is the exception stack; the kernel runs on SP_EL0 with the boot stack.
-  ldr x2, =arch_exception_stack_top
+  ldr x2, =arch_exception_stacks + ARCH_EXCEPTION_STACK_BYTES
   mov sp, x2
   ldr x2, =__stack_top
   msr sp_el0, x2
@@ -106,6 +106,20 @@ at_el1:
   str x19, [x2]
   ldr x2, =arch_boot_x0
   str x20, [x2]
+  // Block 0: the boot stack with its canary, the exception stack, online.
+  ldr x2, =__stack_bottom
+  str x2, [x21, #CPU_BLOCK_STACK_BOTTOM]
+  ldr x3, =ARCH_STACK_CANARY
+  str x3, [x2]
+  ldr x2, =__stack_top
+  str x2, [x21, #CPU_BLOCK_STACK_TOP]
+  ldr x2, =arch_exception_stacks + ARCH_EXCEPTION_STACK_BYTES
+  str x2, [x21, #CPU_BLOCK_EXCEPTION_STACK_TOP]
+  str w19, [x21, #CPU_BLOCK_ENTRY_EL]
+  mrs x2, midr_el1
+  str x2, [x21, #CPU_BLOCK_MIDR]
+  mov w2, #ARCH_CPU_ONLINE
+  str w2, [x21, #CPU_BLOCK_STATE]
 
   bl arch_mmu_enable
   bl arch_probe_semihosting             // may trap once, into our own vectors
@@ -115,6 +129,82 @@ at_el1:
   bl arch_exit                          // main's return value is the exit status
 3:
   b 3b
+
+// A started core (PSCI CPU_ON on virt, the spin table on the Pis), at EL3, EL2 or EL1
+// with the MMU off: the boot core's path to EL1, FP/SIMD, the vectors, its per-CPU
+// block (TPIDR_EL1), the exception and kernel stacks arch_cpu_prepare put there, the
+// MMU with the boot core's tables; then arch_secondary_main (Arch/SecondaryCores.swift)
+// and, when that returns, arch_cpu_park.
+  .global arch_secondary_entry
+  .type arch_secondary_entry, %function
+arch_secondary_entry:
+  mrs x19, CurrentEL
+  lsr x19, x19, #2                      // x19 = entry exception level
+  bl drop_to_el1
+  mov x2, #CPACR_FPEN_ALL
+  msr cpacr_el1, x2
+  ldr x2, =arch_exception_vectors
+  msr vbar_el1, x2
+  isb
+  mrs x1, mpidr_el1
+  and x1, x1, #ARCH_MPIDR_AFF0_MASK
+  cmp x1, #ARCH_MAX_CPUS
+  b.hs halt_core
+  ldr x21, =arch_cpus
+  add x21, x21, x1, lsl #CPU_BLOCK_SHIFT
+  ldr x2, [x21, #CPU_BLOCK_STACK_TOP]
+  cbz x2, halt_core                     // not prepared: nowhere to run
+  msr tpidr_el1, x21
+  msr sp_el0, x2
+  ldr x2, [x21, #CPU_BLOCK_EXCEPTION_STACK_TOP]
+  mov sp, x2
+  msr spsel, #0
+  mov x29, xzr                          // backtraces end here
+  bl arch_mmu_enable_secondary
+  str w19, [x21, #CPU_BLOCK_ENTRY_EL]   // with the MMU on: cacheable, coherent
+  mrs x2, midr_el1
+  str x2, [x21, #CPU_BLOCK_MIDR]
+  ldr x0, [x21, #CPU_BLOCK_CPU]
+  bl arch_secondary_main
+  bl arch_cpu_park
+
+// Drops from EL3 or EL2 to EL1h (AArch64, D/A/I/F masked) and continues there at the
+// return address (x30); at EL1 it just returns. SCTLR_EL1 gets its reset value first
+// (MMU and caches off). Every core takes this path. Uses x2 and x3 only, no stack.
+drop_to_el1:
+  ldr x2, =SCTLR_EL1_RES1
+  msr sctlr_el1, x2
+  mrs x3, CurrentEL
+  lsr x3, x3, #2
+  cmp x3, #3
+  b.eq from_el3
+  cmp x3, #2
+  b.eq from_el2
+  ret
+
+from_el3:
+  msr cptr_el3, xzr                     // no FP/SIMD traps to EL3
+  mov x2, #(SCR_EL3_NS | SCR_EL3_RW)
+  msr scr_el3, x2
+  mov x2, #HCR_EL2_RW                   // EL1 is AArch64
+  msr hcr_el2, x2
+  mov x2, #SPSR_EL1H_MASKED
+  msr spsr_el3, x2
+  msr elr_el3, x30
+  eret
+
+from_el2:
+  mov x2, #CPTR_EL2_RES1                // no FP/SIMD traps to EL2
+  msr cptr_el2, x2
+  mov x2, #HCR_EL2_RW
+  msr hcr_el2, x2
+  mov x2, #CNTHCTL_EL1_COUNTER_ACCESS   // EL1 may read the physical counter and timer
+  msr cnthctl_el2, x2
+  msr cntvoff_el2, xzr
+  mov x2, #SPSR_EL1H_MASKED
+  msr spsr_el2, x2
+  msr elr_el2, x30
+  eret
 
 // Position independent, MMU off, before any set-up: "loaded at X, linked at Y" on the
 // board's PL011 (as firmware left it: `enable_uart=1`), from core 0, then halt.
@@ -127,8 +217,8 @@ at_el1:
 #endif
 wrong_address:
   mrs x3, mpidr_el1
-  and x3, x3, #0xff
-  cbnz x3, park
+  and x3, x3, #ARCH_MPIDR_AFF0_MASK
+  cbnz x3, halt_core
   mov x21, x1
   mov x22, x2
   adr x4, message_loaded

@@ -2,6 +2,7 @@
 // exception arrives through vectors.S, and how it leaves the machine without
 // semihosting.
 #include "ArchSupport.h"
+#include "report.h"
 
 #ifdef ARCH_BARE_METAL
 
@@ -21,30 +22,11 @@ enum {
 // -1 before the probe, then 1 (semihosting answers `hlt #0xf000`) or 0 (it traps).
 volatile int arch_semihosting = -1;
 static volatile int probing;
-static volatile int reporting;
-
-static void put(const char *text) {
-  while (*text) putchar(*text++);
-}
-
-static void put_hex(uint64_t value) {
-  put("0x");
-  int shift = 60;
-  while (shift > 0 && ((value >> shift) & 0xf) == 0) shift -= 4;
-  for (; shift >= 0; shift -= 4) putchar("0123456789abcdef"[(value >> shift) & 0xf]);
-}
-
-static void put_padded_hex(uint64_t value) {
-  put("0x");
-  for (int shift = 60; shift >= 0; shift -= 4) putchar("0123456789abcdef"[(value >> shift) & 0xf]);
-}
-
-static void put_decimal(unsigned value) {
-  char digits[4];
-  int count = 0;
-  do { digits[count++] = (char)('0' + value % 10); value /= 10; } while (value && count < 4);
-  while (count) putchar(digits[--count]);
-}
+// Bit n: core n is printing a report (an exception there now is a nested one).
+static uint32_t reporting;
+// The core printing a report, plus one; 0 when none. One report at a time: a second
+// core's exception waits until the first report has ended the run.
+static uint32_t report_owner;
 
 const char *arch_exception_kind(uint64_t kind) {
   static const char *const kinds[4] = {"synchronous", "IRQ", "FIQ", "SError"};
@@ -75,9 +57,18 @@ const char *arch_exception_class(uint64_t esr) {
   }
 }
 
-// Whether [address, address + 16) lies on the kernel stack (frame records live there).
+// The calling core's per-CPU block (TPIDR_EL1, set by boot.S before any C code).
+static const struct arch_cpu *this_cpu(void) {
+  uint64_t block;
+  __asm__ volatile("mrs %0, tpidr_el1" : "=r"(block));
+  return (const struct arch_cpu *)(uintptr_t)block;
+}
+
+// Whether [address, address + 16) lies on the calling core's kernel stack (frame
+// records live there).
 static int on_stack(uint64_t address) {
-  return (address & 15) == 0 && address >= arch_stack_bottom() && address + 16 <= arch_stack_top();
+  const struct arch_cpu *cpu = this_cpu();
+  return (address & 15) == 0 && address >= cpu->stack_bottom && address + 16 <= cpu->stack_top;
 }
 
 static void halt(void) __attribute__((noreturn));
@@ -96,56 +87,66 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
     frame[FRAME_ELR] += 4;
     return;
   }
-  if (reporting) {
-    put("\nexception: another exception while reporting one, at ");
-    put_hex(frame[FRAME_ELR]);
-    put(" (ESR ");
-    put_hex(esr);
-    put("); halted\n");
+  const uint32_t cpu_bit = 1u << (this_cpu()->cpu & 31);
+  if (__atomic_load_n(&reporting, __ATOMIC_RELAXED) & cpu_bit) {
+    report_put("\nexception: another exception while reporting one, at ");
+    report_hex(frame[FRAME_ELR]);
+    report_put(" (ESR ");
+    report_hex(esr);
+    report_put("); halted\n");
     if (arch_semihosting == 1) arch_exit(4);
     halt();
   }
-  reporting = 1;
-  put("\nexception: ");
-  put(arch_exception_kind(kind));
-  if (kind >= 4) put(kind >= 8 ? " from a lower EL" : " on the exception stack");
-  put(" at ");
-  put_hex(frame[FRAME_ELR]);
-  put(" (ESR ");
-  put_hex(esr);
-  put(": ");
-  put((kind & 3) == 0 ? arch_exception_class(esr) : arch_exception_kind(kind));
-  put(", FAR ");
-  put_hex(frame[FRAME_FAR]);
-  put(")\n");
-  for (int i = 0; i < 31; i++) {
-    put(i % 4 == 0 ? "  x" : " x");
-    put_decimal((unsigned)i);
-    put(i < 10 ? "  " : " ");
-    put_padded_hex(frame[i]);
-    if (i % 4 == 3) put("\n");
+  __atomic_fetch_or(&reporting, cpu_bit, __ATOMIC_RELAXED);
+  uint32_t none = 0;
+  while (!__atomic_compare_exchange_n(&report_owner, &none, (uint32_t)this_cpu()->cpu + 1, 0, __ATOMIC_ACQUIRE,
+                                      __ATOMIC_RELAXED)) {
+    none = 0;
+    __asm__ volatile("yield");
   }
-  put(" sp  ");
-  put_padded_hex(frame[FRAME_SP]);
-  put("\n  spsr ");
-  put_padded_hex(frame[FRAME_SPSR]);
-  put("\n  backtrace: ");
-  put_hex(frame[FRAME_ELR]);
-  put(" ");
-  put_hex(frame[30]);
+  arch_check_stack_canaries("exception");
+  report_put("\nexception: ");
+  report_put(arch_exception_kind(kind));
+  if (kind >= 4) report_put(kind >= 8 ? " from a lower EL" : " on the exception stack");
+  report_put(" at ");
+  report_hex(frame[FRAME_ELR]);
+  report_put(" (ESR ");
+  report_hex(esr);
+  report_put(": ");
+  report_put((kind & 3) == 0 ? arch_exception_class(esr) : arch_exception_kind(kind));
+  report_put(", FAR ");
+  report_hex(frame[FRAME_FAR]);
+  report_put(")\n");
+  for (int i = 0; i < 31; i++) {
+    report_put(i % 4 == 0 ? "  x" : " x");
+    report_decimal((unsigned)i);
+    report_put(i < 10 ? "  " : " ");
+    report_padded_hex(frame[i]);
+    if (i % 4 == 3) report_put("\n");
+  }
+  report_put(" sp  ");
+  report_padded_hex(frame[FRAME_SP]);
+  report_put("\n  cpu ");
+  report_decimal((unsigned)this_cpu()->cpu);
+  report_put("\n  spsr ");
+  report_padded_hex(frame[FRAME_SPSR]);
+  report_put("\n  backtrace: ");
+  report_hex(frame[FRAME_ELR]);
+  report_put(" ");
+  report_hex(frame[30]);
   // Frame records: [x29] = the caller's x29, [x29 + 8] = the return address.
   uint64_t fp = frame[29];
   for (int depth = 0; depth < 32 && on_stack(fp); depth++) {
     const uint64_t *record = (const uint64_t *)fp;
     if (record[1] == 0) break;
-    put(" ");
-    put_hex(record[1]);
+    report_put(" ");
+    report_hex(record[1]);
     if (record[0] <= fp) break;  // frames grow towards the stack top
     fp = record[0];
   }
-  put("\n");
+  report_put("\n");
   if (arch_semihosting == 1) arch_exit(4);
-  put("halted (no semihosting to report a status)\n");
+  report_put("halted (no semihosting to report a status)\n");
   halt();
 }
 
@@ -153,6 +154,13 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
 void arch_cache_clean(const volatile void *ptr, size_t size) {
   uintptr_t line = (uintptr_t)ptr & ~(uintptr_t)63;
   for (; line < (uintptr_t)ptr + size; line += 64) __asm__ volatile("dc cvac, %0" : : "r"(line) : "memory");
+  __asm__ volatile("dsb sy" : : : "memory");
+}
+
+void arch_cache_clean_invalidate(const volatile void *ptr, size_t size) {
+  uintptr_t line = (uintptr_t)ptr & ~(uintptr_t)63;
+  __asm__ volatile("dsb sy" : : : "memory");
+  for (; line < (uintptr_t)ptr + size; line += 64) __asm__ volatile("dc civac, %0" : : "r"(line) : "memory");
   __asm__ volatile("dsb sy" : : : "memory");
 }
 

@@ -1,6 +1,7 @@
-// Semihosting: SYS_EXIT with ADP_Stopped_ApplicationExit ends QEMU with a status,
-// and SYS_GET_CMDLINE reads `-semihosting-config arg=...`. Both only when boot's probe
-// (exception.c) found semihosting; otherwise arch_exit powers the machine off.
+// Semihosting: SYS_EXIT with ADP_Stopped_ApplicationExit ends QEMU with a status (once
+// every core's stack canary is checked), and SYS_GET_CMDLINE reads
+// `-semihosting-config arg=...`. Both only when boot's probe (exception.c) found
+// semihosting; otherwise arch_exit powers the machine off.
 #if defined(__aarch64__) && !defined(__linux__)
 
 #define SYS_GET_CMDLINE 0x15
@@ -11,6 +12,7 @@
   .global arch_exit
   .type arch_exit, %function
 arch_exit:                              // x0 = exit code
+  bl arch_exit_status                   // smp.c: the stack canaries; 5 if one is overwritten
   ldr x1, =arch_semihosting             // 1 when boot's probe found semihosting
   ldr w1, [x1]
   cmp w1, #1

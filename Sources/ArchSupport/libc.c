@@ -84,6 +84,11 @@ int putchar(int c) {
   return c;
 }
 
+// The console lock's words (Arch/ConsoleLock.swift): zero is a free TicketLock.
+static uint64_t console_lock_words[2];
+
+void *arch_console_lock_storage(void) { return console_lock_words; }
+
 // Hashing seeds for Swift's Dictionary and Set. A kernel has no entropy source
 // this early; a counter-seeded xorshift is enough to vary the seed between boots.
 void arc4random_buf(void *buffer, size_t count) {

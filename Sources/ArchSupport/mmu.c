@@ -78,8 +78,13 @@ static void build_tables(void) {
 #endif
 }
 
-void arch_mmu_enable(void) {
-  build_tables();
+#define TCR_VALUE (TCR_T0SZ(25) | TCR_IRGN0_WBWA | TCR_ORGN0_WBWA | TCR_SH0_INNER | TCR_TG0_4K | \
+                   TCR_EPD1 | TCR_IPS_40BIT)
+
+// MAIR, TCR and TTBR0 for the tables, then the MMU and both caches on. The same for
+// every core; a leaf without locals, so it needs no stack (a started core calls it
+// before its stack is cacheable memory).
+static inline __attribute__((always_inline)) void mmu_turn_on(void) {
   __asm__ volatile(
       "msr mair_el1, %0\n"
       "msr tcr_el1, %1\n"
@@ -89,15 +94,23 @@ void arch_mmu_enable(void) {
       "dsb ish\n"
       "isb\n"
       :
-      : "r"(MAIR_VALUE),
-        "r"(TCR_T0SZ(25) | TCR_IRGN0_WBWA | TCR_ORGN0_WBWA | TCR_SH0_INNER | TCR_TG0_4K |
-            TCR_EPD1 | TCR_IPS_40BIT),
-        "r"((uint64_t)(uintptr_t)level1)
+      : "r"(MAIR_VALUE), "r"(TCR_VALUE), "r"((uint64_t)(uintptr_t)level1)
       : "memory");
   uint64_t sctlr;
   __asm__ volatile("mrs %0, sctlr_el1" : "=r"(sctlr));
   sctlr |= SCTLR_M | SCTLR_C | SCTLR_I;
   __asm__ volatile("msr sctlr_el1, %0\n isb" : : "r"(sctlr) : "memory");
+}
+
+void arch_mmu_enable(void) {
+  build_tables();
+  mmu_turn_on();
+}
+
+// The tables were written with the boot core's MMU off, straight to memory, and never
+// change: a started core's table walks read them as they are.
+void arch_mmu_enable_secondary(void) {
+  mmu_turn_on();
 }
 
 #pragma clang attribute pop

@@ -11,6 +11,8 @@
 // 1 IRQ, 2 FIQ, 3 SError. When it returns (a handled probe), the frame's ELR is resumed.
 #if defined(__aarch64__) && !defined(__linux__)
 
+#include "ArchCores.h"
+
 #define FRAME_BYTES 288                  // 36 words
 
 .macro ENTRY kind
@@ -96,11 +98,12 @@ exception_common:
   add sp, sp, #FRAME_BYTES
   eret
 
+  // One exception stack per core: core n's is the n-th, its top at
+  // arch_exception_stacks + (n + 1) × ARCH_EXCEPTION_STACK_BYTES (boot.S, smp.c).
   .section .bss
   .balign 16
-arch_exception_stack:
-  .space 16384
-  .global arch_exception_stack_top
-arch_exception_stack_top:
+  .global arch_exception_stacks
+arch_exception_stacks:
+  .space ARCH_MAX_CPUS * ARCH_EXCEPTION_STACK_BYTES
 
 #endif

@@ -1,5 +1,6 @@
-// The kernel's start-up sequence, top to bottom. boot.S has already parked the other
-// cores, dropped to EL1, enabled FP/SIMD, set the stack, zeroed .bss and turned on the MMU.
+// The kernel's start-up sequence, top to bottom. boot.S has already held the other
+// cores, dropped to EL1, enabled FP/SIMD, set the stack and the boot core's per-CPU
+// block, zeroed .bss and turned on the MMU.
 #if arch(arm64) && os(none)
 import Arch
 import KernelHeap
@@ -9,11 +10,19 @@ import KernelHeap
 /// Virtual nanoseconds memInit took at boot: guest instructions under `-icount shift=0`.
 public nonisolated(unsafe) var bootMemInitNanoseconds: UInt64 = 0
 
-/// Brings up memory and prints the banner and the memory map. Returns the layout.
+/// Page order of each started core's kernel stack: 2^3 pages, 32 KiB, from the page
+/// frames (owner `.allocated`), with the canary word at its low end.
+public let secondaryStackOrder = 3
+
+/// Brings up memory and prints the banner and the memory map, then brings up the other
+/// cores. Returns the layout.
 /// Panics ("memInit: reason address") if RAM cannot hold the kernel, array and heap.
-/// Afterwards `kernelMemory` is set up: kmalloc, kfree, allocPage and the rest work.
+/// Afterwards `kernelMemory` is set up: kmalloc, kfree, allocPage and the rest work, and
+/// every core that came online runs `secondaryEntry` (nil: it parks at once).
+/// - Complexity: O(RAM pages) for memInit, plus the wait for the cores (at most
+///   `Platform.coreOnlineTimeLimitMilliseconds`).
 @discardableResult
-public func bootMemory() -> BootLayout {
+public func bootMemory(secondaryEntry: Platform.SecondaryEntry? = nil) -> BootLayout {
   // 0. Bad input anywhere in the memory subsystem stops the kernel with a precise line.
   badInputHandler = { report in Machine.panic(report.function, report.reason, report.address) }
 
@@ -135,6 +144,19 @@ public func bootMemory() -> BootLayout {
   kput(", ")
   kputHex(layout.heapEnd)
   kput(")\n")
+
+  // 5. The other cores: each gets a kernel stack from the page frames, comes up at EL1
+  //    with the boot core's translation tables, prints "cpu N online" and runs
+  //    `secondaryEntry`; the boot core waits for them, with a time limit.
+  let online = Platform.startSecondaryCores(
+    entry: secondaryEntry, stackBytes: Page.size << secondaryStackOrder,
+    allocateStack: { _ in allocPages(order: secondaryStackOrder) },
+    freeStack: { _, stack in freePages(stack, order: secondaryStackOrder) })
+  withConsoleLock {
+    kput("cores online: ")
+    kputDecimal(UInt(online))
+    kput("\n")
+  }
   return layout
 }
 

@@ -31,6 +31,33 @@ func contains(_ bytes: UnsafeRawBufferPointer, _ length: Int, _ text: StaticStri
   return false
 }
 
+/// The decimal number right after the first `key` in the first `length` bytes of
+/// `bytes` (digits up to the first non-digit), or nil when `key` is absent, no digit
+/// follows it or the number does not fit in 64 bits.
+func decimal(after key: StaticString, in bytes: UnsafeRawBufferPointer, _ length: Int) -> UInt64? {
+  let needle = key.utf8Start
+  let count = key.utf8CodeUnitCount
+  guard count <= length else { return nil }
+  for start in 0...(length - count) {
+    var match = true
+    for i in 0..<count where bytes[start + i] != needle[i] { match = false; break }
+    guard match else { continue }
+    var value: UInt64 = 0
+    var digits = 0
+    var cursor = start + count
+    while cursor < length, bytes[cursor] >= 48, bytes[cursor] <= 57 {
+      let (times10, overflow1) = value.multipliedReportingOverflow(by: 10)
+      let (sum, overflow2) = times10.addingReportingOverflow(UInt64(bytes[cursor] - 48))
+      guard !overflow1, !overflow2 else { return nil }
+      value = sum
+      digits += 1
+      cursor += 1
+    }
+    return digits > 0 ? value : nil
+  }
+  return nil
+}
+
 /// bzero against a byte-by-byte reference: sizes 0...4100 at five start offsets, with
 /// guard bytes on both sides that must survive.
 func bzeroCase() -> Expectations {

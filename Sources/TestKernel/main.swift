@@ -3,7 +3,9 @@
 // with 0 only if every case passed. Semihosting argument `fail-on-purpose` adds a
 // failing case, to prove the harness notices; `bench` runs the guest benchmark
 // (GuestBench.swift) instead of the cases; `fault=data-abort`, `fault=undefined` and
-// `fault=brk` take that exception, which the vectors report (exit status 4).
+// `fault=brk` take that exception, which the vectors report (exit status 4);
+// `fault=stack-canary` overwrites a core's stack canary and exits (status 5); `smp`
+// runs only the SMP stress on every core (SMPStress.swift; `seed=N`, `ops=N` per core).
 #if arch(arm64) && os(none)
 import Arch
 import ArchSupport
@@ -11,9 +13,8 @@ import KernelBoot
 import KernelHeap
 import Scenarios
 
-let bootLayout = bootMemory()
-
-/// The semihosting command line (64 bytes at most), read once.
+/// The semihosting command line (64 bytes at most), read once, before the boot: it
+/// decides what the other cores run.
 nonisolated(unsafe) var commandLine: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
 let commandLineLength = withUnsafeMutableBytes(of: &commandLine) { raw in
   Machine.commandLine(into: raw.bindMemory(to: UInt8.self))
@@ -24,15 +25,10 @@ func argumentGiven(_ word: StaticString) -> Bool {
   withUnsafeBytes(of: commandLine) { contains($0, commandLineLength, word) }
 }
 
-if argumentGiven("bench") {
-  guestBench()
-  Machine.exit(0)
+/// The decimal number after `key` (which includes its `=`) on the command line, or nil.
+func argumentValue(_ key: StaticString) -> UInt64? {
+  withUnsafeBytes(of: commandLine) { decimal(after: key, in: $0, commandLineLength) }
 }
-// Deliberate faults: the exception vectors must report each and exit with status 4.
-if argumentGiven("fault=data-abort") { arch_fault_data_abort() }
-if argumentGiven("fault=undefined") { arch_fault_undefined() }
-if argumentGiven("fault=brk") { arch_fault_brk() }
-kput("test kernel\n")
 
 nonisolated(unsafe) var passed = 0
 nonisolated(unsafe) var failed = 0
@@ -58,6 +54,40 @@ func report(_ name: StaticString, _ e: Expectations) {
     kput(" failures)\n")
   }
 }
+
+// With `smp` the other cores wait for the stress (SMPStress.swift); otherwise they
+// come online and park.
+let smpRequested = argumentGiven("smp")
+let bootLayout = bootMemory(secondaryEntry: smpRequested ? smpSecondaryEntry : nil)
+
+if smpRequested {
+  kput("test kernel: smp\n")
+  let e = smpStressCase(seed: argumentValue("seed=") ?? 1, operations: Int(argumentValue("ops=") ?? UInt64(smpDefaultOperations)))
+  report("kernel.smp_stress", e)
+  kputDecimal(UInt(passed))
+  kput(" passed, ")
+  kputDecimal(UInt(failed))
+  kput(" failed\n")
+  Machine.exit(failed == 0 ? 0 : 1)
+}
+
+if argumentGiven("bench") {
+  guestBench()
+  Machine.exit(0)
+}
+// Deliberate faults: the exception vectors must report each and exit with status 4.
+if argumentGiven("fault=data-abort") { arch_fault_data_abort() }
+if argumentGiven("fault=undefined") { arch_fault_undefined() }
+if argumentGiven("fault=brk") { arch_fault_brk() }
+// An overwritten stack canary (the last core's, as if its stack had overflowed): the
+// exit path must report it with the core's number and exit with status 5.
+if argumentGiven("fault=stack-canary") {
+  var victim = Platform.maximumCores - 1
+  while victim > 0 && !Platform.isCoreOnline(victim) { victim -= 1 }
+  arch_fault_stack_canary(UInt(victim))
+  Machine.exit(0)
+}
+kput("test kernel\n")
 
 /// Runs `body` over a fresh, zeroed run of `bytes` bytes of real pages, as the host
 /// gives a scenario fresh zeroed memory (stale headers from an earlier scenario at the

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ArchCores.h"
+
 #if defined(__aarch64__) && !defined(__linux__) && !defined(__APPLE__)
 #define ARCH_BARE_METAL 1
 #endif
@@ -24,7 +26,9 @@ void arch_zero_bytes(void *ptr, size_t size);
 
 /// Ends the QEMU process with `code` as its exit status (semihosting SYS_EXIT,
 /// ADP_Stopped_ApplicationExit), or powers off (`arch_power_off`, status lost) when
-/// boot's probe found no semihosting. Never returns.
+/// boot's probe found no semihosting. First every started core's stack canary is
+/// checked: an overwritten one is reported and turns status 0 into
+/// ARCH_EXIT_STACK_SMASHED (`arch_exit_status`). Never returns.
 void arch_exit(int code) __attribute__((noreturn));
 
 /// Fills `buffer` (at most `capacity` bytes) with the semihosting command line
@@ -49,6 +53,10 @@ void arch_fault_data_abort(void);
 void arch_fault_undefined(void);
 void arch_fault_brk(void);
 
+/// For the test kernel: overwrites core `cpu`'s stack canary, as a stack overflow would
+/// (nothing for a core never started). smp.c.
+void arch_fault_stack_canary(unsigned long cpu);
+
 /// Exception level the boot code was entered at (1, 2 or 3), and the value of x0 at entry.
 extern uint64_t arch_boot_el;
 extern uint64_t arch_boot_x0;
@@ -64,6 +72,11 @@ uintptr_t arch_stack_top(void);
 
 /// Builds the identity map and turns on the MMU and caches. Called once by boot.S.
 void arch_mmu_enable(void);
+
+/// Turns on the MMU and caches of a secondary core with the boot core's translation
+/// tables, MAIR, TCR and SCTLR bits (arch_mmu_enable must have run). Uses no stack.
+/// Called by boot.S's secondary entry.
+void arch_mmu_enable_secondary(void);
 
 /// Writes a character to the UART, `\n` as CR LF (libc.c). Embedded Swift's print() uses it.
 int putchar(int c);
@@ -102,6 +115,86 @@ void arch_cache_invalidate(const volatile void *ptr, size_t size);
 
 /// Full-system data memory barrier, for ordering MMIO against memory (mailbox buffers).
 void arch_dsb(void);
+
+/// Cleans and invalidates the data cache lines covering [ptr, ptr + size) to the point
+/// of coherency, then `dsb sy`: for memory another core will read or write with its
+/// MMU (and so its caches) still off. exception.c.
+void arch_cache_clean_invalidate(const volatile void *ptr, size_t size);
+
+// MARK: Cores (smp.c, boot.S, current_cpu.S)
+
+/// What a secondary core runs once online, given its number; it parks when this returns.
+typedef void (*arch_cpu_entry)(long cpu);
+
+/// The per-CPU block TPIDR_EL1 points to, one cache line per core. `cpu` must stay the
+/// first field: ks_current_cpu reads it with one load. boot.S reads the stack fields
+/// by offset (cpu_block.h, checked against this layout in smp.c).
+struct arch_cpu {
+  uint64_t cpu;                  ///< index 0 ..< ARCH_MAX_CPUS: MPIDR_EL1 Aff0
+  uint64_t stack_bottom;         ///< kernel stack [stack_bottom, stack_top); canary at bottom
+  uint64_t stack_top;
+  uint64_t exception_stack_top;  ///< SP_EL1
+  arch_cpu_entry entry;          ///< run once online; NULL: park at once
+  uint32_t state;                ///< ARCH_CPU_OFF ... ARCH_CPU_ABANDONED
+  uint32_t entry_el;             ///< the exception level the core entered the kernel at
+  uint64_t midr;                 ///< MIDR_EL1 (implementer, part number)
+  uint64_t reserved;
+};
+
+// `unsigned ks_current_cpu(void)`, the calling core's number (the first word of the
+// per-CPU block at TPIDR_EL1), is defined in current_cpu.S and declared by
+// KernelSyncAtomics.h for the portable code; Swift reads it as KernelSync's `CPU.current`.
+
+/// The per-CPU block of core `cpu`, or NULL when `cpu >= ARCH_MAX_CPUS`.
+struct arch_cpu *arch_cpu_block(unsigned long cpu);
+
+/// Block `cpu`'s state, loaded with acquire ordering (ARCH_CPU_OFF for no such core).
+uint32_t arch_cpu_state(unsigned long cpu);
+
+/// Moves core `cpu` from state `from` to `to` if it is in `from` (compare-and-swap,
+/// acquire and release); whether it did.
+int arch_cpu_transition(unsigned long cpu, uint32_t from, uint32_t to);
+
+/// Readies core `cpu`'s block for its start: the kernel stack [stack, stack + bytes)
+/// with the canary at its low end, its exception stack, `entry`, state released; then
+/// cleans and invalidates the block and the stack to the point of coherency (the core
+/// reads them with its MMU off). Returns 0, or -1 for a bad core or stack.
+int arch_cpu_prepare(unsigned long cpu, uintptr_t stack, size_t bytes, arch_cpu_entry entry);
+
+/// Starts core `cpu` (MPIDR Aff0 = cpu) at `arch_secondary_entry` with `method`
+/// (ARCH_START_...): PSCI CPU_ON returns PSCI's status (0 on success; -2 invalid
+/// parameters, -4 already on, ...); the spin table writes the entry into the core's slot
+/// (0xd8 + 8 × cpu: 0xe0, 0xe8, 0xf0), cleans it to memory, `dsb` and `sev`, and
+/// returns 0.
+long arch_cpu_start(unsigned long cpu, int method);
+
+/// Where a started core begins (boot.S): at any of EL3, EL2 or EL1, MMU off.
+void arch_secondary_entry(void);
+
+/// Parks the calling secondary core for good: PSCI CPU_OFF when the cores were started
+/// with PSCI, else (or if CPU_OFF returns) a `wfi` loop. boot.S calls it when a
+/// secondary's entry returns.
+void arch_cpu_park(void) __attribute__((noreturn));
+
+/// Checks every started core's stack canary; prints one line for each overwritten one
+/// ("<where>: stack canary of cpu N overwritten 0x<address of the canary>") the first
+/// time it is found. Returns how many are overwritten.
+unsigned arch_check_stack_canaries(const char *where);
+
+/// The exit status of a run that would have ended with 0 but left a stack canary
+/// overwritten.
+#define ARCH_EXIT_STACK_SMASHED 5
+
+/// The status arch_exit ends with for `code`: `code`, or ARCH_EXIT_STACK_SMASHED when it
+/// is 0 and a stack canary is overwritten (reported as for arch_check_stack_canaries).
+int arch_exit_status(int code);
+
+/// A hint inside a spin-wait loop (`yield`).
+void arch_cpu_relax(void);
+
+/// 16 bytes of zeroed, 8-aligned static storage for the console lock's words
+/// (KernelSync's TicketLockWords; Arch/ConsoleLock.swift).
+void *arch_console_lock_storage(void);
 
 #ifdef __cplusplus
 }

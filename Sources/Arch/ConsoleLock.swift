@@ -1,0 +1,28 @@
+// The console lock: whole lines from different cores, never interleaved characters.
+#if arch(arm64) && os(none)
+import ArchSupport
+import KernelSync
+
+/// The console lock's words, in ArchSupport's static storage (zero: free).
+private var consoleLock: TicketLock {
+  TicketLock(arch_console_lock_storage().bindMemory(to: TicketLockWords.self, capacity: 1))
+}
+
+/// Runs `body`, which prints one or more whole lines, while holding the console lock, so
+/// that lines printed by other cores at the same time come before or after them, whole.
+/// Output without the lock (kput outside `withConsoleLock`, exception reports, panics)
+/// is not held back and may still land inside a locked line.
+///
+/// Preconditions: TPIDR_EL1 points at the calling core's block (true from boot.S on).
+/// A `body` that calls `withConsoleLock` again prints without waiting (the lock refuses
+/// the recursive acquire) instead of deadlocking.
+/// - Complexity: O(1) plus the wait for the cores ahead plus `body`.
+public func withConsoleLock(_ body: () -> Void) {
+  let cpu = CPU.current
+  let lock = consoleLock
+  let taken = lock.lock(cpu: cpu) == nil
+  body()
+  if taken { lock.unlock(cpu: cpu) }
+}
+
+#endif
