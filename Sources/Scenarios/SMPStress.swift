@@ -183,8 +183,14 @@ public struct SMPStress {
         let target = (cpu + 1 + random(stress.cpus - 1)) % stress.cpus
         if stress.push(object, to: target) {
           outcome.passed += 1
-          return
+        } else {
+          // The target's queue is full (its CPU is held up): keep the object for a
+          // later step rather than free it here, so the share of cross frees does
+          // not depend on scheduling.
+          objects[count] = object
+          count += 1
         }
+        return
       }
       free(object, crossCPU: false)
     }
