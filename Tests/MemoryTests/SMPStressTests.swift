@@ -50,16 +50,21 @@ import Testing
     }
     done.wait()
 
-    var frees = 0, crossFrees = 0
+    var frees = 0, crossFrees = 0, passed = 0
     for cpu in 0..<threads {
       let outcome = outcomes[cpu]
       #expect(outcome.failures == 0, "thread \(cpu): \(outcome.failures) failures, first \(outcome.firstFailure) at \(outcome.firstValue)")
       #expect(outcome.operations == Self.operations)
       frees += outcome.frees
       crossFrees += outcome.crossFrees
+      passed += outcome.passed
     }
-    // A quarter or more of the frees were of another thread's objects.
-    #expect(crossFrees * 4 >= frees, "cross-thread frees \(crossFrees) of \(frees)")
+    // Every object passed on was freed by another thread. The share of such frees is a
+    // third with CPUs running side by side (the guest's cores: a quarter or more); host
+    // threads may run one after another under a loaded scheduler, when a full queue
+    // keeps objects home, so here only a tenth is required.
+    #expect(crossFrees == passed, "cross-thread frees \(crossFrees), objects passed \(passed)")
+    #expect(crossFrees * 10 >= frees, "cross-thread frees \(crossFrees) of \(frees)")
 
     memory.drainCaches()
     #expect(heap.check() == nil)
