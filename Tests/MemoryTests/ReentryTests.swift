@@ -9,14 +9,8 @@ import Testing
 /// not a deadlock, and nothing changes. The locks are taken here as the interrupted
 /// allocation would hold them.
 @Suite struct ReentryTests {
-  static let base: UInt = 0x4000_0000
-
-  func machine(_ ram: SimulatedRAM) throws -> KernelMemory {
-    let config = MemInitConfig(
-      ramBase: Self.base, ramSize: UInt(ram.bytes), kernelStart: Self.base + 0x20_0000, kernelEnd: Self.base + 0x21_0000,
-      directMapOffset: Int(bitPattern: ram.base) - Int(bitPattern: Self.base), zeroFill: hostZeroFill)
-    return try KernelMemory(config, layout: try planLayout(config))
-  }
+  /// A machine over `ram`, set up as the other host tests set theirs up.
+  func machine(_ ram: SimulatedRAM) throws -> KernelMemory { try IndependentHeapsTests().machine(ram) }
 
   @Test("page frames: with this CPU's cache lock held, alloc falls back on the buddy lists; with the global lock, nil; frees get `reentered`")
   func pageFrames() throws {
