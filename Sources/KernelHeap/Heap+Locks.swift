@@ -7,6 +7,9 @@ import PageFrames
 //      order when more than one is held (only `withAllLocks` holds more than one);
 //   3. the heap lock (`heapLock`): TLSF blocks, arenas, large allocations, counters;
 //   4. the page frames' locks (a CPU's page cache, then the global one).
+// All are `SpinLock`s (test-and-set), not ticket locks: a ticket lock hands itself to the
+// next waiter even when that CPU is not running (a vCPU the host descheduled), and every
+// CPU behind it waits too (see `SpinLock`).
 // A lock refused because this CPU holds it already (re-entry from an interrupt handler)
 // gives nil or `HeapError.reentered`, never a deadlock.
 /// The first 64 bytes of a heap's control block: the heap lock, the object-cache list
@@ -29,11 +32,11 @@ extension Heap {
   var prefix: UnsafeMutableRawPointer { UnsafeMutableRawPointer(control) - HeapPrefix.bytes }
 
   /// The heap lock: TLSF blocks, arenas, large allocations, `HeapControl`.
-  var heapLock: TicketLock { TicketLock(prefix.assumingMemoryBound(to: TicketLockWords.self)) }
+  var heapLock: SpinLock { SpinLock(prefix.assumingMemoryBound(to: UInt32.self)) }
 
   /// The object-cache list lock: the list and the serial counter below.
-  var cachesLock: TicketLock {
-    TicketLock((prefix + HeapPrefix.cachesLockOffset).assumingMemoryBound(to: TicketLockWords.self))
+  var cachesLock: SpinLock {
+    SpinLock((prefix + HeapPrefix.cachesLockOffset).assumingMemoryBound(to: UInt32.self))
   }
 
   /// The newest `ObjectCache`'s state (a list through `nextCache`), or 0. List lock.

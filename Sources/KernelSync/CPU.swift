@@ -13,12 +13,12 @@ public enum CPU {
 
   /// The calling CPU's number (unique among running CPUs and threads).
   /// - Complexity: O(1): a register and one load on the kernel, a thread-local on hosts.
-  @inline(__always)
+  @inlinable @inline(__always)
   public static var current: Int { Int(ks_current_cpu()) }
 
   /// The per-CPU slot of CPU `cpu`: `cpu` modulo `maximum`.
   /// - Complexity: O(1).
-  @inline(__always)
+  @inlinable @inline(__always)
   public static func slot(_ cpu: Int) -> Int { cpu & (maximum - 1) }
 
   #if !hasFeature(Embedded)

@@ -27,6 +27,10 @@ public struct TicketLockWords: Sendable {
 /// an unlock by a CPU that does not hold it, instead of deadlocking or freeing another
 /// CPU's critical section.
 ///
+/// Fair, but only where every waiter is running: a waiter that is descheduled stalls
+/// everyone behind it, which is why the allocators use `SpinLock` (see there). Used for
+/// the console lock and under `IRQSavingLock`.
+///
 /// Lock order in this project (document new locks here): object caches and slabs before
 /// the heap, the heap before the page frames; never the reverse.
 public struct TicketLock: @unchecked Sendable {

@@ -35,9 +35,10 @@ struct CPUPageCache {
   /// takes it but for a drain.
   var spin: SpinLock { SpinLock(base.assumingMemoryBound(to: UInt32.self)) }
 
-  /// The shared record's lock (the first 12 bytes): the global lock, a ticket lock, as
-  /// every CPU takes it.
-  var lock: TicketLock { TicketLock(base.assumingMemoryBound(to: TicketLockWords.self)) }
+  /// The shared record's lock (the first word): the global lock. Also a test-and-set
+  /// lock: a ticket lock stalls every CPU behind a waiter that is not running (see
+  /// `SpinLock`).
+  var lock: SpinLock { SpinLock(base.assumingMemoryBound(to: UInt32.self)) }
 
   /// Pages on the list.
   var count: Int {

@@ -9,10 +9,11 @@ import PageFrames
 /// size and kfree, an object-cache allocation or free, allocPage/freePage, or a page run
 /// of order 1–4. Each object carries a tag (from its CPU and serial) at its start and
 /// end, checked when it is freed. A quarter or more of all frees are of objects another
-/// CPU allocated: they pass through per-CPU queues under ticket locks. At the end every
-/// CPU frees what it holds and empties its queue between two barriers, so when `run`
-/// returns on all CPUs nothing is live; the caller then drains the caches and compares
-/// the page counts and `heapCheck` with their values from before.
+/// CPU allocated: they pass through per-CPU queues, each under a `SpinLock`. At the end
+/// every CPU frees what it holds and empties its queue between two barriers, so when
+/// `run` returns on all CPUs nothing is live; the caller then drains the caches and
+/// `verify` compares the page counts, the heap's bytes and the checks with a
+/// `QuietFigures` taken before.
 public struct SMPStress {
   /// Objects one CPU holds at most.
   static let tableCapacity = 256
@@ -63,7 +64,7 @@ public struct SMPStress {
   }
 
   private func part(_ cpu: Int) -> UnsafeMutableRawPointer { memory + 64 + cpu * SMPStress.perCPUBytes }
-  private func queueLock(_ cpu: Int) -> TicketLock { TicketLock(part(cpu).assumingMemoryBound(to: TicketLockWords.self)) }
+  private func queueLock(_ cpu: Int) -> SpinLock { SpinLock(part(cpu).assumingMemoryBound(to: UInt32.self)) }
   private func queueCount(_ cpu: Int) -> UnsafeMutablePointer<Int> { (part(cpu) + 16).assumingMemoryBound(to: Int.self) }
   private func queue(_ cpu: Int) -> UnsafeMutablePointer<Live> { (part(cpu) + 64).assumingMemoryBound(to: Live.self) }
   private func table(_ cpu: Int) -> UnsafeMutablePointer<Live> { queue(cpu) + SMPStress.queueCapacity }
@@ -245,6 +246,63 @@ public struct SMPStress {
       return false
     }
     return bytes < 16 || base.load(fromByteOffset: (bytes - 8) & ~7, as: UInt64.self) == object.tag
+  }
+}
+
+extension SMPStress {
+  /// The figures of a quiet machine (every cache drained, no CPU inside an allocator)
+  /// that a whole run must leave as they were: the independent reference of `verify`.
+  public struct QuietFigures: Equatable, Sendable {
+    public var freePages: Int
+    public var allocatedPages: Int
+    public var heapUsedBytes: Int
+
+    /// The figures now. Precondition: the machine is quiet.
+    /// - Complexity: O(CPU.maximum) plus `Heap.statistics` (which holds every heap lock).
+    public init(heap: Heap, frames: PageFrameAllocator) {
+      freePages = frames.freePageCount
+      allocatedPages = frames.count(.allocated)
+      heapUsedBytes = heap.statistics.usedBytes
+    }
+  }
+
+  /// The checks after a run, on the host and in the guest alike, into `e`: no CPU saw a
+  /// failure (its first one is the message), each did `operations` operations, every
+  /// object passed on was freed by another CPU, and at least 1/`crossShareDivisor` of
+  /// all frees crossed CPUs; then, with every cache drained (the caller's job),
+  /// `heap.check()` and `frames.checkInvariants()` pass, the owner counts add up to the
+  /// page count, the cache has no live object, and the quiet figures equal `before`.
+  /// - Returns: the sums over all CPUs (frees, cross-CPU frees, operations).
+  /// - Complexity: O(pages + heap blocks): the two checkers.
+  @discardableResult
+  public static func verify(
+    _ outcomes: UnsafeBufferPointer<SMPStressOutcome>, operations: Int, crossShareDivisor: Int,
+    before: QuietFigures, heap: Heap, frames: PageFrameAllocator, cache: ObjectCache, _ e: inout Expectations
+  ) -> SMPStressOutcome {
+    var total = SMPStressOutcome()
+    for (cpu, outcome) in outcomes.enumerated() {
+      e.expect(outcome.failures == 0, outcome.firstFailure, outcome.firstValue)
+      e.expect(outcome.operations == operations, "smp: a CPU did another number of operations than asked (cpu)", UInt(cpu))
+      total.operations += outcome.operations
+      total.frees += outcome.frees
+      total.crossFrees += outcome.crossFrees
+      total.passed += outcome.passed
+      total.failures += outcome.failures
+    }
+    e.expect(total.crossFrees == total.passed, "smp: objects passed on and frees of other CPUs' objects differ (frees)", UInt(total.crossFrees))
+    e.expect(total.crossFrees * crossShareDivisor >= total.frees, "smp: too few cross-CPU frees (count)", UInt(total.crossFrees))
+    let heapFailure = heap.check()
+    e.expect(heapFailure == nil, "smp: heap check fails after the run (address)", heapFailure?.address ?? 0)
+    e.expect(frames.checkInvariants() == nil, "smp: page frame invariants fail after the run", 0)
+    var owned = 0
+    for owner in PageOwner.allCases { owned += frames.count(owner) }
+    e.expect(owned == frames.pageCount, "smp: the owner counts do not add up to the page count (sum)", UInt(owned))
+    e.expect(cache.statistics?.liveObjects == 0, "smp: the object cache still has live objects", 0)
+    let after = QuietFigures(heap: heap, frames: frames)
+    e.expect(after.freePages == before.freePages, "smp: free pages differ from before the run (after)", UInt(after.freePages))
+    e.expect(after.allocatedPages == before.allocatedPages, "smp: allocated pages differ from before the run (after)", UInt(after.allocatedPages))
+    e.expect(after.heapUsedBytes == before.heapUsedBytes, "smp: heap used bytes differ from before the run (after)", UInt(after.heapUsedBytes))
+    return total
   }
 }
 

@@ -5,7 +5,7 @@
 // (GuestBench.swift) instead of the cases; `fault=data-abort`, `fault=undefined` and
 // `fault=brk` take that exception, which the vectors report (exit status 4);
 // `fault=stack-canary` overwrites a core's stack canary and exits (status 5); `smp`
-// runs only the SMP stress on every core (SMPStress.swift; `seed=N`, `ops=N` per core).
+// runs only the SMP stress on every core (SMPCase.swift; `seed=N`, `ops=N` per core).
 #if arch(arm64) && os(none)
 import Arch
 import ArchSupport
@@ -55,7 +55,7 @@ func report(_ name: StaticString, _ e: Expectations) {
   }
 }
 
-// With `smp` the other cores wait for the stress (SMPStress.swift); otherwise they
+// With `smp` the other cores wait for the stress (SMPCase.swift); otherwise they
 // come online and park.
 let smpRequested = argumentGiven("smp")
 let bootLayout = bootMemory(secondaryEntry: smpRequested ? smpSecondaryEntry : nil)
