@@ -7,24 +7,42 @@ import KernelHeap
 import KernelSyncAtomics
 import PageFrames
 
-/// What a benchmark thread runs: `iterations` pairs of one kind on one machine.
+/// What a benchmark thread runs: `iterations` pairs of one kind.
 struct ThreadLoad {
+  enum Kind: String {
+    /// order-0 allocPages + freePages on the project's machine.
+    case order0
+    /// 64-byte kmalloc + kfree on the project's machine.
+    case kmalloc64
+    /// glibc posix_memalign(16, 64) + free (as the other workloads call glibc): the
+    /// machine's own reference. Its per-thread cache shares nothing between threads,
+    /// so its 2-thread/1-thread ratio is what this host gives a loop that shares no
+    /// memory.
+    case glibc64 = "glibc-malloc64"
+  }
+
   let frames: PageFrameAllocator
   let heap: Heap
   let iterations: Int
-  /// Pages (order-0 allocPages + freePages) or 64-byte kmalloc + kfree.
-  let pages: Bool
+  let kind: Kind
 
   func run() {
-    if pages {
+    switch kind {
+    case .order0:
       for _ in 0..<iterations {
         guard let page = frames.allocPages(order: 0, zeroed: false) else { continue }
         try? frames.freePages(page, order: 0)
       }
-    } else {
+    case .kmalloc64:
       for _ in 0..<iterations {
         guard let object = heap.allocate(64) else { continue }
         try? heap.deallocate(object)
+      }
+    case .glibc64:
+      var glibc = GlibcMalloc()
+      for _ in 0..<iterations {
+        guard let object = glibc.allocate(64) else { continue }
+        glibc.free(object)
       }
     }
   }
