@@ -7,7 +7,7 @@
 
 #ifdef ARCH_BARE_METAL
 
-// boot.S and current_cpu.S read the blocks by these offsets.
+// boot.S and KernelSyncAtomics.h's ks_current_cpu read the blocks by these offsets.
 _Static_assert(sizeof(struct arch_cpu) == CPU_BLOCK_BYTES, "per-CPU block size");
 _Static_assert(__builtin_offsetof(struct arch_cpu, cpu) == CPU_BLOCK_CPU, "cpu offset");
 _Static_assert(__builtin_offsetof(struct arch_cpu, stack_bottom) == CPU_BLOCK_STACK_BOTTOM, "stack_bottom offset");

@@ -57,7 +57,7 @@ extension Heap {
   func lockedSlabAllocate(_ cache: UnsafeMutablePointer<SlabCache>, cpu: Int) -> UnsafeMutableRawPointer? {
     guard cache.lock.lock(cpu: cpu) == nil else { return nil }
     let object = slabAllocate(cache)
-    cache.lock.unlock(cpu: cpu)
+    cache.lock.release()
     return object
   }
 

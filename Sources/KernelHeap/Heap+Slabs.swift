@@ -55,6 +55,7 @@ extension Heap {
   /// The link in free object `object` was overwritten (a write after free): report it,
   /// and cut the slab's free list there instead of following it. The objects behind the
   /// cut stay unused until the slab empties and goes back to the page allocator.
+  @inline(never)
   private func cutFreeList(_ slab: Slab, at object: UInt) -> UInt {
     badInputHandler(HeapError(.freeListCorrupted, object).report("slab_alloc"))
     slab.quarantined = true
@@ -65,6 +66,7 @@ extension Heap {
   /// the memory below it, say): report it and stop using the slab. It stays out of
   /// every list, so `heapCheck` keeps reporting the damage; allocation goes on from
   /// another slab.
+  @inline(never)
   private func abandonCurrent(_ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer? {
     badInputHandler(HeapError(.corruptSlab, cache.pointee.current).report("slab_alloc"))
     cache.pointee.current = 0

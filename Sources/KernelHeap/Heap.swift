@@ -180,6 +180,13 @@ public struct Heap {
     {
       return object
     }
+    return allocateUnderHeapLock(size, cpu: cpu)
+  }
+
+  /// `allocate` past the slab caches: a large allocation or a TLSF block, under the
+  /// heap lock. Out of line, so the slab fast path keeps a small frame.
+  @inline(never)
+  private func allocateUnderHeapLock(_ size: Int, cpu: Int) -> UnsafeMutableRawPointer? {
     guard heapLock.lock(cpu: cpu) == nil else { return nil }
     defer { heapLock.unlock(cpu: cpu) }
     if size > Heap.largeRequestThreshold, control.pointee.frames != nil { return allocateLarge(size) }
@@ -274,12 +281,19 @@ public struct Heap {
       // A slab object: under its cache's lock, whichever CPU's cache that is.
       let cache = slab.cache
       guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
-      defer { cache.lock.unlock(cpu: cpu) }
+      defer { cache.lock.release() }
       guard case .slabObject(let slab, let index) = try locateSlabObject(pointer, slab: slab) else { return }
       guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
       slabFree(slab, index: index)
       return
     }
+    try deallocateUnderHeapLock(pointer, cpu: cpu)
+  }
+
+  /// `deallocate` of anything but a slab object (a TLSF block, a large allocation, or
+  /// bad input), under the heap lock. Out of line, so the slab fast path keeps a small frame.
+  @inline(never)
+  private func deallocateUnderHeapLock(_ pointer: UnsafeMutableRawPointer, cpu: Int) throws(HeapError) {
     guard heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
     defer { heapLock.unlock(cpu: cpu) }
     switch try locate(pointer) {

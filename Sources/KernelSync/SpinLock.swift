@@ -32,7 +32,15 @@ public struct SpinLock: @unchecked Sendable {
   /// - Complexity: O(1) plus the wait.
   @inlinable @inline(__always) @discardableResult
   public func lock(cpu: Int) -> LockError? {
+    // The uncontended case inline (one exclusive pair); waiting and the checks out of line.
     let mine = UInt32(truncatingIfNeeded: cpu) &+ 1
+    if ks_try_acquire(word, mine) == 0 { return nil }
+    return lockContended(mine, cpu: cpu)
+  }
+
+  /// `lock` after a first attempt found the word held: a recursive acquire, or a wait.
+  @usableFromInline @inline(never)
+  func lockContended(_ mine: UInt32, cpu: Int) -> LockError? {
     while true {
       let seen = ks_try_acquire(word, mine)
       if seen == 0 { return nil }
@@ -53,6 +61,14 @@ public struct SpinLock: @unchecked Sendable {
     ks_store_release(word, 0)
     return nil
   }
+
+  /// Releases a lock the caller took itself, earlier in the same function: one
+  /// release store, without `unlock`'s owner check (which cannot fail there). For the
+  /// allocators' fast paths; everything else uses `unlock(cpu:)`.
+  /// - Precondition: the calling CPU took this lock with `lock(cpu:)` and holds it.
+  /// - Complexity: O(1).
+  @inlinable @inline(__always)
+  public func release() { ks_store_release(word, 0) }
 
   /// The CPU holding the lock, or nil.
   public var holder: Int? {

@@ -121,7 +121,7 @@ void arch_dsb(void);
 /// MMU (and so its caches) still off. exception.c.
 void arch_cache_clean_invalidate(const volatile void *ptr, size_t size);
 
-// MARK: Cores (smp.c, boot.S, current_cpu.S)
+// MARK: Cores (smp.c, boot.S)
 
 /// What a secondary core runs once online, given its number; it parks when this returns.
 typedef void (*arch_cpu_entry)(long cpu);
@@ -142,8 +142,8 @@ struct arch_cpu {
 };
 
 // `unsigned ks_current_cpu(void)`, the calling core's number (the first word of the
-// per-CPU block at TPIDR_EL1), is defined in current_cpu.S and declared by
-// KernelSyncAtomics.h for the portable code; Swift reads it as KernelSync's `CPU.current`.
+// per-CPU block at TPIDR_EL1), is an inline function of KernelSyncAtomics.h for the
+// portable code; Swift reads it as KernelSync's `CPU.current`. Keep `cpu` first.
 
 /// The per-CPU block of core `cpu`, or NULL when `cpu >= ARCH_MAX_CPUS`.
 struct arch_cpu *arch_cpu_block(unsigned long cpu);

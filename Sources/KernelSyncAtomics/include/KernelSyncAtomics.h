@@ -6,39 +6,45 @@
 
 #include <stdint.h>
 
+// Always inlined: the kernel builds pass -ffreestanding -fno-builtin to Swift's clang
+// importer too, which marks these functions "no-builtins", and LLVM does not inline such
+// a function into Swift code that lacks the mark unless told to. Without this every lock
+// operation was a call (kmalloc+kfree: 293 guest instructions instead of 2xx).
+#define KS_INLINE static inline __attribute__((always_inline))
+
 /// Atomically adds 1 to `*word` and returns its old value (acquire and release).
-static inline uint32_t ks_fetch_increment(uint32_t *word) {
+KS_INLINE uint32_t ks_fetch_increment(uint32_t *word) {
   return __atomic_fetch_add(word, 1, __ATOMIC_ACQ_REL);
 }
 
 /// Sets `*word` to `desired` if it holds `expected` (acquire and release); whether it did.
-static inline _Bool ks_compare_exchange(uint32_t *word, uint32_t expected, uint32_t desired) {
+KS_INLINE _Bool ks_compare_exchange(uint32_t *word, uint32_t expected, uint32_t desired) {
   return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
 }
 
 /// Sets `*word` from 0 to `mine` (acquire): 0 when it did, else the value it held.
-static inline uint32_t ks_try_acquire(uint32_t *word, uint32_t mine) {
+KS_INLINE uint32_t ks_try_acquire(uint32_t *word, uint32_t mine) {
   uint32_t expected = 0;
   if (__atomic_compare_exchange_n(word, &expected, mine, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) return 0;
   return expected;
 }
 
 /// Loads `*word` with acquire ordering.
-static inline uint32_t ks_load_acquire(const uint32_t *word) {
+KS_INLINE uint32_t ks_load_acquire(const uint32_t *word) {
   return __atomic_load_n(word, __ATOMIC_ACQUIRE);
 }
 
 /// Stores `value` with release ordering.
-static inline void ks_store_release(uint32_t *word, uint32_t value) {
+KS_INLINE void ks_store_release(uint32_t *word, uint32_t value) {
   __atomic_store_n(word, value, __ATOMIC_RELEASE);
 }
 
 /// Loads and stores of a plain word that the compiler may not tear or elide (the debug
 /// owner field: written only by the holder).
-static inline uint32_t ks_load_relaxed(const uint32_t *word) {
+KS_INLINE uint32_t ks_load_relaxed(const uint32_t *word) {
   return __atomic_load_n(word, __ATOMIC_RELAXED);
 }
-static inline void ks_store_relaxed(uint32_t *word, uint32_t value) {
+KS_INLINE void ks_store_relaxed(uint32_t *word, uint32_t value) {
   __atomic_store_n(word, value, __ATOMIC_RELAXED);
 }
 
@@ -49,7 +55,7 @@ static inline void ks_store_relaxed(uint32_t *word, uint32_t value) {
 /// A hint while spinning: `yield` on bare-metal AArch64 (not `wfe`, which waits for an
 /// event a release store does not send). Hosted, where threads outnumber cores and a
 /// lock holder may be descheduled, the thread gives up its time slice instead.
-static inline void ks_spin_hint(void) {
+KS_INLINE void ks_spin_hint(void) {
 #if defined(__linux__) || defined(__APPLE__)
   sched_yield();
 #elif defined(__aarch64__)
@@ -62,30 +68,41 @@ static inline void ks_spin_hint(void) {
 /// 64- and 32-bit relaxed loads and stores: plain LDR/STR, but visible as atomic to
 /// the compiler and to ThreadSanitizer (page entries and counts read by one CPU while
 /// another CPU changes them under a different lock).
-static inline uint64_t ks_load_relaxed64(const uint64_t *word) {
+KS_INLINE uint64_t ks_load_relaxed64(const uint64_t *word) {
   return __atomic_load_n(word, __ATOMIC_RELAXED);
 }
-static inline void ks_store_relaxed64(uint64_t *word, uint64_t value) {
+KS_INLINE void ks_store_relaxed64(uint64_t *word, uint64_t value) {
   __atomic_store_n(word, value, __ATOMIC_RELAXED);
 }
-static inline uint32_t ks_load_relaxed32(const uint32_t *word) {
+KS_INLINE uint32_t ks_load_relaxed32(const uint32_t *word) {
   return __atomic_load_n(word, __ATOMIC_RELAXED);
 }
-static inline void ks_store_relaxed32(uint32_t *word, uint32_t value) {
+KS_INLINE void ks_store_relaxed32(uint32_t *word, uint32_t value) {
   __atomic_store_n(word, value, __ATOMIC_RELAXED);
 }
 
 /// Sets `*word` to `desired` if it holds `expected` (relaxed: the caller holds a lock
 /// that orders everything else); whether it did.
-static inline _Bool ks_compare_exchange64(uint64_t *word, uint64_t expected, uint64_t desired) {
+KS_INLINE _Bool ks_compare_exchange64(uint64_t *word, uint64_t expected, uint64_t desired) {
   return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
 /// The calling CPU's number: unique among the CPUs (or threads) running now.
-/// Bare metal: defined by the architecture code (ArchSupport), which keeps the core's
-/// number in its per-CPU block at TPIDR_EL1. Hosted (tests, the preload library): a
-/// per-thread number, handed out in the order threads first ask (cpu.c).
+/// Hosted (tests, the preload library): a per-thread number, handed out in the order
+/// threads first ask (cpu.c).
+/// Bare-metal AArch64 (the kernel): the first word of the core's per-CPU block, which
+/// the architecture code (ArchSupport: boot.S for the boot core, smp.c for the others)
+/// points TPIDR_EL1 at before any C or Swift code runs on the core. Inline here, like
+/// the LDAXR/STLXR the builtins above become: two instructions on every kmalloc and
+/// kfree, where a call into ArchSupport made every allocator entry save its arguments
+/// across it. This register is the one piece of the architecture's contract outside Arch.
+#if defined(__aarch64__) && !defined(__linux__) && !defined(__APPLE__)
+KS_INLINE unsigned ks_current_cpu(void) {
+  return *(const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
+}
+#else
 unsigned ks_current_cpu(void);
+#endif
 
 /// Hosted only: makes the calling thread report `cpu` from now on (tests that want a
 /// given per-CPU slot). Two live threads must not share a number.
