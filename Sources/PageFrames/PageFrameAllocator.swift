@@ -68,8 +68,13 @@ public struct PageFrameAllocator {
   /// The metadata array, `pageCount` entries: the ranges' pages one after another.
   public let entries: UnsafeMutablePointer<PageEntry>
 
-  /// Bytes of the state in front of the per-CPU records.
-  static var coreStateBytes: Int { (MemoryLayout<PageFrameState>.stride + 63) & ~63 }
+  /// Bytes of the state in front of the per-CPU records: a multiple of a record, so
+  /// that every record (128 bytes) starts on a 128-byte boundary of the page-aligned
+  /// metadata and no two CPUs' records share a line, nor a pair of lines that a
+  /// prefetcher fetches together.
+  static var coreStateBytes: Int {
+    (MemoryLayout<PageFrameState>.stride + CPUPageCache.stride - 1) / CPUPageCache.stride * CPUPageCache.stride
+  }
   /// Per-CPU records: one per slot, plus the shared one the buddy lists count in.
   static let cacheRecords = CPU.maximum + 1
   /// Bytes of the buddy lists.
