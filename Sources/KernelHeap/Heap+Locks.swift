@@ -80,6 +80,25 @@ extension Heap {
     return slab
   }
 
+  /// `slabHolding(pointer)` with its cache's lock held, the header checked again under
+  /// the lock; nil (no lock held) when `pointer` is in no slab, or when its slab changed
+  /// between the unlocked look and the lock: another CPU freed the slab's last object
+  /// and gave the run back (a concurrent double free), maybe to a slab of another cache.
+  /// The caller then decides under the heap lock, from the page entry.
+  /// - Throws: `reentered` when this CPU already holds the cache's lock.
+  /// - Complexity: O(1).
+  @inline(__always)
+  func lockSlab(holding pointer: UnsafeMutableRawPointer, cpu: Int) throws(HeapError) -> Slab? {
+    guard let slab = slabHolding(pointer) else { return nil }
+    let cache = slab.cache
+    guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+    guard slab.cache == cache, slab.check == Slab.checkWord(slab.address, cache, control.pointee.slabSecret) else {
+      cache.lock.release()
+      return nil
+    }
+    return slab
+  }
+
   /// Runs `body` holding every lock of the heap in order: the object-cache list, every
   /// size-class cache of every CPU, every object cache, the heap. For the walks that
   /// read everything (`check`, `statistics`, `drawMap`). nil when a lock refused

@@ -248,11 +248,17 @@ extension Heap {
   /// header's check, the object-start check and the double-free check.
   @inline(__always)
   func locateSlabObject(_ pointer: UnsafeMutableRawPointer, slab: Slab) throws(HeapError) -> Allocation {
+    guard slab.check == Slab.checkWord(slab.address, slab.cache, control.pointee.slabSecret) else {
+      throw HeapError(.corruptSlab, UInt(bitPattern: pointer))
+    }
+    return try locateObject(pointer, inCheckedSlab: slab)
+  }
+
+  /// `locateSlabObject` after the header's check (`lockSlab` made it under the lock).
+  @inline(__always)
+  func locateObject(_ pointer: UnsafeMutableRawPointer, inCheckedSlab slab: Slab) throws(HeapError) -> Allocation {
     let address = UInt(bitPattern: pointer)
     let cache = slab.cache
-    guard slab.check == Slab.checkWord(slab.address, cache, control.pointee.slabSecret) else {
-      throw HeapError(.corruptSlab, address)
-    }
     guard let index = cache.pointee.objectIndex(address, in: slab) else { throw HeapError(.interiorPointer, address) }
     guard slab.isAllocated(index) else { throw HeapError(.doubleFree, address) }
     return .slabObject(slab, index: index)

@@ -277,12 +277,11 @@ public struct Heap {
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
     let cpu = CPU.current
-    if let slab = slabHolding(pointer) {
+    if let slab = try lockSlab(holding: pointer, cpu: cpu) {
       // A slab object: under its cache's lock, whichever CPU's cache that is.
       let cache = slab.cache
-      guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
       defer { cache.lock.release() }
-      guard case .slabObject(let slab, let index) = try locateSlabObject(pointer, slab: slab) else { return }
+      guard case .slabObject(let slab, let index) = try locateObject(pointer, inCheckedSlab: slab) else { return }
       guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
       slabFree(slab, index: index)
       return
@@ -299,7 +298,8 @@ public struct Heap {
     switch try locate(pointer) {
     case .block(let block): release(block)
     case .large(let run, let pages): releaseLarge(run, pages: pages)
-    // The page turned into a slab since `slabHolding` looked: it was not ours to free.
+    // A slab that `lockSlab` saw change under it: given back and taken again since the
+    // pointer's object was freed, so not ours to free.
     case .slabObject: throw HeapError(.doubleFree, UInt(bitPattern: pointer))
     }
   }
@@ -338,11 +338,10 @@ public struct Heap {
   /// fits stays (growing into a free right neighbour for a block), else `.move`.
   private func resizeInPlace(_ pointer: UnsafeMutableRawPointer, to size: Int) throws(HeapError) -> Resize {
     let cpu = CPU.current
-    if let slab = slabHolding(pointer) {
+    if let slab = try lockSlab(holding: pointer, cpu: cpu) {
       let cache = slab.cache
-      guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
       defer { cache.lock.unlock(cpu: cpu) }
-      guard case .slabObject(let slab, let index) = try locateSlabObject(pointer, slab: slab) else { return .done(nil) }
+      guard case .slabObject(let slab, let index) = try locateObject(pointer, inCheckedSlab: slab) else { return .done(nil) }
       guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
       if size == 0 {
         slabFree(slab, index: index)
@@ -396,11 +395,10 @@ public struct Heap {
   /// - Complexity: O(1).
   public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
     let cpu = CPU.current
-    if let slab = slabHolding(pointer) {
+    if let slab = try lockSlab(holding: pointer, cpu: cpu) {
       let cache = slab.cache
-      guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
       defer { cache.lock.unlock(cpu: cpu) }
-      _ = try locateSlabObject(pointer, slab: slab)
+      _ = try locateObject(pointer, inCheckedSlab: slab)
       guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
       return cache.pointee.slotSize
     }

@@ -100,17 +100,20 @@ public struct ObjectCache {
   public func free(_ object: UnsafeMutableRawPointer) throws(HeapError) {
     guard isLive else { throw HeapError(.cacheDestroyed, UInt(bitPattern: object)) }
     let cpu = CPU.current
-    guard let slab = heap.slabHolding(object) else {
+    guard let slab = try heap.lockSlab(holding: object, cpu: cpu) else {
       // Not a slab object: the exact reason from the heap's own checks, under its lock.
       guard heap.heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: object)) }
       defer { heap.heapLock.unlock(cpu: cpu) }
-      _ = try heap.locate(object)
+      if case .slabObject = try heap.locate(object) {
+        // A slab that changed under `lockSlab`: given back since the object was freed.
+        throw HeapError(.doubleFree, UInt(bitPattern: object))
+      }
       throw HeapError(.wrongCache, UInt(bitPattern: object))
     }
-    guard slab.cache == cache else { throw HeapError(.wrongCache, UInt(bitPattern: object)) }
-    guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: object)) }
-    defer { cache.lock.unlock(cpu: cpu) }
-    guard case .slabObject(let slab, let index) = try heap.locateSlabObject(object, slab: slab) else { return }
+    let holder = slab.cache
+    defer { holder.lock.unlock(cpu: cpu) }
+    guard holder == cache else { throw HeapError(.wrongCache, UInt(bitPattern: object)) }
+    guard case .slabObject(let slab, let index) = try heap.locateObject(object, inCheckedSlab: slab) else { return }
     heap.slabFree(slab, index: index)
   }
 

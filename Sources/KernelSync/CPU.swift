@@ -21,6 +21,13 @@ public enum CPU {
   @inlinable @inline(__always)
   public static func slot(_ cpu: Int) -> Int { cpu & (maximum - 1) }
 
+  /// The hint for one turn of a wait loop: `yield` on AArch64, `pause` on x86, and on
+  /// hosted builds the thread gives up its time slice (the awaited thread may be
+  /// descheduled on the same core).
+  /// - Complexity: O(1).
+  @inlinable @inline(__always)
+  public static func relax() { ks_spin_hint() }
+
   #if !hasFeature(Embedded)
   /// Host tests only: makes the calling thread CPU `cpu` from now on. Two live threads
   /// must not be given the same number.

@@ -39,4 +39,21 @@ public struct SpinBarrier: @unchecked Sendable {
     }
     while ks_load_acquire(generationWord) == generation { ks_spin_hint() }
   }
+
+  /// Waits until all parties have arrived, calling `work` again and again meanwhile
+  /// (a CPU that must keep serving others while it waits, like emptying a queue that
+  /// other CPUs still fill). `work` must not wait on this barrier.
+  /// - Complexity: O(1) plus the wait for the last CPU and the calls of `work`.
+  public func wait(whileWaiting work: () -> Void) {
+    let generation = ks_load_acquire(generationWord)
+    if Int(ks_fetch_increment(arrivedWord)) + 1 == parties {
+      ks_store_relaxed(arrivedWord, 0)
+      ks_store_release(generationWord, generation &+ 1)
+      return
+    }
+    while ks_load_acquire(generationWord) == generation {
+      work()
+      ks_spin_hint()
+    }
+  }
 }

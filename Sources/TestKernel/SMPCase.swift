@@ -15,8 +15,6 @@ import Scenarios
 let smpDefaultOperations = 250_000
 /// How long the boot core waits for the other cores to finish after its own part.
 let smpFinishLimitSeconds: UInt64 = 600
-/// The guest's cores run side by side: a quarter of all frees must cross cores.
-let smpCrossShareDivisor = 4
 
 /// What the boot core sets up before the start: read by every core after it sees the
 /// start word (acquire), never written after.
@@ -136,7 +134,7 @@ func smpStressCase(seed: UInt64, operations: Int) -> Expectations {
 
   kmemDrainCaches()
   let total = SMPStress.verify(
-    UnsafeBufferPointer(start: outcomes, count: cores), operations: operations, crossShareDivisor: smpCrossShareDivisor,
+    UnsafeBufferPointer(start: outcomes, count: cores), operations: operations,
     before: before, heap: heap, frames: frames, cache: cache, &e)
   kput("smp: ")
   kputDecimal(UInt(total.operations))
