@@ -90,9 +90,10 @@ extension Heap {
   @inline(__always)
   func lockSlab(holding pointer: UnsafeMutableRawPointer, cpu: Int) throws(HeapError) -> Slab? {
     guard let slab = slabHolding(pointer) else { return nil }
-    let cache = slab.cache
+    // The cache and the check word `slabHolding` found intact; unchanged, the header is.
+    let cache = slab.cache, check = slab.check
     guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
-    guard slab.cache == cache, slab.check == Slab.checkWord(slab.address, cache, control.pointee.slabSecret) else {
+    guard slab.cache == cache, slab.check == check else {
       cache.lock.release()
       return nil
     }

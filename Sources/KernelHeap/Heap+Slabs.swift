@@ -163,11 +163,14 @@ extension Heap {
 
   /// Gives an empty slab (on no list, not current) back to the page allocator.
   func releaseSlab(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) {
-    slab.check = 0
     let cpu = CPU.current
     // Only a re-entry on this CPU can refuse; the slab then stays empty in no list.
     guard heapLock.lock(cpu: cpu) == nil else { return }
     defer { heapLock.unlock(cpu: cpu) }
+    // The header dies under the heap lock too: a CPU deciding a free of one of its
+    // objects under the heap lock (a double free racing this release) sees the slab
+    // whole, or its pages free, never a slab with a cleared header (`corruptSlab`).
+    slab.check = 0
     control.pointee.slabBytes -= Page.size << cache.pointee.slabOrder
     cache.pointee.slabs -= 1
     // Cannot throw: `newSlab` allocated this run with this order and owner.
