@@ -90,10 +90,12 @@ extension Heap {
   @inline(__always)
   func lockSlab(holding pointer: UnsafeMutableRawPointer, cpu: Int) throws(HeapError) -> Slab? {
     guard let slab = slabHolding(pointer) else { return nil }
-    // The cache and the check word `slabHolding` found intact; unchanged, the header is.
+    // The check word `slabHolding` found intact: address ^ cache ^ secret, so while it
+    // is unchanged the slab still belongs to `cache` (a release clears it, a new slab at
+    // this address for another cache has another).
     let cache = slab.cache, check = slab.check
     guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
-    guard slab.cache == cache, slab.check == check else {
+    guard slab.check == check else {
       cache.lock.release()
       return nil
     }

@@ -5,7 +5,8 @@
 // (GuestBench.swift) instead of the cases; `fault=data-abort`, `fault=undefined` and
 // `fault=brk` take that exception, which the vectors report (exit status 4);
 // `fault=stack-canary` overwrites a core's stack canary and exits (status 5); `smp`
-// runs only the SMP stress on every core (SMPCase.swift; `seed=N`, `ops=N` per core).
+// runs only the SMP stress on every core (SMPCase.swift; `seed=N`, `ops=N` per core);
+// `quick` skips the model's 100,000 operations.
 #if arch(arm64) && os(none)
 import Arch
 import ArchSupport
@@ -108,12 +109,18 @@ for scenario in allScenarios() {
   report(scenario.name, e)
 }
 
-// 2. The model at 10 seeds x 10,000 operations = 100,000 operations.
-var model = Expectations()
-for seed in 1...10 {
-  withScenarioMemory(seed: UInt64(seed)) { runModel($0, seed: UInt64(seed), operations: modelOperationsPerSeed, &model) }
+// 2. The model at 10 seeds x 10,000 operations = 100,000 operations; skipped with
+// `quick` (the boots that vary the firmware's memory map: the model runs in a scenario
+// run of its own, the same on every map, and takes most of a boot's time).
+if argumentGiven("quick") {
+  kput("skip model.100k_operations (quick)\n")
+} else {
+  var model = Expectations()
+  for seed in 1...10 {
+    withScenarioMemory(seed: UInt64(seed)) { runModel($0, seed: UInt64(seed), operations: modelOperationsPerSeed, &model) }
+  }
+  report("model.100k_operations", model)
 }
-report("model.100k_operations", model)
 
 // 3. Kernel-only cases.
 report("kernel.bzero_vs_bytes", bzeroCase())

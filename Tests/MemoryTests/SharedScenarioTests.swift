@@ -1,3 +1,4 @@
+import Foundation
 import Scenarios
 import Testing
 
@@ -16,9 +17,14 @@ struct SharedScenarioTests {
     #expect(expectations.passed, "\(name): \(expectations.firstFailure) (value \(expectations.firstValue)), \(expectations.failures) failures")
   }
 
+  /// Seeds of the model test: 100, or `KMEM_MODEL_SEEDS` when set (`make asan-test`
+  /// runs 10: under AddressSanitizer one seed takes ~16 s, and `make fuzz` runs the
+  /// model under AddressSanitizer as well).
+  static let modelSeeds = 1...max(1, ProcessInfo.processInfo.environment["KMEM_MODEL_SEEDS"].flatMap { Int($0) } ?? 100)
+
   /// 100 seeds x 10,000 operations = 1,000,000 model operations, each followed by
   /// heapCheck and the page accounting identity.
-  @Test("model-based random operations, 100 seeds", arguments: 1...100)
+  @Test("model-based random operations, one test case per seed", arguments: modelSeeds)
   func model(seed: Int) {
     let ram = SimulatedRAM(bytes: ScenarioMemory.standardBytes)
     var expectations = Expectations()
