@@ -439,12 +439,6 @@ def asan_tests():
     ok = proc.returncode == 0 and "Sanitizer" not in out
     if not ok:
         print(out[-4000:])
-    # The stage is the longest of make test: its slowest cases, to keep an eye on.
-    timed = sorted(((float(t), name) for name, t in
-                    re.findall(r'^✔ Test "(.{1,60}).*" (?:with \d+ test cases? )?passed after ([\d.]+) seconds', out, re.M)),
-                   reverse=True)
-    for seconds, name in timed[:5]:
-        print(f"  {seconds:6.1f} s  {name}")
     count(ok, f"host tests under AddressSanitizer: {cases} cases, exit {proc.returncode}, {time.time() - started:.0f} s")
 
 

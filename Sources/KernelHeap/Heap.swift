@@ -34,6 +34,8 @@ struct HeapControl {
   /// The size-class caches (`SlabClass.count` per CPU slot, each `SlabCache.slotBytes`
   /// long, in the control block), or nil when slabs are off (no page frames).
   var classCaches: UnsafeMutableRawPointer? = nil
+  /// `SlabClass.granuleTable()`: the size class of a request, by its 16-byte granules.
+  let classOfGranule = SlabClass.granuleTable()
   /// Bytes of the slab runs held, and the secret their headers and links are mixed with.
   var slabBytes = 0
   var slabSecret: UInt = 0
@@ -176,7 +178,8 @@ public struct Heap {
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
     if size <= SlabClass.limit, size >= 0, let caches = control.pointee.classCaches,
-      let object = lockedSlabAllocate(SlabCache.at(caches, CPU.slot(cpu) &* SlabClass.count &+ SlabClass.index(forRequest: size)), cpu: cpu)
+      let object = lockedSlabAllocate(
+        SlabCache.at(caches, CPU.slot(cpu) &* SlabClass.count &+ Int(control.pointee.classOfGranule[(size &+ 15) &>> 4])), cpu: cpu)
     {
       return object
     }
