@@ -3,7 +3,7 @@
 #   make test                                 host swift test + every QEMU boot test
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make symbolize [BOARD=..] [ELF=..] < report   an exception report as function file:line
-#   make bench [JSON=1]                       host benchmark against the seed list and glibc
+#   make bench [JSON=1] [ONLY=threads]        host benchmark against the seed list and glibc
 #   make bench-qemu                           guest instructions per operation (-icount)
 #   make bench-plot                           PNG plots of `make bench` into docs/
 #   make fuzz [SECONDS=60]                    libFuzzer + AddressSanitizer on the model run
@@ -91,7 +91,7 @@ qemu-test: qemu tools
 	$(PYTHON) scripts/run_tests.py --skip-host
 
 bench:
-	$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,)
+	$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,) $(if $(ONLY),--only $(ONLY),)
 
 bench-qemu: qemu
 	$(PYTHON) scripts/bench_qemu.py $(if $(JSON),--json,)
