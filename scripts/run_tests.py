@@ -43,10 +43,10 @@ NUMA = ["-object", "memory-backend-ram,id=m0,size=1G", "-object", "memory-backen
 
 BOOTS = [
     # (board, memory, product, extra semihosting args, expect success, timeout s, extra QEMU args, label, checks)
+    # A check is a regex the output must match, or a function of the output returning an error or None.
     # The full case list runs once per board (raspi3b, virt 1G, raspi4b); the boots that
     # vary the memory map pass `quick` (no 100,000-operation model: it runs in a scenario
     # run of its own, whatever the map, and took ~11 s of every virt boot's ~18 s).
-    # A check is a regex the output must match, or a function of the output returning an error or None.
     ("raspi3b", "1G", "kernel", [], True, 60, [], "",
      [r"(?m)^SwiftKernelMemory: board raspi3b \(Raspberry Pi 3 Model B, 1024 MiB, revision 0xa02082\), entered at EL",
       *CORES_ONLINE]),

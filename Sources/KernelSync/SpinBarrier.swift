@@ -30,15 +30,7 @@ public struct SpinBarrier: @unchecked Sendable {
 
   /// Waits until all parties have arrived.
   /// - Complexity: O(1) plus the wait for the last CPU.
-  public func wait() {
-    let generation = ks_load_acquire(generationWord)
-    if Int(ks_fetch_increment(arrivedWord)) + 1 == parties {
-      ks_store_relaxed(arrivedWord, 0)
-      ks_store_release(generationWord, generation &+ 1)
-      return
-    }
-    while ks_load_acquire(generationWord) == generation { ks_spin_hint() }
-  }
+  public func wait() { wait(whileWaiting: {}) }
 
   /// Waits until all parties have arrived, calling `work` again and again meanwhile
   /// (a CPU that must keep serving others while it waits, like emptying a queue that

@@ -90,19 +90,17 @@ public struct SMPStress {
     barrier.wait()
     for _ in 0..<operations { worker.step() }
     // Others may still be waiting to pass this CPU objects: take them while waiting.
-    barrier.wait {
-      if let object = pop(cpu) { worker.free(object, crossCPU: true) }
-    }
+    barrier.wait { _ = worker.freePassed() }
     // Nobody pushes any more: free what this CPU holds and what others passed it.
     while worker.count > 0 { worker.freeLocal(at: worker.count - 1, mayPass: false) }
-    while let object = pop(cpu) { worker.free(object, crossCPU: true) }
+    while worker.freePassed() {}
     barrier.wait()
     return worker.outcome
   }
 
   /// Passes `object` to CPU `target`'s queue; false when the queue is full.
-  /// - Complexity: O(1) plus the wait for the queue's lock.
   /// The lock is taken as `CPU.current` (the worker numbers are the test's own).
+  /// - Complexity: O(1) plus the wait for the queue's lock.
   func push(_ object: Live, to target: Int) -> Bool {
     let lock = queueLock(target), me = CPU.current
     lock.lock(cpu: me)
@@ -145,9 +143,8 @@ public struct SMPStress {
     mutating func step() {
       outcome.operations += 1
       // An object another CPU passed here first, else a free or an allocation here.
-      if let object = stress.pop(cpu) {
-        free(object, crossCPU: true)
-      } else if count == SMPStress.tableCapacity || (count > 0 && random(100) < 45) {
+      if freePassed() { return }
+      if count == SMPStress.tableCapacity || (count > 0 && random(100) < 45) {
         freeLocal(at: random(count), mayPass: stress.cpus > 1)
       } else {
         allocate()
@@ -198,9 +195,16 @@ public struct SMPStress {
       // emptying this CPU's own queue meanwhile, so that CPUs waiting on each other
       // all make progress.
       while !stress.push(object, to: target) {
-        if let passed = stress.pop(cpu) { free(passed, crossCPU: true) } else { CPU.relax() }
+        if !freePassed() { CPU.relax() }
       }
       outcome.passed += 1
+    }
+
+    /// Frees one object another CPU passed to this one; false when its queue is empty.
+    mutating func freePassed() -> Bool {
+      guard let object = stress.pop(cpu) else { return false }
+      free(object, crossCPU: true)
+      return true
     }
 
     mutating func free(_ object: Live, crossCPU: Bool) {
@@ -276,8 +280,8 @@ extension SMPStress {
   /// The checks after a run, on the host and in the guest alike, into `e`: no CPU saw a
   /// failure (its first one is the message), each did `operations` operations, every
   /// object passed on was freed by another CPU, and with more than one CPU at least
-  /// 1/`crossShareDivisor` of all frees crossed CPUs; then, with every cache drained (the caller's job),
-  /// `heap.check()` and `frames.checkInvariants()` pass, the owner counts add up to the
+  /// 1/`crossShareDivisor` of all frees crossed CPUs; then, with every cache drained
+  /// (the caller's job), `heap.check()` and `frames.checkInvariants()` pass, the owner counts add up to the
   /// page count, the cache has no live object, and the quiet figures equal `before`.
   /// - Returns: the sums over all CPUs (frees, cross-CPU frees, operations).
   /// - Complexity: O(pages + heap blocks): the two checkers.
