@@ -3,10 +3,9 @@
 import ArchSupport
 import KernelSync
 
-/// The console lock's words, in ArchSupport's static storage (zero: free).
-private var consoleLock: TicketLock {
-  TicketLock(arch_console_lock_storage().bindMemory(to: TicketLockWords.self, capacity: 1))
-}
+/// The console lock, in ArchSupport's static storage (zeroed: free). It guards no data
+/// of its own, only the order of whole lines on the UART.
+private var consoleLock: TicketLocked<Void> { TicketLocked(at: arch_console_lock_storage()) }
 
 /// Runs `body`, which prints one or more whole lines, while holding the console lock, so
 /// that lines printed by other cores at the same time come before or after them, whole.
@@ -18,11 +17,7 @@ private var consoleLock: TicketLock {
 /// the recursive acquire) instead of deadlocking.
 /// - Complexity: O(1) plus the wait for the cores ahead plus `body`.
 public func withConsoleLock(_ body: () -> Void) {
-  let cpu = CPU.current
-  let lock = consoleLock
-  let taken = lock.lock(cpu: cpu) == nil
-  body()
-  if taken { lock.unlock(cpu: cpu) }
+  if consoleLock.withLock(cpu: CPU.current, { _ in body() }) == nil { body() }
 }
 
 #endif

@@ -85,7 +85,7 @@ int putchar(int c) {
 }
 
 // The console lock's words (Arch/ConsoleLock.swift): zero is a free TicketLock.
-static uint64_t console_lock_words[2];
+static uint64_t console_lock_words[4];
 
 void *arch_console_lock_storage(void) { return console_lock_words; }
 

@@ -18,19 +18,19 @@ extension Heap {
   /// - Returns: nil, or the first broken invariant and where.
   /// - Complexity: O(blocks). For tests, fuzzing and debug boots.
   public func check() -> HeapCheckFailure? {
-    withAllLocks { unlockedCheck() } ?? HeapCheckFailure(reason: "checked from inside the heap (lock held)", address: 0)
+    withAllLocks { core in unlockedCheck(core) } ?? HeapCheckFailure(reason: "checked from inside the heap (lock held)", address: 0)
   }
 
-  private func unlockedCheck() -> HeapCheckFailure? {
+  private func unlockedCheck(_ core: HeapCore) -> HeapCheckFailure? {
     var used = 0, allocatedCount = 0, freeCount = 0, arenas = 0
-    var claimed = control.pointee.controlSize
+    var claimed = core.controlSize
     var failure: HeapCheckFailure? = nil
-    if let broken = checkArenaList() { return broken }
-    if let broken = checkSlabs() { return broken }
-    forEachArena { start, end in
+    if let broken = checkArenaList(core) { return broken }
+    if let broken = checkSlabs(core) { return broken }
+    core.forEachArena { start, end in
       guard failure == nil else { return }
       arenas += 1
-      claimed += Int(end - start) + (start == control.pointee.initialStart ? 0 : Heap.arenaRecordBytes)
+      claimed += Int(end - start) + (start == core.initialStart ? 0 : Heap.arenaRecordBytes)
       var block = UnsafeMutableRawPointer(bitPattern: start)!
       var previousSize = 0
       var previousFree = false
@@ -75,25 +75,25 @@ extension Heap {
       }
     }
     if let failure { return failure }
-    if arenas != control.pointee.arenaCount {
+    if arenas != core.arenaCount {
       return HeapCheckFailure(reason: "arena count differs from the arena list", address: UInt(arenas))
     }
-    if claimed != control.pointee.claimedBytes {
+    if claimed != core.claimedBytes {
       return HeapCheckFailure(reason: "arenas do not add up to the claimed bytes", address: 0)
     }
-    if used != control.pointee.usedBytes || allocatedCount != control.pointee.allocatedBlocks {
+    if used != core.usedBytes || allocatedCount != core.allocatedBlocks {
       return HeapCheckFailure(reason: "counters differ from a recount", address: 0)
     }
     var listed = 0
     for first in 0..<SizeClass.firstLevelCount {
       var secondMap: UInt32 = 0
       for second in 0..<SizeClass.secondLevelCount {
-        var block = heads[first * SizeClass.secondLevelCount + second]
+        var block = core.heads[first * SizeClass.secondLevelCount + second]
         if block != nil { secondMap |= 1 << UInt32(second) }
         var previous: UnsafeMutableRawPointer? = nil
         while let current = block {
           let address = UInt(bitPattern: current)
-          guard let arena = arena(containing: address), address >= arena.start, Block.isIntact(current), Block.isFree(current)
+          guard let arena = core.arena(containing: address), address >= arena.start, Block.isIntact(current), Block.isFree(current)
           else { return HeapCheckFailure(reason: "free list holds a block that is not free", address: address) }
           let index = SizeClass.index(of: Block.size(current))
           guard index.first == first, index.second == second else {
@@ -108,10 +108,10 @@ extension Heap {
           block = Block.nextFree(current)
         }
       }
-      guard secondLevelBitmaps[first] == secondMap else {
+      guard core.secondLevelBitmaps[first] == secondMap else {
         return HeapCheckFailure(reason: "second-level bitmap disagrees with lists", address: UInt(first))
       }
-      guard (control.pointee.firstLevelBitmap & (1 << UInt32(first)) != 0) == (secondMap != 0) else {
+      guard (core.firstLevelBitmap & (1 << UInt32(first)) != 0) == (secondMap != 0) else {
         return HeapCheckFailure(reason: "first-level bitmap disagrees", address: UInt(first))
       }
     }
@@ -121,14 +121,14 @@ extension Heap {
 
   /// The growth arenas' links run both ways, stay within `arenaCount`, and each record
   /// heads a `.heap` run with this heap's tag; the spare is one of them.
-  private func checkArenaList() -> HeapCheckFailure? {
-    var record = control.pointee.growthArenas
+  private func checkArenaList(_ core: HeapCore) -> HeapCheckFailure? {
+    var record = core.growthArenas
     var previous: UInt = 0
     var count = 1
-    var spareFound = control.pointee.spareArena == 0
+    var spareFound = core.spareArena == 0
     while record != 0 {
       count += 1
-      guard count <= control.pointee.arenaCount, let frames = control.pointee.frames else {
+      guard count <= core.arenaCount, let frames = core.frames else {
         return HeapCheckFailure(reason: "arena list longer than the arena count", address: record)
       }
       guard ArenaRecord.previous(record) == previous else {
@@ -136,13 +136,13 @@ extension Heap {
       }
       let physical = frames.physical(of: UnsafeMutableRawPointer(bitPattern: record)!)
       guard let run = frames.run(containing: physical), run.owner == .heap, run.start == physical,
-        run.tag == control.pointee.tag
+        run.tag == core.tag
       else { return HeapCheckFailure(reason: "growth arena is not a heap page run of this heap", address: record) }
-      if record == control.pointee.spareArena { spareFound = true }
+      if record == core.spareArena { spareFound = true }
       previous = record
       record = ArenaRecord.next(record)
     }
-    if !spareFound { return HeapCheckFailure(reason: "spare arena is not on the arena list", address: control.pointee.spareArena) }
+    if !spareFound { return HeapCheckFailure(reason: "spare arena is not on the arena list", address: core.spareArena) }
     return nil
   }
 }

@@ -1,182 +1,112 @@
 import KernelSync
 import PageFrames
 
-// The heap's locks. Order, outermost first (never the reverse):
-//   1. the object-cache list lock (`cachesLock`);
-//   2. slab-cache locks (each size class of each CPU, each object cache), in address
-//      order when more than one is held (only `withAllLocks` holds more than one);
-//   3. the heap lock (`heapLock`): TLSF blocks, arenas, large allocations, counters;
-//   4. the page frames' locks (a CPU's page cache, then the global one).
-// All are `SpinLock`s (test-and-set), not ticket locks: a ticket lock hands itself to the
-// next waiter even when that CPU is not running (a vCPU the host descheduled), and every
-// CPU behind it waits too (see `SpinLock`).
-// A lock refused because this CPU holds it already (re-entry from an interrupt handler)
-// gives nil or `HeapError.reentered`, never a deadlock.
-/// The first 64 bytes of a heap's control block: the heap lock, the object-cache list
-/// lock and the list (its head and the caches made so far), as raw words. They are
-/// kept out of `HeapControl`, which only the heap lock guards: a struct changed under
-/// two locks would be changed by two CPUs at once.
-enum HeapPrefix {
-  static let bytes = 64
-  static let cachesLockOffset = 16
-  static let listHeadOffset = 32
-  static let cachesMadeOffset = 40
+/// The heap's object caches: the state behind the object-cache list lock. Each cache
+/// lives in a slot from the heap's blocks: its list links, then its lock and state
+/// (`SpinLocked<SlabCache>`) at `cellOffset`. A destroyed cache's slot is never given
+/// back to the heap: it waits on `retired` for the next cache, so a CPU that still uses
+/// a handle to a destroyed cache takes a real lock and finds the cache's check word
+/// changed (type-stable memory, as Linux's SLAB_TYPESAFE_BY_RCU caches keep it).
+struct ObjectCacheList {
+  /// Bytes of a slot, and where its cache's lock and state start.
+  static let cellOffset = 64
+  static var slotBytes: Int { cellOffset + SlabCache.cellBytes }
 
-  /// Zeroes the prefix at `start`: both locks free, no object cache.
-  static func initialize(_ start: UnsafeMutableRawPointer) {
-    start.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+  /// The newest live cache's slot (a list through every live cache), or 0.
+  var head: UInt = 0
+  /// Live caches on the list.
+  var count = 0
+  /// Caches made so far: each cache's serial.
+  var made: UInt = 0
+  /// Slots of destroyed caches, waiting for the next cache (a list through `next`), or 0.
+  var retired: UInt = 0
+
+  /// The cache in `slot`.
+  static func cache(inSlot slot: UInt) -> SpinLocked<SlabCache> {
+    SpinLocked(at: UnsafeMutableRawPointer(bitPattern: slot + UInt(cellOffset))!)
+  }
+
+  /// The slot after `slot` on its list.
+  func next(_ slot: UInt) -> UInt { UnsafeRawPointer(bitPattern: slot)!.load(as: UInt.self) }
+
+  private mutating func setNext(_ slot: UInt, _ value: UInt) {
+    UnsafeMutableRawPointer(bitPattern: slot)!.storeBytes(of: value, as: UInt.self)
+  }
+  private func previous(_ slot: UInt) -> UInt { UnsafeRawPointer(bitPattern: slot)!.load(fromByteOffset: 8, as: UInt.self) }
+  private mutating func setPrevious(_ slot: UInt, _ value: UInt) {
+    UnsafeMutableRawPointer(bitPattern: slot)!.storeBytes(of: value, toByteOffset: 8, as: UInt.self)
+  }
+
+  /// Puts live cache `slot` at the head of the list.
+  mutating func link(_ slot: UInt) {
+    setNext(slot, head)
+    setPrevious(slot, 0)
+    if head != 0 { setPrevious(head, slot) }
+    head = slot
+    count += 1
+  }
+
+  /// Takes a destroyed cache's `slot` off the live list onto the retired list.
+  mutating func retire(_ slot: UInt) {
+    let after = next(slot), before = previous(slot)
+    if after != 0 { setPrevious(after, before) }
+    if before != 0 { setNext(before, after) } else { head = after }
+    count -= 1
+    setNext(slot, retired)
+    retired = slot
+  }
+
+  /// A retired slot for a new cache, or nil.
+  mutating func takeRetired() -> UInt? {
+    guard retired != 0 else { return nil }
+    let slot = retired
+    retired = next(slot)
+    return slot
+  }
+
+  /// The live cache at position `position` (0: the newest), or nil past the end.
+  /// - Complexity: O(position).
+  func cache(at position: Int) -> SpinLocked<SlabCache>? {
+    var slot = head
+    for _ in 0..<position where slot != 0 { slot = next(slot) }
+    return slot == 0 ? nil : ObjectCacheList.cache(inSlot: slot)
   }
 }
 
 extension Heap {
-  var prefix: UnsafeMutableRawPointer { UnsafeMutableRawPointer(control) - HeapPrefix.bytes }
-
-  /// The heap lock: TLSF blocks, arenas, large allocations, `HeapControl`.
-  var heapLock: SpinLock { SpinLock(prefix.assumingMemoryBound(to: UInt32.self)) }
-
-  /// The object-cache list lock: the list and the serial counter below.
-  var cachesLock: SpinLock {
-    SpinLock((prefix + HeapPrefix.cachesLockOffset).assumingMemoryBound(to: UInt32.self))
-  }
-
-  /// The newest `ObjectCache`'s state (a list through `nextCache`), or 0. List lock.
-  var objectCachesHead: UInt {
-    get { prefix.load(fromByteOffset: HeapPrefix.listHeadOffset, as: UInt.self) }
-    nonmutating set { prefix.storeBytes(of: newValue, toByteOffset: HeapPrefix.listHeadOffset, as: UInt.self) }
-  }
-
-  /// Object caches made so far (each cache's serial). List lock.
-  var objectCachesMade: UInt {
-    get { prefix.load(fromByteOffset: HeapPrefix.cachesMadeOffset, as: UInt.self) }
-    nonmutating set { prefix.storeBytes(of: newValue, toByteOffset: HeapPrefix.cachesMadeOffset, as: UInt.self) }
-  }
-
-  /// An object from `cache` under its lock.
-  /// - Complexity: O(1), as `slabAllocate`.
-  @inline(__always)
-  func lockedSlabAllocate(_ cache: UnsafeMutablePointer<SlabCache>, cpu: Int) -> UnsafeMutableRawPointer? {
-    guard cache.lock.lock(cpu: cpu) == nil else { return nil }
-    let object = slabAllocate(cache)
-    cache.lock.release()
-    return object
-  }
-
-  /// The slab of this heap whose page run holds `pointer`, with an intact header, or
-  /// nil (then it is a block, a large allocation or bad input, all decided under the
-  /// heap lock). Read without a lock: a slab's run, cache and check word do not change
-  /// while one of its objects is live, and the caller re-checks under the cache lock.
-  /// - Complexity: O(1): one page-entry lookup.
-  @inline(__always)
-  func slabHolding(_ pointer: UnsafeMutableRawPointer) -> Slab? {
-    let address = UInt(bitPattern: pointer)
-    guard address & 15 == 0,
-      address < control.pointee.initialStart || address >= control.pointee.initialEnd,
-      let frames = control.pointee.frames,
-      let found = frames.runEntry(containing: frames.physical(of: pointer)),
-      found.head.ownerRawValue == PageOwner.slab.rawValue, found.head.next == control.pointee.tag
-    else { return nil }
-    let slab = Slab(address: Page.roundDown(address) &- UInt(bitPattern: found.pagesIn) << UInt(Page.shift))
-    guard slab.check == Slab.checkWord(slab.address, slab.cache, control.pointee.slabSecret) else { return nil }
-    return slab
-  }
-
-  /// `slabHolding(pointer)` with its cache's lock held, the header checked again under
-  /// the lock; nil (no lock held) when `pointer` is in no slab, or when its slab changed
-  /// between the unlocked look and the lock: another CPU freed the slab's last object
-  /// and gave the run back (a concurrent double free), maybe to a slab of another cache.
-  /// The caller then decides under the heap lock, from the page entry.
-  /// - Throws: `reentered` when this CPU already holds the cache's lock.
-  /// - Complexity: O(1).
-  @inline(__always)
-  func lockSlab(holding pointer: UnsafeMutableRawPointer, cpu: Int) throws(HeapError) -> Slab? {
-    guard let slab = slabHolding(pointer) else { return nil }
-    // The check word `slabHolding` found intact: address ^ cache ^ secret, so while it
-    // is unchanged the slab still belongs to `cache` (a release clears it, a new slab at
-    // this address for another cache has another).
-    let cache = slab.cache, check = slab.check
-    guard cache.lock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
-    guard slab.check == check else {
-      cache.lock.release()
-      return nil
-    }
-    return slab
-  }
-
   /// Runs `body` holding every lock of the heap in order: the object-cache list, every
   /// size-class cache of every CPU, every object cache, the heap. For the walks that
-  /// read everything (`check`, `statistics`, `drawMap`). nil when a lock refused
-  /// (called from inside the heap on this CPU).
-  /// - Complexity: O(caches) plus `body`.
-  func withAllLocks<Result>(_ body: () -> Result) -> Result? {
+  /// read everything (`check`, `statistics`, `drawMap`); inside, `forEachCache` and
+  /// `SpinLocked.withHeld` reach the caches. nil when a lock refused (called from
+  /// inside the heap on this CPU).
+  /// - Complexity: O(size classes + object caches²) plus `body`.
+  func withAllLocks<R>(_ body: (inout HeapCore) -> R) -> R? {
     let cpu = CPU.current
-    guard cachesLock.lock(cpu: cpu) == nil else { return nil }
-    defer { cachesLock.unlock(cpu: cpu) }
-    let held = forEachCache { $0.lock.lock(cpu: cpu) == nil }
-    defer { _ = forEachCache(upTo: held) { $0.lock.unlock(cpu: cpu) == nil } }
-    guard held == Int.max, heapLock.lock(cpu: cpu) == nil else { return nil }
-    defer { heapLock.unlock(cpu: cpu) }
-    return body()
+    let classes = config.pointee.classCaches == nil ? 0 : SlabClass.count * CPU.maximum
+    return cacheList.withLock(cpu: cpu) { list -> R? in
+      let total = classes + list.count
+      let walked = SpinLocked<SlabCache>.withLocked(count: total, cpu: cpu, { index in
+        index < classes ? classCache(config.pointee.classCaches!, index) : list.cache(at: index - classes)!
+      }) {
+        core.withLock(cpu: cpu) { core in body(&core) }
+      }
+      return walked ?? nil
+    } ?? nil
   }
 
-  /// Calls `body` on every size-class cache of every CPU, then every object cache whose
-  /// state passes its check (a broken list ends the walk: `check` reports it), while
-  /// `body` returns true and at most `limit` times. Returns `Int.max` when it went
-  /// through all of them, else how many calls returned true.
-  /// Holder of the object-cache list lock.
-  func forEachCache(upTo limit: Int = Int.max, _ body: (UnsafeMutablePointer<SlabCache>) -> Bool) -> Int {
-    var calls = 0
-    if let caches = control.pointee.classCaches {
-      for index in 0..<(SlabClass.count * CPU.maximum) {
-        guard calls < limit, body(SlabCache.at(caches, index)) else { return calls }
-        calls += 1
+  /// Calls `body` with every size-class cache of every CPU, then every live object
+  /// cache, and whether it is an object cache. Inside `withAllLocks` only.
+  /// - Complexity: O(caches).
+  func forEachCache(_ body: (SpinLocked<SlabCache>, Bool) -> Void) {
+    if let caches = config.pointee.classCaches {
+      for index in 0..<(SlabClass.count * CPU.maximum) { body(classCache(caches, index), false) }
+    }
+    _ = cacheList.withHeld(cpu: CPU.current) { list in
+      var slot = list.head
+      for _ in 0..<list.count where slot != 0 {
+        body(ObjectCacheList.cache(inSlot: slot), true)
+        slot = list.next(slot)
       }
     }
-    var address = objectCachesHead
-    var steps = 0
-    while let cache = UnsafeMutablePointer<SlabCache>(bitPattern: address), steps < 1 << 20,
-      cache.pointee.check == SlabCache.checkWord(
-        address: address, heapSecret: control.pointee.slabSecret, kind: SlabCache.kindObjectCache, serial: cache.pointee.serial)
-    {
-      guard calls < limit, body(cache) else { return calls }
-      calls += 1
-      steps += 1
-      address = cache.nextCache
-    }
-    return limit == Int.max ? Int.max : calls
-  }
-}
-
-extension SlabCache {
-  /// Bytes in front of every `SlabCache`: its lock and its object-cache list links, as
-  /// raw words (the struct itself is only ever changed under the lock).
-  static let prefixBytes = 32
-  static let nextOffset = 16
-  static let previousOffset = 24
-  /// Bytes per cache with its prefix.
-  static var slotBytes: Int { prefixBytes + Heap.roundUp(MemoryLayout<SlabCache>.stride, 16) }
-
-  /// Cache `index` of an array of caches with prefixes at `caches`.
-  @inline(__always)
-  static func at(_ caches: UnsafeMutableRawPointer, _ index: Int) -> UnsafeMutablePointer<SlabCache> {
-    (caches + (index &* slotBytes &+ prefixBytes)).assumingMemoryBound(to: SlabCache.self)
-  }
-}
-
-extension UnsafeMutablePointer where Pointee == SlabCache {
-  /// The prefix in front of the cache.
-  var prefix: UnsafeMutableRawPointer { UnsafeMutableRawPointer(self) - SlabCache.prefixBytes }
-
-  /// The cache's lock: every change to the cache and its slabs. A test-and-set lock: a
-  /// size-class cache is taken by its own CPU but for remote frees.
-  var lock: SpinLock { SpinLock(prefix.assumingMemoryBound(to: UInt32.self)) }
-
-  /// Links of the heap's object-cache list (the list lock), 0 at the ends.
-  var nextCache: UInt {
-    get { prefix.load(fromByteOffset: SlabCache.nextOffset, as: UInt.self) }
-    nonmutating set { prefix.storeBytes(of: newValue, toByteOffset: SlabCache.nextOffset, as: UInt.self) }
-  }
-  var previousCache: UInt {
-    get { prefix.load(fromByteOffset: SlabCache.previousOffset, as: UInt.self) }
-    nonmutating set { prefix.storeBytes(of: newValue, toByteOffset: SlabCache.previousOffset, as: UInt.self) }
   }
 }

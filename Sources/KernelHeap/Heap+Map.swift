@@ -5,12 +5,12 @@ extension Heap {
   ///
   /// - Complexity: O(blocks + cells).
   public func drawMap(cellBytes: Int = 1024, _ write: (UInt8) -> Void) {
-    _ = withAllLocks { unlockedDrawMap(cellBytes: cellBytes, write) }
+    _ = withAllLocks { core in unlockedDrawMap(core, cellBytes: cellBytes, write) }
   }
 
-  private func unlockedDrawMap(cellBytes: Int, _ write: (UInt8) -> Void) {
+  private func unlockedDrawMap(_ core: HeapCore, cellBytes: Int, _ write: (UInt8) -> Void) {
     let hexDigits: StaticString = "0123456789abcdef"
-    forEachArena { start, end in
+    core.forEachArena { start, end in
       let arena = (start: start, end: end)
       var rowStart = arena.start
       while rowStart < arena.end {

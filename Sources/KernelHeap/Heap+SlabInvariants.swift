@@ -15,51 +15,39 @@ extension Heap {
   ///   its partial list equal `emptySlabs`;
   /// - the page array holds no slab run of this heap that no cache lists.
   /// - Complexity: O(slabs × objects per slab + pages).
-  func checkSlabs() -> HeapCheckFailure? {
-    guard let frames = control.pointee.frames else { return nil }
+  func checkSlabs(_ core: HeapCore) -> HeapCheckFailure? {
+    guard let frames = config.pointee.frames else { return nil }
     var listedPages = 0
-    if let caches = control.pointee.classCaches {
-      for index in 0..<(SlabClass.count * CPU.maximum) {
-        let cache = SlabCache.at(caches, index)
-        guard cache.pointee.check == SlabCache.checkWord(
-          address: UInt(bitPattern: cache), heapSecret: control.pointee.slabSecret, kind: SlabCache.kindSizeClass, serial: 0)
+    var failure: HeapCheckFailure? = nil
+    let cpu = CPU.current
+    forEachCache { handle, isObjectCache in
+      guard failure == nil else { return }
+      failure = handle.withHeld(cpu: cpu) { cache -> HeapCheckFailure? in
+        let kind = isObjectCache ? SlabCache.kindObjectCache : SlabCache.kindSizeClass
+        guard cache.address == UInt(bitPattern: handle.address), isObjectCache == (cache.serial != 0),
+          cache.check == SlabCache.checkWord(address: cache.address, heapSecret: config.pointee.slabSecret, kind: kind, serial: cache.serial)
         else {
-          return HeapCheckFailure(reason: "size-class cache check word wrong", address: UInt(bitPattern: cache))
+          return HeapCheckFailure(reason: "slab cache check word wrong", address: UInt(bitPattern: handle.address))
         }
-        if let failure = checkCache(cache, frames) { return failure }
-        listedPages += cache.pointee.slabs << cache.pointee.slabOrder
-      }
+        listedPages += cache.slabs << cache.slabOrder
+        return checkCache(cache, frames)
+      } ?? HeapCheckFailure(reason: "slab cache lock not held", address: UInt(bitPattern: handle.address))
     }
-    var address = objectCachesHead
-    var previous: UInt = 0
-    var steps = 0
-    while address != 0 {
-      steps += 1
-      let cache = UnsafeMutablePointer<SlabCache>(bitPattern: address)!
-      // The state is a heap block: inside an arena before anything is read from it.
-      guard arena(containing: address) != nil, steps <= frames.pageCount, cache.previousCache == previous,
-        cache.pointee.serial != 0, cache.pointee.check == SlabCache.checkWord(
-          address: address, heapSecret: control.pointee.slabSecret, kind: SlabCache.kindObjectCache, serial: cache.pointee.serial)
-      else { return HeapCheckFailure(reason: "object-cache list broken", address: address) }
-      if let failure = checkCache(cache, frames) { return failure }
-      listedPages += cache.pointee.slabs << cache.pointee.slabOrder
-      previous = address
-      address = cache.nextCache
-    }
+    if let failure { return failure }
     var slabPages = 0
     for index in 0..<frames.pageCount {
       let entry = frames.entries[index]
-      if entry.owner == .slab && entry.isBlockHead && entry.next == control.pointee.tag { slabPages += Int(entry.prev) }
+      if entry.owner == .slab && entry.isBlockHead && entry.next == config.pointee.tag { slabPages += Int(entry.prev) }
     }
-    guard slabPages == listedPages, slabPages << Page.shift == control.pointee.slabBytes else {
+    guard slabPages == listedPages, slabPages << Page.shift == core.slabBytes else {
       return HeapCheckFailure(reason: "slab pages in the page array differ from the caches' slabs", address: UInt(slabPages))
     }
     return nil
   }
 
-  private func checkCache(_ cache: UnsafeMutablePointer<SlabCache>, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
+  private func checkCache(_ cache: SlabCache, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
     var slabs = 0, empty = 0
-    let current = cache.pointee.current
+    let current = cache.current
     if current != 0 {
       let slab = Slab(address: current)
       guard isSlabRun(slab, cache, frames) else { return HeapCheckFailure(reason: "slab is not a .slab page run of this heap", address: current) }
@@ -69,7 +57,7 @@ extension Heap {
     }
     for pass in 0..<2 {
       let list = pass == 0 ? Slab.listPartial : Slab.listFull
-      var address = pass == 0 ? cache.pointee.partial : cache.pointee.full
+      var address = pass == 0 ? cache.partial : cache.full
       var previous: UInt = 0
       while address != 0 {
         let slab = Slab(address: address)
@@ -80,7 +68,7 @@ extension Heap {
         }
         if let failure = checkSlab(slab, cache, frames) { return failure }
         if list == Slab.listFull {
-          guard slab.freeHead == 0, slab.fresh == cache.pointee.capacity else {
+          guard slab.freeHead == 0, slab.fresh == cache.capacity else {
             return HeapCheckFailure(reason: "slab on the full list has free objects", address: address)
           }
         } else {
@@ -92,25 +80,25 @@ extension Heap {
         address = slab.next
       }
     }
-    guard slabs == cache.pointee.slabs, empty == cache.pointee.emptySlabs else {
-      return HeapCheckFailure(reason: "slab cache counters differ from a recount", address: UInt(bitPattern: cache))
+    guard slabs == cache.slabs, empty == cache.emptySlabs else {
+      return HeapCheckFailure(reason: "slab cache counters differ from a recount", address: cache.address)
     }
     return nil
   }
 
   /// Whether `slab` heads a `.slab` run of this heap of `cache`'s order.
-  private func isSlabRun(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>, _ frames: PageFrameAllocator) -> Bool {
+  private func isSlabRun(_ slab: Slab, _ cache: SlabCache, _ frames: PageFrameAllocator) -> Bool {
     guard let run = frames.run(containing: frames.physical(of: slab.base)) else { return false }
-    return run.owner == .slab && run.tag == control.pointee.tag && frames.pointer(toPhysical: run.start) == slab.base
-      && run.pages == 1 << cache.pointee.slabOrder
+    return run.owner == .slab && run.tag == config.pointee.tag && frames.pointer(toPhysical: run.start) == slab.base
+      && run.pages == 1 << cache.slabOrder
   }
 
-  private func checkSlab(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
+  private func checkSlab(_ slab: Slab, _ cache: SlabCache, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
     let address = slab.address
-    guard slab.cache == cache, slab.check == Slab.checkWord(address, cache, control.pointee.slabSecret) else {
+    guard slab.cacheAddress == cache.address, slab.check == Slab.checkWord(address, cache.address, config.pointee.slabSecret) else {
       return HeapCheckFailure(reason: "slab header check word wrong", address: address)
     }
-    let capacity = cache.pointee.capacity
+    let capacity = cache.capacity
     let fresh = slab.fresh
     guard fresh <= capacity, slab.inUse <= fresh else { return HeapCheckFailure(reason: "slab counts out of range", address: address) }
     var bits = 0
@@ -128,11 +116,11 @@ extension Heap {
     var listed = 0
     var object = slab.freeHead
     while object != 0 {
-      guard listed < fresh - slab.inUse, let index = cache.pointee.objectIndex(object, in: slab), index < fresh,
+      guard listed < fresh - slab.inUse, let index = cache.objectIndex(object, in: slab), index < fresh,
         !slab.isAllocated(index)
       else { return HeapCheckFailure(reason: "slab free list holds a bad entry or loops", address: object) }
       listed += 1
-      object = cache.pointee.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
+      object = cache.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
     }
     guard listed == fresh - slab.inUse || slab.quarantined else {
       return HeapCheckFailure(reason: "slab free list misses free objects", address: address)

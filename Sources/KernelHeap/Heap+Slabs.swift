@@ -13,23 +13,23 @@ extension Heap {
   /// The link read from the object is checked before it becomes the new head.
   /// - Complexity: O(1); the slow path adds one page-run allocation at most.
   @inline(__always)
-  func slabAllocate(_ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer? {
-    let current = cache.pointee.current
+  func slabAllocate(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
+    let current = cache.current
     if current != 0 {
       let slab = Slab(address: current)
       // The header may have been overrun from the slab below: its check word first,
       // then the head and its index must agree before either is used.
-      guard slab.check == Slab.checkWord(current, cache, control.pointee.slabSecret) else { return abandonCurrent(cache) }
+      guard slab.check == Slab.checkWord(current, cache.address, config.pointee.slabSecret) else { return abandonCurrent(&cache) }
       let object = slab.freeHead
       if object != 0 {
         let index = slab.headIndex
-        guard index < cache.pointee.capacity, object == cache.pointee.objectAddress(index, in: slab) else {
-          return abandonCurrent(cache)
+        guard index < cache.capacity, object == cache.objectAddress(index, in: slab) else {
+          return abandonCurrent(&cache)
         }
-        var next = cache.pointee.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
+        var next = cache.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
         if next != 0 {
           // The link must name another used, free object of this slab.
-          if let nextIndex = cache.pointee.objectIndex(next, in: slab), nextIndex < slab.fresh, nextIndex != index,
+          if let nextIndex = cache.objectIndex(next, in: slab), nextIndex < slab.fresh, nextIndex != index,
             !slab.isAllocated(nextIndex)
           {
             slab.headIndex = nextIndex
@@ -41,7 +41,7 @@ extension Heap {
         return hand(object, index, slab)
       }
     }
-    return slabAllocateSlow(cache)
+    return slabAllocateSlow(&cache)
   }
 
   /// Marks object `index` (at `object`) of `slab` allocated.
@@ -67,65 +67,61 @@ extension Heap {
   /// every list, so `heapCheck` keeps reporting the damage; allocation goes on from
   /// another slab.
   @inline(never)
-  private func abandonCurrent(_ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer? {
-    badInputHandler(HeapError(.corruptSlab, cache.pointee.current).report("slab_alloc"))
-    cache.pointee.current = 0
-    return slabAllocateSlow(cache)
+  private func abandonCurrent(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
+    badInputHandler(HeapError(.corruptSlab, cache.current).report("slab_alloc"))
+    cache.current = 0
+    return slabAllocateSlow(&cache)
   }
 
   /// The slow path: a never-used object of the current slab, else a slab from the
   /// partial list, else a new slab.
-  private func slabAllocateSlow(_ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer? {
-    if cache.pointee.current != 0 {
-      let slab = Slab(address: cache.pointee.current)
-      if slab.fresh < cache.pointee.capacity { return takeFresh(slab, cache) }
+  private func slabAllocateSlow(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
+    if cache.current != 0 {
+      let slab = Slab(address: cache.current)
+      if slab.fresh < cache.capacity { return takeFresh(slab, &cache) }
       // Exhausted: onto the full list.
-      cache.pointee.current = 0
+      cache.current = 0
       slab.list = Slab.listFull
-      push(slab, onto: &cache.pointee.full)
+      push(slab, onto: &cache.full)
     }
-    if cache.pointee.partial != 0 {
-      let slab = Slab(address: cache.pointee.partial)
-      unlink(slab, from: &cache.pointee.partial)
-      if slab.inUse == 0 { cache.pointee.emptySlabs -= 1 }
+    if cache.partial != 0 {
+      let slab = Slab(address: cache.partial)
+      unlink(slab, from: &cache.partial)
+      if slab.inUse == 0 { cache.emptySlabs -= 1 }
       slab.list = Slab.listCurrent
-      cache.pointee.current = slab.address
+      cache.current = slab.address
       // A slab joins the partial list through a free, so its list is not empty.
-      return slabAllocate(cache)
+      return slabAllocate(&cache)
     }
-    guard let slab = newSlab(cache) else { return nil }
-    cache.pointee.current = slab.address
-    return takeFresh(slab, cache)
+    guard let slab = newSlab(&cache) else { return nil }
+    cache.current = slab.address
+    return takeFresh(slab, &cache)
   }
 
   /// The next never-used object of `slab`.
-  private func takeFresh(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) -> UnsafeMutableRawPointer {
+  private func takeFresh(_ slab: Slab, _ cache: inout SlabCache) -> UnsafeMutableRawPointer {
     let index = slab.fresh
     slab.fresh = index + 1
-    return hand(cache.pointee.objectAddress(index, in: slab), index, slab)
+    return hand(cache.objectAddress(index, in: slab), index, slab)
   }
 
   /// A slab of 2^slabOrder pages for `cache`, within the heap's ceiling, or nil.
-  private func newSlab(_ cache: UnsafeMutablePointer<SlabCache>) -> Slab? {
-    guard let frames = control.pointee.frames else { return nil }
-    let bytes = Page.size << cache.pointee.slabOrder
-    // The heap lock guards the ceiling and the byte count (holder of the cache lock).
-    let cpu = CPU.current
-    guard heapLock.lock(cpu: cpu) == nil else { return nil }
-    defer { heapLock.unlock(cpu: cpu) }
-    guard heldBytes + bytes <= control.pointee.growthCeiling,
-      let run = frames.allocPages(order: cache.pointee.slabOrder, owner: .slab, tag: control.pointee.tag, zeroed: false)
-    else { return nil }
+  private func newSlab(_ cache: inout SlabCache) -> Slab? {
+    let order = cache.slabOrder
+    // The heap lock guards the ceiling and the byte count (the cache lock is held).
+    guard let run = core.withLock(cpu: CPU.current, { core -> UnsafeMutableRawPointer? in
+      let bytes = Page.size << order
+      guard let frames = core.frames, core.heldBytes + bytes <= core.growthCeiling,
+        let run = frames.allocPages(order: order, owner: .slab, tag: core.tag, zeroed: false)
+      else { return nil }
+      core.slabBytes += bytes
+      return run
+    }) ?? nil else { return nil }
     let slab = Slab(run)
-    slab.initialize(cache: cache, secret: control.pointee.slabSecret)
-    control.pointee.slabBytes += bytes
-    cache.pointee.slabs += 1
+    slab.initialize(cache: cache.address, secret: config.pointee.slabSecret)
+    cache.slabs += 1
     return slab
   }
-
-  /// Bytes the heap holds from the page frames and its initial range: arenas, the
-  /// control block, large allocations and slabs.
-  var heldBytes: Int { control.pointee.claimedBytes + control.pointee.largeBytes + control.pointee.slabBytes }
 
   // MARK: Free
 
@@ -134,67 +130,66 @@ extension Heap {
   /// back to the page allocator.
   /// - Complexity: O(1); giving a slab back costs O(2^order) page-entry writes.
   @inline(__always)
-  func slabFree(_ slab: Slab, index: Int) {
-    let cache = slab.cache
-    let object = cache.pointee.objectAddress(index, in: slab)
+  func slabFree(_ cache: inout SlabCache, _ slab: Slab, index: Int) {
+    let object = cache.objectAddress(index, in: slab)
     slab.bitmapWord(index).pointee &= ~Slab.bit(index)
-    UnsafeMutableRawPointer(bitPattern: object)!.storeBytes(of: cache.pointee.encode(slab.freeHead, at: object), as: UInt.self)
+    UnsafeMutableRawPointer(bitPattern: object)!.storeBytes(of: cache.encode(slab.freeHead, at: object), as: UInt.self)
     slab.freeHead = object
     slab.headIndex = index
     let inUse = slab.inUse &- 1
     slab.inUse = inUse
-    if slab.list != Slab.listCurrent && (inUse == 0 || slab.list == Slab.listFull) { slabFreeSlow(slab, cache) }
+    if slab.list != Slab.listCurrent && (inUse == 0 || slab.list == Slab.listFull) { slabFreeSlow(slab, &cache) }
   }
 
-  private func slabFreeSlow(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) {
+  private func slabFreeSlow(_ slab: Slab, _ cache: inout SlabCache) {
     if slab.list == Slab.listFull {
-      unlink(slab, from: &cache.pointee.full)
+      unlink(slab, from: &cache.full)
       slab.list = Slab.listPartial
-      push(slab, onto: &cache.pointee.partial)
+      push(slab, onto: &cache.partial)
     }
     guard slab.inUse == 0 else { return }
-    if cache.pointee.emptySlabs < SlabCache.keepEmpty {
-      cache.pointee.emptySlabs += 1
+    if cache.emptySlabs < SlabCache.keepEmpty {
+      cache.emptySlabs += 1
     } else {
-      unlink(slab, from: &cache.pointee.partial)
-      releaseSlab(slab, cache)
+      unlink(slab, from: &cache.partial)
+      releaseSlab(slab, &cache)
     }
   }
 
   /// Gives an empty slab (on no list, not current) back to the page allocator.
-  func releaseSlab(_ slab: Slab, _ cache: UnsafeMutablePointer<SlabCache>) {
-    let cpu = CPU.current
+  func releaseSlab(_ slab: Slab, _ cache: inout SlabCache) {
+    let order = cache.slabOrder
     // Only a re-entry on this CPU can refuse; the slab then stays empty in no list.
-    guard heapLock.lock(cpu: cpu) == nil else { return }
-    defer { heapLock.unlock(cpu: cpu) }
-    // The header dies under the heap lock too: a CPU deciding a free of one of its
-    // objects under the heap lock (a double free racing this release) sees the slab
-    // whole, or its pages free, never a slab with a cleared header (`corruptSlab`).
-    slab.check = 0
-    control.pointee.slabBytes -= Page.size << cache.pointee.slabOrder
-    cache.pointee.slabs -= 1
-    // Cannot throw: `newSlab` allocated this run with this order and owner.
-    try? control.pointee.frames?.freePages(slab.base, order: cache.pointee.slabOrder, owner: .slab)
+    let released: Void? = core.withLock(cpu: CPU.current) { core in
+      // The header dies under the heap lock too: a CPU deciding a free of one of its
+      // objects under the heap lock (a double free racing this release) sees the slab
+      // whole, or its pages free, never a slab with a cleared header (`corruptSlab`).
+      slab.check = 0
+      core.slabBytes -= Page.size << order
+      // Cannot throw: `newSlab` allocated this run with this order and owner.
+      try? core.frames?.freePages(slab.base, order: order, owner: .slab)
+    }
+    if released != nil { cache.slabs -= 1 }
   }
 
   /// Gives back every empty slab of `cache`, the current one included.
   /// - Complexity: O(slabs on the partial list).
-  func shrink(_ cache: UnsafeMutablePointer<SlabCache>) {
-    var address = cache.pointee.partial
+  func shrink(_ cache: inout SlabCache) {
+    var address = cache.partial
     while address != 0 {
       let slab = Slab(address: address)
       address = slab.next
       if slab.inUse == 0 {
-        unlink(slab, from: &cache.pointee.partial)
-        releaseSlab(slab, cache)
+        unlink(slab, from: &cache.partial)
+        releaseSlab(slab, &cache)
       }
     }
-    cache.pointee.emptySlabs = 0
-    if cache.pointee.current != 0 {
-      let slab = Slab(address: cache.pointee.current)
+    cache.emptySlabs = 0
+    if cache.current != 0 {
+      let slab = Slab(address: cache.current)
       if slab.inUse == 0 {
-        cache.pointee.current = 0
-        releaseSlab(slab, cache)
+        cache.current = 0
+        releaseSlab(slab, &cache)
       }
     }
   }
@@ -203,23 +198,36 @@ extension Heap {
   /// hysteresis keeps one each otherwise). `ObjectCache.shrink` does it for one cache.
   /// - Complexity: O(size classes + slabs on partial lists).
   public func releaseEmptySlabs() {
-    guard let caches = control.pointee.classCaches else { return }
+    guard let caches = config.pointee.classCaches else { return }
     let cpu = CPU.current
     for index in 0..<(SlabClass.count * CPU.maximum) {
-      let cache = SlabCache.at(caches, index)
-      guard cache.lock.lock(cpu: cpu) == nil else { continue }
-      shrink(cache)
-      cache.lock.unlock(cpu: cpu)
+      _ = classCache(caches, index).withLock(cpu: cpu) { cache in shrink(&cache) }
     }
+  }
+
+  /// Gives back what the heap keeps against thrashing: every empty slab of every cache
+  /// (size classes of all CPUs, object caches) and the spare growth arena.
+  /// - Complexity: O(caches + slabs on partial lists).
+  public func releaseCachedMemory() {
+    releaseEmptySlabs()
+    let cpu = CPU.current
+    _ = cacheList.withLock(cpu: cpu) { list in
+      var slot = list.head
+      for _ in 0..<list.count where slot != 0 {
+        _ = ObjectCacheList.cache(inSlot: slot).withLock(cpu: cpu) { cache in shrink(&cache) }
+        slot = list.next(slot)
+      }
+    }
+    _ = core.withLock(cpu: cpu) { $0.releaseSpare() }
   }
 
   /// Objects of `cache` handed out now: a walk of its slabs (the fast paths keep no
   /// cache-wide counter).
   /// - Complexity: O(slabs).
-  func liveObjects(_ cache: UnsafeMutablePointer<SlabCache>) -> Int {
-    var live = cache.pointee.current == 0 ? 0 : Slab(address: cache.pointee.current).inUse
+  func liveObjects(_ cache: SlabCache) -> Int {
+    var live = cache.current == 0 ? 0 : Slab(address: cache.current).inUse
     for list in 0..<2 {
-      var address = list == 0 ? cache.pointee.partial : cache.pointee.full
+      var address = list == 0 ? cache.partial : cache.full
       while address != 0 {
         let slab = Slab(address: address)
         live += slab.inUse
@@ -245,41 +253,50 @@ extension Heap {
     slab.previous = 0
   }
 
-  // MARK: Ownership
+  // MARK: Locking a slab
 
-  /// The object `pointer` starts in `slab` (a slab run of this heap), after the
-  /// header's check, the object-start check and the double-free check.
+  /// Runs `body` on the slab object `pointer` with its cache's lock held: its cache's
+  /// state, its slab and its index. nil (nothing run, no lock held) when `pointer` is
+  /// in no slab of this heap, or when its slab changed between the unlocked look and
+  /// the lock: another CPU freed the slab's last object and gave the run back (a
+  /// concurrent double free), maybe to a slab of another cache. The caller then decides
+  /// under the heap lock, from the page entry.
+  /// - Throws: `reentered` when this CPU already holds the cache's lock; a bad pointer
+  ///   inside the slab (interior, double free); what `body` throws.
+  /// - Complexity: O(log ranges) plus `body`.
   @inline(__always)
-  func locateSlabObject(_ pointer: UnsafeMutableRawPointer, slab: Slab) throws(HeapError) -> Allocation {
-    guard slab.check == Slab.checkWord(slab.address, slab.cache, control.pointee.slabSecret) else {
-      throw HeapError(.corruptSlab, UInt(bitPattern: pointer))
+  func withSlabLocked<R>(
+    holding pointer: UnsafeMutableRawPointer, cpu: Int, _ body: (inout SlabCache, Slab, Int) throws(HeapError) -> R
+  ) throws(HeapError) -> R? {
+    guard let slab = slabHolding(pointer) else { return nil }
+    // The check word `slabHolding` found intact: address ^ cache ^ secret, so while it
+    // is unchanged the slab still belongs to that cache (a release clears it, a new slab
+    // at this address for another cache has another).
+    let check = slab.check
+    let outcome = try slab.cache.withLock(cpu: cpu) { (cache) throws(HeapError) -> R? in
+      guard slab.check == check else { return nil }
+      guard case .slabObject(let slab, let index) = try HeapCore.locateObject(pointer, inCheckedSlab: slab) else { return nil }
+      return try body(&cache, slab, index)
     }
-    return try locateObject(pointer, inCheckedSlab: slab)
+    guard let outcome else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+    return outcome
   }
 
-  /// `locateSlabObject` after the header's check (`lockSlab` made it under the lock).
+  /// The slab of this heap whose page run holds `pointer`, with an intact header, or
+  /// nil (then it is a block, a large allocation or bad input, all decided under the
+  /// heap lock). Read without a lock: a slab's run, cache and check word do not change
+  /// while one of its objects is live, and the caller re-checks under the cache lock.
+  /// - Complexity: O(log ranges): one page-entry lookup.
   @inline(__always)
-  func locateObject(_ pointer: UnsafeMutableRawPointer, inCheckedSlab slab: Slab) throws(HeapError) -> Allocation {
+  func slabHolding(_ pointer: UnsafeMutableRawPointer) -> Slab? {
     let address = UInt(bitPattern: pointer)
-    let cache = slab.cache
-    guard let index = cache.pointee.objectIndex(address, in: slab) else { throw HeapError(.interiorPointer, address) }
-    guard slab.isAllocated(index) else { throw HeapError(.doubleFree, address) }
-    return .slabObject(slab, index: index)
-  }
-
-  // MARK: Set-up
-
-  /// The secret, and the size-class caches at `block` in the control block (nil: slabs off).
-  func setUpSizeClasses(_ block: UnsafeMutableRawPointer?, seed: UInt) {
-    control.pointee.slabSecret = SlabCache.mix(UInt(bitPattern: control) ^ seed)
-    guard let block else { return }
-    for index in 0..<(SlabClass.count * CPU.maximum) {
-      let cache = (block + (index * SlabCache.slotBytes + SlabCache.prefixBytes)).bindMemory(to: SlabCache.self, capacity: 1)
-      cache.prefix.initializeMemory(as: UInt8.self, repeating: 0, count: SlabCache.prefixBytes)
-      cache.initialize(to: SlabCache(
-        size: SlabClass.objectSize(index % SlabClass.count), alignment: 16, kind: SlabCache.kindSizeClass,
-        address: UInt(bitPattern: cache), heapSecret: control.pointee.slabSecret))
-    }
-    control.pointee.classCaches = block
+    guard address & 15 == 0, address < config.pointee.initialStart || address >= config.pointee.initialEnd,
+      let frames = config.pointee.frames,
+      let found = frames.runEntry(containing: frames.physical(of: pointer)),
+      found.head.ownerRawValue == PageOwner.slab.rawValue, found.head.next == config.pointee.tag
+    else { return nil }
+    let slab = Slab(address: Page.roundDown(address) &- UInt(bitPattern: found.pagesIn) << UInt(Page.shift))
+    guard slab.check == Slab.checkWord(slab.address, slab.cacheAddress, config.pointee.slabSecret) else { return nil }
+    return slab
   }
 }

@@ -1,77 +1,37 @@
 import KernelSync
+import KernelSyncAtomics
 import PageFrames
 
-/// The heap's bookkeeping, kept at the start of its first arena after `HeapPrefix`.
-/// Every field that changes after `init` changes under the heap lock; the rest are
-/// set by `init` and only read (a struct that two locks guarded would be changed by
-/// two CPUs at once).
-struct HeapControl {
-  var firstLevelBitmap: UInt32 = 0
-  /// Bytes of the control block and every arena: what the heap has claimed.
-  var claimedBytes = 0
-  /// Payload bytes of allocated blocks (block size - header). Free bytes and counts
-  /// are not kept: `statistics` derives them, so the fast paths update two counters.
-  var usedBytes = 0
-  var peakUsedBytes = 0
-  var allocatedBlocks = 0
-  /// Large allocations (page runs) and their bytes.
-  var largeAllocations = 0
-  var largeBytes = 0
-  /// Arenas: the initial one plus growth runs.
-  var arenaCount = 1
-  /// The newest growth arena's record (a list through every growth arena), or 0.
-  var growthArenas: UInt = 0
-  /// An empty growth arena kept against thrashing (its record), or 0.
-  var spareArena: UInt = 0
-  let zeroFill: ZeroFill
-  /// Where growth runs and large allocations come from, and where ownership is looked up.
-  let frames: PageFrameAllocator?
-  /// This heap's mark in the head entry of its page runs.
-  let tag: UInt32
-  /// Bytes of the control block: `Heap.controlBytes`, plus the size-class caches when
-  /// the heap has page frames.
-  let controlSize: Int
-  /// The size-class caches (`SlabClass.count` per CPU slot, each `SlabCache.slotBytes`
-  /// long, in the control block), or nil when slabs are off (no page frames).
-  var classCaches: UnsafeMutableRawPointer? = nil
-  /// `SlabClass.granuleTable()`: the size class of a request, by its 16-byte granules.
-  let classOfGranule = SlabClass.granuleTable()
-  /// Bytes of the slab runs held, and the secret their headers and links are mixed with.
-  var slabBytes = 0
-  var slabSecret: UInt = 0
-  let growthCeiling: Int
-  let growthStepOrder: Int
-  /// First block and end (one past the sentinel) of the initial arena.
-  let initialStart: UInt
-  let initialEnd: UInt
-}
-
-/// A best-fit-class allocator: TLSF-style segregated free lists with two bitmap levels,
-/// boundary tags, split and coalesce, 16-byte aligned payloads and a 16-byte checked
-/// header per block, over an initial range plus arenas it grows from page frames.
+/// The kernel heap: kmalloc's allocator, safe on every CPU at once. The locked front
+/// end of four parts, each in its own file:
+/// - size-class routing (here): a request up to `SlabClass.limit` goes to the calling
+///   CPU's slab cache of its size class, one above `largeRequestThreshold` to a page
+///   run of its own, the rest to the TLSF core;
+/// - slabs (`Heap+Slabs.swift`, `SlabCache`), each cache behind its own lock;
+/// - the TLSF core (`HeapCore`), with the arenas it grows from page frames and the
+///   large allocations, behind the heap lock;
+/// - the ownership map: the page entries, where one lookup tells whose a pointer is
+///   (`HeapCore+Ownership.swift`).
 ///
 /// With a page-frame allocator (`frames`):
 /// - it grows by one page run at a time (the largest free run up to the growth step)
 ///   until the page allocator cannot supply one or the ceiling is reached;
 /// - a growth arena that becomes entirely free goes back to the page allocator, except
 ///   that one empty arena is kept while the rest of the heap has less than
-///   `spareWatermark` bytes free (so an allocation that oscillates at a boundary does
-///   not take and return a run each time);
-/// - requests above `largeRequestThreshold` are page runs of their own;
+///   `spareWatermark` bytes free;
 /// - ownership of a pointer comes from its page entry: one lookup, no arena scan.
 ///
-/// `Heap` is a handle (its state lives in the arena), so copies share one heap.
+/// A small allocation and its free on the same CPU take one uncontended lock each; a
+/// free from another CPU takes the owning cache's lock (the locked remote-free path).
+/// Lock order, outermost first: the object-cache list, slab caches (in address order
+/// when more than one is held, which only walks do), the heap lock, then the page
+/// frames' locks. A lock refused because this CPU holds it already (re-entry from an
+/// interrupt handler) gives nil or `HeapError.reentered`, never a deadlock.
 ///
-/// Safe on every CPU at once (`Heap+Locks.swift`): the size classes are per CPU, each
-/// cache with its own lock, so a small allocation and its free on the same CPU take
-/// one uncontended lock each; a free from another CPU takes the owning cache's lock
-/// (the locked remote-free path). TLSF blocks, arenas and large allocations are under
-/// the heap lock. Lock order: the object-cache list, then slab caches, then the heap,
-/// then the page frames; never the reverse.
+/// `Heap` is a handle (its state lives in its control block), so copies share one heap.
 public struct Heap {
-  let control: UnsafeMutablePointer<HeapControl>
-  let secondLevelBitmaps: UnsafeMutablePointer<UInt32>
-  let heads: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+  /// The control block's start: `HeapConfig` first.
+  let config: UnsafeMutablePointer<HeapConfig>
 
   /// Requests above this many bytes are served as page runs when the heap has page
   /// frames (the largest block an arena must hold stays small next to a growth step).
@@ -82,18 +42,23 @@ public struct Heap {
   /// Bytes at the start of each growth run that link the growth arenas.
   static let arenaRecordBytes = 16
 
-  /// Bytes the control block takes at the start of the first range: `HeapPrefix`,
-  /// `HeapControl`, the TLSF bitmaps and list heads.
+  // The control block: the config, the object-cache list and its lock, the heap lock and
+  // the TLSF core, the second-level bitmaps, the list heads; then the size-class caches.
+  // Each lock starts a 64-byte line of its own.
+  static var listOffset: Int { roundUp(MemoryLayout<HeapConfig>.stride, 64) }
+  static var coreOffset: Int { listOffset + roundUp(SpinLocked<ObjectCacheList>.byteCount, 64) }
+  static var bitmapsOffset: Int { coreOffset + roundUp(SpinLocked<HeapCore>.byteCount, 64) }
+  static var headsOffset: Int { bitmapsOffset + roundUp(SizeClass.firstLevelCount * 4, 16) }
+
+  /// Bytes the control block takes at the start of the first range (without the
+  /// size-class caches).
   public static var controlBytes: Int {
-    var bytes = HeapPrefix.bytes + roundUp(MemoryLayout<HeapControl>.stride, 16)
-    bytes += roundUp(SizeClass.firstLevelCount * 4, 16)
-    bytes += SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride
-    return bytes
+    roundUp(headsOffset + SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride, 64)
   }
 
   /// Bytes the size-class caches add to the control block of a heap with page frames.
   /// One cache per size class per CPU slot.
-  public static var slabCachesBytes: Int { SlabClass.count * CPU.maximum * SlabCache.slotBytes }
+  public static var slabCachesBytes: Int { SlabClass.count * CPU.maximum * SlabCache.cellBytes }
 
   /// The smallest range `init` accepts without page frames: the control block, one
   /// minimum block, the sentinel. With page frames add `slabCachesBytes`.
@@ -105,7 +70,7 @@ public struct Heap {
   /// Sets up a heap over `[start, start + size)`.
   ///
   /// - Parameters:
-  ///   - start: 16-byte aligned.
+  ///   - start: 64-byte aligned.
   ///   - size: a multiple of 16, at least `minimumBytes`, at most the largest block plus
   ///     the control block.
   ///   - zeroFill: used by `allocateZeroed`.
@@ -119,7 +84,8 @@ public struct Heap {
   ///     `frames`; default on).
   ///   - secretSeed: mixed into the secret that slab headers and free-list links carry
   ///     (a boot-time counter, say); the heap's address is mixed in as well.
-  /// - Returns: nil if the range is misaligned, too small or too large.
+  /// - Returns: nil if the range is misaligned, too small or too large, or the heap
+  ///   tags are used up (2^32 - 2 heaps made in this run).
   /// - Complexity: O(number of size classes), about 600 stores.
   public init?(
     start: UnsafeMutableRawPointer, size: Int, zeroFill: ZeroFill,
@@ -128,40 +94,59 @@ public struct Heap {
   ) {
     let withSlabs = slabs && frames != nil
     let controlSize = Heap.controlBytes + (withSlabs ? Heap.slabCachesBytes : 0)
-    guard UInt(bitPattern: start) & 15 == 0, size & 15 == 0, size >= controlSize + Block.minimumSize + Block.headerSize,
-      size - controlSize <= SizeClass.maximumBlockSize, growthStepPages >= 1
+    guard UInt(bitPattern: start) & 63 == 0, size & 15 == 0, size >= controlSize + Block.minimumSize + Block.headerSize,
+      size - controlSize <= SizeClass.maximumBlockSize, growthStepPages >= 1, let tag = HeapTags.next()
     else { return nil }
-    HeapPrefix.initialize(start)
-    var cursor = start + HeapPrefix.bytes
     let first = UInt(bitPattern: start) + UInt(controlSize)
     let ramBytes = frames.map { $0.pageCount << Page.shift } ?? 0
-    control = cursor.bindMemory(to: HeapControl.self, capacity: 1)
-    control.initialize(to: HeapControl(
-      zeroFill: zeroFill, frames: frames, tag: UInt32(truncatingIfNeeded: UInt(bitPattern: start) >> 4) | 1,
-      controlSize: controlSize,
-      growthCeiling: max(growthCeiling ?? ramBytes, size),
+    let secret = SlabCache.mix(UInt(bitPattern: start) ^ secretSeed)
+    let classCaches = withSlabs ? start + Heap.controlBytes : nil
+    config = start.bindMemory(to: HeapConfig.self, capacity: 1)
+    config.initialize(to: HeapConfig(
+      zeroFill: zeroFill, frames: frames, tag: tag, controlSize: controlSize, classCaches: classCaches,
+      slabSecret: secret, growthCeiling: max(growthCeiling ?? ramBytes, size),
       growthStepOrder: min(Page.maxOrder, Int.bitWidth - 1 - growthStepPages.leadingZeroBitCount),
       initialStart: first, initialEnd: UInt(bitPattern: start) + UInt(size)))
-    cursor += Heap.roundUp(MemoryLayout<HeapControl>.stride, 16)
-    secondLevelBitmaps = cursor.bindMemory(to: UInt32.self, capacity: SizeClass.firstLevelCount)
-    secondLevelBitmaps.initialize(repeating: 0, count: SizeClass.firstLevelCount)
-    cursor += Heap.roundUp(SizeClass.firstLevelCount * 4, 16)
-    heads = cursor.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: SizeClass.classCount)
+    _ = SpinLocked(initializing: start + Heap.listOffset, to: ObjectCacheList())
+    let bitmaps = (start + Heap.bitmapsOffset).bindMemory(to: UInt32.self, capacity: SizeClass.firstLevelCount)
+    bitmaps.initialize(repeating: 0, count: SizeClass.firstLevelCount)
+    let heads = (start + Heap.headsOffset).bindMemory(to: UnsafeMutableRawPointer?.self, capacity: SizeClass.classCount)
     heads.initialize(repeating: nil, count: SizeClass.classCount)
-    cursor += SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride
-    setUpSizeClasses(withSlabs ? cursor : nil, seed: secretSeed)
-    control.pointee.claimedBytes = size
+    var core = HeapCore(config: config, secondLevelBitmaps: bitmaps, heads: heads)
+    if let classCaches {
+      for index in 0..<(SlabClass.count * CPU.maximum) {
+        let cell = classCaches + index * SlabCache.cellBytes
+        _ = SpinLocked(initializing: cell, to: SlabCache(
+          size: SlabClass.objectSize(index % SlabClass.count), alignment: 16, kind: SlabCache.kindSizeClass,
+          address: UInt(bitPattern: cell), heapSecret: secret))
+      }
+    }
+    core.claimedBytes = size
     let blockSize = size - controlSize - Block.headerSize
     let block = UnsafeMutableRawPointer(bitPattern: first)!
     Block.write(block, size: blockSize, flags: Block.flagFree, prevSize: 0)
     Block.write(block + blockSize, size: 0, flags: Block.flagSentinel | Block.flagPrevFree, prevSize: blockSize)
-    insertFree(block)
+    core.insertFree(block)
+    _ = SpinLocked(initializing: start + Heap.coreOffset, to: core)
   }
 
   static func roundUp(_ value: Int, _ alignment: Int) -> Int { (value + alignment - 1) & ~(alignment - 1) }
 
+  /// The heap lock and the TLSF core behind it.
+  @inline(__always)
+  var core: SpinLocked<HeapCore> { SpinLocked(at: UnsafeMutableRawPointer(config) + Heap.coreOffset) }
+
+  /// The object-cache list lock and the list.
+  var cacheList: SpinLocked<ObjectCacheList> { SpinLocked(at: UnsafeMutableRawPointer(config) + Heap.listOffset) }
+
+  /// Size-class cache `index` (`CPU slot × SlabClass.count + class`).
+  @inline(__always)
+  func classCache(_ caches: UnsafeMutableRawPointer, _ index: Int) -> SpinLocked<SlabCache> {
+    SpinLocked(at: caches + index &* SlabCache.cellBytes)
+  }
+
   /// The page allocator this heap grows from, if any.
-  public var frames: PageFrameAllocator? { control.pointee.frames }
+  public var frames: PageFrameAllocator? { config.pointee.frames }
 
   // MARK: Allocation
 
@@ -177,9 +162,9 @@ public struct Heap {
   ///   allocation. A large request costs `PageFrameAllocator.allocContiguous`.
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
-    if size <= SlabClass.limit, size >= 0, let caches = control.pointee.classCaches,
-      let object = lockedSlabAllocate(
-        SlabCache.at(caches, CPU.slot(cpu) &* SlabClass.count &+ Int(control.pointee.classOfGranule[(size &+ 15) &>> 4])), cpu: cpu)
+    if size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches,
+      let object = classCache(caches, CPU.slot(cpu) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
+        .withLock(cpu: cpu, { cache in slabAllocate(&cache) }) ?? nil
     {
       return object
     }
@@ -190,28 +175,10 @@ public struct Heap {
   /// heap lock. Out of line, so the slab fast path keeps a small frame.
   @inline(never)
   private func allocateUnderHeapLock(_ size: Int, cpu: Int) -> UnsafeMutableRawPointer? {
-    guard heapLock.lock(cpu: cpu) == nil else { return nil }
-    defer { heapLock.unlock(cpu: cpu) }
-    if size > Heap.largeRequestThreshold, control.pointee.frames != nil { return allocateLarge(size) }
-    return allocateBlock(size)
-  }
-
-  /// A TLSF block of `size` bytes under the heap lock (`ObjectCache` keeps its state in one).
-  func lockedAllocateBlock(_ size: Int) -> UnsafeMutableRawPointer? {
-    let cpu = CPU.current
-    guard heapLock.lock(cpu: cpu) == nil else { return nil }
-    defer { heapLock.unlock(cpu: cpu) }
-    return allocateBlock(size)
-  }
-
-  /// A TLSF block of `size` bytes, growing the heap when none fits (never a slab object
-  /// or a page run). Holder of the heap lock.
-  @inline(__always)
-  func allocateBlock(_ size: Int) -> UnsafeMutableRawPointer? {
-    guard let need = Heap.blockSize(forRequest: size),
-      let block = findFreeBlock(need) ?? (grow(need) ? findFreeBlock(need) : nil)
-    else { return nil }
-    return Block.payload(take(block, need: need))
+    core.withLock(cpu: cpu) { core in
+      if size > Heap.largeRequestThreshold, core.frames != nil { return core.allocateLarge(size) }
+      return core.allocateBlock(size)
+    } ?? nil
   }
 
   /// The block size serving a request: payload rounded to 16 plus the header, at least
@@ -230,35 +197,10 @@ public struct Heap {
   public func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {
     guard alignment > 0, alignment & (alignment - 1) == 0, alignment <= Page.size else { return nil }
     // Page runs are page aligned, which covers every alignment accepted here.
-    if alignment <= Block.alignment || size > Heap.largeRequestThreshold && control.pointee.frames != nil {
+    if alignment <= Block.alignment || size > Heap.largeRequestThreshold && config.pointee.frames != nil {
       return allocate(size)
     }
-    let cpu = CPU.current
-    guard heapLock.lock(cpu: cpu) == nil else { return nil }
-    defer { heapLock.unlock(cpu: cpu) }
-    guard let need = Heap.blockSize(forRequest: size), need <= SizeClass.maximumBlockSize - alignment - Block.minimumSize
-    else { return nil }
-    // Room to slide the payload up to the boundary and leave a whole free block behind.
-    let padded = need + alignment + Block.minimumSize
-    guard let block = findFreeBlock(padded) ?? (grow(padded) ? findFreeBlock(padded) : nil) else { return nil }
-    var start = block
-    let payload = UInt(bitPattern: Block.payload(block))
-    let mask = UInt(alignment - 1)
-    if payload & mask != 0 {
-      var aligned = (payload + mask) & ~mask
-      if aligned - payload < UInt(Block.minimumSize) { aligned += UInt(alignment) }
-      let lead = Int(aligned - payload)
-      let total = Block.size(block)
-      let prevSize = Block.prevSize(block)
-      start = block + lead
-      // The leading piece stays free; its left neighbour is allocated (free blocks never touch).
-      Block.write(block, size: lead, flags: Block.flagFree, prevSize: prevSize)
-      insertFree(block)
-      Block.write(start, size: total - lead, flags: Block.flagFree | Block.flagPrevFree, prevSize: lead)
-      let after = Block.next(start)
-      Block.setPrevious(after, size: total - lead, free: true)
-    }
-    return Block.payload(take(start, need: need))
+    return core.withLock(cpu: CPU.current) { $0.allocateAlignedBlock(size, alignment: alignment) } ?? nil
   }
 
   /// Allocates `count * size` zeroed bytes; nil if the product overflows.
@@ -266,29 +208,28 @@ public struct Heap {
   public func allocateZeroed(count: Int, size: Int) -> UnsafeMutableRawPointer? {
     let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
     guard !overflow, count >= 0, size >= 0, let payload = allocate(bytes) else { return nil }
-    control.pointee.zeroFill(payload, bytes)
+    config.pointee.zeroFill(payload, bytes)
     return payload
   }
+
+  // MARK: Free
 
   /// Frees a payload from this heap: a block is coalesced with free neighbours on both
   /// sides, a large allocation goes back to the page allocator whole. `nil` does nothing.
   ///
   /// - Throws: `HeapError` for a misaligned, foreign or interior pointer, a double
   ///   free, or a corrupted header; the heap is untouched then.
-  /// - Complexity: O(1): ownership is one page-entry lookup. Freeing a large allocation
-  ///   or giving an arena back costs O(its pages) entry writes.
+  /// - Complexity: O(log ranges): ownership is one page-entry lookup. Freeing a large
+  ///   allocation or giving an arena back costs O(its pages) entry writes.
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
     let cpu = CPU.current
-    if let slab = try lockSlab(holding: pointer, cpu: cpu) {
-      // A slab object: under its cache's lock, whichever CPU's cache that is.
-      let cache = slab.cache
-      defer { cache.lock.release() }
-      guard case .slabObject(let slab, let index) = try locateObject(pointer, inCheckedSlab: slab) else { return }
-      guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
-      slabFree(slab, index: index)
-      return
+    // A slab object: under its cache's lock, whichever CPU's cache that is.
+    let freed: Void? = try withSlabLocked(holding: pointer, cpu: cpu) { (cache, slab, index) throws(HeapError) in
+      guard cache.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
+      slabFree(&cache, slab, index: index)
     }
+    if freed != nil { return }
     try deallocateUnderHeapLock(pointer, cpu: cpu)
   }
 
@@ -296,16 +237,19 @@ public struct Heap {
   /// bad input), under the heap lock. Out of line, so the slab fast path keeps a small frame.
   @inline(never)
   private func deallocateUnderHeapLock(_ pointer: UnsafeMutableRawPointer, cpu: Int) throws(HeapError) {
-    guard heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
-    defer { heapLock.unlock(cpu: cpu) }
-    switch try locate(pointer) {
-    case .block(let block): release(block)
-    case .large(let run, let pages): releaseLarge(run, pages: pages)
-    // A slab that `lockSlab` saw change under it: given back and taken again since the
-    // pointer's object was freed, so not ours to free.
-    case .slabObject: throw HeapError(.doubleFree, UInt(bitPattern: pointer))
+    let done: Void? = try core.withLock(cpu: cpu) { (core) throws(HeapError) in
+      switch try core.locate(pointer) {
+      case .block(let block): core.release(block)
+      case .large(let run, let pages): core.releaseLarge(run, pages: pages)
+      // A slab that `withSlabLocked` saw change under it: given back and taken again
+      // since the pointer's object was freed, so not ours to free.
+      case .slabObject: throw HeapError(.doubleFree, UInt(bitPattern: pointer))
+      }
     }
+    if done == nil { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
   }
+
+  // MARK: Resize
 
   /// Resizes an allocation, in place when the block or its free right neighbour allows,
   /// otherwise by allocate-copy-free. `nil` acts as `allocate`; size 0 frees and
@@ -337,360 +281,62 @@ public struct Heap {
     case move(Int)
   }
 
-  /// `reallocate`'s work under the lock that owns `pointer`: size 0 frees, a size that
-  /// fits stays (growing into a free right neighbour for a block), else `.move`.
+  /// `reallocate`'s work under the lock that owns `pointer`.
   private func resizeInPlace(_ pointer: UnsafeMutableRawPointer, to size: Int) throws(HeapError) -> Resize {
     let cpu = CPU.current
-    if let slab = try lockSlab(holding: pointer, cpu: cpu) {
-      let cache = slab.cache
-      defer { cache.lock.unlock(cpu: cpu) }
-      guard case .slabObject(let slab, let index) = try locateObject(pointer, inCheckedSlab: slab) else { return .done(nil) }
-      guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
+    let inSlab = try withSlabLocked(holding: pointer, cpu: cpu) { (cache, slab, index) throws(HeapError) -> Resize in
+      guard cache.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
       if size == 0 {
-        slabFree(slab, index: index)
+        slabFree(&cache, slab, index: index)
         return .done(nil)
       }
-      let current = cache.pointee.slotSize
+      let current = cache.slotSize
       // Stays in place while it fits and uses more than half the object.
       return size <= current && size > current / 2 ? .done(pointer) : .move(current)
     }
-    guard heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
-    defer { heapLock.unlock(cpu: cpu) }
-    switch try locate(pointer) {
-    case .slabObject:
-      throw HeapError(.doubleFree, UInt(bitPattern: pointer))
-    case .large(let run, let pages):
-      if size == 0 {
-        releaseLarge(run, pages: pages)
-        return .done(nil)
-      }
-      let current = pages << Page.shift
-      return size <= current && size > Heap.largeRequestThreshold ? .done(pointer) : .move(current)
-    case .block(let block):
-      if size == 0 {
-        release(block)
-        return .done(nil)
-      }
-      let current = Block.size(block)
-      if let need = Heap.blockSize(forRequest: size), size <= Heap.largeRequestThreshold || control.pointee.frames == nil {
-        if need <= current {
-          shrink(block, to: need)
-          return .done(pointer)
-        }
-        let next = Block.next(block)
-        if Block.isFree(next) && current + Block.size(next) >= need {
-          removeFree(next)
-          let merged = current + Block.size(next)
-          control.pointee.usedBytes &+= merged - current
-          Block.setSize(block, merged, flags: Block.flags(block))
-          Block.setPrevious(Block.next(block), size: merged, free: false)
-          shrink(block, to: need)
-          notePeak()
-          return .done(pointer)
-        }
-      }
-      return .move(current - Block.headerSize)
-    }
+    if let inSlab { return inSlab }
+    guard let resized = try core.withLock(cpu: cpu, { (core) throws(HeapError) in try core.resizeInPlace(pointer, to: size) })
+    else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+    return resized
   }
 
   /// Usable bytes of an allocation (at least what was asked for).
   /// - Throws: as `deallocate` for a pointer that is not a live allocation.
-  /// - Complexity: O(1).
+  /// - Complexity: O(log ranges).
   public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
     let cpu = CPU.current
-    if let slab = try lockSlab(holding: pointer, cpu: cpu) {
-      let cache = slab.cache
-      defer { cache.lock.unlock(cpu: cpu) }
-      _ = try locateObject(pointer, inCheckedSlab: slab)
-      guard cache.pointee.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
-      return cache.pointee.slotSize
+    let inSlab = try withSlabLocked(holding: pointer, cpu: cpu) { (cache, _, _) throws(HeapError) -> Int in
+      guard cache.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }
+      return cache.slotSize
     }
-    guard heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
-    defer { heapLock.unlock(cpu: cpu) }
-    switch try locate(pointer) {
-    case .block(let block): return Block.size(block) - Block.headerSize
-    case .large(_, let pages): return pages << Page.shift
-    case .slabObject: throw HeapError(.doubleFree, UInt(bitPattern: pointer))
-    }
-  }
-
-  // MARK: Ownership and validation
-
-  /// What a pointer handed to the heap turned out to be.
-  enum Allocation {
-    /// A live block (its header).
-    case block(UnsafeMutableRawPointer)
-    /// A live large allocation: its first page and its length in pages.
-    case large(UnsafeMutableRawPointer, pages: Int)
-    /// A live slab object: its slab and index (of a size class or an `ObjectCache`).
-    case slabObject(Slab, index: Int)
-  }
-
-  /// The allocation `pointer` starts, after every check: alignment, then ownership (the
-  /// initial arena by its bounds, everything else by its page entry), then the header.
-  @inline(__always)
-  func locate(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Allocation {
-    let address = UInt(bitPattern: pointer)
-    // Critical: alignment first, then ownership, then the header (never read outside the heap).
-    guard address & 15 == 0 else { throw HeapError(.misaligned, address) }
-    let initialStart = control.pointee.initialStart
-    if address >= initialStart &+ UInt(Block.headerSize) && address < control.pointee.initialEnd {
-      return .block(try validate(pointer, arenaStart: initialStart, arenaEnd: control.pointee.initialEnd))
-    }
-    return try locateInPageFrames(pointer)
-  }
-
-  /// Ownership from the page entry of `pointer`: a growth arena or a large allocation of
-  /// this heap (its tag), anything else is not ours.
-  @inline(__always)
-  func locateInPageFrames(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Allocation {
-    let address = UInt(bitPattern: pointer)
-    guard let frames = control.pointee.frames else { throw HeapError(.outsideHeap, address) }
-    let physical = frames.physical(of: pointer)
-    guard let found = frames.runEntry(containing: physical), found.head.next == control.pointee.tag else {
-      // A pointer into a free page was the heap's before: a large allocation, a slab
-      // or a growth arena given back (or a wild pointer into free memory).
-      throw HeapError(frames.owner(ofPhysical: physical) == .free ? .doubleFree : .outsideHeap, address)
-    }
-    // The run is contiguous in the direct map: its start is `pagesIn` pages down.
-    let runStart = Page.roundDown(address) &- UInt(bitPattern: found.pagesIn) << UInt(Page.shift)
-    switch found.head.ownerRawValue {
-    case PageOwner.slab.rawValue:
-      return try locateSlabObject(pointer, slab: Slab(address: runStart))
-    case PageOwner.heap.rawValue:
-      let arena = growthArenaBounds(runStart: runStart, pages: Int(found.head.prev))
-      guard address >= arena.start + UInt(Block.headerSize) else { throw HeapError(.outsideHeap, address) }
-      return .block(try validate(pointer, arenaStart: arena.start, arenaEnd: arena.end))
-    case PageOwner.heapLarge.rawValue:
-      guard runStart == address else { throw HeapError(.interiorPointer, address) }
-      return .large(pointer, pages: Int(found.head.prev))
-    default:
-      throw HeapError(.outsideHeap, address)
-    }
-  }
-
-  /// The header of a payload inside arena `[arenaStart, arenaEnd)` that may be freed,
-  /// after every check of the header and its neighbours.
-  @inline(__always)
-  func validate(_ pointer: UnsafeMutableRawPointer, arenaStart: UInt, arenaEnd: UInt) throws(HeapError) -> UnsafeMutableRawPointer {
-    let address = UInt(bitPattern: pointer)
-    let block = Block.header(ofPayload: pointer)
-    guard Block.isIntact(block) else { throw HeapError(.corruptHeader, address) }
-    let flags = Block.flags(block)
-    if flags & Block.flagFree != 0 { throw HeapError(.doubleFree, address) }
-    guard flags & Block.flagSentinel == 0 else { throw HeapError(.corruptHeader, address) }
-    let size = Block.size(block)
-    // Critical: the size must keep the right neighbour inside the arena, and agree with it.
-    guard size >= Block.minimumSize, size & 15 == 0, UInt(size) <= arenaEnd - UInt(Block.headerSize) - UInt(bitPattern: block) else {
-      throw HeapError(.corruptNeighbour, address)
-    }
-    let next = block + size
-    guard Block.isIntact(next), Block.prevSize(next) == size,
-      (Block.flags(next) & Block.flagPrevFree) == 0
-    else { throw HeapError(.corruptNeighbour, address) }
-    // A free left neighbour is about to be merged: its header must be whole, free, inside
-    // the arena and as big as this block's boundary tag says.
-    if flags & Block.flagPrevFree != 0 {
-      let prevSize = Block.prevSize(block)
-      let previous = block - prevSize
-      guard prevSize >= Block.minimumSize, UInt(prevSize) <= UInt(bitPattern: block) - arenaStart,
-        Block.isIntact(previous), Block.flags(previous) & (Block.flagFree | Block.flagSentinel) == Block.flagFree,
-        Block.size(previous) == prevSize
-      else { throw HeapError(.corruptNeighbour, address) }
-    }
-    return block
-  }
-
-  // MARK: Blocks
-
-  /// Frees allocated `block`, already validated: counters, coalescing, back on a list,
-  /// or back to the page allocator when it empties a growth arena.
-  @inline(__always)
-  func release(_ block: UnsafeMutableRawPointer) {
-    control.pointee.usedBytes &-= Block.size(block) - Block.headerSize
-    control.pointee.allocatedBlocks &-= 1
-    let merged = coalesce(block)
-    // The first block of an arena (no left neighbour) that reaches the sentinel spans it.
-    if Block.prevSize(merged) == 0, Block.flags(Block.next(merged)) & Block.flagSentinel != 0,
-      UInt(bitPattern: merged) != control.pointee.initialStart
-    {
-      arenaEmptied(merged)
-    } else {
-      insertFree(merged)
-    }
-    if control.pointee.spareArena != 0 { releaseSpareIfRoomElsewhere() }
-  }
-
-  /// Marks free block `block` (already off the lists) allocated with `need` bytes,
-  /// splitting off the tail when it can hold a minimum block.
-  @inline(__always)
-  private func take(_ block: UnsafeMutableRawPointer, need: Int) -> UnsafeMutableRawPointer {
-    let size = Block.size(block)
-    let flags = Block.flags(block) & Block.flagPrevFree
-    control.pointee.allocatedBlocks &+= 1
-    if size - need >= Block.minimumSize {
-      insertFree(split(block, size: size, at: need, flags: flags))
-      control.pointee.usedBytes &+= need - Block.headerSize
-    } else {
-      Block.setSize(block, size, flags: flags)
-      let after = block + size
-      Block.setPrevious(after, size: size, free: false)
-      control.pointee.usedBytes &+= size - Block.headerSize
-    }
-    notePeak()
-    return block
-  }
-
-  @inline(__always)
-  private func notePeak() {
-    if control.pointee.usedBytes > control.pointee.peakUsedBytes {
-      control.pointee.peakUsedBytes = control.pointee.usedBytes
-    }
-  }
-
-  /// Cuts `block` (`size` bytes) at `need`: `block` keeps `need` bytes and `flags`, the
-  /// rest becomes a free header (not yet on a list) that its right neighbour's boundary
-  /// tag now describes. Returns the rest.
-  @inline(__always)
-  private func split(_ block: UnsafeMutableRawPointer, size: Int, at need: Int, flags: UInt64) -> UnsafeMutableRawPointer {
-    Block.setSize(block, need, flags: flags)
-    let rest = block + need
-    Block.write(rest, size: size - need, flags: Block.flagFree, prevSize: need)
-    Block.setPrevious(rest + (size - need), size: size - need, free: true)
-    return rest
-  }
-
-  /// Cuts allocated `block` down to `need` bytes when the tail can stand alone,
-  /// merging the tail with a free right neighbour.
-  private func shrink(_ block: UnsafeMutableRawPointer, to need: Int) {
-    let size = Block.size(block)
-    guard size - need >= Block.minimumSize else { return }
-    let tail = split(block, size: size, at: need, flags: Block.flags(block))
-    control.pointee.usedBytes &-= size - need
-    insertFree(coalesce(tail))
-  }
-
-  /// Merges `block` (being freed, not on a list) with free neighbours; returns the merged
-  /// block, marked free, with its right neighbour's boundary tag updated. A header
-  /// swallowed by the merge keeps its free flag and check value, so freeing its old
-  /// payload again reads as a double free.
-  @inline(__always)
-  func coalesce(_ block: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
-    var start = block
-    var size = Block.size(block)
-    let prevSize = Block.prevSize(block)
-    var flags = Block.flags(block)
-    let next = block + size
-    if Block.isFree(next) {
-      removeFree(next)
-      size += Block.size(next)
-    }
-    if flags & Block.flagPrevFree != 0 {
-      Block.markSwallowed(block)
-      let previous = block - prevSize
-      removeFree(previous)
-      size += Block.size(previous)
-      start = previous
-      flags = Block.flags(previous)
-    }
-    Block.setSize(start, size, flags: (flags & Block.flagPrevFree) | Block.flagFree)
-    let after = start + size
-    Block.setPrevious(after, size: size, free: true)
-    return start
-  }
-
-  // MARK: Free lists
-
-  /// The head of the first non-empty class whose blocks all hold `need` bytes, else a
-  /// bounded scan of `need`'s own class. The block is taken off its list.
-  @inline(__always)
-  func findFreeBlock(_ need: Int) -> UnsafeMutableRawPointer? {
-    var (first, second) = SizeClass.searchIndex(for: need)
-    if first < SizeClass.firstLevelCount {
-      var secondMap = secondLevelBitmaps[first] & (~0 << UInt32(second))
-      if secondMap == 0 {
-        let firstMap = first + 1 < 32 ? control.pointee.firstLevelBitmap & (~0 << UInt32(first + 1)) : 0
-        if firstMap != 0 {
-          first = firstMap.trailingZeroBitCount
-          secondMap = secondLevelBitmaps[first]
-        }
-      }
-      if secondMap != 0 {
-        second = secondMap.trailingZeroBitCount
-        return popHead(first, second)
+    if let inSlab { return inSlab }
+    let bytes = try core.withLock(cpu: cpu) { (core) throws(HeapError) -> Int in
+      switch try core.locate(pointer) {
+      case .block(let block): return Block.size(block) - Block.headerSize
+      case .large(_, let pages): return pages << Page.shift
+      case .slabObject: throw HeapError(.doubleFree, UInt(bitPattern: pointer))
       }
     }
-    return scanOwnClass(need)
+    guard let bytes else { throw HeapError(.reentered, UInt(bitPattern: pointer)) }
+    return bytes
   }
+}
 
-  /// Best of the first `fallbackScanLimit` blocks in `need`'s exact class that fit.
-  private func scanOwnClass(_ need: Int) -> UnsafeMutableRawPointer? {
-    let (first, second) = SizeClass.index(of: need)
-    guard first < SizeClass.firstLevelCount else { return nil }
-    var candidate = heads[first * SizeClass.secondLevelCount + second]
-    var best: UnsafeMutableRawPointer? = nil
-    var bestSize = Int.max
-    var steps = 0
-    while let block = candidate, steps < SizeClass.fallbackScanLimit {
-      let size = Block.size(block)
-      if size >= need && size < bestSize {
-        best = block
-        bestSize = size
+/// The heaps' tags: each heap gets the next number, so no two heaps of one run share a
+/// tag, however their control blocks are placed (a tag from the address would alias
+/// across 64 GiB and could equal the free-list sentinel).
+enum HeapTags {
+  nonisolated(unsafe) static var issued: UInt32 = 0
+
+  /// The next tag, 1 ... 2^32 - 2; nil once they are used up.
+  /// - Complexity: O(1).
+  static func next() -> UInt32? {
+    withUnsafeMutablePointer(to: &issued) { word -> UInt32? in
+      while true {
+        let last = ks_load_relaxed(word)
+        guard last &+ 1 < PageEntry.none else { return nil }
+        if ks_compare_exchange(word, last, last &+ 1) { return last &+ 1 }
       }
-      candidate = Block.nextFree(block)
-      steps += 1
-    }
-    if let best { removeFree(best) }
-    return best
-  }
-
-  @inline(__always)
-  func insertFree(_ block: UnsafeMutableRawPointer) {
-    let (first, second) = SizeClass.index(of: Block.size(block))
-    let slot = first * SizeClass.secondLevelCount + second
-    let head = heads[slot]
-    Block.setNextFree(block, head)
-    Block.setPrevFree(block, nil)
-    if let head { Block.setPrevFree(head, block) }
-    heads[slot] = block
-    secondLevelBitmaps[first] |= 1 << UInt32(second)
-    control.pointee.firstLevelBitmap |= 1 << UInt32(first)
-  }
-
-  /// Takes the head off class (first, second)'s list, which must be non-empty.
-  @inline(__always)
-  private func popHead(_ first: Int, _ second: Int) -> UnsafeMutableRawPointer {
-    // The bitmap said this list is non-empty.
-    let block = heads[first * SizeClass.secondLevelCount + second]!
-    let next = Block.nextFree(block)
-    if let next { Block.setPrevFree(next, nil) }
-    replaceHead(first, second, with: next)
-    return block
-  }
-
-  /// Makes `next` the head of class (first, second), clearing the bitmap bits when the
-  /// list is left empty.
-  @inline(__always)
-  private func replaceHead(_ first: Int, _ second: Int, with next: UnsafeMutableRawPointer?) {
-    heads[first * SizeClass.secondLevelCount + second] = next
-    if next == nil {
-      secondLevelBitmaps[first] &= ~(1 << UInt32(second))
-      if secondLevelBitmaps[first] == 0 {
-        control.pointee.firstLevelBitmap &= ~(1 << UInt32(first))
-      }
-    }
-  }
-
-  @inline(__always)
-  func removeFree(_ block: UnsafeMutableRawPointer) {
-    let next = Block.nextFree(block)
-    let prev = Block.prevFree(block)
-    if let next { Block.setPrevFree(next, prev) }
-    if let prev {
-      Block.setNextFree(prev, next)
-    } else {
-      let (first, second) = SizeClass.index(of: Block.size(block))
-      replaceHead(first, second, with: next)
     }
   }
 }

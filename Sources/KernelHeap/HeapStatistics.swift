@@ -38,13 +38,13 @@ extension Heap {
   /// CPUs allocate.
   /// - Complexity: O(blocks + caches).
   public var statistics: HeapStatistics {
-    withAllLocks { unlockedStatistics } ?? unlockedStatistics
+    // From inside the heap on this CPU (its locks refuse): the figures as they stand.
+    withAllLocks { core in statistics(of: core) } ?? statistics(of: core.snapshot.pointee)
   }
 
-  private var unlockedStatistics: HeapStatistics {
-    let c = control.pointee
+  private func statistics(of c: HeapCore) -> HeapStatistics {
     var free = 0, freeCount = 0, largest = 0
-    forEachBlock { block in
+    forEachBlock(c) { block in
       if Block.isFree(block) {
         let payload = Block.size(block) - Block.headerSize
         free += payload
@@ -63,21 +63,25 @@ extension Heap {
   /// Live kmalloc objects in the size classes' slabs.
   /// - Complexity: O(slabs).
   public var sizeClassObjects: Int {
-    withAllLocks { liveSizeClassObjects } ?? liveSizeClassObjects
+    withAllLocks { _ in liveSizeClassObjects } ?? liveSizeClassObjects
   }
 
   private var liveSizeClassObjects: Int {
-    guard let caches = control.pointee.classCaches else { return 0 }
+    guard let caches = config.pointee.classCaches else { return 0 }
+    let cpu = CPU.current
     var live = 0
-    for index in 0..<(SlabClass.count * CPU.maximum) { live += liveObjects(SlabCache.at(caches, index)) }
+    for index in 0..<(SlabClass.count * CPU.maximum) {
+      let cache = classCache(caches, index)
+      live += cache.withHeld(cpu: cpu) { liveObjects($0) } ?? liveObjects(cache.snapshot.pointee)
+    }
     return live
   }
 
   /// Calls `body` with every block of every arena in address order, sentinels excluded.
   /// A corrupted size ends that arena's walk instead of looping or leaving the arena
   /// (`check()` is the walk that reports such damage).
-  func forEachBlock(_ body: (UnsafeMutableRawPointer) -> Void) {
-    forEachArena { start, end in
+  func forEachBlock(_ core: HeapCore, _ body: (UnsafeMutableRawPointer) -> Void) {
+    core.forEachArena { start, end in
       var block = UnsafeMutableRawPointer(bitPattern: start)!
       while Block.flags(block) & Block.flagSentinel == 0 {
         let size = Block.size(block)
@@ -92,8 +96,10 @@ extension Heap {
   /// The arenas as (first block address, end) pairs: the initial arena first.
   /// - Complexity: O(arenas).
   public var arenaRanges: [(start: UInt, end: UInt)] {
-    var ranges: [(start: UInt, end: UInt)] = []
-    forEachArena { ranges.append(($0, $1)) }
-    return ranges
+    withAllLocks { core in
+      var ranges: [(start: UInt, end: UInt)] = []
+      core.forEachArena { ranges.append(($0, $1)) }
+      return ranges
+    } ?? []
   }
 }

@@ -25,18 +25,19 @@ public struct ObjectCacheStatistics: Sendable, Equatable {
 ///
 /// A handle: copies name the same cache. `destroy` is refused while objects are live;
 /// once it succeeds, every call through any copy of the handle is refused as
-/// `cacheDestroyed`: the cache's check word is cleared, and a new cache made later at
-/// the same address carries another serial. (Reading the old state's block stays safe:
-/// it is heap or free page memory, still mapped. Only bytes that reproduce the 64-bit
-/// check word by chance could pass.)
+/// `cacheDestroyed`, also on another CPU at the same moment: the cache's lock and state
+/// stay where they are (the heap never takes a destroyed cache's slot back; the next
+/// cache made reuses it), every call checks the cache's check word under its lock, and
+/// a new cache in the same slot carries another serial.
 ///
 /// Bad input has the same defined outcomes as `Heap.deallocate`: misaligned, foreign,
 /// interior pointers and double frees throw and change nothing; an object of another
 /// cache or of kmalloc is `wrongCache`.
 public struct ObjectCache {
-  let cache: UnsafeMutablePointer<SlabCache>
-  /// The cache's serial in its heap: a handle names one cache, never a later one at the
-  /// same address.
+  /// The cache's lock and state, in its slot.
+  let cache: SpinLocked<SlabCache>
+  /// The cache's serial in its heap: a handle names one cache, never a later one in the
+  /// same slot.
   let serial: UInt
   public let heap: Heap
 
@@ -46,149 +47,131 @@ public struct ObjectCache {
   ///   - objectSize: 1...4096 bytes.
   ///   - alignment: a power of two from 16 to 4096 (smaller values are raised to 16).
   /// - Returns: nil for a size or alignment out of range, a heap without page frames,
-  ///   or no memory for the cache's state.
+  ///   no memory for the cache's state, or a call from inside the heap on this CPU.
   /// - Complexity: O(1) plus one heap allocation.
   public init?(heap: Heap, objectSize: Int, alignment: Int = 16) {
     let aligned = max(alignment, 16)
-    guard heap.control.pointee.frames != nil, alignment > 0, alignment & (alignment - 1) == 0,
-      SlabCache.layout(size: objectSize, alignment: aligned) != nil,
-      let block = heap.lockedAllocateBlock(SlabCache.slotBytes)
+    guard heap.frames != nil, alignment > 0, alignment & (alignment - 1) == 0,
+      SlabCache.layout(size: objectSize, alignment: aligned) != nil
     else { return nil }
-    let cache = (block + SlabCache.prefixBytes).bindMemory(to: SlabCache.self, capacity: 1)
-    cache.prefix.initializeMemory(as: UInt8.self, repeating: 0, count: SlabCache.prefixBytes)
     let cpu = CPU.current
-    guard heap.cachesLock.lock(cpu: cpu) == nil else {
-      try? heap.deallocate(block)
-      return nil
-    }
-    defer { heap.cachesLock.unlock(cpu: cpu) }
-    heap.objectCachesMade &+= 1
-    let serial = heap.objectCachesMade
-    cache.initialize(to: SlabCache(
-      size: objectSize, alignment: aligned, kind: SlabCache.kindObjectCache,
-      address: UInt(bitPattern: cache), heapSecret: heap.control.pointee.slabSecret, serial: serial))
-    heap.linkObjectCache(cache)
-    self.cache = cache
-    self.serial = serial
+    let secret = heap.config.pointee.slabSecret
+    let made = heap.cacheList.withLock(cpu: cpu) { list -> (SpinLocked<SlabCache>, UInt)? in
+      let serial = list.made &+ 1
+      func state(_ cell: SpinLocked<SlabCache>) -> SlabCache {
+        SlabCache(
+          size: objectSize, alignment: aligned, kind: SlabCache.kindObjectCache,
+          address: UInt(bitPattern: cell.address), heapSecret: secret, serial: serial)
+      }
+      let cache: SpinLocked<SlabCache>
+      if let slot = list.takeRetired() {
+        // A slot another CPU may still lock through a stale handle: its lock stays a
+        // lock, and the new state goes in under it.
+        cache = ObjectCacheList.cache(inSlot: slot)
+        guard cache.withLock(cpu: cpu, { $0 = state(cache) }) != nil else {
+          list.retire(slot)
+          return nil
+        }
+        list.link(slot)
+      } else {
+        // Lock order: the list, then the heap.
+        guard let block = heap.core.withLock(cpu: cpu, { $0.allocateBlock(ObjectCacheList.slotBytes) }) ?? nil else { return nil }
+        let slot = UInt(bitPattern: block)
+        cache = ObjectCacheList.cache(inSlot: slot)
+        _ = SpinLocked(initializing: cache.address, to: state(cache))
+        list.link(slot)
+      }
+      list.made = serial
+      return (cache, serial)
+    } ?? nil
+    guard let made else { return nil }
+    cache = made.0
+    serial = made.1
     self.heap = heap
   }
 
-  /// Whether the handle still names a live cache of its heap.
-  var isLive: Bool {
-    cache.pointee.check == SlabCache.checkWord(
-      address: UInt(bitPattern: cache), heapSecret: heap.control.pointee.slabSecret, kind: SlabCache.kindObjectCache, serial: serial)
+  /// Whether `state` is this handle's cache, alive.
+  @inline(__always)
+  func isLive(_ state: SlabCache) -> Bool {
+    state.check == SlabCache.checkWord(
+      address: UInt(bitPattern: cache.address), heapSecret: heap.config.pointee.slabSecret,
+      kind: SlabCache.kindObjectCache, serial: serial)
   }
 
-  /// One object (contents undefined), or nil when no slab page can be had or the cache
-  /// was destroyed.
+  /// One object, or nil when no slab page can be had, the cache is destroyed, or this
+  /// CPU is inside the heap already.
   /// - Complexity: O(1); a new slab costs one page-run allocation.
   public func allocate() -> UnsafeMutableRawPointer? {
-    guard isLive else { return nil }
-    let cpu = CPU.current
-    guard cache.lock.lock(cpu: cpu) == nil else { return nil }
-    defer { cache.lock.unlock(cpu: cpu) }
-    guard isLive else { return nil }
-    return heap.slabAllocate(cache)
+    cache.withLock(cpu: CPU.current) { state in isLive(state) ? heap.slabAllocate(&state) : nil } ?? nil
   }
 
-  /// Returns an object of this cache.
-  /// - Throws: `HeapError`: `cacheDestroyed`; `misaligned`, `outsideHeap`,
-  ///   `interiorPointer`, `doubleFree`, `corruptSlab` as `Heap.deallocate`; `wrongCache`
-  ///   for a pointer that is a live object of another cache, a kmalloc block or object,
-  ///   or a large allocation. Nothing changes then.
-  /// - Complexity: O(1): one page-entry lookup.
+  /// Returns an object to the cache.
+  /// - Throws: `cacheDestroyed`; `wrongCache` for a pointer that is a live object of
+  ///   another cache, a kmalloc block or object, or anything else of the heap that is
+  ///   not one of this cache's objects; the heap's own errors (misaligned, interior,
+  ///   double free, foreign) as `Heap.deallocate`; `reentered`. Nothing changes then.
+  /// - Complexity: O(log ranges).
   public func free(_ object: UnsafeMutableRawPointer) throws(HeapError) {
-    guard isLive else { throw HeapError(.cacheDestroyed, UInt(bitPattern: object)) }
     let cpu = CPU.current
-    guard let slab = try heap.lockSlab(holding: object, cpu: cpu) else {
-      // Not a slab object: the exact reason from the heap's own checks, under its lock.
-      guard heap.heapLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: object)) }
-      defer { heap.heapLock.unlock(cpu: cpu) }
-      if case .slabObject = try heap.locate(object) {
-        // A slab that changed under `lockSlab`: given back since the object was freed.
-        throw HeapError(.doubleFree, UInt(bitPattern: object))
-      }
-      throw HeapError(.wrongCache, UInt(bitPattern: object))
+    guard let live = cache.withLock(cpu: cpu, { isLive($0) }) else { throw HeapError(.reentered, UInt(bitPattern: object)) }
+    guard live else { throw HeapError(.cacheDestroyed, UInt(bitPattern: object)) }
+    let mine = cache.address
+    let freed: Void? = try heap.withSlabLocked(holding: object, cpu: cpu) { (state, slab, index) throws(HeapError) in
+      guard slab.cacheAddress == UInt(bitPattern: mine), isLive(state) else { throw HeapError(.wrongCache, UInt(bitPattern: object)) }
+      heap.slabFree(&state, slab, index: index)
     }
-    let holder = slab.cache
-    defer { holder.lock.unlock(cpu: cpu) }
-    guard holder == cache else { throw HeapError(.wrongCache, UInt(bitPattern: object)) }
-    guard case .slabObject(let slab, let index) = try heap.locateObject(object, inCheckedSlab: slab) else { return }
-    heap.slabFree(slab, index: index)
+    if freed != nil { return }
+    // Not a slab object: the exact reason from the heap's own checks, under its lock.
+    let failure = try heap.core.withLock(cpu: cpu) { (core) throws(HeapError) -> HeapError in
+      // A slab that changed under `withSlabLocked`: given back since the object was freed.
+      if case .slabObject = try core.locate(object) { return HeapError(.doubleFree, UInt(bitPattern: object)) }
+      return HeapError(.wrongCache, UInt(bitPattern: object))
+    }
+    throw failure ?? HeapError(.reentered, UInt(bitPattern: object))
   }
 
-  /// Gives the cache's empty slabs back to the page allocator.
+  /// Gives every empty slab of the cache back to the page allocator.
   /// - Complexity: O(slabs on the partial list).
   public func shrink() {
-    guard isLive else { return }
-    let cpu = CPU.current
-    guard cache.lock.lock(cpu: cpu) == nil else { return }
-    defer { cache.lock.unlock(cpu: cpu) }
-    heap.shrink(cache)
+    _ = cache.withLock(cpu: CPU.current) { state in if isLive(state) { heap.shrink(&state) } }
   }
 
-  /// The cache's figures; nil once destroyed.
+  /// The cache's figures, or nil once it is destroyed (or from inside the heap).
   /// - Complexity: O(slabs).
   public var statistics: ObjectCacheStatistics? {
-    guard isLive else { return nil }
-    let cpu = CPU.current
-    guard cache.lock.lock(cpu: cpu) == nil else { return nil }
-    defer { cache.lock.unlock(cpu: cpu) }
-    let c = cache.pointee
-    let live = heap.liveObjects(cache)
-    let bytes = c.slabs * (Page.size << c.slabOrder)
-    return ObjectCacheStatistics(
-      objectSize: c.requestedSize, slotSize: c.slotSize, alignment: c.alignment, objectsPerSlab: c.capacity,
-      pagesPerSlab: 1 << c.slabOrder, slabs: c.slabs, emptySlabs: c.emptySlabs, liveObjects: live,
-      slabBytes: bytes, utilization: bytes == 0 ? 0 : Double(live * c.requestedSize) / Double(bytes))
+    cache.withLock(cpu: CPU.current) { c -> ObjectCacheStatistics? in
+      guard isLive(c) else { return nil }
+      let live = heap.liveObjects(c)
+      let bytes = c.slabs * (Page.size << c.slabOrder)
+      return ObjectCacheStatistics(
+        objectSize: c.requestedSize, slotSize: c.slotSize, alignment: c.alignment, objectsPerSlab: c.capacity,
+        pagesPerSlab: 1 << c.slabOrder, slabs: c.slabs, emptySlabs: c.emptySlabs, liveObjects: live,
+        slabBytes: bytes, utilization: bytes == 0 ? 0 : Double(live * c.requestedSize) / Double(bytes))
+    } ?? nil
   }
 
-  /// Destroys the cache: its slabs go back to the page allocator and its state to the
-  /// heap.
-  /// - Throws: `cacheInUse` while objects are live (nothing changes), `cacheDestroyed`
-  ///   when it is gone already.
+  /// Destroys the cache: its empty slabs go back to the page allocator, and every later
+  /// call through any handle to it is refused. Safe while other CPUs still call it: a
+  /// call that took the cache's lock first finishes (an allocation then makes destroy
+  /// refuse), one that comes after is refused.
+  /// - Throws: `cacheInUse` while objects are live, `cacheDestroyed` when destroyed
+  ///   already, `reentered`; nothing changes then.
   /// - Complexity: O(slabs).
   public func destroy() throws(HeapError) {
-    guard isLive else { throw HeapError(.cacheDestroyed, UInt(bitPattern: cache)) }
     let cpu = CPU.current
-    guard heap.cachesLock.lock(cpu: cpu) == nil else { throw HeapError(.reentered, UInt(bitPattern: cache)) }
-    guard cache.lock.lock(cpu: cpu) == nil else {
-      heap.cachesLock.unlock(cpu: cpu)
-      throw HeapError(.reentered, UInt(bitPattern: cache))
+    let slot = UInt(bitPattern: cache.address) - UInt(ObjectCacheList.cellOffset)
+    let outcome = heap.cacheList.withLock(cpu: cpu) { list -> HeapFailure? in
+      cache.withLock(cpu: cpu) { state -> HeapFailure? in
+        // Two CPUs destroying one cache: the second finds it dead under the locks.
+        guard isLive(state) else { return .cacheDestroyed }
+        guard heap.liveObjects(state) == 0 else { return .cacheInUse }
+        heap.shrink(&state)
+        state.check = 0
+        list.retire(slot)
+        return nil
+      } ?? .reentered
     }
-    // Two CPUs destroying one cache: the second finds it dead under the locks.
-    guard isLive, heap.liveObjects(cache) == 0 else {
-      let dead = !isLive
-      cache.lock.unlock(cpu: cpu)
-      heap.cachesLock.unlock(cpu: cpu)
-      throw HeapError(dead ? .cacheDestroyed : .cacheInUse, UInt(bitPattern: cache))
-    }
-    heap.shrink(cache)
-    cache.pointee.check = 0
-    cache.lock.unlock(cpu: cpu)
-    heap.unlinkObjectCache(cache)
-    heap.cachesLock.unlock(cpu: cpu)
-    // Cannot throw: the state is a live block of this heap.
-    try? heap.deallocate(cache.prefix)
-  }
-}
-
-extension Heap {
-  func linkObjectCache(_ cache: UnsafeMutablePointer<SlabCache>) {
-    let head = objectCachesHead
-    cache.nextCache = head
-    cache.previousCache = 0
-    if let first = UnsafeMutablePointer<SlabCache>(bitPattern: head) { first.previousCache = UInt(bitPattern: cache) }
-    objectCachesHead = UInt(bitPattern: cache)
-  }
-
-  func unlinkObjectCache(_ cache: UnsafeMutablePointer<SlabCache>) {
-    let next = cache.nextCache, previous = cache.previousCache
-    if let after = UnsafeMutablePointer<SlabCache>(bitPattern: next) { after.previousCache = previous }
-    if let before = UnsafeMutablePointer<SlabCache>(bitPattern: previous) {
-      before.nextCache = next
-    } else {
-      objectCachesHead = next
-    }
+    guard let outcome else { throw HeapError(.reentered, UInt(bitPattern: cache.address)) }
+    if let outcome { throw HeapError(outcome, UInt(bitPattern: cache.address)) }
   }
 }

@@ -1,3 +1,5 @@
+import KernelSync
+
 /// One slab: a naturally aligned run of 2^order pages owned by `.slab`, holding
 /// objects of one cache back to back after this header. Objects carry no header.
 ///
@@ -38,9 +40,14 @@ struct Slab {
     @inline(__always) get { base.load(as: UInt.self) }
     @inline(__always) nonmutating set { base.storeBytes(of: newValue, as: UInt.self) }
   }
-  var cache: UnsafeMutablePointer<SlabCache> {
-    @inline(__always) get { base.load(fromByteOffset: 8, as: UnsafeMutablePointer<SlabCache>.self) }
-    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 8, as: UnsafeMutablePointer<SlabCache>.self) }
+  /// The address of the cache's lock and state (`SpinLocked<SlabCache>`).
+  var cacheAddress: UInt {
+    @inline(__always) get { base.load(fromByteOffset: 8, as: UInt.self) }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 8, as: UInt.self) }
+  }
+  /// The cache the slab belongs to.
+  var cache: SpinLocked<SlabCache> {
+    @inline(__always) get { SpinLocked(at: UnsafeMutableRawPointer(bitPattern: cacheAddress)!) }
   }
   var freeHead: UInt {
     @inline(__always) get { base.load(fromByteOffset: 16, as: UInt.self) }
@@ -88,14 +95,14 @@ struct Slab {
 
   /// The check word a header of `cache` at `address` carries, for a heap secret.
   @inline(__always)
-  static func checkWord(_ address: UInt, _ cache: UnsafeMutablePointer<SlabCache>, _ secret: UInt) -> UInt {
-    address ^ UInt(bitPattern: cache) ^ secret
+  static func checkWord(_ address: UInt, _ cache: UInt, _ secret: UInt) -> UInt {
+    address ^ cache ^ secret
   }
 
   /// Writes a fresh header: no object used, the bitmap clear.
-  func initialize(cache: UnsafeMutablePointer<SlabCache>, secret: UInt) {
+  func initialize(cache: UInt, secret: UInt) {
     check = Slab.checkWord(address, cache, secret)
-    self.cache = cache
+    cacheAddress = cache
     freeHead = 0
     next = 0
     previous = 0

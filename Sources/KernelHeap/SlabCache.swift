@@ -5,8 +5,9 @@ import PageFrames
 /// `ObjectCache`. Allocation pops from the current slab's free list, freeing pushes onto
 /// the list of the object's own slab; both fast paths touch only this cache and that
 /// slab's header. The size classes exist once per CPU slot; an `ObjectCache` is one
-/// cache shared by every CPU. Each cache has its own lock (its first field), held for
-/// every change to it or to its slabs, whichever CPU makes it.
+/// cache shared by every CPU. Each cache is the state behind its own lock
+/// (`SpinLocked<SlabCache>`), held for every change to it or to its slabs, whichever CPU
+/// makes it; only its geometry (the `let` fields) is read without the lock.
 ///
 /// Slabs are in one of three places: `current` (allocations come from it), the partial
 /// list (slabs with free objects, empty ones included, newest first) or the full list
@@ -45,6 +46,11 @@ struct SlabCache {
   let kind: UInt
   let alignment: Int
   let requestedSize: Int
+  /// The address of the cache's lock and state: its identity in slab headers.
+  let address: UInt
+
+  /// Bytes of one cache with its lock, 64-byte aligned.
+  static var cellBytes: Int { (SpinLocked<SlabCache>.byteCount + 63) & ~63 }
 
   static let kindSizeClass: UInt = 0x5c1a
   static let kindObjectCache: UInt = 0x0bca
@@ -101,6 +107,7 @@ struct SlabCache {
     self.kind = kind
     self.alignment = alignment
     requestedSize = size
+    self.address = address
   }
 
   /// A free-list link as stored in the free object at `slot`.

@@ -1,6 +1,7 @@
 import KernelSyncAtomics
 
-/// A test-and-test-and-set spinlock in one 32-bit word: 0 when free, the holder's CPU
+/// The lock under `SpinLocked` (only KernelSync touches the word): a
+/// test-and-test-and-set spinlock in one 32-bit word: 0 when free, the holder's CPU
 /// number + 1 when held. Every allocator lock is one: a CPU's page cache and the global
 /// page lock, the size-class and object caches, the heap lock, the object-cache list.
 /// Uncontended, taking it is one exclusive load/store pair (LDAXR/STXR) and dropping it
@@ -19,19 +20,20 @@ import KernelSyncAtomics
 /// The word holds the owner, so the debug checks cost nothing extra: a CPU that takes
 /// a lock it holds gets `recursiveAcquire` instead of spinning forever, an unlock by a
 /// CPU that does not hold it gets `notOwner` and releases nothing.
-public struct SpinLock: @unchecked Sendable {
+@usableFromInline
+struct SpinLock: @unchecked Sendable {
   @usableFromInline let word: UnsafeMutablePointer<UInt32>
 
   /// The lock over `word` (zero: free), which must stay put while it is used.
   /// - Complexity: O(1).
   @inlinable @inline(__always)
-  public init(_ word: UnsafeMutablePointer<UInt32>) { self.word = word }
+  init(_ word: UnsafeMutablePointer<UInt32>) { self.word = word }
 
   /// Takes the lock, spinning while another CPU holds it.
   /// - Returns: nil, or `recursiveAcquire` when `cpu` holds it already (nothing taken).
   /// - Complexity: O(1) plus the wait.
   @inlinable @inline(__always) @discardableResult
-  public func lock(cpu: Int) -> LockError? {
+  func lock(cpu: Int) -> LockError? {
     // The uncontended case inline (one exclusive pair); waiting and the checks out of line.
     let mine = UInt32(truncatingIfNeeded: cpu) &+ 1
     if ks_try_acquire(word, mine) == 0 { return nil }
@@ -53,7 +55,7 @@ public struct SpinLock: @unchecked Sendable {
   /// - Returns: nil, or `notOwner` when `cpu` does not hold it (nothing released).
   /// - Complexity: O(1).
   @inlinable @inline(__always) @discardableResult
-  public func unlock(cpu: Int) -> LockError? {
+  func unlock(cpu: Int) -> LockError? {
     let held = ks_load_relaxed(word)
     guard held == UInt32(truncatingIfNeeded: cpu) &+ 1 else {
       return .notOwner(cpu: cpu, owner: held == 0 ? nil : Int(held) - 1)
@@ -68,10 +70,11 @@ public struct SpinLock: @unchecked Sendable {
   /// - Precondition: the calling CPU took this lock with `lock(cpu:)` and holds it.
   /// - Complexity: O(1).
   @inlinable @inline(__always)
-  public func release() { ks_store_release(word, 0) }
+  func release() { ks_store_release(word, 0) }
 
   /// The CPU holding the lock, or nil.
-  public var holder: Int? {
+  @usableFromInline
+  var holder: Int? {
     let held = ks_load_relaxed(word)
     return held == 0 ? nil : Int(held) - 1
   }

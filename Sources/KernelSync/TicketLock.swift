@@ -10,12 +10,12 @@ public enum LockError: Error, Equatable, Sendable {
 
 /// The words of a ticket lock, laid out in memory the lock does not own: 12 bytes,
 /// 4-aligned, zero when free. Put one in any structure that needs a lock.
-public struct TicketLockWords: Sendable {
+struct TicketLockWords: Sendable {
   var next: UInt32 = 0
   var serving: UInt32 = 0
   /// The holder's CPU number + 1, 0 when free (the debug checks).
   var owner: UInt32 = 0
-  public init() {}
+  init() {}
 }
 
 /// A ticket spinlock: CPUs are served in the order they arrived (fair, no starvation),
@@ -33,12 +33,12 @@ public struct TicketLockWords: Sendable {
 ///
 /// Lock order in this project (document new locks here): object caches and slabs before
 /// the heap, the heap before the page frames; never the reverse.
-public struct TicketLock: @unchecked Sendable {
+struct TicketLock: @unchecked Sendable {
   let words: UnsafeMutablePointer<TicketLockWords>
 
   /// The lock over `words` (which must stay put while it is used).
   /// - Complexity: O(1).
-  public init(_ words: UnsafeMutablePointer<TicketLockWords>) { self.words = words }
+  init(_ words: UnsafeMutablePointer<TicketLockWords>) { self.words = words }
 
   private var nextWord: UnsafeMutablePointer<UInt32> { UnsafeMutableRawPointer(words).assumingMemoryBound(to: UInt32.self) }
   private var servingWord: UnsafeMutablePointer<UInt32> { nextWord + 1 }
@@ -48,7 +48,7 @@ public struct TicketLock: @unchecked Sendable {
   /// - Returns: nil, or `recursiveAcquire` when `cpu` holds it already (nothing taken).
   /// - Complexity: O(1) plus the wait for the CPUs ahead.
   @discardableResult
-  public func lock(cpu: Int) -> LockError? {
+  func lock(cpu: Int) -> LockError? {
     if ks_load_relaxed(ownerWord) == UInt32(truncatingIfNeeded: cpu) &+ 1 { return .recursiveAcquire(cpu: cpu) }
     let ticket = ks_fetch_increment(nextWord)
     while ks_load_acquire(servingWord) != ticket { ks_spin_hint() }
@@ -59,7 +59,7 @@ public struct TicketLock: @unchecked Sendable {
   /// Takes the lock only if it is free now.
   /// - Returns: true when taken.
   /// - Complexity: O(1).
-  public func tryLock(cpu: Int) -> Bool {
+  func tryLock(cpu: Int) -> Bool {
     let serving = ks_load_acquire(servingWord)
     guard ks_load_relaxed(nextWord) == serving else { return false }
     // Take the ticket only if nobody took it meanwhile.
@@ -72,7 +72,7 @@ public struct TicketLock: @unchecked Sendable {
   /// - Returns: nil, or `notOwner` when `cpu` does not hold it (nothing released).
   /// - Complexity: O(1).
   @discardableResult
-  public func unlock(cpu: Int) -> LockError? {
+  func unlock(cpu: Int) -> LockError? {
     let owner = ks_load_relaxed(ownerWord)
     guard owner == UInt32(truncatingIfNeeded: cpu) &+ 1 else {
       return .notOwner(cpu: cpu, owner: owner == 0 ? nil : Int(owner) - 1)
@@ -83,7 +83,7 @@ public struct TicketLock: @unchecked Sendable {
   }
 
   /// The CPU holding the lock, or nil.
-  public var holder: Int? {
+  var holder: Int? {
     let owner = ks_load_relaxed(ownerWord)
     return owner == 0 ? nil : Int(owner) - 1
   }

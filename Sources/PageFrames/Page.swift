@@ -6,8 +6,6 @@ public enum Page {
   public static let shift = 12
   /// Largest buddy order: runs of up to 2^maxOrder pages (4 MiB).
   public static let maxOrder = 10
-  /// Number of orders, 0 through maxOrder.
-  public static let orderCount = maxOrder + 1
   /// Pages in the largest buddy run.
   public static let maxOrderPages = 1 << maxOrder
   /// The bits below a page boundary.

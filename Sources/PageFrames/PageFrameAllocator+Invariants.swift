@@ -27,22 +27,13 @@ extension PageFrameAllocator {
   /// - Complexity: O(pageCount). For tests and debug boots.
   public func checkInvariants() -> PageFrameInvariantError? {
     let cpu = CPU.current
-    var held = 0
-    defer {
-      if held > CPU.maximum { shared.lock.unlock(cpu: cpu) }
-      for slot in 0..<min(held, CPU.maximum) { cache(slot).spin.unlock(cpu: cpu) }
-    }
-    for slot in 0...CPU.maximum {
-      let refused = slot < CPU.maximum ? cache(slot).spin.lock(cpu: cpu) : shared.lock.lock(cpu: cpu)
-      guard refused == nil else {
-        return PageFrameInvariantError(reason: "checked from inside the allocator (lock held)", pageIndex: -1)
-      }
-      held += 1
-    }
-    return checkLocked()
+    let refused = PageFrameInvariantError(reason: "checked from inside the allocator (lock held)", pageIndex: -1)
+    return SpinLocked<CPUPageCache>.withLocked(count: CPU.maximum, cpu: cpu, { cpuCache($0) }) {
+      buddy.withLock(cpu: cpu) { core in checkLocked(core, cpu: cpu) } ?? refused
+    } ?? refused
   }
 
-  private func checkLocked() -> PageFrameInvariantError? {
+  private func checkLocked(_ core: BuddyCore, cpu: Int) -> PageFrameInvariantError? {
     var recount = InlineArray<16, Int>(repeating: 0)
     var index = 0
     while index < pageCount {
@@ -82,8 +73,8 @@ extension PageFrameAllocator {
     }
     var listed = 0
     for order in 0...Page.maxOrder {
-      var index = freeHead(order)
-      let bitSet = lists.pointee.nonEmptyOrders & (1 << UInt32(order)) != 0
+      var index = core.freeHeads[order]
+      let bitSet = core.nonEmptyOrders & (1 << UInt32(order)) != 0
       if bitSet != (index != PageEntry.none) {
         return PageFrameInvariantError(reason: "order bitmap disagrees with list", pageIndex: order)
       }
@@ -102,16 +93,16 @@ extension PageFrameAllocator {
         if entry.prev != previous {
           return PageFrameInvariantError(reason: "free list back link broken", pageIndex: i)
         }
-        let arena = arena(ofIndex: i)
-        let frameShift = arena.baseFrame - arena.firstIndex
-        if (frameShift + i) & ((1 << order) - 1) != 0 || i + (1 << order) > arena.firstIndex + arena.pages {
+        let range = layout.pointee.range(ofIndex: i)
+        let frameShift = range.frameShift
+        if (frameShift + i) & ((1 << order) - 1) != 0 || i + (1 << order) > range.limit {
           return PageFrameInvariantError(reason: "free block misaligned or past its RAM range", pageIndex: i)
         }
         for page in (i + 1)..<(i + (1 << order)) where entries[page].word != 0 {
           return PageFrameInvariantError(reason: "page inside a free block is not plain free", pageIndex: page)
         }
         let buddy = ((frameShift + i) ^ (1 << order)) - frameShift
-        if order < Page.maxOrder, buddy >= arena.firstIndex, buddy + (1 << order) <= arena.firstIndex + arena.pages,
+        if order < Page.maxOrder, buddy >= range.firstIndex, buddy + (1 << order) <= range.limit,
           entries[buddy].isBlockHead, entries[buddy].owner == .free, entries[buddy].order == order
         {
           return PageFrameInvariantError(reason: "free buddies left unmerged", pageIndex: i)
@@ -122,9 +113,9 @@ extension PageFrameAllocator {
       }
     }
     for slot in 0..<CPU.maximum {
-      let cache = cache(slot)
+      guard let (head, count) = cpuCache(slot).withHeld(cpu: cpu, { ($0.head, $0.count) }) else { return nil }
       var hot = 0
-      index = Int(cache.head)
+      index = Int(head)
       while index != Int(PageEntry.none) {
         let i = index
         hot += 1
@@ -132,7 +123,7 @@ extension PageFrameAllocator {
         else { return PageFrameInvariantError(reason: "hot-page cache holds a page that is not free", pageIndex: i) }
         index = Int(entries[i].next)
       }
-      if hot != cache.count { return PageFrameInvariantError(reason: "hot-page count differs", pageIndex: hot) }
+      if hot != count { return PageFrameInvariantError(reason: "hot-page count differs", pageIndex: hot) }
       listed += hot
     }
     if listed != freePageCount {

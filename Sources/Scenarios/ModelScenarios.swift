@@ -262,8 +262,10 @@ public func runModel<Source: OperationSource>(
   heap.releaseEmptySlabs()
   let stats = heap.statistics
   e.expect(stats.slabObjects == 0 && stats.slabBytes == 0, "model: slab objects or pages left after freeing everything (seed)", seedValue)
-  e.expect(stats.allocatedBlocks == 0 && stats.largeAllocations == 0 && stats.freeBlocks == 1 && stats.arenas == 1,
-    "model: heap not one free arena after freeing everything (seed)", seedValue)
+  // One block stays: the destroyed cache's slot, which the heap keeps for the next
+  // cache (a handle another CPU still holds must find a lock there, never freed memory).
+  e.expect(stats.allocatedBlocks == 1 && stats.largeAllocations == 0 && stats.freeBlocks <= 2 && stats.arenas == 1,
+    "model: heap not one arena of free space and the retired cache slot after freeing everything (seed)", seedValue)
   e.expect(heap.check() == nil, "model: heapCheck at the end (seed)", seedValue)
   e.expect(frames.freePageCount == ramPages, "model: pages lost: not all given back (seed)", seedValue)
   e.expect(frames.checkInvariants() == nil, "model: page invariants at the end (seed)", seedValue)

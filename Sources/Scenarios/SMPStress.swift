@@ -69,8 +69,8 @@ public struct SMPStress {
   }
 
   private func part(_ cpu: Int) -> UnsafeMutableRawPointer { memory + 64 + cpu * SMPStress.perCPUBytes }
-  private func queueLock(_ cpu: Int) -> SpinLock { SpinLock(part(cpu).assumingMemoryBound(to: UInt32.self)) }
-  private func queueCount(_ cpu: Int) -> UnsafeMutablePointer<Int> { (part(cpu) + 16).assumingMemoryBound(to: Int.self) }
+  /// CPU `cpu`'s queue length behind its lock (zeroed memory: a free lock, count 0).
+  private func queueCount(_ cpu: Int) -> SpinLocked<Int> { SpinLocked(at: part(cpu)) }
   private func queue(_ cpu: Int) -> UnsafeMutablePointer<Live> { (part(cpu) + 64).assumingMemoryBound(to: Live.self) }
   private func table(_ cpu: Int) -> UnsafeMutablePointer<Live> { queue(cpu) + SMPStress.queueCapacity }
 
@@ -102,26 +102,22 @@ public struct SMPStress {
   /// The lock is taken as `CPU.current` (the worker numbers are the test's own).
   /// - Complexity: O(1) plus the wait for the queue's lock.
   func push(_ object: Live, to target: Int) -> Bool {
-    let lock = queueLock(target), me = CPU.current
-    lock.lock(cpu: me)
-    defer { lock.unlock(cpu: me) }
-    let count = queueCount(target).pointee
-    guard count < SMPStress.queueCapacity else { return false }
-    queue(target)[count] = object
-    queueCount(target).pointee = count + 1
-    return true
+    queueCount(target).withLock(cpu: CPU.current) { count in
+      guard count < SMPStress.queueCapacity else { return false }
+      queue(target)[count] = object
+      count += 1
+      return true
+    } ?? false
   }
 
   /// An object another CPU passed to `cpu`, or nil.
   /// - Complexity: O(1) plus the wait for the queue's lock.
   func pop(_ cpu: Int) -> Live? {
-    let lock = queueLock(cpu), me = CPU.current
-    lock.lock(cpu: me)
-    defer { lock.unlock(cpu: me) }
-    let count = queueCount(cpu).pointee
-    guard count > 0 else { return nil }
-    queueCount(cpu).pointee = count - 1
-    return queue(cpu)[count - 1]
+    queueCount(cpu).withLock(cpu: CPU.current) { count -> Live? in
+      guard count > 0 else { return nil }
+      count -= 1
+      return queue(cpu)[count]
+    } ?? nil
   }
 
   /// One CPU's side of the run.

@@ -1,5 +1,5 @@
 import Foundation
-import KernelSync
+@testable import KernelSync
 import Testing
 
 /// The ticket lock and its IRQ-saving variant, with real threads standing in for CPUs.
@@ -122,20 +122,62 @@ import Testing
 
   @Test("the IRQ-saving lock masks while held and restores each nesting level's mask")
   func interruptMaskSaveAndRestore() {
-    let words = UnsafeMutablePointer<TicketLockWords>.allocate(capacity: 2)
-    words.initialize(repeating: TicketLockWords(), count: 2)
-    defer { words.deallocate() }
-    let outer = IRQSavingLock<RecordingMask>(words), inner = IRQSavingLock<RecordingMask>(words + 1)
+    let memory = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 16)
+    defer { memory.deallocate() }
+    let outer = IRQSavingLocked<Int, RecordingMask>(initializing: memory, to: 0)
+    let inner = IRQSavingLocked<Int, RecordingMask>(initializing: memory + 32, to: 0)
     RecordingMask.current = 0x3  // some interrupts masked already
-    let outerSaved = try? outer.lock(cpu: 0).get()
-    #expect(outerSaved == 0x3 && RecordingMask.current == 0xF)
-    let innerSaved = try? inner.lock(cpu: 0).get()
-    #expect(innerSaved == 0xF && RecordingMask.current == 0xF)
-    // A recursive acquire of the outer lock: refused, the mask as it was.
-    if case .failure(let error) = outer.lock(cpu: 0) { #expect(error == .recursiveAcquire(cpu: 0)) } else { Issue.record("accepted") }
-    #expect(RecordingMask.current == 0xF)
-    #expect(inner.unlock(cpu: 0, restoring: innerSaved!) == nil && RecordingMask.current == 0xF)
-    #expect(outer.unlock(cpu: 1, restoring: outerSaved!) == .notOwner(cpu: 1, owner: 0) && RecordingMask.current == 0xF)
-    #expect(outer.unlock(cpu: 0, restoring: outerSaved!) == nil && RecordingMask.current == 0x3)
+    let seen = outer.withLock(cpu: 0) { outerState -> [UInt] in
+      outerState += 1
+      let masked = RecordingMask.current
+      let innerMask = inner.withLock(cpu: 0) { _ in RecordingMask.current }
+      // A recursive acquire of the outer lock: refused, nothing runs, the mask as it was.
+      let refused = outer.withLock(cpu: 0) { _ in UInt(99) }
+      return [masked, innerMask ?? 0, refused ?? 0, RecordingMask.current]
+    }
+    #expect(seen == [0xF, 0xF, 0, 0xF])
+    #expect(RecordingMask.current == 0x3)
+    #expect(outer.locked.holder == nil && inner.locked.holder == nil)
+  }
+
+  @Test("SpinLocked: state only under the lock; a plain counter in it reaches exactly N; re-entry refused; withLocked and withHeld")
+  func spinLocked() {
+    let memory = UnsafeMutableRawPointer.allocate(byteCount: 4 * SpinLocked<Int>.byteCount, alignment: 16)
+    defer { memory.deallocate() }
+    let locks = (0..<4).map { SpinLocked<Int>(initializing: memory + $0 * SpinLocked<Int>.byteCount, to: 0) }
+    let threads = 4, increments = 50_000
+    let done = DispatchGroup()
+    for _ in 0..<threads {
+      done.enter()
+      Thread.detachNewThread {
+        let cpu = CPU.current
+        for step in 0..<increments {
+          _ = locks[0].withLock(cpu: cpu) { value in
+            let seen = value
+            if seen % 1024 == 0 { sched_yield() }
+            value = seen + 1
+          }
+          // Now and then all four in order, as the walks take them.
+          if step % 1000 == 0 {
+            _ = SpinLocked<Int>.withLocked(count: 4, cpu: cpu, { locks[$0] }) {
+              for lock in locks.dropFirst() { _ = lock.withHeld(cpu: cpu) { $0 += 1 } }
+            }
+          }
+        }
+        done.leave()
+      }
+    }
+    done.wait()
+    let cpu = CPU.current
+    #expect(locks[0].withLock(cpu: cpu) { $0 } == threads * increments)
+    #expect(locks[1].withLock(cpu: cpu) { $0 } == threads * increments / 1000)
+    // Re-entry: nil, nothing runs; withHeld only inside.
+    let nested = locks[2].withLock(cpu: cpu) { _ in locks[2].withLock(cpu: cpu) { _ in 1 } }
+    #expect(nested == .some(nil))
+    #expect(locks[2].withHeld(cpu: cpu) { $0 } == nil)
+    // A lock in the middle already held: none of the others stays taken.
+    let partial = locks[2].withLock(cpu: cpu) { _ in SpinLocked<Int>.withLocked(count: 4, cpu: cpu, { locks[$0] }) { 1 } }
+    #expect(partial == .some(nil))
+    #expect(locks.allSatisfy { $0.holder == nil })
   }
 }

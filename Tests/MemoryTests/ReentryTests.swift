@@ -22,18 +22,19 @@ import Testing
     let page = try #require(frames.allocPage())
     let run = try #require(frames.allocPages(order: 2))
     let free = frames.freePageCount
-    let cache = frames.cache(CPU.slot(cpu))
-    #expect(cache.spin.lock(cpu: cpu) == nil)
-    // An order-0 allocation falls back on the buddy lists (their lock is free).
-    let fallback = try #require(frames.allocPage())
-    #expect(frames.freePageCount == free - 1)
-    #expect(throws: PageFrameError(.reentered, frames.physical(of: page))) { try frames.freePage(page) }
-    #expect(cache.spin.unlock(cpu: cpu) == nil)
+    // The interrupted allocation holds this CPU's cache lock while the handler runs.
+    let fallback = try #require(frames.cpuCache(CPU.slot(cpu)).withLock(cpu: cpu) { _ throws -> UnsafeMutableRawPointer? in
+      // An order-0 allocation falls back on the buddy lists (their lock is free).
+      let fallback = frames.allocPage()
+      #expect(frames.freePageCount == free - 1)
+      #expect(throws: PageFrameError(.reentered, frames.physical(of: page))) { try frames.freePage(page) }
+      return fallback
+    } ?? nil)
     try frames.freePage(fallback)
-    #expect(frames.shared.lock.lock(cpu: cpu) == nil)
-    #expect(frames.allocPages(order: 3) == nil)
-    #expect(throws: PageFrameError(.reentered, frames.physical(of: run))) { try frames.freePages(run, order: 2) }
-    #expect(frames.shared.lock.unlock(cpu: cpu) == nil)
+    _ = frames.buddy.withLock(cpu: cpu) { _ in
+      #expect(frames.allocPages(order: 3) == nil)
+      #expect(throws: PageFrameError(.reentered, frames.physical(of: run))) { try frames.freePages(run, order: 2) }
+    }
     // Nothing changed: the same pages are free, both runs are still owned and free fine.
     #expect(frames.freePageCount == free)
     try frames.freePage(page)
@@ -51,16 +52,16 @@ import Testing
     let small = try #require(heap.allocate(48))
     let block = try #require(heap.allocate(4000))
     let used = heap.statistics.usedBytes
-    let caches = try #require(heap.control.pointee.classCaches)
-    let cache = SlabCache.at(caches, CPU.slot(cpu) * SlabClass.count + SlabClass.index(forRequest: 48))
-    #expect(cache.lock.lock(cpu: cpu) == nil)
-    #expect(throws: HeapError(.reentered, UInt(bitPattern: small))) { try heap.deallocate(small) }
-    #expect(cache.lock.unlock(cpu: cpu) == nil)
-    #expect(heap.heapLock.lock(cpu: cpu) == nil)
-    #expect(heap.allocate(4000) == nil)
-    #expect(throws: HeapError(.reentered, UInt(bitPattern: block))) { try heap.deallocate(block) }
-    #expect(heap.check()?.reason.description == "checked from inside the heap (lock held)")
-    #expect(heap.heapLock.unlock(cpu: cpu) == nil)
+    let caches = try #require(heap.config.pointee.classCaches)
+    let cache = heap.classCache(caches, CPU.slot(cpu) * SlabClass.count + SlabClass.index(forRequest: 48))
+    _ = cache.withLock(cpu: cpu) { _ in
+      #expect(throws: HeapError(.reentered, UInt(bitPattern: small))) { try heap.deallocate(small) }
+    }
+    _ = heap.core.withLock(cpu: cpu) { _ in
+      #expect(heap.allocate(4000) == nil)
+      #expect(throws: HeapError(.reentered, UInt(bitPattern: block))) { try heap.deallocate(block) }
+      #expect(heap.check()?.reason.description == "checked from inside the heap (lock held)")
+    }
     #expect(heap.statistics.usedBytes == used)
     try heap.deallocate(small)
     try heap.deallocate(block)

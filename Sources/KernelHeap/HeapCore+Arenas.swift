@@ -11,44 +11,44 @@ import PageFrames
 //
 // A large allocation is a run owned by `.heapLarge` with the same tag; its first page
 // is the payload, and its length lives in the page entries.
-extension Heap {
+extension HeapCore {
   /// Serves a request above the threshold as a page run of its own.
-  func allocateLarge(_ size: Int) -> UnsafeMutableRawPointer? {
-    guard let frames = control.pointee.frames, size <= frames.pageCount << Page.shift else { return nil }
+  mutating func allocateLarge(_ size: Int) -> UnsafeMutableRawPointer? {
+    guard let frames = frames, size <= frames.pageCount << Page.shift else { return nil }
     let pages = Page.count(forBytes: size)
     let bytes = pages << Page.shift
-    guard heldBytes + bytes <= control.pointee.growthCeiling,
-      let run = frames.allocContiguous(pages: pages, owner: .heapLarge, tag: control.pointee.tag, zeroed: false)
+    guard heldBytes + bytes <= growthCeiling,
+      let run = frames.allocContiguous(pages: pages, owner: .heapLarge, tag: tag, zeroed: false)
     else { return nil }
-    control.pointee.largeAllocations += 1
-    control.pointee.largeBytes += bytes
+    largeAllocations += 1
+    largeBytes += bytes
     return run
   }
 
   /// Returns a located large allocation to the page allocator.
-  func releaseLarge(_ run: UnsafeMutableRawPointer, pages: Int) {
-    guard let frames = control.pointee.frames else { return }
+  mutating func releaseLarge(_ run: UnsafeMutableRawPointer, pages: Int) {
+    guard let frames = frames else { return }
     // Cannot throw: `locate` found this run, owned by `.heapLarge`, headed here.
     try? frames.freeContiguous(run, pages: pages, owner: .heapLarge)
-    control.pointee.largeAllocations -= 1
-    control.pointee.largeBytes -= pages << Page.shift
+    largeAllocations -= 1
+    largeBytes -= pages << Page.shift
   }
 
   /// Claims one page run for a block of `need` bytes: the largest free run up to the
   /// growth step, at least what `need` requires, within the ceiling. Smaller runs are
   /// tried when a larger one cannot be had.
-  func grow(_ need: Int) -> Bool {
-    guard let frames = control.pointee.frames else { return false }
+  mutating func grow(_ need: Int) -> Bool {
+    guard let frames = frames else { return false }
     let minimumPages = Page.count(forBytes: need + Heap.arenaRecordBytes + Block.headerSize)
     let minimumOrder = Page.order(forPages: minimumPages)
     guard minimumOrder <= Page.maxOrder else { return false }
     let largest = frames.largestFreeRun
     let largestOrder = largest == 0 ? 0 : largest.trailingZeroBitCount
-    var order = max(minimumOrder, min(control.pointee.growthStepOrder, largestOrder))
+    var order = max(minimumOrder, min(growthStepOrder, largestOrder))
     while order >= minimumOrder {
       let bytes = Page.size << order
-      if heldBytes + bytes <= control.pointee.growthCeiling,
-        let run = frames.allocPages(order: order, owner: .heap, tag: control.pointee.tag, zeroed: false)
+      if heldBytes + bytes <= growthCeiling,
+        let run = frames.allocPages(order: order, owner: .heap, tag: tag, zeroed: false)
       {
         addArena(run, bytes: bytes)
         return true
@@ -59,72 +59,57 @@ extension Heap {
   }
 
   /// Makes run `[run, run + bytes)` a growth arena: a record, one free block, a sentinel.
-  private func addArena(_ run: UnsafeMutableRawPointer, bytes: Int) {
+  private mutating func addArena(_ run: UnsafeMutableRawPointer, bytes: Int) {
     let record = UInt(bitPattern: run)
-    let newest = control.pointee.growthArenas
+    let newest = growthArenas
     ArenaRecord.setNext(record, newest)
     ArenaRecord.setPrevious(record, 0)
     if newest != 0 { ArenaRecord.setPrevious(newest, record) }
-    control.pointee.growthArenas = record
+    growthArenas = record
     let block = run + Heap.arenaRecordBytes
     let blockSize = bytes - Heap.arenaRecordBytes - Block.headerSize
     Block.write(block, size: blockSize, flags: Block.flagFree, prevSize: 0)
     Block.write(block + blockSize, size: 0, flags: Block.flagSentinel | Block.flagPrevFree, prevSize: blockSize)
-    control.pointee.claimedBytes += bytes
-    control.pointee.arenaCount += 1
+    claimedBytes += bytes
+    arenaCount += 1
     insertFree(block)
   }
 
   /// A growth arena's only block `block` (free, off the lists) now spans it: keep it as
   /// the spare when the rest of the heap is short of room and no other spare is empty,
   /// otherwise give its pages back.
-  func arenaEmptied(_ block: UnsafeMutableRawPointer) {
+  mutating func arenaEmptied(_ block: UnsafeMutableRawPointer) {
     let record = UInt(bitPattern: block) - UInt(Heap.arenaRecordBytes)
-    let spare = control.pointee.spareArena
+    let spare = spareArena
     let otherSpareEmpty = spare != 0 && spare != record && isEmptyArena(spare)
     if !otherSpareEmpty && approximateFreeBytes - Block.size(block) < Heap.spareWatermark {
-      control.pointee.spareArena = record
+      spareArena = record
       insertFree(block)
       return
     }
-    if spare == record { control.pointee.spareArena = 0 }
+    if spare == record { spareArena = 0 }
     giveBack(record, bytes: ArenaRecord.emptyArenaBytes(block))
   }
 
   /// Gives the spare arena back once the rest of the heap has room again.
-  func releaseSpareIfRoomElsewhere() {
-    let spare = control.pointee.spareArena
+  mutating func releaseSpareIfRoomElsewhere() {
+    let spare = spareArena
     guard isEmptyArena(spare) else { return }
     let block = ArenaRecord.firstBlock(spare)
     guard approximateFreeBytes - Block.size(block) >= Heap.spareWatermark else { return }
     removeFree(block)
-    control.pointee.spareArena = 0
+    spareArena = 0
     giveBack(spare, bytes: ArenaRecord.emptyArenaBytes(block))
   }
 
-  /// Gives back what the heap keeps against thrashing: every empty slab of every cache
-  /// (size classes of all CPUs, object caches) and the spare growth arena.
-  /// - Complexity: O(caches + slabs on partial lists).
-  public func releaseCachedMemory() {
-    releaseEmptySlabs()
-    let cpu = CPU.current
-    if cachesLock.lock(cpu: cpu) == nil {
-      _ = forEachCache { cache in
-        if cache.pointee.kind == SlabCache.kindObjectCache, cache.lock.lock(cpu: cpu) == nil {
-          shrink(cache)
-          cache.lock.unlock(cpu: cpu)
-        }
-        return true
-      }
-      cachesLock.unlock(cpu: cpu)
-    }
-    guard heapLock.lock(cpu: cpu) == nil else { return }
-    defer { heapLock.unlock(cpu: cpu) }
-    let spare = control.pointee.spareArena
+  /// Gives the spare growth arena back, if it is empty.
+  /// - Complexity: O(the arena's pages).
+  mutating func releaseSpare() {
+    let spare = spareArena
     guard spare != 0, isEmptyArena(spare) else { return }
     let block = ArenaRecord.firstBlock(spare)
     removeFree(block)
-    control.pointee.spareArena = 0
+    spareArena = 0
     giveBack(spare, bytes: ArenaRecord.emptyArenaBytes(block))
   }
 
@@ -138,25 +123,25 @@ extension Heap {
   /// payloads, headers of allocated blocks, the control block, records and sentinels.
   /// Over by 16 bytes per free block (their headers are not counted).
   var approximateFreeBytes: Int {
-    let c = control.pointee
+    let c = self
     return c.claimedBytes - c.usedBytes - c.allocatedBlocks * Block.headerSize - c.controlSize
       - c.arenaCount * Block.headerSize - (c.arenaCount - 1) * Heap.arenaRecordBytes
   }
 
   /// Unlinks the growth arena at `record` (`bytes` long, its block off the lists) and
   /// returns its run to the page allocator.
-  private func giveBack(_ record: UInt, bytes: Int) {
+  private mutating func giveBack(_ record: UInt, bytes: Int) {
     let next = ArenaRecord.next(record)
     let previous = ArenaRecord.previous(record)
     if next != 0 { ArenaRecord.setPrevious(next, previous) }
     if previous != 0 {
       ArenaRecord.setNext(previous, next)
     } else {
-      control.pointee.growthArenas = next
+      growthArenas = next
     }
-    control.pointee.claimedBytes -= bytes
-    control.pointee.arenaCount -= 1
-    guard let frames = control.pointee.frames else { return }
+    claimedBytes -= bytes
+    arenaCount -= 1
+    guard let frames = frames else { return }
     // Cannot throw: the run was allocated by `grow` with this order and owner.
     try? frames.freePages(UnsafeMutableRawPointer(bitPattern: record)!, order: Page.order(forPages: bytes >> Page.shift), owner: .heap)
   }
@@ -164,10 +149,10 @@ extension Heap {
   /// Calls `body` with (first block, end) of every arena: the initial one, then the
   /// growth arenas from the newest. The end is one past the sentinel.
   func forEachArena(_ body: (UInt, UInt) -> Void) {
-    body(control.pointee.initialStart, control.pointee.initialEnd)
-    var record = control.pointee.growthArenas
+    body(initialStart, initialEnd)
+    var record = growthArenas
     var steps = 0
-    while record != 0 && steps < control.pointee.arenaCount {
+    while record != 0 && steps < arenaCount {
       body(record + UInt(Heap.arenaRecordBytes), record + UInt(arenaBytes(record)))
       record = ArenaRecord.next(record)
       steps += 1
@@ -177,7 +162,7 @@ extension Heap {
   /// (first block, end) of the arena holding `address`, or nil when it is in none.
   /// - Complexity: O(1).
   func arena(containing address: UInt) -> (start: UInt, end: UInt)? {
-    let c = control.pointee
+    let c = self
     if address >= c.initialStart && address < c.initialEnd { return (c.initialStart, c.initialEnd) }
     guard let frames = c.frames, let pointer = UnsafeMutableRawPointer(bitPattern: address),
       let run = frames.run(containing: frames.physical(of: pointer)), run.owner == .heap, run.tag == c.tag
@@ -202,7 +187,7 @@ extension Heap {
 
   /// The length of the growth arena at `record`, from its page entries.
   func arenaBytes(_ record: UInt) -> Int {
-    guard let frames = control.pointee.frames,
+    guard let frames = frames,
       let run = frames.run(containing: frames.physical(of: UnsafeMutableRawPointer(bitPattern: record)!))
     else { return 0 }
     return run.pages << Page.shift

@@ -1,0 +1,67 @@
+import KernelSync
+
+// What the allocator can tell without changing anything: counts and ownership.
+extension PageFrameAllocator {
+  /// Pages on the free lists and in every CPU's hot cache.
+  /// - Complexity: O(CPU.maximum).
+  public var freePageCount: Int { count(.free) }
+
+  /// Pages owned by `owner`: the buddy core's count plus every CPU's share. Exact
+  /// whenever no CPU is inside the allocator; a snapshot otherwise.
+  /// - Complexity: O(CPU.maximum).
+  public func count(_ owner: PageOwner) -> Int {
+    var total = PageCounts.share(of: owner, in: pointer(toCounts: buddy.snapshot))
+    for slot in 0..<CPU.maximum { total &+= PageCounts.share(of: owner, in: pointer(toCounts: cpuCache(slot).snapshot)) }
+    return Int(total)
+  }
+
+  // `counts` is the first stored property of both states (PageCountsLayoutTests checks).
+  private func pointer(toCounts core: UnsafePointer<BuddyCore>) -> UnsafePointer<PageCounts> {
+    return UnsafeRawPointer(core).advanced(by: 0).assumingMemoryBound(to: PageCounts.self)
+  }
+
+  private func pointer(toCounts cache: UnsafePointer<CPUPageCache>) -> UnsafePointer<PageCounts> {
+    UnsafeRawPointer(cache).advanced(by: 0).assumingMemoryBound(to: PageCounts.self)
+  }
+
+  /// Pages in the largest free buddy block (a power of two), or 0; hot-cached pages are
+  /// not counted.
+  /// - Complexity: O(1).
+  public var largestFreeRun: Int {
+    let orders = buddy.withLock(cpu: CPU.current) { $0.nonEmptyOrders } ?? 0
+    return orders == 0 ? 0 : 1 << (31 - orders.leadingZeroBitCount)
+  }
+
+  /// Who owns the page holding physical address `physical`, or nil outside RAM.
+  /// - Complexity: O(log ranges).
+  public func owner(ofPhysical physical: UInt) -> PageOwner? {
+    guard let index = pageIndex(ofPhysical: physical) else { return nil }
+    return entries.loadEntry(index).owner
+  }
+
+  /// The allocated run that holds `physical`: its owner, first page, length and tag.
+  /// nil outside RAM, on a free page, or on a page set aside by `reserve`.
+  /// - Complexity: O(log ranges) plus at most two entry loads.
+  @inline(__always)
+  public func run(containing physical: UInt) -> PageRun? {
+    guard let found = runEntry(containing: physical) else { return nil }
+    return PageRun(owner: found.head.owner, start: address(ofPage: found.headIndex), pages: Int(found.head.prev), tag: found.head.next)
+  }
+
+  /// The head entry of the allocated run holding `physical`, and how many pages into
+  /// the run `physical` lies: `run(containing:)` without building a `PageRun`, for
+  /// lookups on a free path (the run starts `pagesIn` pages below `physical`'s page).
+  /// - Complexity: O(log ranges); O(1) with one range.
+  @inlinable @inline(__always)
+  public func runEntry(containing physical: UInt) -> (head: PageEntry, headIndex: Int, pagesIn: Int)? {
+    guard let index = pageIndex(ofPhysical: physical) else { return nil }
+    let entry = entries.loadEntry(index)
+    guard PageOwner.isAllocatable(rawValue: entry.ownerRawValue) else { return nil }
+    if entry.isBlockHead { return (entry, index, 0) }
+    let head = Int(entry.next)
+    guard head < index else { return nil }
+    let headEntry = entries.loadEntry(head)
+    guard headEntry.isBlockHead, headEntry.ownerRawValue == entry.ownerRawValue else { return nil }
+    return (headEntry, head, index &- head)
+  }
+}
