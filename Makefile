@@ -137,7 +137,7 @@ asan-test:
 # ThreadSanitizer; a report fails the run (TSAN_OPTIONS halt_on_error, exit code 66).
 tsan-test:
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(SWIFT) test --sanitize=thread --scratch-path .build-tsan \
-	  --filter 'SMPStressTests|ConcurrentDoubleFreeTests|ReentryTests|LockTests|IndependentHeapsTests'
+	  --filter 'SMPStressTests|ConcurrentDoubleFreeTests|RaceTests|ReentryTests|LockTests|IndependentHeapsTests'
 
 # KernelHeap and PageFrames in Embedded Swift for x86_64 Linux, with the C names from
 # Preload/shim.c (scripts/build_preload.sh); `realworld` compares real programs' output,

@@ -111,8 +111,8 @@ extension PageFrameAllocator {
   public func freePages(_ run: UnsafeMutableRawPointer, order: Int, owner: PageOwner = .allocated) throws(PageFrameError) {
     let physical = self.physical(of: run)
     guard order >= 0 && order <= Page.maxOrder else { throw PageFrameError(.badOrder, physical) }
-    let index = try validateRun(physical: physical, pages: 1 << order, owner: owner)
-    guard PageEntry(next: 0, prev: 0, word: entries.loadWord(index)).order == order else { throw PageFrameError(.notRunStart, physical) }
+    let (index, word) = try validateRun(physical: physical, pages: 1 << order, owner: owner)
+    guard PageEntry(next: 0, prev: 0, word: word).order == order else { throw PageFrameError(.notRunStart, physical) }
     let cpu = CPU.current
     let owned = PageEntry.ownedWord(owner, order: order, head: true)
     let entries = self.entries
@@ -149,8 +149,8 @@ extension PageFrameAllocator {
   public func freeContiguous(_ run: UnsafeMutableRawPointer, pages: Int, owner: PageOwner = .allocated) throws(PageFrameError) {
     let physical = self.physical(of: run)
     guard pages > 0 else { throw PageFrameError(.badOrder, physical) }
-    let index = try validateRun(physical: physical, pages: pages, owner: owner)
-    let owned = entries.loadWord(index)
+    // The word as validated: the claim succeeds only if nobody changed it since.
+    let (index, owned) = try validateRun(physical: physical, pages: pages, owner: owner)
     let entries = self.entries
     let outcome = buddy.withLock(cpu: CPU.current) { core -> PageFrameFailure? in
       guard entries.claimRun(index, expected: owned, replacement: 0) else { return .notAllocated }
@@ -235,9 +235,10 @@ extension PageFrameAllocator {
     return nil
   }
 
-  /// The page index of a run being freed, after every check but the run's size.
+  /// The page index of a run being freed and its head's word as checked, after every
+  /// check but the run's order.
   @inline(__always)
-  private func validateRun(physical: UInt, pages: Int, owner: PageOwner) throws(PageFrameError) -> Int {
+  private func validateRun(physical: UInt, pages: Int, owner: PageOwner) throws(PageFrameError) -> (Int, UInt64) {
     // Critical: alignment first, so a misaligned pointer never indexes the array.
     guard Page.isAligned(physical) else { throw PageFrameError(.misaligned, physical) }
     // Critical: bounds, written so that no subtraction can wrap.
@@ -249,6 +250,6 @@ extension PageFrameAllocator {
     if !found.isAllocatable { throw PageFrameError(.reserved, physical) }
     if found != owner { throw PageFrameError(.wrongOwner, physical) }
     guard entry.isBlockHead, Int(entry.prev) == pages else { throw PageFrameError(.notRunStart, physical) }
-    return index
+    return (index, entry.word)
   }
 }
