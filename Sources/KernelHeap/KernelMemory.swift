@@ -154,11 +154,11 @@ public let kernelHeapInitialBytes = 1 << 20
 
 /// Allocates `size` bytes, 16-byte aligned; above `Heap.largeRequestThreshold` a page
 /// run of its own. `kmalloc(0)` returns a unique minimum block (16 usable bytes). nil
-/// when out of memory or for sizes that cannot be had (every size in
-/// [UInt32.max − 16384, UInt32.max] on a machine with less RAM than that).
+/// when out of memory or for a size that cannot be had: negative, or more than RAM
+/// (`Int.max` included). Never traps, at any size.
 /// - Complexity: O(1); a large request costs a page-run allocation.
-public func kmalloc(_ size: UInt32) -> UnsafeMutableRawPointer? {
-  kernelMemory.allocate(Int(size), function: "kmalloc")
+public func kmalloc(_ size: Int) -> UnsafeMutableRawPointer? {
+  kernelMemory.allocate(size, function: "kmalloc")
 }
 
 /// Frees a kmalloc'd pointer. `kfree(nil)` does nothing. A bad pointer is reported to
@@ -170,8 +170,8 @@ public func kfree(_ pointer: UnsafeMutableRawPointer?) {
 
 /// `size` bytes at a multiple of `alignment` (a power of two up to 4096), or nil.
 /// - Complexity: O(1).
-public func kmallocAligned(_ size: UInt32, _ alignment: Int) -> UnsafeMutableRawPointer? {
-  kernelMemory.allocate(Int(size), alignment: alignment, function: "kmallocAligned")
+public func kmallocAligned(_ size: Int, _ alignment: Int) -> UnsafeMutableRawPointer? {
+  kernelMemory.allocate(size, alignment: alignment, function: "kmallocAligned")
 }
 
 /// `count * size` zeroed bytes; nil on overflow or no memory.
@@ -183,8 +183,8 @@ public func kcalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
 /// Resizes, in place when possible. nil pointer: kmalloc. Size 0: frees, returns nil.
 /// A bad pointer is reported as "krealloc: reason address" and nil is returned.
 /// - Complexity: O(1) in place, O(size) when moved.
-public func krealloc(_ pointer: UnsafeMutableRawPointer?, _ size: UInt32) -> UnsafeMutableRawPointer? {
-  kernelMemory.reallocate(pointer, to: Int(size), function: "krealloc")
+public func krealloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
+  kernelMemory.reallocate(pointer, to: size, function: "krealloc")
 }
 
 /// A cache of `objectSize`-byte objects at `alignment` in the kernel heap (Linux's

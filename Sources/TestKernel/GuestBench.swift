@@ -45,7 +45,7 @@ func guestBench() {
 
   // The host's random workload: sizes rand(4 ..< rand(16 ..< 1000)), alloc and free
   // 1:1 once 64 blocks are live. Slots hold the live pointers.
-  let slots = kmalloc(UInt32(512 * 8))!.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: 512)
+  let slots = kmalloc(512 * 8)!.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: 512)
   slots.initialize(repeating: nil, count: 512)
   var rng = SplitMix(seed: 1000)
   var liveCount = 0
@@ -53,7 +53,7 @@ func guestBench() {
   measure("kmalloc/kfree random, max 1000 (per op)", operations: operations) {
     for _ in 0..<operations {
       if liveCount < 64 || (liveCount < 512 && rng.below(2) == 0) {
-        slots[liveCount] = kmalloc(UInt32(rng.inRange(4..<rng.inRange(16..<1000))))
+        slots[liveCount] = kmalloc(Int(rng.inRange(4..<rng.inRange(16..<1000))))
         liveCount += 1
       } else {
         let index = rng.below(liveCount)

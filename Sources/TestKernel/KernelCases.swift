@@ -132,13 +132,16 @@ func kmallocCase() -> Expectations {
   blocks.reserveCapacity(200)  // the array's own storage is on the heap too
   let before = bootHeap.statistics.usedBytes
   for i in 0..<200 {
-    let p = kmalloc(UInt32(i * 37 % 3000))
+    let p = kmalloc(i * 37 % 3000)
     e.expect(p != nil && UInt(bitPattern: p) & 15 == 0, "kmalloc aligned", UInt(i))
     blocks.append(p)
   }
   let beforeHuge = bootHeap.statistics
-  for size in UInt32.max - 16384...UInt32.max {
+  for size in Int(UInt32.max) - 16384...Int(UInt32.max) + 16 {
     e.expect(kmalloc(size) == nil, "huge kmalloc is nil", UInt(size))
+  }
+  for size in [-1, Int.min, Int.max, Int.max - 15, 1 << 40, 1 << 62] {
+    e.expect(kmalloc(size) == nil && krealloc(nil, size) == nil && kmallocAligned(size, 4096) == nil, "impossible size is nil", UInt(bitPattern: size))
   }
   e.expect(bootHeap.statistics == beforeHuge, "huge kmallocs changed the heap", 0)
   let aligned = kmallocAligned(100, 4096)
@@ -180,7 +183,7 @@ func heapGrowthCase() -> Expectations {
   }
   e.expect(heapCheck() == nil && frames.freePageCount == freeBefore, "growth pages given back", UInt(frames.freePageCount))
   for bytes in [64 << 20, 256 << 20] where frames.pageCount << Page.shift >= 512 << 20 || bytes == 64 << 20 {
-    guard let p = kmalloc(UInt32(bytes)) else {
+    guard let p = kmalloc(bytes) else {
       e.expect(false, "large kmalloc right after boot failed (bytes)", UInt(bytes))
       continue
     }

@@ -62,6 +62,10 @@ struct KernelGlobalsTests {
     #expect(heap.arenaRanges.first!.start > UInt(bitPattern: ram.base) + UInt(layout.heapStart - Self.base))
     #expect(heap.statistics.claimedBytes == 1 << 20)
     // Small requests are slab objects, medium ones TLSF blocks in the initial arena.
+    // Any Int size: nil for what cannot be had, never a trap (a machine of 32 MiB or so).
+    for size in [-1, Int.min, Int.max, Int.max - 15, Int(UInt32.max), Int(UInt32.max) + 1, 1 << 40, 1 << 62] {
+      #expect(kmalloc(size) == nil && krealloc(nil, size) == nil && kmallocAligned(size, 4096) == nil && kcalloc(size, 2) == nil)
+    }
     let p = try #require(kmalloc(100))
     #expect(frames.owner(ofPhysical: frames.physical(of: p)) == .slab)
     kfree(p)
@@ -112,7 +116,7 @@ struct KernelGlobalsTests {
     #expect(zeroA != zeroB && usable == 16)
     kfree(zeroA)
     kfree(zeroB)
-    #expect(kmalloc(UInt32.max) == nil)
+    #expect(kmalloc(Int(UInt32.max)) == nil)
   }
 
   @Test("the kernel heap grows until RAM runs out and gives the pages back")
