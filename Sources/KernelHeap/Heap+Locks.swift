@@ -118,6 +118,32 @@ extension Heap {
     return body()
   }
 
+  /// Takes every lock of the heap in `withAllLocks`' order and keeps them until
+  /// `unlockAll`: for a fork (the preload library's pthread_atfork prepare handler), so
+  /// that the child never starts with a lock another thread held.
+  /// - Returns: false, with nothing held, when a lock refused (this CPU holds one).
+  /// - Complexity: O(caches) plus the waits.
+  package func lockAll() -> Bool {
+    let cpu = CPU.current
+    guard cachesLock.lock(cpu: cpu) == nil else { return false }
+    let held = forEachCache { $0.lock.lock(cpu: cpu) == nil }
+    guard held == Int.max, heapLock.lock(cpu: cpu) == nil else {
+      _ = forEachCache(upTo: held) { $0.lock.unlock(cpu: cpu) == nil }
+      cachesLock.unlock(cpu: cpu)
+      return false
+    }
+    return true
+  }
+
+  /// Releases what `lockAll` took, from the CPU (thread) that took it.
+  /// - Complexity: O(caches).
+  package func unlockAll() {
+    let cpu = CPU.current
+    heapLock.unlock(cpu: cpu)
+    _ = forEachCache { $0.lock.unlock(cpu: cpu) == nil }
+    cachesLock.unlock(cpu: cpu)
+  }
+
   /// Calls `body` on every size-class cache of every CPU, then every object cache whose
   /// state passes its check (a broken list ends the walk: `check` reports it), while
   /// `body` returns true and at most `limit` times. Returns `Int.max` when it went

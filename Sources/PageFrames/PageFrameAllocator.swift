@@ -609,6 +609,29 @@ public struct PageFrameAllocator {
     }
   }
 
+  /// Takes every CPU's page-cache lock in slot order, then the global lock, and keeps
+  /// them until `unlockAll`: for a fork (the preload library's pthread_atfork prepare
+  /// handler), so that the child never starts with a lock another thread held.
+  /// - Returns: false, with nothing held, when a lock refused (this CPU holds one).
+  /// - Complexity: O(CPU.maximum) plus the waits.
+  package func lockAll() -> Bool {
+    let cpu = CPU.current
+    for slot in 0...CPU.maximum {
+      guard cache(slot).spin.lock(cpu: cpu) == nil else {
+        for taken in (0..<slot).reversed() { cache(taken).spin.unlock(cpu: cpu) }
+        return false
+      }
+    }
+    return true
+  }
+
+  /// Releases what `lockAll` took, from the CPU (thread) that took it.
+  /// - Complexity: O(CPU.maximum).
+  package func unlockAll() {
+    let cpu = CPU.current
+    for slot in (0...CPU.maximum).reversed() { cache(slot).spin.unlock(cpu: cpu) }
+  }
+
   // MARK: Per-CPU caches
 
   /// An order-0 page from CPU `cpu`'s cache, marked for `owner`: the cache's newest
