@@ -60,7 +60,7 @@ compile KernelMallocPreload "$ROOT"/Preload/PreloadSetup.swift -- -I "$ROOT/Prel
 echo "clang libkmalloc.so"
 flock "$LOCK" "$CLANG" -shared -fPIC -O2 -fvisibility=hidden -ftls-model=initial-exec -std=c11 -Wall -Wextra \
   -I "$ROOT/Preload/include" \
-  -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Sources/KernelSyncAtomics/cpu.c" \
+  -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Preload/cpu.c" \
   "$ROOT/Preload/shim.c" "$OUT/obj/KernelSync.o" "$OUT/obj/PageFrames.o" "$OUT/obj/KernelHeap.o" "$OUT/obj/KernelMallocPreload.o" \
   -Wl,--version-script="$ROOT/Preload/exports.map" -Wl,-z,now -Wl,--no-undefined -lpthread \
   -o "$OUT/libkmalloc.so.tmp"
