@@ -117,3 +117,26 @@ public func kmallocCounts(_ out: UnsafeMutablePointer<Int>) {
   out[3] = frames.count(.heap)
   out[4] = frames.count(.heapLarge)
 }
+
+/// Takes every lock of the heap, then of the page allocator, and keeps them (the shim's
+/// pthread_atfork prepare handler): a fork then never copies a lock another thread holds.
+/// - Returns: false, with nothing held, when not set up or a lock refused (this thread is
+///   inside the allocator: a fork from a signal handler).
+@_cdecl("kmalloc_fork_lock")
+public func kmallocForkLock() -> Bool {
+  guard let heap = kernelMemory.heap, let frames = kernelMemory.frames, heap.lockAll() else { return false }
+  guard frames.lockAll() else {
+    heap.unlockAll()
+    return false
+  }
+  return true
+}
+
+/// Releases what `kmalloc_fork_lock` took, in the parent and in the child (whose thread
+/// still has the number it took them under).
+@_cdecl("kmalloc_fork_unlock")
+public func kmallocForkUnlock() {
+  guard let heap = kernelMemory.heap, let frames = kernelMemory.frames else { return }
+  frames.unlockAll()
+  heap.unlockAll()
+}

@@ -7,8 +7,13 @@
 //    64 GiB, MAP_NORESERVE) handed to Preload/PreloadSetup.swift, which releases it to
 //    the page allocator one chunk (KMALLOC_CHUNK, default 64 MiB) at a time, whenever an
 //    allocation fails;
-//  - one mutex around the heap (skipped while the process is single-threaded), taken
-//    over fork by pthread_atfork handlers;
+//  - no lock of its own around the heap: the heap and the page allocator are safe on
+//    every CPU (per-CPU caches, each with its own lock), and each thread is a CPU of its
+//    own (Preload/cpu.c: the number is the thread id, the per-CPU slot that mod 8).
+//    pthread_atfork handlers take every allocator lock before a fork and release them
+//    in parent and child. Set-up runs once under a mutex; releasing another chunk of
+//    the reservation (kmalloc_release_more) takes a mutex of its own; with KMALLOC_TRACE
+//    every call holds one mutex, so the trace has the order the heap saw;
 //  - the report hook: bad input ("free: double free 0x...") is written to stderr and
 //    the call returns, as the kernel's handler would have printed it;
 //  - freed large allocations beyond KMALLOC_RETAIN bytes (default 16 MiB) given back to
@@ -37,7 +42,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/single_threaded.h>
 #include <unistd.h>
 
 #include "kmalloc_preload.h"
@@ -55,6 +59,11 @@ long kheap_usable_size(void *pointer);
 bool kmalloc_setup(void *base, long bytes, long chunk, long growth_pages, bool slabs);
 bool kmalloc_release_more(size_t request);
 void kmalloc_counts(long *out);
+bool kmalloc_fork_lock(void);
+void kmalloc_fork_unlock(void);
+// Preload/cpu.c (with ks_current_cpu).
+unsigned ks_current_cpu(void);
+void ks_forget_cpu(void);
 
 // The heap serves alignments up to a page from its arenas; above that, a page run of
 // 2^k pages (naturally aligned) is asked for.
@@ -65,11 +74,18 @@ void kmalloc_counts(long *out);
 enum { UNINIT, INITIALIZING, READY, FAILED };
 static _Atomic int state = UNINIT;
 static pthread_t init_thread;
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-/// Set by kmalloc_report: the current call was refused as bad input (no retry).
-static bool refused;
-/// While set, kmalloc_report notes a refusal without printing it (a probe).
-static bool quiet;
+/// The set-up (start_slow).
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+/// Releasing more of the reservation (PreloadSetup.swift's cursor).
+static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
+/// With KMALLOC_TRACE: held over every call, so records come in the heap's order.
+static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
+/// Set by kmalloc_report: the calling thread's current call was refused as bad input
+/// (no retry).
+static _Thread_local bool refused;
+/// While set, kmalloc_report notes a refusal of this thread's call without printing it
+/// (a probe).
+static _Thread_local bool quiet;
 
 // MARK: Helpers without malloc
 
@@ -156,15 +172,33 @@ static size_t env_size(const char *name, size_t fallback) {
 
 // MARK: Counters (KMALLOC_STATS)
 
-enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_ALIGNED, OP_COUNT };
-static unsigned long calls[OP_COUNT];
-static unsigned long failures;
+enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_ALIGNED, OP_FAILED, OP_COUNT };
+/// Calls and failures, kept only with KMALLOC_STATS: one cache-line-aligned row per
+/// per-CPU slot (relaxed atomic adds), summed at exit.
+#define COUNT_SLOTS 8
+static struct {
+  _Atomic unsigned long n[OP_COUNT];
+} __attribute__((aligned(64))) counters[COUNT_SLOTS];
+static bool counting;
 static unsigned long reservation_bytes;
-static size_t retained_bytes;
+static _Atomic size_t retained_bytes;
 static size_t retain_budget = 16UL << 20;
-static unsigned long given_back_bytes;
+static _Atomic unsigned long given_back_bytes;
 /// KMALLOC_STATS: "1" for stderr, or a file to append to; empty when off.
 static char stats_target[1024];
+
+static inline void count_call(int op, bool failed) {
+  if (__builtin_expect(!counting, 1)) return;
+  unsigned slot = ks_current_cpu() & (COUNT_SLOTS - 1);
+  atomic_fetch_add_explicit(&counters[slot].n[op], 1, memory_order_relaxed);
+  if (failed) atomic_fetch_add_explicit(&counters[slot].n[OP_FAILED], 1, memory_order_relaxed);
+}
+
+static unsigned long counted(int op) {
+  unsigned long total = 0;
+  for (int slot = 0; slot < COUNT_SLOTS; slot++) total += atomic_load_explicit(&counters[slot].n[op], memory_order_relaxed);
+  return total;
+}
 
 /// Writes one KMALLOC_STATS line to stderr or appends it to the file named.
 static void stats_write(const char *line, size_t length) {
@@ -239,7 +273,7 @@ static inline void trace(uint8_t op, size_t alignment, size_t size, void *result
 /// Allocations made by a recursive call while the set-up itself runs (nothing in it is
 /// known to allocate; this only keeps such a call from deadlocking). Never freed.
 static char bootstrap[64 << 10] __attribute__((aligned(PAGE)));
-static size_t bootstrap_used;
+static _Atomic size_t bootstrap_used;
 
 static bool in_bootstrap(const void *pointer) {
   return (const char *)pointer >= bootstrap && (const char *)pointer < bootstrap + sizeof bootstrap;
@@ -247,17 +281,41 @@ static bool in_bootstrap(const void *pointer) {
 
 static void *bootstrap_alloc(size_t size, size_t alignment) {
   if (alignment < 16) alignment = 16;
-  size_t start = (bootstrap_used + 16 + alignment - 1) & ~(alignment - 1);
-  if (size > sizeof bootstrap || start + size > sizeof bootstrap) return NULL;
+  size_t used = atomic_load(&bootstrap_used), start;
+  do {
+    start = (used + 16 + alignment - 1) & ~(alignment - 1);
+    if (size > sizeof bootstrap || start + size > sizeof bootstrap) return NULL;
+  } while (!atomic_compare_exchange_weak(&bootstrap_used, &used, start + size));
   *(size_t *)(bootstrap + start - 8) = size;
-  bootstrap_used = start + size;
   return bootstrap + start;
 }
 
-static void fork_prepare(void) { pthread_mutex_lock(&lock); }
-static void fork_parent(void) { pthread_mutex_unlock(&lock); }
+/// Whether fork_prepare holds the allocator's locks (not when the forking thread is
+/// inside the allocator itself: a fork from a signal handler).
+static bool fork_locked;
+
+/// Before fork: the shim's mutexes, then every lock of the heap and the page allocator
+/// (kmalloc_fork_lock, in their lock order), so no other thread is inside the allocator
+/// when the address space is copied.
+static void fork_prepare(void) {
+  pthread_mutex_lock(&trace_lock);
+  pthread_mutex_lock(&grow_lock);
+  fork_locked = kmalloc_fork_lock();
+}
+
+static void fork_parent(void) {
+  if (fork_locked) kmalloc_fork_unlock();
+  pthread_mutex_unlock(&grow_lock);
+  pthread_mutex_unlock(&trace_lock);
+}
+
 static void fork_child(void) {
-  pthread_mutex_init(&lock, NULL);
+  // Released under the number they were taken with (the parent thread's id), and only
+  // then the child's thread asks for its own.
+  if (fork_locked) kmalloc_fork_unlock();
+  ks_forget_cpu();
+  pthread_mutex_init(&grow_lock, NULL);
+  pthread_mutex_init(&trace_lock, NULL);
   // The parent writes its own buffered records; the child starts its own file or none.
   trace_count = 0;
   if (trace_fd >= 0) {
@@ -265,8 +323,8 @@ static void fork_child(void) {
     trace_fd = -1;
     if (trace_per_pid) trace_open();
   }
-  for (int op = 0; op < OP_COUNT; op++) calls[op] = 0;
-  failures = 0;
+  for (int slot = 0; slot < COUNT_SLOTS; slot++)
+    for (int op = 0; op < OP_COUNT; op++) atomic_store_explicit(&counters[slot].n[op], 0, memory_order_relaxed);
 }
 
 static bool initialize(void) {
@@ -289,6 +347,7 @@ static bool initialize(void) {
   const char *stats = getenv("KMALLOC_STATS");
   if (stats && *stats && strcmp(stats, "0") != 0 && strlen(stats) < sizeof stats_target) {
     strcpy(stats_target, stats);
+    counting = true;
     // At once too: a process that leaves through _exit (dash, a forked child) writes no
     // exit line.
     char line[64];
@@ -313,7 +372,7 @@ static __attribute__((noinline)) bool start_slow(void) {
   if (now == FAILED) return false;
   if (now == INITIALIZING && pthread_equal(init_thread, pthread_self())) return false;
   bool registerFork = false;
-  pthread_mutex_lock(&lock);
+  pthread_mutex_lock(&init_lock);
   if (atomic_load(&state) == UNINIT) {
     init_thread = pthread_self();
     atomic_store(&state, INITIALIZING);
@@ -321,7 +380,7 @@ static __attribute__((noinline)) bool start_slow(void) {
     atomic_store(&state, ok ? READY : FAILED);
     registerFork = ok;
   }
-  pthread_mutex_unlock(&lock);
+  pthread_mutex_unlock(&init_lock);
   // Outside the lock: pthread_atfork may allocate.
   if (registerFork) pthread_atfork(fork_prepare, fork_parent, fork_child);
   return atomic_load(&state) == READY;
@@ -332,22 +391,29 @@ static inline bool started(void) {
   return start_slow();
 }
 
-/// Takes the lock unless the process has one thread (it cannot get a second one while
-/// that thread is in here). Returns whether it was taken.
+/// Before a heap call: with KMALLOC_TRACE the trace mutex (whether it was taken),
+/// else nothing; the heap's own per-CPU locks do the rest.
 static inline bool acquire(void) {
-  bool locked = !__libc_single_threaded;
-  if (locked) pthread_mutex_lock(&lock);
   refused = false;
-  return locked;
+  if (__builtin_expect(trace_fd < 0, 1)) return false;
+  pthread_mutex_lock(&trace_lock);
+  return true;
 }
 
 static inline void release(bool locked) {
-  if (locked) pthread_mutex_unlock(&lock);
+  if (__builtin_expect(locked, 0)) pthread_mutex_unlock(&trace_lock);
 }
 
 /// Whether a failed allocation of `bytes` may be retried: it was not refused as bad
-/// input, and another chunk of the reservation could be released for it.
-static inline bool more(size_t bytes) { return !refused && kmalloc_release_more(bytes); }
+/// input, and another chunk of the reservation could be released for it. Threads that
+/// fail at once take turns; each may release a chunk.
+static __attribute__((noinline)) bool more(size_t bytes) {
+  if (refused) return false;
+  pthread_mutex_lock(&grow_lock);
+  bool released = kmalloc_release_more(bytes);
+  pthread_mutex_unlock(&grow_lock);
+  return released;
+}
 
 // MARK: Giving freed page runs back to the kernel
 
@@ -369,19 +435,23 @@ static inline size_t large_run_bytes(void *pointer) {
   return bytes > (long)LARGE_THRESHOLD ? (size_t)bytes : 0;
 }
 
-/// After a large allocation of `bytes` at `pointer` was freed.
+/// Before a large allocation of `bytes` at `pointer` is freed: once freed, the run is
+/// the heap's again and another thread may be using it at once, so it is given back
+/// first.
 static void give_back(void *pointer, size_t bytes) {
-  if (retained_bytes + bytes <= retain_budget) {
-    retained_bytes += bytes;
-    return;
-  }
+  if (atomic_fetch_add_explicit(&retained_bytes, bytes, memory_order_relaxed) + bytes <= retain_budget) return;
+  atomic_fetch_sub_explicit(&retained_bytes, bytes, memory_order_relaxed);
   madvise(pointer, bytes, MADV_DONTNEED);
-  given_back_bytes += bytes;
+  atomic_fetch_add_explicit(&given_back_bytes, bytes, memory_order_relaxed);
 }
 
 /// After a large allocation of `bytes`: it most likely reused retained pages.
 static inline void took_large(size_t bytes) {
-  if (bytes > LARGE_THRESHOLD) retained_bytes -= bytes < retained_bytes ? bytes : retained_bytes;
+  if (bytes <= LARGE_THRESHOLD) return;
+  size_t kept = atomic_load_explicit(&retained_bytes, memory_order_relaxed);
+  while (kept > 0 && !atomic_compare_exchange_weak_explicit(&retained_bytes, &kept, bytes < kept ? kept - bytes : 0,
+                                                            memory_order_relaxed, memory_order_relaxed)) {
+  }
 }
 
 // MARK: The C names
@@ -416,9 +486,8 @@ static void *aligned_common(size_t alignment, size_t size) {
          (alignment <= PAGE || tries++ < 2) && more(size + alignment))
     result = aligned_locked(alignment, size);
   if (size > LARGE_THRESHOLD && result) took_large(size);
-  calls[OP_ALIGNED]++;
+  count_call(OP_ALIGNED, !result);
   trace('a', alignment, size, result, NULL);
-  if (!result) failures++;
   release(locked);
   return result;
 }
@@ -429,9 +498,8 @@ EXPORT void *malloc(size_t size) {
   void *result = kheap_malloc(size);
   while (__builtin_expect(!result, 0) && more(size)) result = kheap_malloc(size);
   if (size > LARGE_THRESHOLD && result) took_large(size);
-  calls[OP_MALLOC]++;
+  count_call(OP_MALLOC, !result);
   trace('m', 0, size, result, NULL);
-  if (!result) failures++;
   release(locked);
   if (!result) errno = ENOMEM;
   return result;
@@ -442,9 +510,9 @@ EXPORT void free(void *pointer) {
   if (!started()) return;
   bool locked = acquire();
   size_t large = large_run_bytes(pointer);
-  kheap_free(pointer);
   if (large) give_back(pointer, large);
-  calls[OP_FREE]++;
+  kheap_free(pointer);
+  count_call(OP_FREE, false);
   trace('f', 0, 0, NULL, pointer);
   release(locked);
 }
@@ -470,9 +538,8 @@ EXPORT void *calloc(size_t count, size_t size) {
     while (__builtin_expect(!result, 0) && more(bytes)) result = kheap_calloc(count, size);
   }
   if (bytes > LARGE_THRESHOLD && result) took_large(bytes);
-  calls[OP_CALLOC]++;
+  count_call(OP_CALLOC, !result);
   trace('c', 0, bytes, result, NULL);
-  if (!result) failures++;
   release(locked);
   if (!result) errno = ENOMEM;
   return result;
@@ -499,17 +566,16 @@ EXPORT void *realloc(void *pointer, size_t size) {
       if (result) memcpy(result, pointer, size < large ? size : large);
     }
     if (result || size == 0) {
-      kheap_free(pointer);
       give_back(pointer, large);
+      kheap_free(pointer);
     }
   } else {
     result = kheap_realloc(pointer, size);
     while (__builtin_expect(!result, 0) && size != 0 && more(size)) result = kheap_realloc(pointer, size);
   }
   if (size > LARGE_THRESHOLD && result && result != pointer) took_large(size);
-  calls[OP_REALLOC]++;
+  count_call(OP_REALLOC, !result && size != 0);
   trace('r', 0, size, result, pointer);
-  if (!result && size != 0) failures++;
   release(locked);
   if (!result && size != 0) errno = ENOMEM;
   return result;
@@ -587,16 +653,16 @@ __attribute__((destructor)) static void kmalloc_exit(void) {
   if (stats_target[0]) {
     long counts[5] = {0};
     kmalloc_counts(counts);
-    static const char *names[OP_COUNT] = {" malloc=", " calloc=", " realloc=", " free=", " aligned="};
+    static const char *names[OP_FAILED] = {" malloc=", " calloc=", " realloc=", " free=", " aligned="};
     char line[600];
     char *out = put_text(line, "kmalloc: pid=", 13);
     out = put_decimal(out, (unsigned long)getpid());
-    for (int op = 0; op < OP_COUNT; op++) {
+    for (int op = 0; op < OP_FAILED; op++) {
       out = put_text(out, names[op], strlen(names[op]));
-      out = put_decimal(out, calls[op]);
+      out = put_decimal(out, counted(op));
     }
     out = put_text(out, " failed=", 8);
-    out = put_decimal(out, failures);
+    out = put_decimal(out, counted(OP_FAILED));
     out = put_text(out, " reserved_mib=", 14);
     out = put_decimal(out, reservation_bytes >> 20);
     out = put_text(out, " released_mib=", 14);
@@ -604,7 +670,7 @@ __attribute__((destructor)) static void kmalloc_exit(void) {
     out = put_text(out, " releases=", 10);
     out = put_decimal(out, (unsigned long)counts[1]);
     out = put_text(out, " given_back_mib=", 16);
-    out = put_decimal(out, given_back_bytes >> 20);
+    out = put_decimal(out, atomic_load(&given_back_bytes) >> 20);
     out = put_text(out, " free_pages=", 12);
     out = put_decimal(out, (unsigned long)counts[2]);
     out = put_text(out, " heap_pages=", 12);

@@ -2,7 +2,8 @@
 # Builds .build-preload/libkmalloc.so (`make preload`): the kernel's PageFrames and
 # KernelHeap sources in Embedded Swift for the host, plus Preload/PreloadSetup.swift,
 # linked with the C shim (Preload/shim.c) into an LD_PRELOAD malloc; and
-# .build-preload/kmrun, the run-and-measure helper of scripts/realworld.py.
+# .build-preload/kmrun, the run-and-measure helper of scripts/realworld.py, and
+# .build-preload/stress (Preload/stress.c), its multi-threaded program.
 #
 #   scripts/build_preload.sh [OUT_DIR]      (default .build-preload)
 #
@@ -60,14 +61,15 @@ compile KernelMallocPreload "$ROOT"/Preload/PreloadSetup.swift -- -I "$ROOT/Prel
 echo "clang libkmalloc.so"
 flock "$LOCK" "$CLANG" -shared -fPIC -O2 -fvisibility=hidden -ftls-model=initial-exec -std=c11 -Wall -Wextra \
   -I "$ROOT/Preload/include" \
-  -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Sources/KernelSyncAtomics/cpu.c" \
+  -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Preload/cpu.c" \
   "$ROOT/Preload/shim.c" "$OUT/obj/KernelSync.o" "$OUT/obj/PageFrames.o" "$OUT/obj/KernelHeap.o" "$OUT/obj/KernelMallocPreload.o" \
   -Wl,--version-script="$ROOT/Preload/exports.map" -Wl,-z,now -Wl,--no-undefined -lpthread \
   -o "$OUT/libkmalloc.so.tmp"
 mv "$OUT/libkmalloc.so.tmp" "$OUT/libkmalloc.so"
 
-# The measuring helper of scripts/realworld.py.
+# The measuring helper of scripts/realworld.py, and its multi-threaded stress program.
 "$CLANG" -O2 -Wall -o "$OUT/kmrun" "$ROOT/Preload/kmrun.c"
+"$CLANG" -O2 -Wall -pthread -o "$OUT/stress" "$ROOT/Preload/stress.c"
 
 # Exactly the intended names, and nothing from Swift.
 expected="aligned_alloc calloc free malloc malloc_usable_size memalign posix_memalign pvalloc realloc reallocarray valloc"

@@ -232,6 +232,12 @@ def prepare(work, quick, python, has_tests, lib):
                 "print scalar(keys %h), ' ', $n, \"\\n\"; "
                 "for my $k (sort keys %c) { print $k, ' ', length($c{$k}), ' ', substr($c{$k}, 0, 20), \"\\n\"; }")
         programs.append(Program("perl", ["perl", "-e", perl.replace("COUNT", str(150000 * scale))], cwd=work))
+    stress = os.path.join(os.path.dirname(lib), "stress")
+    if os.access(stress, os.X_OK):
+        # Preload/stress.c: threads x operations with cross-thread frees, forks from the
+        # threaded process, short-lived threads; its output is one line of totals.
+        sizes = ["8", "200000", "20", "500"] if quick else ["8", "1000000", "50", "2000"]
+        programs.append(Program("threads", [stress] + sizes, cwd=work))
     return programs
 
 

@@ -94,6 +94,39 @@ extension Heap {
     } ?? nil
   }
 
+  /// Takes every lock of the heap in `withAllLocks`' order and keeps them until
+  /// `unlockAll`: for a fork (the preload library's pthread_atfork prepare handler), so
+  /// that the child never starts with a lock another thread held.
+  /// - Returns: false, with nothing held, when a lock refused (this CPU holds one).
+  /// - Complexity: O(caches) plus the waits.
+  package func lockAll() -> Bool {
+    let cpu = CPU.current
+    guard cacheList.acquireAcrossCalls(cpu: cpu) else { return false }
+    var held = 0
+    var refused = false
+    forEachCache { cache, _ in
+      guard !refused else { return }
+      if cache.acquireAcrossCalls(cpu: cpu) { held += 1 } else { refused = true }
+    }
+    guard refused || !core.acquireAcrossCalls(cpu: cpu) else { return true }
+    var index = 0
+    forEachCache { cache, _ in
+      if index < held { cache.releaseAcrossCalls(cpu: cpu) }
+      index += 1
+    }
+    cacheList.releaseAcrossCalls(cpu: cpu)
+    return false
+  }
+
+  /// Releases what `lockAll` took, from the CPU (thread) that took it.
+  /// - Complexity: O(caches).
+  package func unlockAll() {
+    let cpu = CPU.current
+    core.releaseAcrossCalls(cpu: cpu)
+    forEachCache { cache, _ in cache.releaseAcrossCalls(cpu: cpu) }
+    cacheList.releaseAcrossCalls(cpu: cpu)
+  }
+
   /// Calls `body` with every size-class cache of every CPU, then every live object
   /// cache, and whether it is an object cache. Inside `withAllLocks` only.
   /// - Complexity: O(caches).

@@ -93,6 +93,20 @@ public struct SpinLocked<State>: @unchecked Sendable {
     return body()
   }
 
+  /// Takes the lock and keeps it after the call returns, for a holder whose critical
+  /// section cannot be one closure: a fork handler takes every allocator lock in its
+  /// prepare callback and releases them in the parent's and the child's. Everything
+  /// else uses `withLock`.
+  /// - Returns: false when `cpu` holds it already (nothing taken).
+  /// - Complexity: O(1) plus the wait.
+  public func acquireAcrossCalls(cpu: Int) -> Bool { lock.lock(cpu: cpu) == nil }
+
+  /// Releases a lock `acquireAcrossCalls` took.
+  /// - Returns: false when `cpu` does not hold it (nothing released).
+  /// - Complexity: O(1).
+  @discardableResult
+  public func releaseAcrossCalls(cpu: Int) -> Bool { lock.unlock(cpu: cpu) == nil }
+
   /// The state read without the lock: for fields the holder writes with relaxed atomic
   /// stores (`ks_store_relaxed32` and friends), read with relaxed atomic loads.
   /// - Complexity: O(1).

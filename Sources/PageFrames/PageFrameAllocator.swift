@@ -141,6 +141,30 @@ public struct PageFrameAllocator {
   @inline(__always)
   var buddy: SpinLocked<BuddyCore> { SpinLocked(at: PageFrameAllocator.buddyAddress(UnsafeMutableRawPointer(layout))) }
 
+  /// Takes every CPU's page-cache lock in slot order, then the global lock, and keeps
+  /// them until `unlockAll`: for a fork (the preload library's pthread_atfork handlers).
+  /// - Returns: false, with nothing held, when a lock refused (this CPU holds one).
+  /// - Complexity: O(CPU.maximum) plus the waits.
+  package func lockAll() -> Bool {
+    let cpu = CPU.current
+    for slot in 0...CPU.maximum {
+      let taken = slot < CPU.maximum ? cpuCache(slot).acquireAcrossCalls(cpu: cpu) : buddy.acquireAcrossCalls(cpu: cpu)
+      guard taken else {
+        for held in 0..<slot { cpuCache(held).releaseAcrossCalls(cpu: cpu) }
+        return false
+      }
+    }
+    return true
+  }
+
+  /// Releases what `lockAll` took, from the CPU (thread) that took it.
+  /// - Complexity: O(CPU.maximum).
+  package func unlockAll() {
+    let cpu = CPU.current
+    buddy.releaseAcrossCalls(cpu: cpu)
+    for slot in 0..<CPU.maximum { cpuCache(slot).releaseAcrossCalls(cpu: cpu) }
+  }
+
   // MARK: Addresses
 
   /// Physical address of the first managed page.
