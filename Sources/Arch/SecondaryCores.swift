@@ -4,6 +4,7 @@
 // "cpu N online" and runs the entry it was given. The C half is ArchSupport/smp.c.
 #if arch(arm64) && os(none)
 import ArchSupport
+import FlattenedDeviceTree
 
 private let stateOff = UInt32(ARCH_CPU_OFF)
 private let stateReleased = UInt32(ARCH_CPU_RELEASED)
@@ -104,16 +105,16 @@ extension Platform {
   private static func coreStartPlan() -> (method: Int32, cores: Int)? {
     #if BOARD_VIRT
     guard let tree = deviceTreeLocation(),
-      let cores = DeviceTreeCores(blob: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: tree.address), count: tree.size))
+      let cores = try? FlattenedDeviceTree(blob: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: tree.address), count: tree.size)).cores()
     else {
       withConsoleLock { kput("startSecondaryCores: no readable device tree: the other cores stay off\n") }
       return nil
     }
-    guard let method = cores.psciMethod else {
+    guard let conduit = cores.psci else {
       withConsoleLock { kput("startSecondaryCores: no /psci node with method hvc or smc: the other cores stay off\n") }
       return nil
     }
-    return (method, min(cores.cpuNodes, maximumCores))
+    return (conduit == .hvc ? ARCH_START_PSCI_HVC : ARCH_START_PSCI_SMC, min(cores.cpuNodes, maximumCores))
     #else
     return (ARCH_START_SPIN_TABLE, maximumCores)
     #endif
