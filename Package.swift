@@ -35,10 +35,13 @@ let package = Package(
 
     // Architecture and board code (AArch64; raspi3b and virt). Empty on the host.
     .target(name: "ArchSupport", exclude: ["linker"]),
-    .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree"]),
+    .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform"]),
 
-    // Bootable images: the boot sequence both share, the demo kernel and the test kernel.
-    .target(name: "KernelBoot", dependencies: ["Arch", "MemInit", "KernelHeapRuntime"]),
+    // What the boot flow needs from the machine: the boards implement it in Arch, host tests with a fake.
+    .target(name: "KernelPlatform", dependencies: ["PageFrames", "FlattenedDeviceTree"]),
+    // Bootable images: the boot sequence both share (generic over the platform, on the host too),
+    // the demo kernel and the test kernel.
+    .target(name: "KernelBoot", dependencies: ["KernelPlatform", "Arch", "MemInit", "KernelHeapRuntime"]),
     .executableTarget(name: "Kernel", dependencies: ["KernelBoot"]),
     .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
 
@@ -52,7 +55,7 @@ let package = Package(
     // Host only: what a plain build of a fuzz target does with files (replays them).
     .target(name: "FuzzReplay"),
 
-    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree"]),
+    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot"]),
   ],
   swiftLanguageModes: [.v5]
 )
