@@ -28,6 +28,7 @@ extension AArch64Platform {
   public func withConsoleLock(_ body: () -> Void) { Arch.withConsoleLock(body) }
 
   /// Semihosting exit, or power-off without semihosting (ArchSupport/exit.S).
+  /// - Complexity: O(1) (plus the stack canary check).
   public func exit(_ code: Int32) -> Never { arch_exit(code) }
 
   /// Prints the report as a panic line and stops; captures nothing (no heap needed).

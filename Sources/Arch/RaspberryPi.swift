@@ -10,15 +10,20 @@ import KernelPlatform
 public protocol RaspberryPi: AArch64Platform {}
 
 extension RaspberryPi {
+  /// "raspi3b" or "raspi4b".
   public var boardName: StaticString { Board.name }
 
   /// The ARM's memory from the VideoCore mailbox, or nil.
+  /// - Complexity: O(1) plus the mailbox's answer.
   public func mailboxMemory() -> (base: UInt, size: UInt)? { Mailbox.armMemory() }
 
   /// The UART at 115200 8N1 on GPIO 14/15, clocked as the firmware says.
+  /// Preconditions: called before the first output.
+  /// - Complexity: O(1) plus the mailbox's answer and the UART's draining.
   public func setUpConsole() { Uart.setUp() }
 
-  /// The spin table, for every core the board has (4).
+  /// The spin table, for every core the board has (4); the tree's cores are not needed.
+  /// - Complexity: O(1).
   public func coreStartPlan(_ described: DeviceTreeCores?) -> (method: Int32, cores: Int)? {
     (ARCH_START_SPIN_TABLE, maximumCores)
   }
@@ -65,6 +70,8 @@ public struct Raspi3B: RaspberryPi {
   /// A handle on the board; it holds nothing.
   public init() {}
 
+  /// Nil: the mailbox gives all of it.
+  /// - Complexity: O(1).
   public func boardRevisionHighMemory() -> (base: UInt, size: UInt)? { nil }
 }
 #endif

@@ -10,13 +10,19 @@ public struct Virt: AArch64Platform {
   /// A handle on the board; it holds nothing.
   public init() {}
 
+  /// "virt".
   public var boardName: StaticString { Board.name }
-  /// No firmware to ask.
+  /// Nil: no firmware to ask.
+  /// - Complexity: O(1).
   public func boardModel() -> BoardModel? { nil }
-  /// QEMU's PL011 needs no set-up.
+  /// Nothing: QEMU's PL011 needs no set-up.
+  /// - Complexity: O(1).
   public func setUpConsole() {}
-  /// No mailbox: the device tree lists all RAM.
+  /// Nil: no mailbox; the device tree lists all RAM.
+  /// - Complexity: O(1).
   public func mailboxMemory() -> (base: UInt, size: UInt)? { nil }
+  /// Nil: no board revision.
+  /// - Complexity: O(1).
   public func boardRevisionHighMemory() -> (base: UInt, size: UInt)? { nil }
 
   /// PSCI over the tree's conduit, for the tree's cpu nodes (at most `maximumCores`);
