@@ -27,16 +27,21 @@ let package = Package(
     .target(name: "KernelHeap", dependencies: ["PageFrames", "KernelSync"]),
     // The C names (malloc, free, posix_memalign, ...) over KernelHeap; bare metal only.
     .target(name: "KernelHeapRuntime"),
-    .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap"]),
+    // The device tree reader: every node and property, every read bounds-checked.
+    .target(name: "FlattenedDeviceTree"),
+    .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap", "FlattenedDeviceTree"]),
     // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
     .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelSync"]),
 
     // Architecture and board code (AArch64; raspi3b and virt). Empty on the host.
     .target(name: "ArchSupport", exclude: ["linker"]),
-    .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync"]),
+    .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform"]),
 
-    // Bootable images: the boot sequence both share, the demo kernel and the test kernel.
-    .target(name: "KernelBoot", dependencies: ["Arch", "MemInit", "KernelHeapRuntime"]),
+    // What the boot flow needs from the machine: the boards implement it in Arch, host tests with a fake.
+    .target(name: "KernelPlatform", dependencies: ["PageFrames", "FlattenedDeviceTree"]),
+    // Bootable images: the boot sequence both share (generic over the platform, on the host too),
+    // the demo kernel and the test kernel.
+    .target(name: "KernelBoot", dependencies: ["KernelPlatform", "Arch", "MemInit", "KernelHeapRuntime"]),
     .executableTarget(name: "Kernel", dependencies: ["KernelBoot"]),
     .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
 
@@ -46,11 +51,11 @@ let package = Package(
     // Host-only libFuzzer target (`make fuzz`); a plain build replays inputs.
     .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios", "FuzzReplay"]),
     // Host-only libFuzzer target for the device tree reader (`make fuzz-dtb`).
-    .executableTarget(name: "DTBFuzz", dependencies: ["PageFrames", "MemInit", "FuzzReplay"]),
+    .executableTarget(name: "DTBFuzz", dependencies: ["PageFrames", "MemInit", "FlattenedDeviceTree", "FuzzReplay"]),
     // Host only: what a plain build of a fuzz target does with files (replays them).
     .target(name: "FuzzReplay"),
 
-    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync"]),
+    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot"]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,7 @@
 // The generic timer's virtual counter, for timing and for counting guest instructions.
 #if arch(arm64) && os(none)
 import ArchSupport
+import KernelPlatform
 
 public enum Clock {
   /// The virtual counter (CNTVCT_EL0), read after an isb.
@@ -13,10 +14,7 @@ public enum Clock {
   /// `-icount shift=0` the virtual clock advances one nanosecond per guest instruction,
   /// so this is an instruction count, exact to one counter tick (16 at 62.5 MHz).
   public static func nanoseconds(since start: UInt64) -> UInt64 {
-    let elapsed = ticks &- start
-    let hz = frequency
-    // ticks × 10^9 / hz without overflowing for any realistic interval.
-    return (elapsed / hz) * 1_000_000_000 + (elapsed % hz) * 1_000_000_000 / hz
+    BoardPlatform().nanoseconds(since: start)
   }
 }
 

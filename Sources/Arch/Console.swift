@@ -1,59 +1,27 @@
-// Allocation-free output for the kernel: usable before the heap exists and while panicking.
+// The kernel's printing functions as free functions, for code outside the boot flow
+// (the test kernel, exception paths, the debugger's commands): each is the board's
+// `ConsoleOutput` function (KernelPlatform), so the formatting lives in one place.
 #if arch(arm64) && os(none)
-import ArchSupport
+import KernelPlatform
 
 /// Writes a static string; `\n` becomes CR LF.
-public func kput(_ text: StaticString) {
-  text.withUTF8Buffer { bytes in
-    for byte in bytes { _ = putchar(Int32(byte)) }
-  }
-}
+/// - Complexity: O(length).
+public func kput(_ text: StaticString) { BoardPlatform().kput(text) }
 
 /// Writes the bytes of a buffer as text.
-public func kput(bytes: UnsafeBufferPointer<UInt8>) {
-  for byte in bytes { _ = putchar(Int32(byte)) }
-}
+/// - Complexity: O(count).
+public func kput(bytes: UnsafeBufferPointer<UInt8>) { BoardPlatform().kput(bytes: bytes) }
 
 /// Writes `value` as `0x` followed by at least `digits` hex digits.
-public func kputHex(_ value: UInt, digits: Int = 1) {
-  _ = putchar(48)  // "0"
-  _ = putchar(120)  // "x"
-  var shift = 60
-  var started = false
-  while shift >= 0 {
-    let nibble = Int((value >> UInt(shift)) & 0xF)
-    if nibble != 0 || started || shift < digits * 4 || shift == 0 {
-      started = true
-      _ = putchar(Int32(nibble < 10 ? 48 + nibble : 87 + nibble))
-    }
-    shift -= 4
-  }
-}
+/// - Complexity: O(1).
+public func kputHex(_ value: UInt, digits: Int = 1) { BoardPlatform().kputHex(value, digits: digits) }
 
 /// Writes `value` in decimal.
-public func kputDecimal(_ value: UInt) {
-  var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
-    UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-    (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-  var count = 0
-  var rest = value
-  withUnsafeMutableBytes(of: &digits) { buffer in
-    repeat {
-      buffer[count] = UInt8(48 + rest % 10)
-      rest /= 10
-      count += 1
-    } while rest > 0
-    while count > 0 {
-      count -= 1
-      _ = putchar(Int32(buffer[count]))
-    }
-  }
-}
+/// - Complexity: O(1).
+public func kputDecimal(_ value: UInt) { BoardPlatform().kputDecimal(value) }
 
 /// Writes a signed value in decimal.
-public func kputDecimal(signed value: Int) {
-  if value < 0 { _ = putchar(45) }
-  kputDecimal(value.magnitude)
-}
+/// - Complexity: O(1).
+public func kputDecimal(signed value: Int) { BoardPlatform().kputDecimal(signed: value) }
 
 #endif

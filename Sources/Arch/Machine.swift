@@ -1,6 +1,7 @@
 // The machine as a whole: leaving it (QEMU exits with the status the guest chose), the panic line, and the semihosting command line.
 #if arch(arm64) && os(none)
 import ArchSupport
+import KernelPlatform
 
 public enum Machine {
   /// Ends the QEMU process with `code` as its exit status (semihosting).
@@ -11,14 +12,7 @@ public enum Machine {
   /// Prints "function: reason address" and exits with status 3. The kernel's answer to a
   /// broken invariant or a bad free.
   public static func panic(_ function: StaticString, _ reason: StaticString, _ address: UInt) -> Never {
-    kput("\npanic: ")
-    kput(function)
-    kput(": ")
-    kput(reason)
-    kput(" ")
-    kputHex(address, digits: 8)
-    kput("\n")
-    arch_exit(3)
+    BoardPlatform().panic(function, reason, address)
   }
 
   /// The semihosting command line (`-semihosting-config arg=...`), or an empty buffer.

@@ -4,6 +4,8 @@
 // "cpu N online" and runs the entry it was given. The C half is ArchSupport/smp.c.
 #if arch(arm64) && os(none)
 import ArchSupport
+import FlattenedDeviceTree
+import KernelPlatform
 
 private let stateOff = UInt32(ARCH_CPU_OFF)
 private let stateReleased = UInt32(ARCH_CPU_RELEASED)
@@ -17,20 +19,13 @@ private let midrPartMask: UInt64 = 0xFFF
 private let partCortexA53: UInt64 = 0xD03
 private let partCortexA72: UInt64 = 0xD08
 
-extension Platform {
-  /// What a started core runs once it is online, given its number (1 ..< cores). The
-  /// core parks for good when it returns (PSCI CPU_OFF on virt, `wfi` on the Pis).
-  public typealias SecondaryEntry = @convention(c) (Int) -> Void
-
-  /// Cores the kernel can run: the per-CPU blocks, exception stacks and spin-table
-  /// slots there are (4: every board here is quad-core).
-  public static let maximumCores = Int(ARCH_MAX_CPUS)
-
+extension AArch64Platform {
   /// How long the boot core waits for a started core to come online, in milliseconds.
-  public static let coreOnlineTimeLimitMilliseconds: UInt64 = 1000
+  public static var coreOnlineTimeLimitMilliseconds: UInt64 { 1000 }
 
-  /// Starts every other core the board has, waits until each is online or the time
-  /// limit has passed, and returns how many cores are online, the boot core included.
+  /// Starts the other cores `coreStartPlan` names, waits until each is online or the
+  /// time limit has passed, and returns how many cores are online, the boot core
+  /// included.
   ///
   /// virt starts the cores the device tree lists under /cpus (at most `maximumCores`)
   /// with PSCI CPU_ON over the conduit /psci's "method" names (target MPIDR Aff0 = the
@@ -48,18 +43,19 @@ extension Platform {
   /// Preconditions: called once, by the boot core, after `arch_mmu_enable` (boot.S) and
   /// with `allocateStack` able to allocate (after memInit).
   /// - Parameters:
+  ///   - described: the device tree's cores, or nil without a readable tree.
   ///   - entry: what each started core runs once online; nil parks it at once.
   ///   - stackBytes: each kernel stack's size, a multiple of 16 (at least 64).
   ///   - allocateStack: `stackBytes` bytes, 16-byte aligned, for core `cpu`, or nil.
   ///   - freeStack: gives back a stack whose core could not be started.
   /// - Returns: the cores online, 1 ... `maximumCores`.
   /// - Complexity: O(cores) plus the wait, at most the time limit.
-  public static func startSecondaryCores(
-    entry: SecondaryEntry?, stackBytes: Int,
+  public func startSecondaryCores(
+    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
     allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
     freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer) -> Void
   ) -> Int {
-    guard let plan = coreStartPlan() else { return onlineCores }
+    guard let plan = coreStartPlan(described) else { return onlineCores }
     var started: UInt = 0
     for cpu in 1..<plan.cores {
       guard let stack = allocateStack(cpu) else {
@@ -84,47 +80,19 @@ extension Platform {
     return onlineCores
   }
 
-  /// The cores online now, the boot core included.
-  /// - Complexity: O(`maximumCores`).
-  public static var onlineCores: Int {
-    var count = 0
-    for cpu in 0..<maximumCores where isCoreOnline(cpu) { count += 1 }
-    return count
-  }
-
   /// Whether core `cpu` is online (it printed its line; it runs or ran its entry).
   /// False for a number out of range.
   /// - Complexity: O(1).
-  public static func isCoreOnline(_ cpu: Int) -> Bool {
+  public func isCoreOnline(_ cpu: Int) -> Bool {
     cpu >= 0 && arch_cpu_state(UInt(cpu)) == stateOnline
-  }
-
-  /// How to start the other cores and how many there are, or nil (reported) when they
-  /// cannot be started.
-  private static func coreStartPlan() -> (method: Int32, cores: Int)? {
-    #if BOARD_VIRT
-    guard let tree = deviceTreeLocation(),
-      let cores = DeviceTreeCores(blob: UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: tree.address), count: tree.size))
-    else {
-      withConsoleLock { kput("startSecondaryCores: no readable device tree: the other cores stay off\n") }
-      return nil
-    }
-    guard let method = cores.psciMethod else {
-      withConsoleLock { kput("startSecondaryCores: no /psci node with method hvc or smc: the other cores stay off\n") }
-      return nil
-    }
-    return (method, min(cores.cpuNodes, maximumCores))
-    #else
-    return (ARCH_START_SPIN_TABLE, maximumCores)
-    #endif
   }
 
   /// Waits until every core in `started` (a bit per core) is online; after the time
   /// limit, abandons the ones that have not arrived yet (one still printing its line is
   /// waited for).
-  private static func waitOnline(_ started: UInt) {
+  private func waitOnline(_ started: UInt) {
     var pending = started
-    let limit = Clock.frequency / 1000 * coreOnlineTimeLimitMilliseconds
+    let limit = Clock.frequency / 1000 * Self.coreOnlineTimeLimitMilliseconds
     let start = Clock.ticks
     while pending != 0 {
       for cpu in 1..<maximumCores where pending & (1 << UInt(cpu)) != 0 && arch_cpu_state(UInt(cpu)) == stateOnline {
@@ -138,7 +106,7 @@ extension Platform {
             kput("cpu ")
             kputDecimal(UInt(cpu))
             kput(" did not come online (")
-            kputDecimal(UInt(coreOnlineTimeLimitMilliseconds))
+            kputDecimal(UInt(Self.coreOnlineTimeLimitMilliseconds))
             kput(" ms)\n")
           }
         }
@@ -149,7 +117,7 @@ extension Platform {
 
   /// One report line: `startSecondaryCores: cpu N: <reason> <value>`, the value in
   /// decimal (an address in hex).
-  private static func reportCore(_ cpu: Int, _ reason: StaticString, _ value: Int) {
+  private func reportCore(_ cpu: Int, _ reason: StaticString, _ value: Int) {
     withConsoleLock {
       kput("startSecondaryCores: cpu ")
       kputDecimal(UInt(cpu))

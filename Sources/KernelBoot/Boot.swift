@@ -1,9 +1,10 @@
-// The kernel's start-up sequence, top to bottom. boot.S has already held the other
-// cores, dropped to EL1, enabled FP/SIMD, set the stack and the boot core's per-CPU
-// block, zeroed .bss and turned on the MMU.
-#if arch(arm64) && os(none)
-import Arch
+// The kernel's start-up sequence, top to bottom, for any `Platform`: the boards' in
+// Arch (after boot.S has held the other cores, dropped to EL1, enabled FP/SIMD, set the
+// stack and the boot core's per-CPU block, zeroed .bss and turned on the MMU) and the
+// host tests' fake. Generic, so each board's calls are direct (specialized).
+import FlattenedDeviceTree
 import KernelHeap
+@_exported import KernelPlatform
 @_exported import MemInit
 @_exported import PageFrames
 
@@ -14,184 +15,191 @@ public nonisolated(unsafe) var bootMemInitNanoseconds: UInt64 = 0
 /// frames (owner `.allocated`), with the canary word at its low end.
 public let secondaryStackOrder = 3
 
-/// Brings up memory and prints the banner and the memory map, then brings up the other
-/// cores. Returns the layout.
-/// Panics ("memInit: reason address") if RAM cannot hold the kernel, array and heap.
-/// Afterwards `kernelMemory` is set up: kmalloc, kfree, allocPage and the rest work, and
-/// every core that came online runs `secondaryEntry` (nil: it parks at once).
-/// - Complexity: O(RAM pages) for memInit, plus the wait for the cores (at most
-///   `Platform.coreOnlineTimeLimitMilliseconds`).
-@discardableResult
-public func bootMemory(secondaryEntry: Platform.SecondaryEntry? = nil) -> BootLayout {
-  // 0. Bad input anywhere in the memory subsystem stops the kernel with a precise line.
-  badInputHandler = { report in Machine.panic(report.function, report.reason, report.address) }
+extension Platform {
+  /// Brings up memory and prints the banner and the memory map, then brings up the other
+  /// cores. Returns the layout.
+  /// Panics ("memInit: reason address") if RAM cannot hold the kernel, array and heap.
+  /// Afterwards `kernelMemory` is set up: kmalloc, kfree, allocPage and the rest work, and
+  /// every core that came online runs `secondaryEntry` (nil: it parks at once).
+  ///
+  /// Preconditions: called once, by the boot core, before any allocation; installs the
+  /// kernel-wide `badInputHandler` and `kernelMemory`.
+  /// - Complexity: O(RAM pages) for memInit, plus the wait for the cores (the platform's
+  ///   time limit).
+  @discardableResult
+  public func bootMemory(secondaryEntry: SecondaryEntry? = nil) -> BootLayout {
+    // 0. Bad input anywhere in the memory subsystem stops the kernel with a precise line.
+    badInputHandler = onBadInput
 
-  // 1. Banner: board, exception levels, kernel range, on a console set up as the
-  //    hardware needs.
-  Platform.setUpConsole()
-  let image = Platform.kernelImage
-  kput("SwiftKernelMemory: board ")
-  kput(Board.name)
-  if let model = Platform.boardModel() {
-    // The model the firmware reports, which may differ from the build's board
-    // (a raspi3b image on a 3A+, say).
-    kput(" (")
-    kput(model.name)
-    kput(", ")
-    kputDecimal(model.memoryBytes >> 20)
-    kput(" MiB, revision ")
-    kputHex(UInt(model.revision))
-    kput(")")
-  }
-  kput(", entered at EL")
-  kputDecimal(Platform.entryExceptionLevel)
-  kput(", running at EL")
-  kputDecimal(Platform.currentExceptionLevel)
-  kput("\n")
-
-  // 2. Discover RAM and firmware's reservations: the device tree (from x0 or where QEMU
-  //    puts it) lists every RAM range and reservation; without one, the mailbox gives
-  //    the ARM's memory on Raspberry Pi boards.
-  var memory = BootMemory()
-  var source: StaticString = "device tree"
-  if let tree = Platform.deviceTreeLocation() {
-    do throws(MemInitError) {
-      let blob = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: tree.address), count: tree.size)
-      let summary = try DeviceTree(blob: blob, physicalAddress: tree.address).describe(into: &memory)
-      kput("device tree at ")
-      kputHex(tree.address, digits: 8)
+    // 1. Banner: board, exception levels, kernel range, on a console set up as the
+    //    hardware needs.
+    setUpConsole()
+    let image = kernelImage
+    kput("SwiftKernelMemory: board ")
+    kput(boardName)
+    if let model = boardModel() {
+      // The model the firmware reports, which may differ from the build's board
+      // (a raspi3b image on a 3A+, say).
       kput(" (")
-      kputDecimal(UInt(tree.size))
-      kput(" bytes): ")
-      kputDecimal(UInt(summary.ramRanges))
-      kput(" RAM ranges, ")
-      kputDecimal(UInt(summary.memoryReservations))
-      kput(" memreserve, ")
-      kputDecimal(UInt(summary.reservedMemory + summary.noMap))
-      kput(" reserved-memory (")
-      kputDecimal(UInt(summary.noMap))
-      kput(" no-map)")
-      kput(summary.initrd ? ", initrd\n" : "\n")
+      kput(model.name)
+      kput(", ")
+      kputDecimal(model.memoryBytes >> 20)
+      kput(" MiB, revision ")
+      kputHex(UInt(model.revision))
+      kput(")")
+    }
+    kput(", entered at EL")
+    kputDecimal(entryLevel)
+    kput(", running at EL")
+    kputDecimal(runningLevel)
+    kput("\n")
+
+    // 2. Discover RAM and firmware's reservations: the device tree (from x0 or where QEMU
+    //    puts it) lists every RAM range and reservation; without one, the mailbox gives
+    //    the ARM's memory on Raspberry Pi boards.
+    var memory = BootMemory()
+    var source: StaticString = "device tree"
+    // What the tree says of the cores, for step 5 (nil: no tree).
+    var cores: DeviceTreeCores? = nil
+    if let blob = deviceTree() {
+      do throws(MemInitError) {
+        let tree = try DeviceTree(blob: blob.bytes, physicalAddress: blob.physicalAddress)
+        let summary = try tree.describe(into: &memory)
+        cores = try? tree.flattened.cores()
+        kput("device tree at ")
+        kputHex(blob.physicalAddress, digits: 8)
+        kput(" (")
+        kputDecimal(UInt(tree.totalSize))
+        kput(" bytes): ")
+        kputDecimal(UInt(summary.ramRanges))
+        kput(" RAM ranges, ")
+        kputDecimal(UInt(summary.memoryReservations))
+        kput(" memreserve, ")
+        kputDecimal(UInt(summary.reservedMemory + summary.noMap))
+        kput(" reserved-memory (")
+        kputDecimal(UInt(summary.noMap))
+        kput(" no-map)")
+        kput(summary.initrd ? ", initrd\n" : "\n")
+      } catch {
+        panic("deviceTree", error.reason.text, error.address)
+      }
+    }
+    // Without a tree: the mailbox's ARM memory, and on the Pi 4 the RAM above 1 GiB that
+    // the board revision's memory size gives.
+    // Where sources disagree, the tree wins: the others only fill in what it lacks.
+    var highRAM: UInt? = nil
+    do throws(MemInitError) {
+      if memory.ram.count == 0, let arm = mailboxMemory() {
+        source = "mailbox"
+        try memory.addRAM(start: arm.base, size: arm.size)
+      }
+      if let high = boardRevisionHighMemory(), memory.ramRange(containing: high.base) == nil {
+        try memory.addRAM(start: high.base, size: high.size)
+        highRAM = high.base
+      }
     } catch {
-      Machine.panic("deviceTree", error.reason.text, error.address)
+      panic("mailbox", error.reason.text, error.address)
     }
-  }
-  // Without a tree: the mailbox's ARM memory, and on the Pi 4 the RAM above 1 GiB that
-  // the board revision's memory size gives.
-  // Where sources disagree, the tree wins: the others only fill in what it lacks.
-  var highRAM: UInt? = nil
-  do throws(MemInitError) {
-    if memory.ram.count == 0, let arm = Platform.mailboxMemory() {
-      source = "mailbox"
-      try memory.addRAM(start: arm.base, size: arm.size)
+    guard memory.ram.count > 0 else { panic("bootMemory", "firmware did not report RAM", 0) }
+    for index in 0..<memory.ram.count {
+      let range = memory.ram[index]
+      kput("RAM [")
+      kputHex(range.start, digits: 8)
+      kput(", ")
+      kputHex(range.end, digits: 8)
+      kput(") ")
+      kputDecimal(range.bytes >> 20)
+      kput(" MiB, from the ")
+      kput(range.start == highRAM ? "board revision" : source)
+      kput("\n")
     }
-    if let high = Platform.boardRevisionHighMemory(), memory.ramRange(containing: high.base) == nil {
-      try memory.addRAM(start: high.base, size: high.size)
-      highRAM = high.base
-    }
-  } catch {
-    Machine.panic("mailbox", error.reason.text, error.address)
-  }
-  guard memory.ram.count > 0 else { Machine.panic("bootMemory", "firmware did not report RAM", 0) }
-  for index in 0..<memory.ram.count {
-    let range = memory.ram[index]
-    kput("RAM [")
-    kputHex(range.start, digits: 8)
+    kput("kernel [")
+    kputHex(image.start)
     kput(", ")
-    kputHex(range.end, digits: 8)
-    kput(") ")
-    kputDecimal(range.bytes >> 20)
-    kput(" MiB, from the ")
-    kput(range.start == highRAM ? "board revision" : source)
-    kput("\n")
-  }
-  kput("kernel [")
-  kputHex(image.start)
-  kput(", ")
-  kputHex(image.end)
-  kput(")\n")
+    kputHex(image.end)
+    kput(")\n")
 
-  // 3. memInit: page array and heap at the first fit after __end, reservations, free
-  //    lists, then heapInit.
-  var config = MemInitConfig(
-    memory: memory, kernelStart: image.start, kernelEnd: image.end, mappedLimit: Platform.mappedLimit,
-    zeroFill: Platform.zeroFill)
-  // The slab secret: the counter's value at this point differs from boot to boot on
-  // hardware (and under QEMU without -icount); it is a tamper check, not cryptography.
-  config.secretSeed = UInt(truncatingIfNeeded: Clock.ticks)
-  let layout: BootLayout
-  let memInitStart = Clock.ticks
-  do {
-    layout = try memInit(config)
-  } catch {
-    Machine.panic("memInit", error.reason.text, error.address)
-  }
-  bootMemInitNanoseconds = Clock.nanoseconds(since: memInitStart)
+    // 3. memInit: page array and heap at the first fit after __end, reservations, free
+    //    lists, then heapInit.
+    var config = MemInitConfig(
+      memory: memory, kernelStart: image.start, kernelEnd: image.end, mappedLimit: mappedLimit,
+      directMapOffset: directMapOffset, zeroFill: zeroFill)
+    // The slab secret: the counter's value at this point differs from boot to boot on
+    // hardware (and under QEMU without -icount); it is a tamper check, not cryptography.
+    config.secretSeed = UInt(truncatingIfNeeded: counter)
+    let layout: BootLayout
+    let memInitStart = counter
+    do {
+      layout = try memInit(config)
+    } catch {
+      panic("memInit", error.reason.text, error.address)
+    }
+    bootMemInitNanoseconds = nanoseconds(since: memInitStart)
 
-  // 4. Report: the memory map, each kind's range and page count, and the total against
-  //    the RAM firmware reported.
-  guard let frames = kernelMemory.frames else { Machine.panic("bootMemory", KernelMemory.notSetUpReason, 0) }
-  if layout.memory.clampedBytes > 0 {
-    kput("RAM above ")
-    kputHex(Platform.mappedLimit, digits: 8)
-    kput(" is outside the identity map: ")
-    kputDecimal(layout.memory.clampedBytes >> 20)
-    kput(" MiB not used\n")
-  }
-  printMemoryMap(MemoryMap(frames, reportedRAMPages: layout.reportedRAMPages), clampedPages: Int(layout.memory.clampedBytes >> 12))
-  kput("heap [")
-  kputHex(layout.heapStart)
-  kput(", ")
-  kputHex(layout.heapEnd)
-  kput(")\n")
-
-  // 5. The other cores: each gets a kernel stack from the page frames, comes up at EL1
-  //    with the boot core's translation tables, prints "cpu N online" and runs
-  //    `secondaryEntry`; the boot core waits for them, with a time limit.
-  let online = Platform.startSecondaryCores(
-    entry: secondaryEntry, stackBytes: Page.size << secondaryStackOrder,
-    allocateStack: { _ in allocPages(order: secondaryStackOrder) },
-    freeStack: { _, stack in freePages(stack, order: secondaryStackOrder) })
-  withConsoleLock {
-    kput("cores online: ")
-    kputDecimal(UInt(online))
-    kput("\n")
-  }
-  return layout
-}
-
-/// Prints one line per region and a final line comparing the pages the map accounts for
-/// (plus any clamped above the identity map) with the RAM firmware reported.
-public func printMemoryMap(_ map: MemoryMap, clampedPages: Int = 0) {
-  kput("memory map:\n")
-  for index in 0..<map.count {
-    let region = map[index]
-    kput("  ")
-    kput(region.owner.label)
-    kput(" [")
-    kputHex(region.start, digits: 8)
+    // 4. Report: the memory map, each kind's range and page count, and the total against
+    //    the RAM firmware reported.
+    guard let frames = kernelMemory.frames else { panic("bootMemory", KernelMemory.notSetUpReason, 0) }
+    if layout.memory.clampedBytes > 0 {
+      kput("RAM above ")
+      kputHex(mappedLimit, digits: 8)
+      kput(" is outside the identity map: ")
+      kputDecimal(layout.memory.clampedBytes >> 20)
+      kput(" MiB not used\n")
+    }
+    printMemoryMap(MemoryMap(frames, reportedRAMPages: layout.reportedRAMPages), clampedPages: Int(layout.memory.clampedBytes >> 12))
+    kput("heap [")
+    kputHex(layout.heapStart)
     kput(", ")
-    kputHex(region.end, digits: 8)
-    kput(") ")
-    kputDecimal(UInt(region.pages))
-    kput(" pages\n")
-  }
-  let expected = Int(map.ramSize >> UInt(Page.shift))
-  let accounted = map.totalPages + clampedPages
-  kput("  total ")
-  kputDecimal(UInt(map.totalPages))
-  kput(" pages")
-  if clampedPages > 0 {
-    kput(" + ")
-    kputDecimal(UInt(clampedPages))
-    kput(" clamped")
-  }
-  kput(" = ")
-  kputDecimal(UInt(accounted) << 12)
-  kput(" bytes; firmware's RAM ")
-  kputDecimal(map.ramSize)
-  kput(" bytes: ")
-  kput(accounted == expected ? "exact\n" : "MISMATCH\n")
-}
+    kputHex(layout.heapEnd)
+    kput(")\n")
 
-#endif
+    // 5. The other cores: each gets a kernel stack from the page frames, comes up at EL1
+    //    with the boot core's translation tables, prints "cpu N online" and runs
+    //    `secondaryEntry`; the boot core waits for them, with a time limit.
+    let online = startSecondaryCores(
+      described: cores, entry: secondaryEntry, stackBytes: Page.size << secondaryStackOrder,
+      allocateStack: { _ in allocPages(order: secondaryStackOrder) },
+      freeStack: { _, stack in freePages(stack, order: secondaryStackOrder) })
+    withConsoleLock {
+      kput("cores online: ")
+      kputDecimal(UInt(online))
+      kput("\n")
+    }
+    return layout
+  }
+
+  /// Prints one line per region and a final line comparing the pages the map accounts for
+  /// (plus any clamped above the identity map) with the RAM firmware reported.
+  /// - Complexity: O(regions).
+  public func printMemoryMap(_ map: MemoryMap, clampedPages: Int = 0) {
+    kput("memory map:\n")
+    for index in 0..<map.count {
+      let region = map[index]
+      kput("  ")
+      kput(region.owner.label)
+      kput(" [")
+      kputHex(region.start, digits: 8)
+      kput(", ")
+      kputHex(region.end, digits: 8)
+      kput(") ")
+      kputDecimal(UInt(region.pages))
+      kput(" pages\n")
+    }
+    let expected = Int(map.ramSize >> UInt(Page.shift))
+    let accounted = map.totalPages + clampedPages
+    kput("  total ")
+    kputDecimal(UInt(map.totalPages))
+    kput(" pages")
+    if clampedPages > 0 {
+      kput(" + ")
+      kputDecimal(UInt(clampedPages))
+      kput(" clamped")
+    }
+    kput(" = ")
+    kputDecimal(UInt(accounted) << 12)
+    kput(" bytes; firmware's RAM ")
+    kputDecimal(map.ramSize)
+    kput(" bytes: ")
+    kput(accounted == expected ? "exact\n" : "MISMATCH\n")
+  }
+}

@@ -22,7 +22,7 @@ private func captured(_ body: () -> Void) -> UnsafePointer<CChar> {
 public func kmemDebugMap() -> UnsafePointer<CChar> {
   captured {
     guard let frames = kernelMemory.frames else { return kput("memory not set up\n") }
-    printMemoryMap(MemoryMap(frames))
+    BoardPlatform().printMemoryMap(MemoryMap(frames))
   }
 }
 

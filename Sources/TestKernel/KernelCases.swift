@@ -223,10 +223,10 @@ func badInputCase() -> Expectations {
   kfree(p)
   kfree(p)
   expectReport("kfree", HeapError.Reason.doubleFree.text, UInt(bitPattern: p), &e, "kfree reports a double free")
-  let kernelPage = UnsafeMutableRawPointer(bitPattern: Platform.kernelImage.start)!
+  let kernelPage = UnsafeMutableRawPointer(bitPattern: BoardPlatform().kernelImage.start)!
   let before = bootFrames.freePageCount
   freePage(kernelPage)
-  expectReport("freePage", PageFrameError.Reason.reserved.text, Platform.kernelImage.start, &e, "freePage reports a kernel page")
+  expectReport("freePage", PageFrameError.Reason.reserved.text, BoardPlatform().kernelImage.start, &e, "freePage reports a kernel page")
   let page = allocPage()!
   freePage(page)
   freePage(page)

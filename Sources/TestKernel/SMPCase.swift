@@ -11,6 +11,10 @@ import KernelSyncAtomics
 import PageFrames
 import Scenarios
 
+/// The board the test kernel runs on, and the cores it can have.
+private let board = BoardPlatform()
+private let maximumCores = board.maximumCores
+
 /// Operations per core when the command line gives no `ops=N`.
 let smpDefaultOperations = 250_000
 /// How long the boot core waits for the other cores to finish after its own part.
@@ -33,7 +37,7 @@ struct SMPCaseRun {
 
   /// Bytes after the stress's shared memory: the outcomes, then the finished words.
   static var extraBytes: Int {
-    Platform.maximumCores * (MemoryLayout<SMPStressOutcome>.stride + MemoryLayout<UInt32>.stride)
+    maximumCores * (MemoryLayout<SMPStressOutcome>.stride + MemoryLayout<UInt32>.stride)
   }
 
   /// Core `cpu`'s worker number: how many members come before it.
@@ -55,7 +59,7 @@ func smpSignal(_ value: UInt32) {
 
 /// The entry the other cores run (`bootMemory(secondaryEntry:)`): waits for the boot
 /// core's start, runs its part, returns (the core parks).
-let smpSecondaryEntry: Platform.SecondaryEntry = { cpu in
+let smpSecondaryEntry: SecondaryEntry = { cpu in
   let start = withUnsafeMutablePointer(to: &smpStartWord) { word in
     var value = ks_load_acquire(word)
     while value == 0 {
@@ -90,7 +94,7 @@ func smpWork(_ run: SMPCaseRun, cpu: Int) {
 func smpStressCase(seed: UInt64, operations: Int) -> Expectations {
   var e = Expectations()
   var members: UInt = 0
-  for cpu in 0..<Platform.maximumCores where Platform.isCoreOnline(cpu) { members |= 1 << UInt(cpu) }
+  for cpu in 0..<maximumCores where board.isCoreOnline(cpu) { members |= 1 << UInt(cpu) }
   let cores = members.nonzeroBitCount
   let sharedBytes = SMPStress.sharedBytes(cpus: cores)
   let pages = Page.count(forBytes: sharedBytes + SMPCaseRun.extraBytes)
@@ -101,11 +105,11 @@ func smpStressCase(seed: UInt64, operations: Int) -> Expectations {
     e.expect(false, "smp: no memory for the stress's area or object cache (pages)", UInt(pages))
     return e
   }
-  let outcomes = (area + sharedBytes).bindMemory(to: SMPStressOutcome.self, capacity: Platform.maximumCores)
-  outcomes.initialize(repeating: SMPStressOutcome(), count: Platform.maximumCores)
-  let finished = (area + sharedBytes + Platform.maximumCores * MemoryLayout<SMPStressOutcome>.stride)
-    .bindMemory(to: UInt32.self, capacity: Platform.maximumCores)
-  finished.initialize(repeating: 0, count: Platform.maximumCores)
+  let outcomes = (area + sharedBytes).bindMemory(to: SMPStressOutcome.self, capacity: maximumCores)
+  outcomes.initialize(repeating: SMPStressOutcome(), count: maximumCores)
+  let finished = (area + sharedBytes + maximumCores * MemoryLayout<SMPStressOutcome>.stride)
+    .bindMemory(to: UInt32.self, capacity: maximumCores)
+  finished.initialize(repeating: 0, count: maximumCores)
   let run = SMPCaseRun(
     stress: SMPStress(memory: area, cpus: cores), members: members, heap: heap, frames: frames, cache: cache,
     seed: seed, operations: operations, outcomes: outcomes, finished: finished)

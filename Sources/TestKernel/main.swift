@@ -83,8 +83,8 @@ if argumentGiven("fault=brk") { arch_fault_brk() }
 // An overwritten stack canary (the last core's, as if its stack had overflowed): the
 // exit path must report it with the core's number and exit with status 5.
 if argumentGiven("fault=stack-canary") {
-  var victim = Platform.maximumCores - 1
-  while victim > 0 && !Platform.isCoreOnline(victim) { victim -= 1 }
+  var victim = BoardPlatform().maximumCores - 1
+  while victim > 0 && !BoardPlatform().isCoreOnline(victim) { victim -= 1 }
   arch_fault_stack_canary(UInt(victim))
   Machine.exit(0)
 }
@@ -98,7 +98,7 @@ func withScenarioMemory(seed: UInt64, bytes: Int = ScenarioMemory.standardBytes,
   guard let run = bootFrames.allocContiguous(pages: pages, zeroed: true) else {
     Machine.panic("testkernel", "no contiguous run for a scenario", UInt(bytes))
   }
-  body(ScenarioMemory(base: run, bytes: bytes, zeroFill: Platform.zeroFill, seed: seed))
+  body(ScenarioMemory(base: run, bytes: bytes, zeroFill: BoardPlatform().zeroFill, seed: seed))
   freeContiguous(run, pages: pages)
 }
 

@@ -21,6 +21,9 @@ struct DeviceTreeBuilder {
 
   mutating func end() { word(2) }
 
+  /// A raw 32-bit word in the structure block (a NOP, or a token the format lacks).
+  mutating func rawWord(_ value: UInt32) { word(value) }
+
   mutating func property(_ name: String, _ value: [UInt8]) {
     let nameBytes = Array(name.utf8) + [0]
     var offset = 0

@@ -1,0 +1,89 @@
+// The part of `Platform` every AArch64 board here shares: the console through putchar
+// (the UART, or the debugger's capture buffer), semihosting exit, the exception levels,
+// the generic timer, the linker's image bounds, the device tree from x0 or the board's
+// default address, and the per-CPU blocks. Each board (Virt, Raspi3B, Raspi4B) adds
+// what differs: its name and model, firmware memory, console set-up, how cores start.
+#if arch(arm64) && os(none)
+import ArchSupport
+import FlattenedDeviceTree
+import KernelPlatform
+import KernelSync
+import PageFrames
+
+/// An AArch64 board: `Platform` with the shared parts implemented here.
+public protocol AArch64Platform: Platform {
+  /// How to start the other cores and how many there are (the boot core included,
+  /// at most `maximumCores`), given the tree's description; nil (after a report line)
+  /// when they cannot be started.
+  func coreStartPlan(_ described: DeviceTreeCores?) -> (method: Int32, cores: Int)?
+}
+
+extension AArch64Platform {
+  /// One byte to putchar (ArchSupport/libc.c: CR LF for `\n`, the debugger's capture).
+  /// - Complexity: O(1) plus the wait for room in the UART's FIFO.
+  public func write(_ byte: UInt8) { _ = putchar(Int32(byte)) }
+
+  /// The console lock (ConsoleLock.swift).
+  /// - Complexity: O(1) plus the wait for other cores plus `body`.
+  public func withConsoleLock(_ body: () -> Void) { Arch.withConsoleLock(body) }
+
+  /// Semihosting exit, or power-off without semihosting (ArchSupport/exit.S).
+  /// - Complexity: O(1) (plus the stack canary check).
+  public func exit(_ code: Int32) -> Never { arch_exit(code) }
+
+  /// Prints the report as a panic line and stops; captures nothing (no heap needed).
+  public var onBadInput: (BadInputReport) -> Void {
+    { report in Machine.panic(report.function, report.reason, report.address) }
+  }
+
+  /// The exception level boot.S was entered at (3, 2 or 1).
+  public var entryLevel: UInt { UInt(arch_boot_el) }
+  /// The exception level the kernel runs at (1).
+  public var runningLevel: UInt { UInt(arch_current_el()) }
+
+  /// The virtual counter (CNTVCT_EL0).
+  public var counter: UInt64 { arch_counter() }
+  /// CNTFRQ_EL0.
+  public var counterFrequency: UInt64 { arch_counter_frequency() }
+
+  /// `__kernel_start` and `__end`.
+  public var kernelImage: KernelImage { KernelImage(start: arch_kernel_start(), end: arch_kernel_end()) }
+  /// The board's early identity map ends here (mmu.c).
+  public var mappedLimit: UInt { Board.mappedLimit }
+  /// Physical addresses are virtual ones (the identity map).
+  public var directMapOffset: Int { 0 }
+  /// The assembly bzero.
+  public var zeroFill: ZeroFill { { pointer, count in bzero(pointer, count) } }
+
+  /// The per-CPU blocks, exception stacks and spin-table slots there are (4).
+  public var maximumCores: Int { Int(ARCH_MAX_CPUS) }
+  /// The first word of the block TPIDR_EL1 points at.
+  public var currentCPU: Int { CPU.current }
+
+  /// The device tree blob a loader passed in x0, else the one QEMU places at the board's
+  /// default address. Only addresses inside the board's RAM window are read, and only a
+  /// header with the FDT magic and a size from 40 bytes to 2 MiB counts.
+  /// - Complexity: O(1).
+  public func deviceTree() -> DeviceTreeBlob? {
+    for candidate in [UInt(arch_boot_x0), Board.defaultDeviceTree] {
+      guard candidate & 7 == 0, candidate >= Board.ramWindow.start, candidate < Board.ramWindow.end - 8,
+        let header = UnsafeRawPointer(bitPattern: candidate),
+        let size = FlattenedDeviceTree.totalSize(ofHeader: UnsafeRawBufferPointer(start: header, count: 8)),
+        size >= FlattenedDeviceTree.headerBytes, size <= 2 << 20, candidate + UInt(size) <= Board.ramWindow.end
+      else { continue }
+      return DeviceTreeBlob(physicalAddress: candidate, bytes: UnsafeRawBufferPointer(start: header, count: size))
+    }
+    return nil
+  }
+}
+
+/// The board this image was built for (the toolset's BOARD_... define picks it).
+#if BOARD_VIRT
+public typealias BoardPlatform = Virt
+#elseif BOARD_RASPI4B
+public typealias BoardPlatform = Raspi4B
+#else
+public typealias BoardPlatform = Raspi3B
+#endif
+
+#endif

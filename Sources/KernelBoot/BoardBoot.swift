@@ -1,0 +1,13 @@
+// The boot flow on the board this image was built for: what the kernel and the test
+// kernel call.
+#if arch(arm64) && os(none)
+import Arch
+
+/// `Platform.bootMemory(secondaryEntry:)` on `BoardPlatform`.
+/// Preconditions: as `Platform.bootMemory`: once, by the boot core, before any allocation.
+/// - Complexity: as `Platform.bootMemory`.
+@discardableResult
+public func bootMemory(secondaryEntry: SecondaryEntry? = nil) -> BootLayout {
+  BoardPlatform().bootMemory(secondaryEntry: secondaryEntry)
+}
+#endif

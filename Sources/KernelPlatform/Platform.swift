@@ -1,0 +1,162 @@
+// What the boot flow needs from the machine it runs on, as one protocol: the AArch64
+// boards implement it in Arch, host tests with a fake. KernelBoot's boot flow is generic
+// over it, so the kernel calls each board's code directly (specialized, no existential).
+import FlattenedDeviceTree
+import PageFrames
+
+/// What a started core runs once it is online, given its number (1 ..< cores); the core
+/// parks for good when it returns.
+public typealias SecondaryEntry = @convention(c) (Int) -> Void
+
+/// The kernel image as the linker laid it out.
+public struct KernelImage: Equatable, Sendable {
+  /// The first byte of the image (0x200000 on raspi3b).
+  public let start: UInt
+  /// One past the last byte, page aligned.
+  public let end: UInt
+
+  /// The image `[start, end)`.
+  /// - Complexity: O(1).
+  public init(start: UInt, end: UInt) {
+    self.start = start
+    self.end = end
+  }
+}
+
+/// The board's model as its firmware reports it.
+public struct BoardModel: Sendable {
+  /// The model's name ("Raspberry Pi 3 Model B").
+  public let name: StaticString
+  /// The board's RAM, all of it (not only what the kernel is given).
+  public let memoryBytes: UInt
+  /// The firmware's revision code.
+  public let revision: UInt32
+
+  /// A model `name` with `memoryBytes` of RAM and revision code `revision`.
+  /// - Complexity: O(1).
+  public init(name: StaticString, memoryBytes: UInt, revision: UInt32) {
+    self.name = name
+    self.memoryBytes = memoryBytes
+    self.revision = revision
+  }
+}
+
+/// A device tree blob firmware or a loader left for the kernel: where it lies in
+/// physical memory and its bytes (the header's total size), readable as they are.
+public struct DeviceTreeBlob {
+  /// The blob's physical address: what memInit reserves.
+  public let physicalAddress: UInt
+  /// The blob's bytes, `totalsize` of them.
+  public let bytes: UnsafeRawBufferPointer
+
+  /// The blob `bytes`, found at `physicalAddress`.
+  /// - Complexity: O(1).
+  public init(physicalAddress: UInt, bytes: UnsafeRawBufferPointer) {
+    self.physicalAddress = physicalAddress
+    self.bytes = bytes
+  }
+}
+
+/// The machine under the kernel: console, leaving, the memory sources, and the cores.
+/// Every requirement may be called by the boot core only, except where it says so.
+public protocol Platform: ConsoleOutput {
+  // MARK: Console and leaving
+
+  /// Sets the console up as the hardware needs it; called before the first output.
+  func setUpConsole()
+  /// Runs `body`, which prints whole lines, so that other cores' lines come before or
+  /// after them, never inside. Any core may call it.
+  func withConsoleLock(_ body: () -> Void)
+  /// Ends the machine (or the run) with `code` as its status.
+  func exit(_ code: Int32) -> Never
+  /// What the kernel-wide entry points do with bad input once the boot flow installs it
+  /// (the kernel: print it and stop). A closure that captures nothing on bare metal:
+  /// it is installed before the heap exists.
+  var onBadInput: (BadInputReport) -> Void { get }
+
+  // MARK: The banner
+
+  /// The board the image was built for ("raspi3b").
+  var boardName: StaticString { get }
+  /// The model the firmware reports, or nil when it reports none.
+  func boardModel() -> BoardModel?
+  /// The privilege level the kernel was entered at (AArch64: the exception level).
+  var entryLevel: UInt { get }
+  /// The privilege level the kernel runs at.
+  var runningLevel: UInt { get }
+
+  // MARK: Time
+
+  /// A free-running counter: ticks since some fixed moment.
+  var counter: UInt64 { get }
+  /// `counter`'s ticks per second (non-zero).
+  var counterFrequency: UInt64 { get }
+
+  // MARK: Memory sources
+
+  /// The device tree a loader passed or the firmware placed, or nil.
+  func deviceTree() -> DeviceTreeBlob?
+  /// RAM the firmware reports outside a device tree (the Pis' mailbox): (base, size), or nil.
+  func mailboxMemory() -> (base: UInt, size: UInt)?
+  /// RAM only the board revision describes (the Pi 4's above 1 GiB): (base, size), or nil.
+  func boardRevisionHighMemory() -> (base: UInt, size: UInt)?
+  /// Where the kernel image lies.
+  var kernelImage: KernelImage { get }
+  /// RAM at or above this physical address is not mapped, and not used.
+  var mappedLimit: UInt { get }
+  /// What to add to a physical address to reach it (0 with an identity map).
+  var directMapOffset: Int { get }
+  /// Zeroes bytes: the fastest way the platform has.
+  var zeroFill: ZeroFill { get }
+
+  // MARK: Cores
+
+  /// Cores the platform can run at most, the boot core included.
+  var maximumCores: Int { get }
+  /// Starts the other cores `described` (the device tree's /cpus and /psci; nil: no
+  /// readable tree) as the board starts them, each with a stack from `allocateStack`
+  /// running `entry`, waits (with a time limit) and returns the cores online, the boot
+  /// core included. Reports on the console what it could not start.
+  func startSecondaryCores(
+    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
+    allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
+    freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer) -> Void
+  ) -> Int
+  /// Whether core `cpu` is online; false for a number out of range. Any core may call it.
+  func isCoreOnline(_ cpu: Int) -> Bool
+  /// The calling core's number, 0 ..< `maximumCores`. Any core may call it.
+  var currentCPU: Int { get }
+}
+
+extension Platform {
+  /// Prints "panic: function: reason address" and ends with status 3: the kernel's
+  /// answer to a broken invariant or input it cannot boot with.
+  /// - Complexity: O(1) plus the output.
+  public func panic(_ function: StaticString, _ reason: StaticString, _ address: UInt) -> Never {
+    kput("\npanic: ")
+    kput(function)
+    kput(": ")
+    kput(reason)
+    kput(" ")
+    kputHex(address, digits: 8)
+    kput("\n")
+    exit(3)
+  }
+
+  /// Nanoseconds of the counter since `start` (a `counter` reading), exact to a tick.
+  /// - Complexity: O(1).
+  public func nanoseconds(since start: UInt64) -> UInt64 {
+    let elapsed = counter &- start
+    let hz = counterFrequency
+    // ticks × 10^9 / hz without overflowing for any realistic interval.
+    return (elapsed / hz) * 1_000_000_000 + (elapsed % hz) * 1_000_000_000 / hz
+  }
+
+  /// The cores online now, the boot core included.
+  /// - Complexity: O(`maximumCores`).
+  public var onlineCores: Int {
+    var count = 0
+    for cpu in 0..<maximumCores where isCoreOnline(cpu) { count += 1 }
+    return count
+  }
+}

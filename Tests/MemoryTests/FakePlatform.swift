@@ -1,0 +1,95 @@
+import FlattenedDeviceTree
+import Glibc
+import KernelBoot
+
+/// A host `Platform` for booting KernelBoot in tests: RAM is a host mapping seen at a
+/// physical base through `directMapOffset`, the device tree a blob the test built, the
+/// console a byte buffer. Cores start as on virt: when the tree names a PSCI conduit,
+/// one per cpu node (at most `maximumCores`), each given a stack from the boot flow;
+/// the fake records what it was asked and runs no entry.
+final class FakePlatform: Platform {
+  /// RAM as the test describes it; the mapping spans from `ramBase` to the highest end.
+  let ramBase: UInt
+  let ram: SimulatedRAM
+  /// The tree's bytes (nil: no tree) and the physical address it claims to lie at.
+  private let tree: UnsafeMutableRawBufferPointer?
+  let treeAddress: UInt
+  let kernelImage: KernelImage
+  /// What the firmware answers without a tree (`mailboxMemory`, `boardRevisionHighMemory`).
+  var mailbox: (base: UInt, size: UInt)? = nil
+  var highMemory: (base: UInt, size: UInt)? = nil
+
+  /// Everything written to the console.
+  private(set) var output: [UInt8] = []
+  /// Each `startSecondaryCores` call's description of the cores.
+  private(set) var startRequests: [DeviceTreeCores?] = []
+  /// The cores started, with the stack each was given, in order.
+  private(set) var startedCores: [(cpu: Int, stack: UnsafeMutableRawPointer)] = []
+  /// Reports the boot flow's bad-input handler received.
+  private(set) var badInputs: [String] = []
+  private var ticks: UInt64 = 0
+
+  /// A platform whose RAM mapping covers `[ramBase, ramBase + ramBytes)`, with the tree
+  /// `tree` (copied) at `treeAddress` and the kernel image `kernel`.
+  init(ramBase: UInt, ramBytes: Int, tree: [UInt8]?, treeAddress: UInt = 0, kernel: KernelImage) {
+    self.ramBase = ramBase
+    ram = SimulatedRAM(bytes: ramBytes)
+    if let tree {
+      let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: tree.count, alignment: 8)
+      copy.copyBytes(from: tree)
+      self.tree = copy
+    } else {
+      self.tree = nil
+    }
+    self.treeAddress = treeAddress
+    kernelImage = kernel
+  }
+
+  deinit { tree?.deallocate() }
+
+  /// The console output, line by line.
+  var lines: [String] { String(decoding: output, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init) }
+
+  func write(_ byte: UInt8) { output.append(byte) }
+  func setUpConsole() {}
+  func withConsoleLock(_ body: () -> Void) { body() }
+  func exit(_ code: Int32) -> Never { fatalError("FakePlatform.exit(\(code)); the console said:\n\(lines.joined(separator: "\n"))") }
+  var onBadInput: (BadInputReport) -> Void { { [weak self] report in self?.badInputs.append("\(report.function): \(report.reason)") } }
+
+  var boardName: StaticString { "fake" }
+  func boardModel() -> BoardModel? { BoardModel(name: "Fake Board", memoryBytes: 64 << 20, revision: 0xF4CE) }
+  var entryLevel: UInt { 2 }
+  var runningLevel: UInt { 1 }
+  /// A microsecond a reading.
+  var counter: UInt64 {
+    ticks += 1
+    return ticks
+  }
+  var counterFrequency: UInt64 { 1_000_000 }
+
+  func deviceTree() -> DeviceTreeBlob? {
+    tree.map { DeviceTreeBlob(physicalAddress: treeAddress, bytes: UnsafeRawBufferPointer($0)) }
+  }
+  func mailboxMemory() -> (base: UInt, size: UInt)? { mailbox }
+  func boardRevisionHighMemory() -> (base: UInt, size: UInt)? { highMemory }
+  var mappedLimit: UInt { ramBase + UInt(ram.bytes) }
+  var directMapOffset: Int { Int(bitPattern: ram.base) - Int(bitPattern: ramBase) }
+  var zeroFill: ZeroFill { hostZeroFill }
+
+  var maximumCores: Int { 8 }
+  func startSecondaryCores(
+    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
+    allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
+    freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer) -> Void
+  ) -> Int {
+    startRequests.append(described)
+    guard let described, described.psci != nil else { return onlineCores }
+    for cpu in 1..<max(1, min(described.cpuNodes, maximumCores)) {
+      guard let stack = allocateStack(cpu) else { continue }
+      startedCores.append((cpu, stack))
+    }
+    return onlineCores
+  }
+  func isCoreOnline(_ cpu: Int) -> Bool { cpu == 0 || startedCores.contains { $0.cpu == cpu } }
+  var currentCPU: Int { 0 }
+}
