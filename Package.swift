@@ -11,6 +11,7 @@ let package = Package(
     .library(name: "KernelHeap", targets: ["KernelHeap"]),
     .library(name: "MemInit", targets: ["MemInit"]),
     .library(name: "KernelSync", targets: ["KernelSync"]),
+    .library(name: "KernelMemory", targets: ["KernelMemory"]),
     .executable(name: "kernel", targets: ["Kernel"]),
     .executable(name: "testkernel", targets: ["TestKernel"]),
     .executable(name: "membench", targets: ["MemBench"]),
@@ -30,8 +31,11 @@ let package = Package(
     // The device tree reader: every node and property, every read bounds-checked.
     .target(name: "FlattenedDeviceTree"),
     .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap", "FlattenedDeviceTree"]),
+    // The facade: one object owning the page frames, the heap and the object caches, the
+    // kernel's global instance, kmalloc and the rest, and the C allocator names' Swift side.
+    .target(name: "KernelMemory", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelSync"]),
     // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
-    .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelSync"]),
+    .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "KernelSync"]),
 
     // Architecture and board code (AArch64; raspi3b and virt). Empty on the host.
     .target(name: "ArchSupport", exclude: ["linker"]),
@@ -41,12 +45,12 @@ let package = Package(
     .target(name: "KernelPlatform", dependencies: ["PageFrames", "FlattenedDeviceTree"]),
     // Bootable images: the boot sequence both share (generic over the platform, on the host too),
     // the demo kernel and the test kernel.
-    .target(name: "KernelBoot", dependencies: ["KernelPlatform", "Arch", "MemInit", "KernelHeapRuntime"]),
+    .target(name: "KernelBoot", dependencies: ["KernelPlatform", "Arch", "MemInit", "KernelMemory", "KernelHeapRuntime"]),
     .executableTarget(name: "Kernel", dependencies: ["KernelBoot"]),
     .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
 
     // Host-only benchmark (`make bench`).
-    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSyncAtomics"]),
+    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "Scenarios", "KernelSyncAtomics"]),
 
     // Host-only libFuzzer target (`make fuzz`); a plain build replays inputs.
     .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios", "FuzzReplay"]),
@@ -55,7 +59,7 @@ let package = Package(
     // Host only: what a plain build of a fuzz target does with files (replays them).
     .target(name: "FuzzReplay"),
 
-    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot"]),
+    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot", "KernelMemory"]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -19,6 +19,8 @@
 // Fresh anonymous memory reads as zero and costs no RSS until written, so the metadata
 // array is not zeroed (`metadataIsZero`) and only released, used pages are touched.
 import KernelHeap
+import KernelMemory
+import MemInit
 import KmallocPreloadC
 import PageFrames
 

@@ -2,6 +2,7 @@
 // Arch (after boot.S has held the other cores, dropped to EL1, enabled FP/SIMD, set the
 // stack and the boot core's per-CPU block, zeroed .bss and turned on the MMU) and the
 // host tests' fake. Generic, so each board's calls are direct (specialized).
+@_exported import KernelMemory
 import FlattenedDeviceTree
 import KernelHeap
 @_exported import KernelPlatform

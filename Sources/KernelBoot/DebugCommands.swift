@@ -3,6 +3,7 @@
 // which gdb reads as a string. They only read the structures; the checks are the same
 // ones `heapCheck()` and `checkInvariants()` run.
 #if arch(arm64) && os(none)
+import KernelMemory
 import Arch
 import ArchSupport
 import KernelHeap

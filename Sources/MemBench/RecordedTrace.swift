@@ -1,3 +1,4 @@
+import KernelMemory
 import Glibc
 
 /// A real program's allocations, recorded by the preload library (`KMALLOC_TRACE`, then

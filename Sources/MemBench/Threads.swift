@@ -2,6 +2,7 @@
 // to the host's cores) run the same loop at once on one machine; each thread's cost
 // per pair is the wall time over its pairs. Flat per-thread cost = the CPUs do not
 // contend (each allocates and frees on its own cache under its own lock).
+import KernelMemory
 import Glibc
 import KernelHeap
 import KernelSyncAtomics

@@ -1,3 +1,4 @@
+import KernelMemory
 import Glibc
 import KernelHeap
 import MemInit

@@ -1,6 +1,7 @@
 // `make bench`: this project's heap against the seed's best-fit list and glibc on the
 // same traces in the same run, plus the page-frame figures. Fixed seeds; `--json` prints
 // one object per line {workload, parameter, allocator, metric, value}.
+import KernelMemory
 import Glibc
 import KernelHeap
 import MemInit

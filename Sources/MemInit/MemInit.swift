@@ -122,6 +122,8 @@ public enum MemInitFailure: UInt8, FailureReason {
   case heapTooSmall
   /// No RAM after the kernel image holds page array + heap without touching a reservation.
   case ramTooSmall
+  /// The kernel's memory is set up already: `memInit` runs once.
+  case alreadySetUp
 
   public var text: StaticString {
     switch self {
@@ -139,9 +141,13 @@ public enum MemInitFailure: UInt8, FailureReason {
     case .deviceTreeBadCells: return "device tree: #address-cells or #size-cells out of range"
     case .heapTooSmall: return "heap size cannot hold a heap"
     case .ramTooSmall: return "RAM smaller than kernel + page array + heap"
+    case .alreadySetUp: return "memory set up already (memInit runs once)"
     }
   }
 }
+
+/// Bytes memInit reserves for the initial heap.
+public let kernelHeapInitialBytes = 1 << 20
 
 /// Where memInit puts things: all physical, page aligned.
 public struct BootLayout: Sendable {
@@ -248,35 +254,4 @@ public func heapInit(_ config: MemInitConfig, _ layout: BootLayout, frames: Page
     zeroFill: config.zeroFill, frames: frames, growthCeiling: config.growthCeiling, secretSeed: config.secretSeed)
   else { throw MemInitError(.heapTooSmall, UInt(bitPattern: config.heapBytes)) }
   return heap
-}
-
-extension KernelMemory {
-  /// Builds the kernel's memory for `config` laid out as `layout`: the page array and
-  /// its reservations, then `heapInit` right after it.
-  /// - Throws: `MemInitError` from `heapInit`.
-  /// - Complexity: O(pages) (zeroing 16 bytes per page).
-  public init(_ config: MemInitConfig, layout: BootLayout) throws(MemInitError) {
-    let frames = buildPageFrames(config, layout)
-    let heap = try heapInit(config, layout, frames: frames)
-    self.init(frames: frames, heap: heap)
-  }
-}
-
-/// Boot-time memory set-up, in order: plan the layout after `__end`, build and zero the
-/// page array, reserve firmware, kernel, array, heap and DTB pages, free the rest, then
-/// `heapInit` at the first byte after the array's last page. Installs the result as
-/// `kernelMemory`.
-///
-/// - Returns: the layout; `MemoryMap(kernelMemory.frames)` gives the boot log's map.
-/// - Throws: `MemInitError` when RAM is too small, the image lies outside it or the
-///   heap size is unusable; `kernelMemory` is left not set up then, so every entry
-///   point reports it.
-/// - Precondition: called once, early, before any allocation.
-/// - Complexity: O(pages) (zeroing 16 bytes per page).
-@discardableResult
-public func memInit(_ config: MemInitConfig) throws(MemInitError) -> BootLayout {
-  kernelMemory = KernelMemory()
-  let layout = try planLayout(config)
-  kernelMemory = try KernelMemory(config, layout: layout)
-  return layout
 }

@@ -1,3 +1,4 @@
+import KernelMemory
 import PageFrames
 
 /// Simulated physical address of the scenario RAM (the virt board's RAM base).

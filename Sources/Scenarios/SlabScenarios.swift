@@ -1,3 +1,4 @@
+import KernelMemory
 import KernelHeap
 import PageFrames
 

@@ -2,6 +2,7 @@
 // `-icount shift=0` (one virtual nanosecond per instruction, deterministic). Each figure
 // includes its loop's few instructions of overhead.
 #if arch(arm64) && os(none)
+import KernelMemory
 import Arch
 import ArchSupport
 import KernelBoot

@@ -3,6 +3,7 @@
 // heap and page frames at once; then the boot core drains every cache and checks with
 // `SMPStress.verify` that nothing was lost or handed out twice.
 #if arch(arm64) && os(none)
+import KernelMemory
 import Arch
 import ArchSupport
 import KernelBoot

@@ -8,6 +8,7 @@
 // runs only the SMP stress on every core (SMPCase.swift; `seed=N`, `ops=N` per core);
 // `quick` skips the model's 100,000 operations.
 #if arch(arm64) && os(none)
+import KernelMemory
 import Arch
 import ArchSupport
 import KernelBoot

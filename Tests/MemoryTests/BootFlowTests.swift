@@ -1,3 +1,4 @@
+import KernelMemory
 import FlattenedDeviceTree
 import KernelBoot
 import KernelHeap

@@ -1,3 +1,4 @@
+import KernelMemory
 import KernelHeap
 import MemInit
 import PageFrames
@@ -59,6 +60,12 @@ struct KernelGlobalsTests {
     let maybeFrames = kernelMemory.frames, maybeHeap = kernelMemory.heap
     let frames = try #require(maybeFrames)
     let heap = try #require(maybeHeap)
+    // One owner: a second memInit is refused, over other RAM too, and the first stays.
+    let other = SimulatedRAM(bytes: 64 << 20)
+    #expect(throws: MemInitError(.alreadySetUp, 0)) { try memInit(self.config(other)) }
+    let installedAgain = installKernelMemory(KernelMemory())
+    #expect(!installedAgain)
+    #expect(kernelMemory.frames?.entries == frames.entries && kernelMemory.frames?.pageCount == (128 << 20) >> 12)
     #expect(heap.arenaRanges.first!.start > UInt(bitPattern: ram.base) + UInt(layout.heapStart - Self.base))
     #expect(heap.statistics.claimedBytes == 1 << 20)
     // Small requests are slab objects, medium ones TLSF blocks in the initial arena.

@@ -1,3 +1,4 @@
+import KernelMemory
 @testable import KernelHeap
 import KernelSync
 import MemInit

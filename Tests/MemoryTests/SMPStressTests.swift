@@ -1,3 +1,4 @@
+import KernelMemory
 import Foundation
 import KernelHeap
 import KernelSync

@@ -1,5 +1,8 @@
 // malloc_usable_size for the C shims (the kernel's and the host's malloc preload
 // library, Preload/shim.c), beside the other kheap_* names of RuntimeAllocator.swift.
+import KernelHeap
+import PageFrames
+
 import PageFrames
 
 #if hasFeature(Embedded)

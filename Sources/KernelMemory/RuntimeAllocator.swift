@@ -3,6 +3,9 @@
 // aligned_alloc. KernelHeapRuntime/runtime.c defines those names and forwards here (Swift
 // may not define `malloc`/`free` itself). Host builds keep the C library's allocator,
 // hence the condition. Before memInit each of them reports "memory not set up".
+import KernelHeap
+import PageFrames
+
 #if hasFeature(Embedded)
 
 private let errnoENOMEM: Int32 = 12
