@@ -258,7 +258,7 @@ public struct Heap {
   /// - Returns: the (possibly moved) payload, or nil when no memory was found (the old
   ///   allocation is then untouched and still owned by the caller).
   /// - Throws: as `deallocate` for a bad pointer.
-  /// - Complexity: O(1) in place; O(size) when it moves.
+  /// - Complexity: O(log ranges) in place (the owner lookup); O(size) when it moves.
   public func reallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
     guard let pointer else { return allocate(size) }
     // In place (or freed) under the owning lock; a move allocates, copies and frees

@@ -35,7 +35,8 @@ public func kmalloc(_ size: Int) -> UnsafeMutableRawPointer? {
 
 /// Frees a kmalloc'd pointer. `kfree(nil)` does nothing. A bad pointer is reported to
 /// `badInputHandler` as "kfree: reason address" and changes nothing.
-/// - Complexity: O(1): one page-entry lookup decides the owner.
+/// - Complexity: O(log ranges): one page-entry lookup decides the owner (O(1) with one
+///   RAM range).
 public func kfree(_ pointer: UnsafeMutableRawPointer?) {
   kernelMemory.free(pointer, function: "kfree")
 }
@@ -54,7 +55,7 @@ public func kcalloc(_ count: Int, _ size: Int) -> UnsafeMutableRawPointer? {
 
 /// Resizes, in place when possible. nil pointer: kmalloc. Size 0: frees, returns nil.
 /// A bad pointer is reported as "krealloc: reason address" and nil is returned.
-/// - Complexity: O(1) in place, O(size) when moved.
+/// - Complexity: O(log ranges) in place, O(size) when moved.
 public func krealloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> UnsafeMutableRawPointer? {
   kernelMemory.reallocate(pointer, to: size, function: "krealloc")
 }
@@ -75,7 +76,7 @@ public func kmemCacheAlloc(_ cache: ObjectCache) -> UnsafeMutableRawPointer? {
 /// Returns an object to its cache. Bad input (another cache's object, a kmalloc
 /// pointer, a double free, an interior or foreign pointer, a destroyed cache) is
 /// reported as "kmemCacheFree: reason address" and changes nothing.
-/// - Complexity: O(1).
+/// - Complexity: O(log ranges), as `kfree`.
 public func kmemCacheFree(_ cache: ObjectCache, _ object: UnsafeMutableRawPointer) {
   do throws(HeapError) { try cache.free(object) } catch { badInputHandler(error.report("kmemCacheFree")) }
 }
@@ -135,19 +136,19 @@ public func allocContiguous(pages: Int, owner: PageOwner = .allocated) -> Unsafe
 /// Returns a page from `allocPage`. Bad input (double free, a reserved page, another
 /// allocator's page, a misaligned address, an address outside RAM) is reported as
 /// "freePage: reason address" and changes nothing.
-/// - Complexity: O(maxOrder).
+/// - Complexity: O(log ranges + maxOrder).
 public func freePage(_ page: UnsafeMutableRawPointer) {
   kernelMemory.freePages(page, owner: .allocated, function: "freePage")
 }
 
 /// Returns a run from `allocPages(order:owner:)`; bad input is reported as for `freePage`.
-/// - Complexity: O(maxOrder) merges plus O(2^order) entry writes.
+/// - Complexity: O(log ranges + maxOrder) merges plus O(2^order) entry writes.
 public func freePages(_ run: UnsafeMutableRawPointer, order: Int, owner: PageOwner = .allocated) {
   kernelMemory.freePages(run, order: order, owner: owner, function: "freePages")
 }
 
 /// Returns a run from `allocContiguous(pages:owner:)`; bad input is reported.
-/// - Complexity: O(pages) entry writes plus merges.
+/// - Complexity: O(log ranges + pages) entry writes plus merges.
 public func freeContiguous(_ run: UnsafeMutableRawPointer, pages: Int, owner: PageOwner = .allocated) {
   kernelMemory.freePages(run, pages: pages, owner: owner, function: "freeContiguous")
 }

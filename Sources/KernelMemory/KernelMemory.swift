@@ -57,7 +57,7 @@ public struct KernelMemory: ~Copyable {
 
   /// Frees a heap allocation; nil does nothing. Bad input is reported as
   /// "function: reason address" and changes nothing.
-  /// - Complexity: O(1), as `Heap.deallocate`.
+  /// - Complexity: O(log ranges), as `Heap.deallocate`.
   public func free(_ pointer: UnsafeMutableRawPointer?, function: StaticString) {
     guard let pointer, let heap = ready(function, UInt(bitPattern: pointer))?.heap else { return }
     do {
@@ -68,7 +68,7 @@ public struct KernelMemory: ~Copyable {
   }
 
   /// Resizes a heap allocation as `Heap.reallocate`; bad input is reported and gets nil.
-  /// - Complexity: O(1) in place, O(size) when it moves.
+  /// - Complexity: O(log ranges) in place, O(size) when it moves.
   public func reallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int, function: StaticString) -> UnsafeMutableRawPointer? {
     guard let heap = ready(function, UInt(bitPattern: pointer))?.heap else { return nil }
     do {

@@ -4,13 +4,16 @@
 #include "KernelSyncAtomics.h"
 
 #if defined(__linux__) || defined(__APPLE__)
-static _Thread_local int thread_cpu = -1;
+// Numbers stay below 2^31 (they wrap there, after 2^31 threads), so a lock word, which
+// holds the number + 1, never reads as free while held.
+#define KS_NO_CPU 0xFFFFFFFFu
+static _Thread_local uint32_t thread_cpu = KS_NO_CPU;
 static uint32_t threads_seen;
 
 unsigned ks_current_cpu(void) {
-  if (thread_cpu < 0) thread_cpu = (int)__atomic_fetch_add(&threads_seen, 1, __ATOMIC_RELAXED);
-  return (unsigned)thread_cpu;
+  if (thread_cpu == KS_NO_CPU) thread_cpu = __atomic_fetch_add(&threads_seen, 1, __ATOMIC_RELAXED) & 0x7FFFFFFFu;
+  return thread_cpu;
 }
 
-void ks_bind_cpu(unsigned cpu) { thread_cpu = (int)cpu; }
+void ks_bind_cpu(unsigned cpu) { thread_cpu = cpu & 0x7FFFFFFFu; }
 #endif

@@ -62,6 +62,9 @@ KS_INLINE void ks_spin_hint(void) {
   __asm__ volatile("yield" ::: "memory");
 #elif defined(__x86_64__)
   __asm__ volatile("pause" ::: "memory");
+#elif defined(__riscv)
+  // Zihintpause's PAUSE (a FENCE hint: a no-op on cores without the extension).
+  __asm__ volatile(".insn i 0x0F, 0, x0, x0, 0x010" ::: "memory");
 #endif
 }
 
@@ -95,13 +98,27 @@ KS_INLINE _Bool ks_compare_exchange64(uint64_t *word, uint64_t expected, uint64_
 /// points TPIDR_EL1 at before any C or Swift code runs on the core. Inline here, like
 /// the LDAXR/STLXR the builtins above become: two instructions on every kmalloc and
 /// kfree, where a call into ArchSupport made every allocator entry save its arguments
-/// across it. This register is the one piece of the architecture's contract outside Arch.
-#if defined(__aarch64__) && !defined(__linux__) && !defined(__APPLE__)
+/// across it. This register is the one piece of the architecture's contract outside Arch:
+/// each architecture's boot code points it at the per-CPU block (ArchSupport's
+/// cpu_block.h: the CPU number is its first word) before any C or Swift code runs on
+/// the core. One branch per architecture; a bare-metal target without one fails to
+/// compile here rather than at link time.
+#if defined(__linux__) || defined(__APPLE__)
+unsigned ks_current_cpu(void);
+#elif defined(__aarch64__)
 KS_INLINE unsigned ks_current_cpu(void) {
   return *(const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
 }
+#elif defined(__riscv)
+/// RISC-V: `tp` holds the per-CPU block's address in the kernel (Linux keeps its
+/// current task there; here nothing else uses it).
+KS_INLINE unsigned ks_current_cpu(void) {
+  const uint32_t *block;
+  __asm__("mv %0, tp" : "=r"(block));
+  return *block;
+}
 #else
-unsigned ks_current_cpu(void);
+#error "ks_current_cpu: no per-CPU register for this bare-metal architecture"
 #endif
 
 /// Hosted only: makes the calling thread report `cpu` from now on (tests that want a
