@@ -19,18 +19,12 @@ import PageFrames
 /// What memInit needs to know about the machine. The kernel fills it from Arch; host
 /// tests point it at a buffer standing in for RAM (`directMapOffset`).
 public struct MemInitConfig {
-  public var ramBase: UInt
-  public var ramSize: UInt
+  /// RAM and firmware's reservations: the one description of memory memInit lays out.
+  public var memory: BootMemory
   /// `__kernel_start`.
   public var kernelStart: UInt
   /// `__end` (page aligned).
   public var kernelEnd: UInt
-  /// The DTB's range, or empty.
-  public var dtbStart: UInt
-  public var dtbEnd: UInt
-  /// RAM and firmware reservations as firmware described them (every range, every
-  /// reservation). nil: one range `[ramBase, ramBase + ramSize)` and the DTB range.
-  public var firmwareMemory: BootMemory?
   /// RAM at or above this address is out of the early identity map's reach: it is
   /// dropped (and reported) instead of being handed out. nil: no limit.
   public var mappedLimit: UInt?
@@ -45,28 +39,8 @@ public struct MemInitConfig {
   /// Mixed into the heap's slab secret (`Heap.init(secretSeed:)`): a boot-time counter,
   /// say. 0 leaves the secret to the heap's address alone.
   public var secretSeed: UInt = 0
-
-  /// A configuration; the DTB range may be empty and the heap defaults to 1 MiB.
-  /// - Precondition: none here; `planLayout` checks the values.
-  /// - Complexity: O(1).
-  public init(
-    ramBase: UInt, ramSize: UInt, kernelStart: UInt, kernelEnd: UInt,
-    dtbStart: UInt = 0, dtbEnd: UInt = 0, heapBytes: Int = kernelHeapInitialBytes,
-    directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill
-  ) {
-    self.growthCeiling = growthCeiling
-    self.firmwareMemory = nil
-    self.mappedLimit = nil
-    self.ramBase = ramBase
-    self.ramSize = ramSize
-    self.kernelStart = kernelStart
-    self.kernelEnd = kernelEnd
-    self.dtbStart = dtbStart
-    self.dtbEnd = dtbEnd
-    self.heapBytes = heapBytes
-    self.directMapOffset = directMapOffset
-    self.zeroFill = zeroFill
-  }
+  /// Why the one-range description could not be built (`planLayout` throws it).
+  private var refusal: MemInitError? = nil
 
   /// A configuration over RAM and reservations firmware reported (`memory`), for a
   /// kernel image `[kernelStart, kernelEnd)`.
@@ -75,13 +49,41 @@ public struct MemInitConfig {
     memory: BootMemory, kernelStart: UInt, kernelEnd: UInt, heapBytes: Int = kernelHeapInitialBytes,
     mappedLimit: UInt? = nil, directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill
   ) {
-    let first = memory.ram.count > 0 ? memory.ram[0] : PhysicalRange(start: 0, end: 0)
-    self.init(
-      ramBase: first.start, ramSize: first.bytes, kernelStart: kernelStart, kernelEnd: kernelEnd, heapBytes: heapBytes,
-      directMapOffset: directMapOffset, growthCeiling: growthCeiling, zeroFill: zeroFill)
-    self.firmwareMemory = memory
+    self.memory = memory
+    self.kernelStart = kernelStart
+    self.kernelEnd = kernelEnd
+    self.heapBytes = heapBytes
     self.mappedLimit = mappedLimit
+    self.directMapOffset = directMapOffset
+    self.growthCeiling = growthCeiling
+    self.zeroFill = zeroFill
   }
+
+  /// A configuration over one RAM range `[ramBase, ramBase + ramSize)` with the DTB's
+  /// range reserved (it may be empty); the heap defaults to 1 MiB. A range `BootMemory`
+  /// refuses (misaligned, wrapping) is thrown by `planLayout`.
+  /// - Complexity: O(1).
+  public init(
+    ramBase: UInt, ramSize: UInt, kernelStart: UInt, kernelEnd: UInt,
+    dtbStart: UInt = 0, dtbEnd: UInt = 0, heapBytes: Int = kernelHeapInitialBytes,
+    directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill
+  ) {
+    var memory = BootMemory()
+    var refusal: MemInitError? = nil
+    do throws(MemInitError) {
+      try memory.addRAM(start: ramBase, size: ramSize)
+      try memory.reserve(start: dtbStart, end: max(dtbEnd, dtbStart), as: .deviceTree)
+    } catch {
+      refusal = error
+    }
+    self.init(
+      memory: memory, kernelStart: kernelStart, kernelEnd: kernelEnd, heapBytes: heapBytes,
+      directMapOffset: directMapOffset, growthCeiling: growthCeiling, zeroFill: zeroFill)
+    self.refusal = refusal
+  }
+
+  /// The refusal of the one-range description, if any.
+  var descriptionError: MemInitError? { refusal }
 
   /// Pointer through the direct map to physical address `physical`.
   func pointer(toPhysical physical: UInt) -> UnsafeMutableRawPointer {
@@ -172,14 +174,8 @@ public struct BootLayout: Sendable {
 ///   size that cannot hold a heap, or RAM that cannot hold kernel + array + heap.
 /// - Complexity: O(1).
 public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayout {
-  var memory: BootMemory
-  if let given = config.firmwareMemory {
-    memory = given
-  } else {
-    memory = BootMemory()
-    try memory.addRAM(start: config.ramBase, size: config.ramSize)
-    try memory.reserve(start: config.dtbStart, end: max(config.dtbEnd, config.dtbStart), as: .deviceTree)
-  }
+  if let refusal = config.descriptionError { throw refusal }
+  var memory = config.memory
   guard memory.ram.count > 0 else { throw MemInitError(.ramMisaligned, 0) }
   let reportedRAMPages = memory.ram.totalPages
   if let limit = config.mappedLimit { memory.clamp(above: limit) }

@@ -66,8 +66,7 @@ func memInitScenarios() -> [Scenario] {
       var outside = scenarioConfig(memory)
       outside.kernelEnd = simulatedBase + (8 << 20)
       expectLayoutRefused(outside, .kernelOutsideRAM, &e, "kernel outside RAM refused as kernelOutsideRAM")
-      var misaligned = scenarioConfig(memory)
-      misaligned.ramSize += 1
+      let misaligned = scenarioConfig(memory, ramSize: (4 << 20) + 1)
       expectLayoutRefused(misaligned, .ramMisaligned, &e, "misaligned RAM refused as ramMisaligned")
       // Heap sizes that cannot hold a heap are a MemInitError, never a heap left unset.
       for bytes in [0, -1, -(1 << 20), Int.min, 16, Heap.minimumBytes - 1] {

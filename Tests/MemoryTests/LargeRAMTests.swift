@@ -114,10 +114,10 @@ struct LargeRAMTests {
   @Test("memInit refuses RAM smaller than kernel + array + heap")
   func ramTooSmall() {
     let ram = SimulatedRAM(bytes: 4 << 20)
-    var small = config(ram, size: 0x30_0000)
+    let small = config(ram, size: 0x30_0000)
     #expect(throws: MemInitError(.ramTooSmall, Self.ramBase + 0x30_0000)) { try planLayout(small) }
-    small.ramSize = 0x40_0000
-    #expect(throws: Never.self) { try planLayout(small) }
+    let enough = config(ram, size: 0x40_0000)
+    #expect(throws: Never.self) { try planLayout(enough) }
   }
 }
 
