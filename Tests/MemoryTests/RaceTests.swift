@@ -1,6 +1,6 @@
 import KernelMemory
 import Foundation
-import KernelHeap
+@testable import KernelHeap
 import KernelSync
 import MemInit
 import PageFrames
@@ -100,5 +100,36 @@ import Testing
       #expect(cache.allocate() == nil, "round \(round): a destroyed cache still serves")
       #expect(heap.check() == nil, "round \(round)")
     }
+  }
+
+  /// What makes destroy safe against a CPU still inside the cache: the cache's lock and
+  /// state (in a block of the heap) are never handed out as anything else, so a stale
+  /// handle's lock is still a lock. Deterministic: after destroy, blocks of every size
+  /// around the state's are allocated until the heap's initial arena is full, and none
+  /// may cover the destroyed cache's lock word.
+  @Test("a destroyed cache's lock and state are never reused as a heap block")
+  func destroyedStateStaysACache() throws {
+    let ram = SimulatedRAM(bytes: 64 << 20)
+    let memory = try machine(ram)
+    let part = memory.heap
+    let heap = try #require(part)
+    let cache = try #require(ObjectCache(heap: heap, objectSize: 96))
+    let object = try #require(cache.allocate())
+    try cache.free(object)
+    try cache.destroy()
+    let lockWord = UInt(bitPattern: cache.cache.address)
+    var blocks: [UnsafeMutableRawPointer] = []
+    defer { for block in blocks { try? heap.deallocate(block) } }
+    // TLSF blocks (alignment above 16 skips the slab classes) of 16 to 1024 bytes.
+    for size in stride(from: 16, through: 1024, by: 16) {
+      for _ in 0..<8 {
+        guard let block = heap.allocate(size, alignment: 32) else { break }
+        blocks.append(block)
+        let start = UInt(bitPattern: block)
+        #expect(!(start <= lockWord && lockWord < start + UInt(size)), "a block of \(size) bytes covers the destroyed cache's lock")
+      }
+    }
+    #expect(cache.allocate() == nil)
+    #expect(heap.check() == nil)
   }
 }
