@@ -1,0 +1,5 @@
+// One import for a kernel: the facade and the modules its API speaks in (page owners
+// and errors, heaps and object caches, memInit's configuration and layout).
+@_exported import KernelHeap
+@_exported import MemInit
+@_exported import PageFrames
