@@ -113,7 +113,9 @@ extension PageFrameAllocator {
       }
     }
     for slot in 0..<CPU.maximum {
-      guard let (head, count) = cpuCache(slot).withHeld(cpu: cpu, { ($0.head, $0.count) }) else { return nil }
+      guard let (head, count) = cpuCache(slot).withHeld(cpu: cpu, { ($0.head, $0.count) }) else {
+        return PageFrameInvariantError(reason: "a CPU cache lock is not held by the check", pageIndex: slot)
+      }
       var hot = 0
       index = Int(head)
       while index != Int(PageEntry.none) {
