@@ -7,8 +7,8 @@ struct HeapConfig {
   let zeroFill: ZeroFill
   /// Where growth runs and large allocations come from, and where ownership is looked up.
   let frames: PageFrameAllocator?
-  /// This heap's mark in the head entry of its page runs: its control block's address
-  /// >> 4, which is unique among live heaps (see `Heap.tag(forControlBlock:)`).
+  /// This heap's mark in the head entry of its page runs: a number no other heap of this
+  /// run has (`HeapTags`).
   let tag: UInt32
   /// Bytes of the control block: `Heap.controlBytes`, plus the size-class caches when
   /// the heap has page frames.
