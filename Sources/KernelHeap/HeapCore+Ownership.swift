@@ -150,7 +150,12 @@ extension HeapCore {
   @inline(__always)
   static func locateObject(_ pointer: UnsafeMutableRawPointer, inCheckedSlab slab: Slab) throws(HeapError) -> Allocation {
     let address = UInt(bitPattern: pointer)
-    guard let index = slab.cache.snapshot.pointee.objectIndex(address, in: slab) else { throw HeapError(.interiorPointer, address) }
+    // Field by field: a method call on `pointee` would copy the whole state.
+    let geometry = slab.cache.snapshot
+    guard let index = SlabCache.objectIndex(
+      address, in: slab, firstOffset: geometry.pointee.firstOffset, objectsBytes: geometry.pointee.objectsBytes,
+      reciprocal: geometry.pointee.reciprocal, slotSize: geometry.pointee.slotSize)
+    else { throw HeapError(.interiorPointer, address) }
     guard slab.isAllocated(index) else { throw HeapError(.doubleFree, address) }
     return .slabObject(slab, index: index)
   }

@@ -119,6 +119,12 @@ struct SlabCache {
   /// object).
   @inline(__always)
   func objectIndex(_ address: UInt, in slab: Slab) -> Int? {
+    SlabCache.objectIndex(address, in: slab, firstOffset: firstOffset, objectsBytes: objectsBytes, reciprocal: reciprocal, slotSize: slotSize)
+  }
+
+  /// `objectIndex` from the cache's geometry.
+  @inline(__always)
+  static func objectIndex(_ address: UInt, in slab: Slab, firstOffset: Int, objectsBytes: UInt, reciprocal: UInt64, slotSize: Int) -> Int? {
     // No arithmetic here can wrap: offsets and indices are below a slab's size.
     let offset = address &- (slab.address &+ UInt(bitPattern: firstOffset))
     guard offset < objectsBytes else { return nil }

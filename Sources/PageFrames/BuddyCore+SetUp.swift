@@ -14,7 +14,7 @@ extension BuddyCore {
         let last = range.firstIndex + Int((clippedEnd - range.base + Page.offsetMask) >> UInt(Page.shift))
         if pass == 0 {
           if let index = firstReleasedPage(first, last) {
-            return .failure(PageFrameError(.alreadyReleased, layout.pointee.address(ofPage: index)))
+            return .failure(PageFrameError(.alreadyReleased, layout.address(ofPage: index)))
           }
           continue
         }
@@ -38,15 +38,15 @@ extension BuddyCore {
     var freed = 0
     for pass in 0..<2 {
       for rangeIndex in 0..<layout.pointee.rangeCount {
-        guard let span = layout.pointee.span(of: layout.pointee.ranges[rangeIndex], start: start, end: end) else { continue }
+        guard let span = layout.span(of: layout.pointee.ranges[rangeIndex], start: start, end: end) else { continue }
         if pass == 0 {
           for index in span.first..<span.limit where entries[index].word != 0 {
             let owner = entries[index].owner
             let reason: PageFrameFailure = owner == .free || owner.isAllocatable ? .alreadyReleased : .reserved
-            return .failure(PageFrameError(reason, layout.pointee.address(ofPage: index)))
+            return .failure(PageFrameError(reason, layout.address(ofPage: index)))
           }
           if let index = firstReleasedPage(span.first, span.first + 1) {
-            return .failure(PageFrameError(.alreadyReleased, layout.pointee.address(ofPage: index)))
+            return .failure(PageFrameError(.alreadyReleased, layout.address(ofPage: index)))
           }
         } else {
           freeSpan(span.first, span.limit)
@@ -61,7 +61,7 @@ extension BuddyCore {
   /// See `PageFrameAllocator.releaseUnchecked(start:end:)`.
   mutating func releaseUnchecked(start: UInt, end: UInt) {
     for rangeIndex in 0..<layout.pointee.rangeCount {
-      guard let span = layout.pointee.span(of: layout.pointee.ranges[rangeIndex], start: start, end: end) else { continue }
+      guard let span = layout.span(of: layout.pointee.ranges[rangeIndex], start: start, end: end) else { continue }
       freeSpan(span.first, span.limit)
       counts.adjust(.free, by: span.limit - span.first)
     }
@@ -77,7 +77,7 @@ extension BuddyCore {
       if entry.owner == .free && (entry.isBlockHead || entry.flags & PageEntry.flagHot != 0) { return index }
     }
     // A free block that begins before `first` and covers it.
-    let range = layout.pointee.range(ofIndex: first)
+    let range = layout.range(ofIndex: first)
     let frame = range.baseFrame + (first - range.firstIndex)
     for order in 1...Page.maxOrder {
       let headFrame = frame & ~((1 << order) - 1)

@@ -16,9 +16,9 @@ struct BuddyCore {
   /// Bit k set <=> the order-k free list is non-empty.
   var nonEmptyOrders: UInt32 = 0
   let entries: UnsafeMutablePointer<PageEntry>
-  let layout: UnsafePointer<FrameLayout>
+  let layout: UnsafeMutablePointer<FrameLayout>
 
-  init(entries: UnsafeMutablePointer<PageEntry>, layout: UnsafePointer<FrameLayout>) {
+  init(entries: UnsafeMutablePointer<PageEntry>, layout: UnsafeMutablePointer<FrameLayout>) {
     self.entries = entries
     self.layout = layout
   }
@@ -89,7 +89,7 @@ struct BuddyCore {
   /// - Complexity: O(blocks × maxOrder).
   mutating func freeSpan(_ first: Int, _ limit: Int) {
     guard first < limit else { return }
-    let frameShift = layout.pointee.range(ofIndex: first).frameShift
+    let frameShift = layout.range(ofIndex: first).frameShift
     var index = first
     while index < limit {
       var order = Page.maxOrder
@@ -107,7 +107,7 @@ struct BuddyCore {
     var head = index
     var current = order
     // Buddies are found by frame number, and only inside this RAM range.
-    let range = layout.pointee.range(ofIndex: index)
+    let range = layout.range(ofIndex: index)
     let frameShift = range.frameShift
     while current < Page.maxOrder {
       let buddy = ((frameShift + head) ^ (1 << current)) - frameShift

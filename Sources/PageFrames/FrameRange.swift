@@ -35,19 +35,23 @@ struct FrameLayout {
     self.directMapOffset = directMapOffset
     self.zeroFill = zeroFill
   }
+}
 
+// The lookups, on a pointer to the layout: a method of `FrameLayout` itself would take
+// the layout by value, a copy of its 2.5 KiB range table on every call.
+extension UnsafeMutablePointer where Pointee == FrameLayout {
   /// The range holding entry `index` (the last whose first index is not above it).
   /// - Complexity: O(log ranges); O(1) with one range.
   @inline(__always)
   func range(ofIndex index: Int) -> FrameRange {
-    if rangeCount == 1 { return ranges[0] }
+    if pointee.rangeCount == 1 { return pointee.ranges[0] }
     var low = 0
-    var high = rangeCount - 1
+    var high = pointee.rangeCount - 1
     while low < high {
       let middle = (low + high + 1) >> 1
-      if ranges[middle].firstIndex <= index { low = middle } else { high = middle - 1 }
+      if pointee.ranges[middle].firstIndex <= index { low = middle } else { high = middle - 1 }
     }
-    return ranges[low]
+    return pointee.ranges[low]
   }
 
   /// The range holding `physical`, or nil in a hole or outside RAM.
@@ -55,12 +59,12 @@ struct FrameLayout {
   @inlinable @inline(__always)
   func range(ofPhysical physical: UInt) -> FrameRange? {
     var low = 0
-    var high = rangeCount &- 1
+    var high = pointee.rangeCount &- 1
     while low < high {
       let middle = (low &+ high &+ 1) >> 1
-      if ranges[middle].base <= physical { low = middle } else { high = middle &- 1 }
+      if pointee.ranges[middle].base <= physical { low = middle } else { high = middle &- 1 }
     }
-    let found = ranges[low]
+    let found = pointee.ranges[low]
     return physical >= found.base && physical < found.end ? found : nil
   }
 

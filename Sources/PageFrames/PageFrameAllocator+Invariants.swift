@@ -93,7 +93,7 @@ extension PageFrameAllocator {
         if entry.prev != previous {
           return PageFrameInvariantError(reason: "free list back link broken", pageIndex: i)
         }
-        let range = layout.pointee.range(ofIndex: i)
+        let range = layout.range(ofIndex: i)
         let frameShift = range.frameShift
         if (frameShift + i) & ((1 << order) - 1) != 0 || i + (1 << order) > range.limit {
           return PageFrameInvariantError(reason: "free block misaligned or past its RAM range", pageIndex: i)

@@ -190,12 +190,12 @@ public struct PageFrameAllocator {
   /// - Precondition: `0 <= index < pageCount` (not checked).
   /// - Complexity: O(log ranges); O(1) with one range.
   @inline(__always)
-  public func address(ofPage index: Int) -> UInt { layout.pointee.address(ofPage: index) }
+  public func address(ofPage index: Int) -> UInt { layout.address(ofPage: index) }
 
   /// Index of the page holding `physical`, or nil outside RAM or in a hole.
   /// - Complexity: O(log ranges).
   @inlinable @inline(__always)
-  public func pageIndex(ofPhysical physical: UInt) -> Int? { layout.pointee.pageIndex(ofPhysical: physical) }
+  public func pageIndex(ofPhysical physical: UInt) -> Int? { layout.pageIndex(ofPhysical: physical) }
 
   /// Pointer through the direct map to physical address `physical`.
   /// - Precondition: `physical` is covered by the direct map (not checked).
