@@ -326,17 +326,14 @@ public struct Heap {
 /// tag, however their control blocks are placed (a tag from the address would alias
 /// across 64 GiB and could equal the free-list sentinel).
 enum HeapTags {
-  nonisolated(unsafe) static var issued: UInt32 = 0
-
   /// The next tag, 1 ... 2^32 - 2; nil once they are used up.
-  /// - Complexity: O(1).
+  /// - Complexity: O(1) (a compare-and-swap loop while other CPUs make heaps).
   static func next() -> UInt32? {
-    withUnsafeMutablePointer(to: &issued) { word -> UInt32? in
-      while true {
-        let last = ks_load_relaxed(word)
-        guard last &+ 1 < PageEntry.none else { return nil }
-        if ks_compare_exchange(word, last, last &+ 1) { return last &+ 1 }
-      }
+    let word = ks_heap_tag_word()
+    while true {
+      let last = ks_load_relaxed(word)
+      guard last &+ 1 < PageEntry.none else { return nil }
+      if ks_compare_exchange(word, last, last &+ 1) { return last &+ 1 }
     }
   }
 }

@@ -8,9 +8,9 @@
 /// It also counts the pages its own changes move between owners (`counts`, its share of
 /// the per-owner counts).
 struct BuddyCore {
-  /// The buddy lists' share of the page counts (set-up, larger orders, runs). First:
-  /// `count(_:)` reads it without the lock at offset 0.
-  var counts = PageCounts()
+  /// The buddy lists' share of the page counts (set-up, larger orders, runs), next to
+  /// the core, not in it.
+  let counts: PageCounts
   /// Heads of the free lists, one per order (page indices).
   var freeHeads = InlineArray<11, UInt32>(repeating: PageEntry.none)
   /// Bit k set <=> the order-k free list is non-empty.
@@ -18,7 +18,8 @@ struct BuddyCore {
   let entries: UnsafeMutablePointer<PageEntry>
   let layout: UnsafeMutablePointer<FrameLayout>
 
-  init(entries: UnsafeMutablePointer<PageEntry>, layout: UnsafeMutablePointer<FrameLayout>) {
+  init(entries: UnsafeMutablePointer<PageEntry>, layout: UnsafeMutablePointer<FrameLayout>, counts: PageCounts) {
+    self.counts = counts
     self.entries = entries
     self.layout = layout
   }
@@ -131,7 +132,7 @@ struct BuddyCore {
   @inline(__always)
   static func markRun(
     _ index: Int, pages: Int, order: Int, owner: PageOwner, tag: UInt32,
-    entries: UnsafeMutablePointer<PageEntry>, counts: inout PageCounts
+    entries: UnsafeMutablePointer<PageEntry>, counts: PageCounts
   ) {
     entries.setNext(index, tag)
     entries.setPrev(index, UInt32(pages))
@@ -146,7 +147,7 @@ struct BuddyCore {
   /// `markRun` for a run of any length.
   mutating func markContiguous(_ index: Int, pages: Int, owner: PageOwner, tag: UInt32) {
     let order = pages & (pages - 1) == 0 ? pages.trailingZeroBitCount : PageEntry.noOrder
-    BuddyCore.markRun(index, pages: pages, order: order, owner: owner, tag: tag, entries: entries, counts: &counts)
+    BuddyCore.markRun(index, pages: pages, order: order, owner: owner, tag: tag, entries: entries, counts: counts)
   }
 
   /// Frees run `index` of `pages` pages of `owner`, whose head `claimRun` took: zeroes

@@ -37,7 +37,7 @@ extension PageFrameAllocator {
     if taken == nil {
       let entries = self.entries
       taken = takeFromBuddy(order: order, cpu: cpu) { core, index in
-        BuddyCore.markRun(index, pages: 1 << order, order: order, owner: owner, tag: tag, entries: entries, counts: &core.counts)
+        BuddyCore.markRun(index, pages: 1 << order, order: order, owner: owner, tag: tag, entries: entries, counts: core.counts)
       }
     }
     guard let index = taken else { return nil }

@@ -10,18 +10,9 @@ extension PageFrameAllocator {
   /// whenever no CPU is inside the allocator; a snapshot otherwise.
   /// - Complexity: O(CPU.maximum).
   public func count(_ owner: PageOwner) -> Int {
-    var total = PageCounts.share(of: owner, in: pointer(toCounts: buddy.snapshot))
-    for slot in 0..<CPU.maximum { total &+= PageCounts.share(of: owner, in: pointer(toCounts: cpuCache(slot).snapshot)) }
+    var total: UInt32 = 0
+    for slot in 0...CPU.maximum { total &+= counts(slot).share(of: owner) }
     return Int(total)
-  }
-
-  // `counts` is the first stored property of both states (PageCountsLayoutTests checks).
-  private func pointer(toCounts core: UnsafePointer<BuddyCore>) -> UnsafePointer<PageCounts> {
-    return UnsafeRawPointer(core).advanced(by: 0).assumingMemoryBound(to: PageCounts.self)
-  }
-
-  private func pointer(toCounts cache: UnsafePointer<CPUPageCache>) -> UnsafePointer<PageCounts> {
-    UnsafeRawPointer(cache).advanced(by: 0).assumingMemoryBound(to: PageCounts.self)
   }
 
   /// Pages in the largest free buddy block (a power of two), or 0; hot-cached pages are

@@ -34,8 +34,8 @@ public struct PageFrameAllocator {
   static var layoutBytes: Int {
     (MemoryLayout<FrameLayout>.stride + CPUPageCache.stride - 1) / CPUPageCache.stride * CPUPageCache.stride
   }
-  /// Bytes of the global lock and the buddy core.
-  static var buddyBytes: Int { (SpinLocked<BuddyCore>.byteCount + 63) & ~63 }
+  /// Bytes of the global lock and the buddy core, then its share of the counts.
+  static var buddyBytes: Int { (SpinLocked<BuddyCore>.byteCount + 63) & ~63 + PageCounts.bytes }
   /// Bytes of the layout, the per-CPU records and the buddy core in front of the entries.
   static var stateBytes: Int { layoutBytes + CPU.maximum * CPUPageCache.stride + buddyBytes }
 
@@ -119,9 +119,23 @@ public struct PageFrameAllocator {
     layout.pointee.rangeCount = ranges.count
     entries = (metadata + PageFrameAllocator.stateBytes).bindMemory(to: PageEntry.self, capacity: total)
     for slot in 0..<CPU.maximum {
-      _ = SpinLocked(initializing: metadata + PageFrameAllocator.layoutBytes + slot * CPUPageCache.stride, to: CPUPageCache())
+      let record = metadata + PageFrameAllocator.layoutBytes + slot * CPUPageCache.stride
+      let counts = PageCounts(zeroing: record + CPUPageCache.countsOffset)
+      _ = SpinLocked(initializing: record, to: CPUPageCache(counts: counts))
     }
-    _ = SpinLocked(initializing: PageFrameAllocator.buddyAddress(metadata), to: BuddyCore(entries: entries, layout: layout))
+    let buddy = PageFrameAllocator.buddyAddress(metadata)
+    let counts = PageCounts(zeroing: buddy + PageFrameAllocator.buddyCountsOffset)
+    _ = SpinLocked(initializing: buddy, to: BuddyCore(entries: entries, layout: layout, counts: counts))
+  }
+
+  /// Where the buddy core's share of the counts lives, from the global lock.
+  static var buddyCountsOffset: Int { (SpinLocked<BuddyCore>.byteCount + 63) & ~63 }
+
+  /// The share of the counts of CPU slot `slot` (`CPU.maximum`: the buddy core's).
+  func counts(_ slot: Int) -> PageCounts {
+    let base = UnsafeMutableRawPointer(layout)
+    if slot == CPU.maximum { return PageCounts(at: PageFrameAllocator.buddyAddress(base) + PageFrameAllocator.buddyCountsOffset) }
+    return PageCounts(at: base + PageFrameAllocator.layoutBytes + slot * CPUPageCache.stride + CPUPageCache.countsOffset)
   }
 
   private static func buddyAddress(_ metadata: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {

@@ -121,6 +121,10 @@ KS_INLINE unsigned ks_current_cpu(void) {
 #error "ks_current_cpu: no per-CPU register for this bare-metal architecture"
 #endif
 
+/// The word KernelHeap's heap tags are counted in (serials.c): zero at start, changed
+/// only with the atomics above.
+uint32_t *ks_heap_tag_word(void);
+
 /// Hosted only: makes the calling thread report `cpu` from now on (tests that want a
 /// given per-CPU slot). Two live threads must not share a number.
 void ks_bind_cpu(unsigned cpu);
