@@ -20,8 +20,8 @@ let package = Package(
   ],
   targets: [
     // Portable: no architecture code, host Swift and Embedded Swift from one source.
-    // Locks and the CPU number for the SMP work: a ticket spinlock and its IRQ-saving
-    // variant over the compiler's atomics (LDAXR/STLXR on the A53 and A72). Portable.
+    // Locks that own their data (SpinLocked, TicketLocked, IRQSavingLocked) and the CPU
+    // number, over the compiler's atomics (LDAXR/STLXR on the A53 and A72). Portable.
     .target(name: "KernelSyncAtomics"),
     .target(name: "KernelSync", dependencies: ["KernelSyncAtomics"]),
     .target(name: "PageFrames", dependencies: ["KernelSync", "KernelSyncAtomics"]),

@@ -29,7 +29,7 @@ struct TicketLockWords: Sendable {
 ///
 /// Fair, but only where every waiter is running: a waiter that is descheduled stalls
 /// everyone behind it, which is why the allocators use `SpinLock` (see there). Used for
-/// the console lock and under `IRQSavingLock`.
+/// the console lock (`TicketLocked`).
 ///
 /// Lock order in this project (document new locks here): object caches and slabs before
 /// the heap, the heap before the page frames; never the reverse.
