@@ -23,8 +23,8 @@ import PageFrames
 ///
 /// A small allocation and its free on the same CPU take one uncontended lock each; a
 /// free from another CPU takes the owning cache's lock (the locked remote-free path).
-/// Lock order, outermost first: the object-cache list, slab caches (in address order
-/// when more than one is held, which only walks do), the heap lock, then the page
+/// Lock order, outermost first: the object-cache list, slab caches (more than one only
+/// in walks, which hold the list lock first and so never meet), the heap lock, then the page
 /// frames' locks. A lock refused because this CPU holds it already (re-entry from an
 /// interrupt handler) gives nil or `HeapError.reentered`, never a deadlock.
 ///
