@@ -72,7 +72,7 @@ public func kmallocSetup(_ base: UnsafeMutableRawPointer, _ bytes: Int, _ chunk:
       }
     }
   }
-  kernelMemory = KernelMemory(frames: frames, heap: heap)
+  installKernelMemory(KernelMemory(frames: frames, heap: heap))
   releaseChunk = roundUp(UInt(chunk), rangeAlignment)
   releaseCursor = first + heapBytes
   releaseEnd = last
