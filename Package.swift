@@ -12,6 +12,10 @@ let package = Package(
     .library(name: "MemInit", targets: ["MemInit"]),
     .library(name: "KernelSync", targets: ["KernelSync"]),
     .library(name: "KernelMemory", targets: ["KernelMemory"]),
+    // malloc, free, calloc, realloc, posix_memalign and aligned_alloc over the kernel's
+    // memory object, for the Swift runtime (bare-metal AArch64; kernels with their own
+    // C allocator names leave it out).
+    .library(name: "KernelHeapRuntime", targets: ["KernelHeapRuntime"]),
     .executable(name: "kernel", targets: ["Kernel"]),
     .executable(name: "testkernel", targets: ["TestKernel"]),
     .executable(name: "membench", targets: ["MemBench"]),
