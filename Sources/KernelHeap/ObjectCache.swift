@@ -69,7 +69,7 @@ public struct ObjectCache {
         // lock, and the new state goes in under it.
         cache = ObjectCacheList.cache(inSlot: slot)
         guard cache.withLock(cpu: cpu, { $0 = state(cache) }) != nil else {
-          list.retire(slot)
+          list.keepRetired(slot)
           return nil
         }
         list.link(slot)

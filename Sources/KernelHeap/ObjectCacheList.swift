@@ -51,6 +51,11 @@ struct ObjectCacheList {
     if after != 0 { setPrevious(after, before) }
     if before != 0 { setNext(before, after) } else { head = after }
     count -= 1
+    keepRetired(slot)
+  }
+
+  /// Puts `slot`, on no list, onto the retired list.
+  mutating func keepRetired(_ slot: UInt) {
     setNext(slot, retired)
     retired = slot
   }

@@ -68,4 +68,26 @@ import Testing
     try heap.deallocate(block)
     #expect(heap.check() == nil)
   }
+
+  @Test("object caches: making a cache whose retired slot this CPU holds locked gets nil, and the lists stay whole")
+  func objectCacheSlotHeld() throws {
+    let ram = SimulatedRAM(bytes: 32 << 20)
+    let memory = try machine(ram)
+    let part = memory.heap
+    let heap = try #require(part)
+    let cpu = CPU.current
+    let live = try #require(ObjectCache(heap: heap, objectSize: 64))
+    let old = try #require(ObjectCache(heap: heap, objectSize: 64))
+    try old.destroy()
+    // The next cache would take the destroyed one's slot; its lock is held here.
+    let refused = old.cache.withLock(cpu: cpu) { _ in ObjectCache(heap: heap, objectSize: 32) == nil }
+    #expect(refused == true)
+    #expect(heap.check() == nil)
+    let next = try #require(ObjectCache(heap: heap, objectSize: 32))
+    #expect(next.cache.address == old.cache.address)
+    let object = try #require(next.allocate())
+    try next.free(object)
+    #expect(live.allocate() != nil)
+    #expect(heap.check() == nil)
+  }
 }
