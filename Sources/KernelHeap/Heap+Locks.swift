@@ -10,11 +10,20 @@ extension Heap {
   /// - Complexity: O(size classes + object caches²) plus `body`.
   func withAllLocks<R>(_ body: (inout HeapCore) -> R) -> R? {
     let cpu = CPU.current
-    let classes = config.pointee.classCaches == nil ? 0 : SlabClass.count * CPU.maximum
+    let caches = config.pointee.classCaches
+    let classes = caches == nil ? 0 : SlabClass.count * CPU.maximum
     return cacheList.withLock(cpu: cpu) { list -> R? in
-      let total = classes + list.count
-      let walked = SpinLocked<SlabCache>.withLocked(count: total, cpu: cpu, { index in
-        index < classes ? classCache(config.pointee.classCaches!, index) : list.cache(at: index - classes)!
+      // The object caches as the list links them (a broken list ends the walk early:
+      // `check` reports it).
+      var objectCaches = 0
+      var slot = list.head
+      while objectCaches < list.count && slot != 0 {
+        objectCaches += 1
+        slot = list.next(slot)
+      }
+      let walked = SpinLocked<SlabCache>.withLocked(count: classes + objectCaches, cpu: cpu, { index in
+        if let caches, index < classes { return classCache(caches, index) }
+        return list.cache(at: index - classes) ?? ObjectCacheList.cache(inSlot: list.head)
       }) {
         core.withLock(cpu: cpu) { core in body(&core) }
       }
