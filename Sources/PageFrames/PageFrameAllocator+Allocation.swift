@@ -114,12 +114,11 @@ extension PageFrameAllocator {
     let (index, word) = try validateRun(physical: physical, pages: 1 << order, owner: owner)
     guard PageEntry(next: 0, prev: 0, word: word).order == order else { throw PageFrameError(.notRunStart, physical) }
     let cpu = CPU.current
-    let owned = PageEntry.ownedWord(owner, order: order, head: true)
     let entries = self.entries
     let outcome: PageFrameFailure??
     if order == 0 {
       outcome = cpuCache(CPU.slot(cpu)).withLock(cpu: cpu) { cache -> PageFrameFailure? in
-        guard entries.claimRun(index, expected: owned, replacement: PageEntry.hotWord) else { return .notAllocated }
+        guard entries.claimRun(index, expected: word, replacement: PageEntry.hotWord) else { return .notAllocated }
         entries.setPrev(index, 0)
         cache.push(index, entries: entries)
         cache.counts.move(1, from: owner, to: .free)
@@ -129,14 +128,9 @@ extension PageFrameAllocator {
         return nil
       }
     } else {
-      outcome = buddy.withLock(cpu: cpu) { core -> PageFrameFailure? in
-        guard entries.claimRun(index, expected: owned, replacement: 0) else { return .notAllocated }
-        core.freeClaimedRun(index, pages: 1 << order, owner: owner)
-        return nil
-      }
+      outcome = freeToBuddy(index, pages: 1 << order, owner: owner, word: word, cpu: cpu)
     }
-    guard let failure = outcome else { throw PageFrameError(.reentered, physical) }
-    if let failure { throw PageFrameError(failure, physical) }
+    try PageFrameAllocator.check(outcome, physical)
   }
 
   /// Returns a run from `allocContiguous(pages:owner:)` (or `allocPages` with
@@ -149,14 +143,26 @@ extension PageFrameAllocator {
   public func freeContiguous(_ run: UnsafeMutableRawPointer, pages: Int, owner: PageOwner = .allocated) throws(PageFrameError) {
     let physical = self.physical(of: run)
     guard pages > 0 else { throw PageFrameError(.badOrder, physical) }
-    // The word as validated: the claim succeeds only if nobody changed it since.
-    let (index, owned) = try validateRun(physical: physical, pages: pages, owner: owner)
+    let (index, word) = try validateRun(physical: physical, pages: pages, owner: owner)
+    try PageFrameAllocator.check(freeToBuddy(index, pages: pages, owner: owner, word: word, cpu: CPU.current), physical)
+  }
+
+  /// Frees validated run `index` of `pages` pages into the buddy core, if its head still
+  /// holds `word`, the word as validated (`claimRun`).
+  /// - Returns: `.some(nil)` when freed, `.some(.notAllocated)` when another CPU took the
+  ///   run first, nil when the global lock refused (re-entry).
+  private func freeToBuddy(_ index: Int, pages: Int, owner: PageOwner, word: UInt64, cpu: Int) -> PageFrameFailure?? {
     let entries = self.entries
-    let outcome = buddy.withLock(cpu: CPU.current) { core -> PageFrameFailure? in
-      guard entries.claimRun(index, expected: owned, replacement: 0) else { return .notAllocated }
+    return buddy.withLock(cpu: cpu) { core -> PageFrameFailure? in
+      guard entries.claimRun(index, expected: word, replacement: 0) else { return .notAllocated }
       core.freeClaimedRun(index, pages: pages, owner: owner)
       return nil
     }
+  }
+
+  /// Throws what a locked free path answered: `reentered` when its lock refused, else
+  /// its failure, if any.
+  private static func check(_ outcome: PageFrameFailure??, _ physical: UInt) throws(PageFrameError) {
     guard let failure = outcome else { throw PageFrameError(.reentered, physical) }
     if let failure { throw PageFrameError(failure, physical) }
   }
