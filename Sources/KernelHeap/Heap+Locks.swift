@@ -13,14 +13,8 @@ extension Heap {
     let caches = config.pointee.classCaches
     let classes = caches == nil ? 0 : SlabClass.count * CPU.maximum
     return cacheList.withLock(cpu: cpu) { list -> R? in
-      // The object caches as the list links them (a broken list ends the walk early:
-      // `check` reports it).
       var objectCaches = 0
-      var slot = list.head
-      while objectCaches < list.count && slot != 0 {
-        objectCaches += 1
-        slot = list.next(slot)
-      }
+      list.forEachSlot { _ in objectCaches += 1 }
       let walked = SpinLocked<SlabCache>.withLocked(count: classes + objectCaches, cpu: cpu, { index in
         if let caches, index < classes { return classCache(caches, index) }
         return list.cache(at: index - classes) ?? ObjectCacheList.cache(inSlot: list.head)
@@ -71,12 +65,6 @@ extension Heap {
     if let caches = config.pointee.classCaches {
       for index in 0..<(SlabClass.count * CPU.maximum) { body(classCache(caches, index), false) }
     }
-    _ = cacheList.withHeld(cpu: CPU.current) { list in
-      var slot = list.head
-      for _ in 0..<list.count where slot != 0 {
-        body(ObjectCacheList.cache(inSlot: slot), true)
-        slot = list.next(slot)
-      }
-    }
+    _ = cacheList.withHeld(cpu: CPU.current) { list in list.forEachSlot { body(ObjectCacheList.cache(inSlot: $0), true) } }
   }
 }

@@ -212,11 +212,7 @@ extension Heap {
     releaseEmptySlabs()
     let cpu = CPU.current
     _ = cacheList.withLock(cpu: cpu) { list in
-      var slot = list.head
-      for _ in 0..<list.count where slot != 0 {
-        _ = ObjectCacheList.cache(inSlot: slot).withLock(cpu: cpu) { cache in shrink(&cache) }
-        slot = list.next(slot)
-      }
+      list.forEachSlot { slot in _ = ObjectCacheList.cache(inSlot: slot).withLock(cpu: cpu) { cache in shrink(&cache) } }
     }
     _ = core.withLock(cpu: cpu) { $0.releaseSpare() }
   }

@@ -68,6 +68,17 @@ struct ObjectCacheList {
     return slot
   }
 
+  /// Calls `body` with every live cache's slot, newest first, at most `count` of them (a
+  /// broken list ends the walk early: `check` reports it).
+  /// - Complexity: O(live caches).
+  func forEachSlot(_ body: (UInt) -> Void) {
+    var slot = head
+    for _ in 0..<count where slot != 0 {
+      body(slot)
+      slot = next(slot)
+    }
+  }
+
   /// The live cache at position `position` (0: the newest), or nil past the end.
   /// - Complexity: O(position).
   func cache(at position: Int) -> SpinLocked<SlabCache>? {
