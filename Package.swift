@@ -46,7 +46,7 @@ let package = Package(
     .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform"]),
 
     // What the boot flow needs from the machine: the boards implement it in Arch, host tests with a fake.
-    .target(name: "KernelPlatform", dependencies: ["PageFrames", "FlattenedDeviceTree"]),
+    .target(name: "KernelPlatform", dependencies: ["PageFrames", "FlattenedDeviceTree", "KernelSync"]),
     // Bootable images: the boot sequence both share (generic over the platform, on the host too),
     // the demo kernel and the test kernel.
     .target(name: "KernelBoot", dependencies: ["KernelPlatform", "Arch", "MemInit", "KernelMemory", "KernelHeapRuntime"]),

@@ -64,7 +64,7 @@ compile KernelMallocPreload "$ROOT"/Preload/PreloadSetup.swift -- -I "$ROOT/Prel
 echo "clang libkmalloc.so"
 flock "$LOCK" "$CLANG" -shared -fPIC -O2 -fvisibility=hidden -ftls-model=initial-exec -std=c11 -Wall -Wextra \
   -I "$ROOT/Preload/include" \
-  -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Preload/cpu.c" "$ROOT/Sources/KernelSyncAtomics/serials.c" \
+  -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Preload/cpu.c" "$ROOT/Sources/KernelSyncAtomics/serials.c" "$ROOT/Sources/KernelSyncAtomics/numbering.c" \
   "$ROOT/Preload/shim.c" "$OUT/obj/KernelSync.o" "$OUT/obj/PageFrames.o" "$OUT/obj/KernelHeap.o" \
   "$OUT/obj/FlattenedDeviceTree.o" "$OUT/obj/MemInit.o" "$OUT/obj/KernelMemory.o" "$OUT/obj/KernelMallocPreload.o" \
   -Wl,--version-script="$ROOT/Preload/exports.map" -Wl,-z,now -Wl,--no-undefined -lpthread \

@@ -58,7 +58,7 @@ extension AArch64Platform {
   /// The per-CPU blocks, exception stacks and spin-table slots there are (4).
   public var maximumCores: Int { Int(ARCH_MAX_CPUS) }
   /// The first word of the block TPIDR_EL1 points at.
-  public var currentCPU: Int { CPU.current }
+  public var cpuNumbering: CPUNumbering { .perCPURegister }
 
   /// The device tree blob a loader passed in x0, else the one QEMU places at the board's
   /// default address. Only addresses inside the board's RAM window are read, and only a

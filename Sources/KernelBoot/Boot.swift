@@ -29,7 +29,9 @@ extension Platform {
   ///   time limit).
   @discardableResult
   public func bootMemory(secondaryEntry: SecondaryEntry? = nil) -> BootLayout {
-    // 0. Bad input anywhere in the memory subsystem stops the kernel with a precise line.
+    // 0. How the package tells the cores apart, before the first lock is taken; bad
+    //    input anywhere in the memory subsystem stops the kernel with a precise line.
+    CPU.install(cpuNumbering, count: maximumCores)
     badInputHandler = onBadInput
 
     // 1. Banner: board, exception levels, kernel range, on a console set up as the

@@ -2,6 +2,7 @@
 // boards implement it in Arch, host tests with a fake. KernelBoot's boot flow is generic
 // over it, so the kernel calls each board's code directly (specialized, no existential).
 import FlattenedDeviceTree
+@_exported import KernelSync
 import PageFrames
 
 /// What a started core runs once it is online, given its number (1 ..< cores); the core
@@ -124,8 +125,9 @@ public protocol Platform: ConsoleOutput {
   ) -> Int
   /// Whether core `cpu` is online; false for a number out of range. Any core may call it.
   func isCoreOnline(_ cpu: Int) -> Bool
-  /// The calling core's number, 0 ..< `maximumCores`. Any core may call it.
-  var currentCPU: Int { get }
+  /// How the package learns the calling core's number (0 ..< `maximumCores`): the boot
+  /// flow installs it (`CPU.install`) before anything else runs.
+  var cpuNumbering: CPUNumbering { get }
 }
 
 extension Platform {

@@ -1,18 +1,108 @@
 import KernelSyncAtomics
 
-/// The calling CPU, as the allocators' per-CPU caches and the locks' debug checks see it.
+/// How the package learns which CPU is calling: the kernel installs one with
+/// `CPU.install(_:count:)` on the boot CPU, before other CPUs run and before `memInit`.
 ///
-/// On the kernel it is the core number (0 ..< cores), kept by the architecture code in
-/// the per-CPU block TPIDR_EL1 points to. On hosted builds (tests, the preload library)
-/// every thread gets its own number the first time it asks, so two threads never share
-/// one; they may share a per-CPU `slot`, which the slot's lock makes safe.
+/// The number picks the per-CPU caches' slot and marks a lock's holder (a lock taken
+/// again by its holder is refused instead of deadlocking), so it must be unique among
+/// the CPUs running at one time and stable while a call runs.
+public enum CPUNumbering {
+  /// One CPU: every caller is CPU 0. What a kernel that runs no other CPU installs.
+  case single
+  /// Bare metal: the architecture's per-CPU register holds the address of a block whose
+  /// first 32-bit word is the CPU's number (AArch64: TPIDR_EL1; RISC-V: `tp`). The
+  /// kernel points the register at the block on each CPU before that CPU calls into
+  /// the package. The fastest kind: a register read and one load, inline.
+  case perCPURegister
+  /// A function of the kernel's that returns the calling CPU's number. It is called on
+  /// every allocation: it must be cheap, take no lock, allocate nothing, and work with
+  /// interrupts masked.
+  case function(@convention(c) () -> UInt32)
+  /// Hosted builds only, and their default: each thread gets its own number the first
+  /// time it asks (host tests). Thread numbers are not CPU numbers: `install` ignores
+  /// `count` for them and allows any number below `CPU.countLimit`.
+  case threads
+}
+
+/// The calling CPU, as the allocators' per-CPU caches and the locks see it.
+///
+/// The kernel says how to find it with `install(_:count:)`. Until it does, a bare-metal
+/// build runs as one CPU and says so once on the console (through `putchar`); hosted
+/// builds give each thread its own number. A number the installed source gives that is
+/// not below `count` is said once and read as `count`, a number no real CPU has, so it
+/// never reaches past a per-CPU table or makes a held lock look free.
 public enum CPU {
-  /// Per-CPU slots every per-CPU structure has: the boards have 4 cores, host tests run
-  /// up to 8 threads. A power of two.
+  /// Per-CPU slots every per-CPU structure has: CPU `n` uses slot `n % maximum`. CPUs
+  /// that share a slot take turns at its lock. A power of two.
   public static let maximum = 8
 
-  /// The calling CPU's number (unique among running CPUs and threads).
-  /// - Complexity: O(1): a register and one load on the kernel, a thread-local on hosts.
+  /// The most CPUs `install(_:count:)` accepts: numbers and their lock words (number + 1)
+  /// stay below 2^31.
+  public static let countLimit = 1 << 31
+
+  /// Makes `numbering` the way the package learns the calling CPU, for CPUs numbered
+  /// `0 ..< count`.
+  /// - Returns: false, changing nothing, when `count` is outside 1 ... `countLimit`, or
+  ///   for `.perCPURegister` on a hosted build and `.threads` on a bare-metal one.
+  /// - Precondition: called on the boot CPU before any other CPU calls into the package
+  ///   (install it first thing at boot); tests may install again between runs.
+  /// - Complexity: O(1).
+  @discardableResult
+  public static func install(_ numbering: CPUNumbering, count: Int) -> Bool {
+    guard count >= 1 && count <= countLimit else { return false }
+    var function: ks_cpu_number_function? = nil
+    let kind: Int
+    switch numbering {
+    case .single: kind = Int(KS_CPU_SINGLE)
+    case .perCPURegister:
+      #if os(Linux) || os(macOS)
+      return false
+      #else
+      kind = Int(KS_CPU_REGISTER)
+      #endif
+    case .function(let body):
+      kind = Int(KS_CPU_FUNCTION)
+      function = body
+    case .threads:
+      #if os(Linux) || os(macOS)
+      ks_cpu_numbering.register_limit = 0
+      ks_cpu_numbering.limit = UInt32(countLimit)
+      ks_cpu_numbering.kind = UInt32(KS_CPU_THREADS)
+      return true
+      #else
+      return false
+      #endif
+    }
+    ks_cpu_numbering.function = function
+    ks_cpu_numbering.limit = UInt32(count)
+    ks_cpu_numbering.kind = UInt32(kind)
+    ks_cpu_numbering.register_limit = kind == Int(KS_CPU_REGISTER) ? UInt32(count) : 0
+    return true
+  }
+
+  /// The numbering installed, or nil when none is (a bare-metal build runs as one CPU).
+  /// - Complexity: O(1).
+  public static var numbering: CPUNumbering? {
+    switch Int(ks_cpu_numbering.kind) {
+    case Int(KS_CPU_SINGLE): return .single
+    case Int(KS_CPU_REGISTER): return .perCPURegister
+    case Int(KS_CPU_FUNCTION):
+      guard let function = ks_cpu_numbering.function else { return nil }
+      return .function(function)
+    case Int(KS_CPU_THREADS): return .threads
+    default: return nil
+    }
+  }
+
+  /// The number of CPUs the installed numbering allows: numbers are `0 ..< count`.
+  /// - Complexity: O(1).
+  public static var count: Int { Int(ks_cpu_numbering.limit) }
+
+  /// The calling CPU's number, `0 ... count`: below `count` for a CPU the numbering
+  /// knows, `count` itself for a number it refused.
+  /// - Complexity: O(1): on bare metal with `.perCPURegister`, inline: one load of the
+  ///   numbering, the register read, the number's load and two branches; a call for the
+  ///   other kinds.
   @inlinable @inline(__always)
   public static var current: Int { Int(ks_current_cpu()) }
 

@@ -1,6 +1,7 @@
-// The calling CPU's number on hosted builds (host tests, the preload library): each
-// thread gets the next number the first time it asks. Bare-metal kernels get theirs
-// from the architecture code (TPIDR_EL1), so nothing is defined here for them.
+// The calling CPU's number on hosted builds (host tests): by default each thread gets
+// the next number the first time it asks; an installed numbering (CPU.install: one
+// CPU, or a function) takes over. Bare-metal kernels read theirs inline
+// (KernelSyncAtomics.h), so nothing is defined here for them.
 #include "KernelSyncAtomics.h"
 
 #if defined(__linux__) || defined(__APPLE__)
@@ -10,9 +11,14 @@
 static _Thread_local uint32_t thread_cpu = KS_NO_CPU;
 static uint32_t threads_seen;
 
-unsigned ks_current_cpu(void) {
+unsigned ks_thread_cpu(void) {
   if (thread_cpu == KS_NO_CPU) thread_cpu = __atomic_fetch_add(&threads_seen, 1, __ATOMIC_RELAXED) & 0x7FFFFFFFu;
   return thread_cpu;
+}
+
+unsigned ks_current_cpu(void) {
+  if (__builtin_expect(ks_cpu_numbering.kind != KS_CPU_THREADS, 0)) return ks_current_cpu_slow();
+  return ks_thread_cpu();
 }
 
 void ks_bind_cpu(unsigned cpu) { thread_cpu = cpu & 0x7FFFFFFFu; }

@@ -35,7 +35,9 @@ public struct MemInitConfig {
   public var growthCeiling: Int?
   /// pointer = physical + directMapOffset (0 in the kernel).
   public var directMapOffset: Int
-  public var zeroFill: ZeroFill
+  /// Zeroes page runs and the page array: the fastest way the machine has (`bzero`).
+  /// nil (a C function pointer the kernel never set, say) is refused with `noZeroFill`.
+  public var zeroFill: ZeroFill?
   /// Mixed into the heap's slab secret (`Heap.init(secretSeed:)`): a boot-time counter,
   /// say. 0 leaves the secret to the heap's address alone.
   public var secretSeed: UInt = 0
@@ -47,7 +49,7 @@ public struct MemInitConfig {
   /// - Complexity: O(1).
   public init(
     memory: BootMemory, kernelStart: UInt, kernelEnd: UInt, heapBytes: Int = kernelHeapInitialBytes,
-    mappedLimit: UInt? = nil, directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill
+    mappedLimit: UInt? = nil, directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill?
   ) {
     self.memory = memory
     self.kernelStart = kernelStart
@@ -66,7 +68,7 @@ public struct MemInitConfig {
   public init(
     ramBase: UInt, ramSize: UInt, kernelStart: UInt, kernelEnd: UInt,
     dtbStart: UInt = 0, dtbEnd: UInt = 0, heapBytes: Int = kernelHeapInitialBytes,
-    directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill
+    directMapOffset: Int = 0, growthCeiling: Int? = nil, zeroFill: ZeroFill?
   ) {
     var memory = BootMemory()
     var refusal: MemInitError? = nil
@@ -126,6 +128,10 @@ public enum MemInitFailure: UInt8, FailureReason {
   case ramTooSmall
   /// The kernel's memory is set up already: `memInit` runs once.
   case alreadySetUp
+  /// The configuration describes no RAM at all.
+  case noRAM
+  /// The configuration's `zeroFill` is nil.
+  case noZeroFill
 
   public var text: StaticString {
     switch self {
@@ -144,6 +150,8 @@ public enum MemInitFailure: UInt8, FailureReason {
     case .heapTooSmall: return "heap size cannot hold a heap"
     case .ramTooSmall: return "RAM smaller than kernel + page array + heap"
     case .alreadySetUp: return "memory set up already (memInit runs once)"
+    case .noRAM: return "no RAM described"
+    case .noZeroFill: return "no zero-fill function (zeroFill is nil)"
     }
   }
 }
@@ -165,18 +173,22 @@ public struct BootLayout: Sendable {
   /// RAM pages firmware reported, before anything was clamped: the independent total
   /// the boot map is checked against.
   public let reportedRAMPages: Int
+  /// The configuration's zero fill, checked present.
+  public let zeroFill: ZeroFill
 }
 
 /// Computes the layout without touching memory: the array at the first page boundary
 /// after `__end`, the heap right after the array's last page.
 ///
-/// - Throws: `MemInitError`: misaligned or wrapping RAM, a kernel outside RAM, a heap
-///   size that cannot hold a heap, or RAM that cannot hold kernel + array + heap.
+/// - Throws: `MemInitError`: no RAM, misaligned or wrapping RAM, no zero fill, a kernel
+///   outside RAM, a heap size that cannot hold a heap, or RAM that cannot hold kernel +
+///   array + heap.
 /// - Complexity: O(1).
 public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayout {
   if let refusal = config.descriptionError { throw refusal }
   var memory = config.memory
-  guard memory.ram.count > 0 else { throw MemInitError(.ramMisaligned, 0) }
+  guard memory.ram.count > 0 else { throw MemInitError(.noRAM, 0) }
+  guard let zeroFill = config.zeroFill else { throw MemInitError(.noZeroFill, 0) }
   let reportedRAMPages = memory.ram.totalPages
   if let limit = config.mappedLimit { memory.clamp(above: limit) }
   guard config.kernelStart <= config.kernelEnd, let kernelRange = memory.ramRange(containing: config.kernelStart),
@@ -209,7 +221,8 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
   try memory.reserve(start: metadataEnd, end: heapEnd, as: .heap)
   return BootLayout(
     pageCount: pageCount, metadataStart: metadataStart, metadataEnd: metadataEnd,
-    heapStart: metadataEnd, heapEnd: heapEnd, ramEnd: ramEnd, memory: memory, reportedRAMPages: reportedRAMPages)
+    heapStart: metadataEnd, heapEnd: heapEnd, ramEnd: ramEnd, memory: memory, reportedRAMPages: reportedRAMPages,
+    zeroFill: zeroFill)
 }
 
 /// Builds the page metadata array and the page allocator for `layout` (from
@@ -223,7 +236,7 @@ public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> Pa
   let memory = layout.memory
   guard let frames = PageFrameAllocator(
     ranges: memory.ram, metadata: config.pointer(toPhysical: layout.metadataStart),
-    directMapOffset: config.directMapOffset, zeroFill: config.zeroFill)
+    directMapOffset: config.directMapOffset, zeroFill: layout.zeroFill)
   else { preconditionFailure("planLayout validated the RAM ranges") }
   for pass in 0..<2 {
     for index in 0..<memory.reservationCount {
@@ -247,7 +260,7 @@ public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> Pa
 public func heapInit(_ config: MemInitConfig, _ layout: BootLayout, frames: PageFrameAllocator) throws(MemInitError) -> Heap {
   guard let heap = Heap(
     start: config.pointer(toPhysical: layout.heapStart), size: Int(layout.heapEnd - layout.heapStart),
-    zeroFill: config.zeroFill, frames: frames, growthCeiling: config.growthCeiling, secretSeed: config.secretSeed)
+    zeroFill: layout.zeroFill, frames: frames, growthCeiling: config.growthCeiling, secretSeed: config.secretSeed)
   else { throw MemInitError(.heapTooSmall, UInt(bitPattern: config.heapBytes)) }
   return heap
 }

@@ -66,8 +66,19 @@ func memInitScenarios() -> [Scenario] {
       var outside = scenarioConfig(memory)
       outside.kernelEnd = simulatedBase + (8 << 20)
       expectLayoutRefused(outside, .kernelOutsideRAM, &e, "kernel outside RAM refused as kernelOutsideRAM")
+      var below = scenarioConfig(memory)
+      below.kernelStart = simulatedBase &- 0x1000
+      expectLayoutRefused(below, .kernelOutsideRAM, &e, "kernel below RAM refused as kernelOutsideRAM")
+      var reversed = scenarioConfig(memory)
+      reversed.kernelEnd = reversed.kernelStart &- 0x1000
+      expectLayoutRefused(reversed, .kernelOutsideRAM, &e, "kernel end before start refused as kernelOutsideRAM")
       let misaligned = scenarioConfig(memory, ramSize: (4 << 20) + 1)
       expectLayoutRefused(misaligned, .ramMisaligned, &e, "misaligned RAM refused as ramMisaligned")
+      var noZeroFill = scenarioConfig(memory)
+      noZeroFill.zeroFill = nil
+      expectLayoutRefused(noZeroFill, .noZeroFill, &e, "a nil zero fill refused as noZeroFill")
+      let noRAM = MemInitConfig(memory: BootMemory(), kernelStart: simulatedBase, kernelEnd: simulatedBase + 0x1000, zeroFill: memory.zeroFill)
+      expectLayoutRefused(noRAM, .noRAM, &e, "no RAM refused as noRAM")
       // Heap sizes that cannot hold a heap are a MemInitError, never a heap left unset.
       for bytes in [0, -1, -(1 << 20), Int.min, 16, Heap.minimumBytes - 1] {
         var config = scenarioConfig(memory)

@@ -314,4 +314,37 @@ func swiftRuntimeCase() -> Expectations {
   return e
 }
 
+/// How the kernel tells its cores apart (`CPU.install`): the boards' per-CPU register,
+/// one CPU, a function, and numbers out of range from the register and from a function,
+/// each caught and read as the count. kmalloc and kfree work under each; the other
+/// cores are parked, so the numbering may change under the boot core alone.
+func cpuNumberingCase() -> Expectations {
+  var e = Expectations()
+  let cores = BoardPlatform().maximumCores
+  e.expect(CPU.numbering.map { if case .perCPURegister = $0 { true } else { false } } == true,
+    "the boot flow installed the per-CPU register", 0)
+  e.expect(CPU.count == cores && CPU.current == 0, "the boot core is CPU 0 of maximumCores", UInt(CPU.count))
+  e.expect(!CPU.install(.threads, count: 4), "thread numbers are refused on bare metal", 0)
+  func allocates(_ message: StaticString) {
+    let p = kmalloc(200)
+    e.expect(p != nil, message, UInt(CPU.current))
+    kfree(p)
+  }
+  e.expect(CPU.install(.single, count: 1) && CPU.current == 0, "one CPU: always 0", UInt(CPU.current))
+  allocates("kmalloc as one CPU")
+  e.expect(CPU.install(.function({ 2 }), count: 4) && CPU.current == 2, "a function's number", UInt(CPU.current))
+  allocates("kmalloc as CPU 2 of a function")
+  e.expect(CPU.install(.function({ 77 }), count: 4) && CPU.current == 4, "a function's number 77 of 4 read as 4", UInt(CPU.current))
+  allocates("kmalloc with a refused number")
+  if let block = arch_cpu_block(0) {
+    block.pointee.cpu = 50
+    e.expect(CPU.install(.perCPURegister, count: cores) && CPU.current == cores, "a register number 50 read as the count", UInt(CPU.current))
+    allocates("kmalloc with a refused register number")
+    block.pointee.cpu = 0
+  }
+  e.expect(CPU.install(.perCPURegister, count: cores) && CPU.current == 0, "the per-CPU register back", UInt(CPU.current))
+  e.expect(heapCheck() == nil, "heapCheck after every numbering", 0)
+  return e
+}
+
 #endif

@@ -130,6 +130,7 @@ report("kernel.kmalloc_kfree", kmallocCase())
 report("kernel.heap_growth_and_large", heapGrowthCase())
 report("kernel.bad_input_reports", badInputCase())
 report("kernel.swift_runtime_on_heap", swiftRuntimeCase())
+report("kernel.cpu_numbering", cpuNumberingCase())
 
 if argumentGiven("fail-on-purpose") {
   var e = Expectations()

@@ -91,5 +91,5 @@ final class FakePlatform: Platform {
     return onlineCores
   }
   func isCoreOnline(_ cpu: Int) -> Bool { cpu == 0 || startedCores.contains { $0.cpu == cpu } }
-  var currentCPU: Int { 0 }
+  var cpuNumbering: CPUNumbering { .threads }
 }

@@ -90,40 +90,83 @@ KS_INLINE _Bool ks_compare_exchange64(uint64_t *word, uint64_t expected, uint64_
   return __atomic_compare_exchange_n(word, &expected, desired, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
-/// The calling CPU's number: unique among the CPUs (or threads) running now.
-/// Hosted (tests, the preload library): a per-thread number, handed out in the order
-/// threads first ask (cpu.c).
-/// Bare-metal AArch64 (the kernel): the first word of the core's per-CPU block, which
-/// the architecture code (ArchSupport: boot.S for the boot core, smp.c for the others)
-/// points TPIDR_EL1 at before any C or Swift code runs on the core. Inline here, like
-/// the LDAXR/STLXR the builtins above become: two instructions on every kmalloc and
-/// kfree, where a call into ArchSupport made every allocator entry save its arguments
-/// across it. This register is the one piece of the architecture's contract outside Arch:
-/// each architecture's boot code points it at the per-CPU block (ArchSupport's
-/// cpu_block.h: the CPU number is its first word) before any C or Swift code runs on
-/// the core. One branch per architecture; a bare-metal target without one fails to
-/// compile here rather than at link time.
+// MARK: The calling CPU's number
+
+/// How `ks_current_cpu` finds the calling CPU's number: KernelSync's `CPU.install`
+/// sets it, on the boot CPU, before other CPUs run.
+enum {
+  /// Nothing installed: one CPU (0), said once on the console (putchar).
+  KS_CPU_UNSET = 0,
+  /// One CPU, installed on purpose: always 0, nothing said.
+  KS_CPU_SINGLE = 1,
+  /// Bare metal: the architecture's per-CPU register (AArch64 TPIDR_EL1, RISC-V tp)
+  /// holds the address of a block whose first 32-bit word is the number.
+  KS_CPU_REGISTER = 2,
+  /// A function of the kernel's returns it (`function`).
+  KS_CPU_FUNCTION = 3,
+  /// Hosted builds' default: each thread its own number (cpu.c).
+  KS_CPU_THREADS = 4,
+};
+
+/// A function that returns the calling CPU's number: no locks, no allocation, callable
+/// with interrupts masked.
+typedef uint32_t (*ks_cpu_number_function)(void);
+
+/// The installed numbering (numbering.c). `limit`: numbers at or above it are refused
+/// (said once, then read as `limit`, a number no real CPU has); at most 2^31, so a
+/// lock word (number + 1) never reads as free. `register_limit` is `limit` when the kind
+/// is `KS_CPU_REGISTER` and 0 otherwise: the inline path tests one word.
+struct ks_cpu_numbering {
+  uint32_t register_limit;
+  uint32_t kind;
+  uint32_t limit;
+  ks_cpu_number_function function;
+};
+// Hidden: linked into the same image as every reader, so the inline path reaches it
+// PC-relative, without a load through the GOT.
+extern struct ks_cpu_numbering ks_cpu_numbering __attribute__((visibility("hidden")));
+
+/// Every kind but the register's (numbering.c): the one-CPU cases and the function.
+unsigned ks_current_cpu_slow(void);
+/// A number at or above the limit (numbering.c): said once, answered with the limit.
+unsigned ks_cpu_number_refused(unsigned number);
+
+/// The calling CPU's number, 0 ..< `ks_cpu_numbering.limit`: unique among the CPUs (or
+/// threads) running now, as the installed numbering gives it, range-checked.
+/// Hosted (tests, the preload library): a function (cpu.c; Preload/cpu.c).
+/// Bare metal: inline, so the usual kind (the per-CPU register) costs one load of the
+/// numbering, the register read, the number's load and two branches; the others a call.
 #if defined(__linux__) || defined(__APPLE__)
 unsigned ks_current_cpu(void);
-#elif defined(__aarch64__)
+#else
 KS_INLINE unsigned ks_current_cpu(void) {
-  return *(const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
-}
+  uint32_t limit = ks_cpu_numbering.register_limit;
+  if (__builtin_expect(limit != 0, 1)) {
+#if defined(__aarch64__)
+    const uint32_t *block = (const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
 #elif defined(__riscv)
-/// RISC-V: `tp` holds the per-CPU block's address in the kernel (Linux keeps its
-/// current task there; here nothing else uses it).
-KS_INLINE unsigned ks_current_cpu(void) {
-  const uint32_t *block;
-  __asm__("mv %0, tp" : "=r"(block));
-  return *block;
-}
+    // `tp` holds the per-CPU block's address in the kernel (Linux keeps its current
+    // task there; here nothing else uses it).
+    const uint32_t *block;
+    __asm__("mv %0, tp" : "=r"(block));
 #else
 #error "ks_current_cpu: no per-CPU register for this bare-metal architecture"
+#endif
+    unsigned number = *block;
+    if (__builtin_expect(number < limit, 1)) return number;
+    return ks_cpu_number_refused(number);
+  }
+  return ks_current_cpu_slow();
+}
 #endif
 
 /// The word KernelHeap's heap tags are counted in (serials.c): zero at start, changed
 /// only with the atomics above.
 uint32_t *ks_heap_tag_word(void);
+
+/// Hosted only: the calling thread's number (what `KS_CPU_THREADS` gives), whatever
+/// numbering is installed.
+unsigned ks_thread_cpu(void);
 
 /// Hosted only: makes the calling thread report `cpu` from now on (tests that want a
 /// given per-CPU slot). Two live threads must not share a number.
