@@ -23,7 +23,13 @@ SECONDS ?= 60
 SCRATCH = .build-$(BOARD)
 KERNEL = $(SCRATCH)/release/kernel
 TESTKERNEL = $(SCRATCH)/release/testkernel
-EMBEDDED_BUILD = $(SWIFT) build --triple aarch64-none-none-elf --toolset qemu/$(BOARD).json -c release --scratch-path $(SCRATCH)
+# The toolsets hold flags only; the board's linker script (and the common.ld it
+# includes, found on the -L path) is named here by absolute path, so the build works
+# from any folder (`make -C`).
+LINKER_DIR = $(CURDIR)/Sources/ArchSupport/linker
+EMBEDDED_BUILD = $(SWIFT) build --triple aarch64-none-none-elf --toolset $(CURDIR)/qemu/$(BOARD).json -c release \
+  --package-path $(CURDIR) --scratch-path $(CURDIR)/$(SCRATCH) \
+  -Xlinker -T -Xlinker $(LINKER_DIR)/$(BOARD).ld -Xlinker -L -Xlinker $(LINKER_DIR)
 
 QEMU_raspi3b = -M raspi3b
 QEMU_raspi4b = -M raspi4b
