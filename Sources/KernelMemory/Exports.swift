@@ -1,5 +1,7 @@
 // One import for a kernel: the facade and the modules its API speaks in (page owners
-// and errors, heaps and object caches, memInit's configuration and layout).
+// and errors, heaps and object caches, memInit's configuration and layout, and the CPU
+// numbering a kernel installs).
 @_exported import KernelHeap
 @_exported import MemInit
+@_exported import KernelSync
 @_exported import PageFrames
