@@ -3,7 +3,8 @@
 
 Reads symbol graphs (the JSON that `swift package generate-documentation` extracts, or
 that `swift build -Xswiftc -emit-symbol-graph -Xswiftc -emit-symbol-graph-dir -Xswiftc DIR`
-writes) and lists every public or open symbol whose doc comment is missing or empty,
+writes) and lists every public or open symbol whose doc comment is missing, empty, or
+starts with a field (`- Complexity:`, `- Parameter x:`) instead of a summary sentence,
 one `file:line: kind name` a line, then exits 1. Exits 0 when there is none.
 
 Left out, because no comment of ours can be written for them:
@@ -23,6 +24,7 @@ usage: check_doc_coverage.py [--module NAME ...] DIR [DIR ...]
 import argparse
 import json
 import os
+import re
 import sys
 from urllib.parse import unquote, urlparse
 
@@ -49,15 +51,24 @@ def graph_files(dirs):
                     yield os.path.join(folder, name)
 
 
+# A field of a doc comment: "- Complexity: ...", "- Parameter size: ...", "- Returns: ...".
+FIELD = re.compile(r"^[-*+]\s+[A-Za-z][\w ]*:")
+
+
 def has_summary(doc):
-    """A doc comment whose first paragraph has some text."""
+    """A doc comment that starts with a sentence, not with a field such as `- Complexity:`."""
     if not doc:
         return False
-    return any(line.get("text", "").strip() for line in doc.get("lines", []))
+    for line in doc.get("lines", []):
+        text = line.get("text", "").strip()
+        if text:
+            return not FIELD.match(text)
+    return False
 
 
 def missing(graph_paths, modules):
     seen_modules = set()
+    checked = {}
     found = {}
     for path in graph_paths:
         # Module.symbols.json, or Module@Other.symbols.json for Module's extensions of Other.
@@ -65,6 +76,7 @@ def missing(graph_paths, modules):
         if modules and module not in modules:
             continue
         seen_modules.add(module)
+        checked.setdefault(module, 0)
         with open(path, encoding="utf-8") as f:
             graph = json.load(f)
         for symbol in graph.get("symbols", []):
@@ -79,6 +91,7 @@ def missing(graph_paths, modules):
             file = source_path(location and location.get("uri"))
             if not in_sources(file):
                 continue
+            checked[module] += 1
             doc = symbol.get("docComment")
             if has_summary(doc) and in_sources(source_path(doc.get("uri"))):
                 continue
@@ -86,7 +99,7 @@ def missing(graph_paths, modules):
             name = ".".join(symbol.get("pathComponents", [symbol["names"]["title"]]))
             key = (os.path.relpath(file, ROOT), line, name)
             found[key] = (module, kind.removeprefix("swift."))
-    return seen_modules, found
+    return checked, found
 
 
 def main():
@@ -95,18 +108,27 @@ def main():
     parser.add_argument("dirs", nargs="+")
     args = parser.parse_args()
     modules = set(args.module)
-    seen, found = missing(graph_files(args.dirs), modules)
+    checked, found = missing(graph_files(args.dirs), modules)
+    seen = set(checked)
     absent = sorted(modules - seen)
     if absent:
         print("check_doc_coverage: no symbol graph for " + ", ".join(absent), file=sys.stderr)
         return 2
+    elsewhere = sorted(module for module, count in checked.items() if count == 0)
+    if elsewhere:
+        # Graphs made from another checkout name files outside this one's Sources/.
+        print("check_doc_coverage: no public symbol of " + ", ".join(elsewhere)
+              + " is declared under " + SOURCES, file=sys.stderr)
+        return 2
     if found:
         for (file, line, name), (module, kind) in sorted(found.items()):
             print(f"{file}:{line}: {kind} {module}.{name} has no doc comment summary")
-        print(f"check_doc_coverage: {len(found)} public symbols without a summary "
-              f"in {', '.join(sorted(seen))}", file=sys.stderr)
+        print(f"check_doc_coverage: {len(found)} public symbol(s) without a summary "
+              f"(checked {', '.join(sorted(seen))})", file=sys.stderr)
         return 1
-    print(f"check_doc_coverage: every public symbol has a summary ({', '.join(sorted(seen))})")
+    total = sum(checked.values())
+    print(f"check_doc_coverage: all {total} public symbols have a summary "
+          f"({', '.join(sorted(seen))})")
     return 0
 
 
