@@ -12,6 +12,7 @@
 #   make tsan-test                            the thread tests (locks, SMP stress) under ThreadSanitizer
 #   make preload                              .build-preload/libkmalloc.so: the heap as an LD_PRELOAD malloc
 #   make realworld [QUICK=1] [RUNS=3]         real programs with libkmalloc.so against glibc
+#   make docs                                 DocC API documentation into .build-docs/; fails on an undocumented public symbol
 
 BOARD ?= raspi3b
 MEM ?= 1G
@@ -42,7 +43,7 @@ SEMIHOSTING ?= 1
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   $(if $(filter 0,$(SEMIHOSTING)),,-semihosting-config enable=on,target=native)
 
-.PHONY: all kernel testkernel image run symbolize debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld clean
+.PHONY: all kernel testkernel image run symbolize debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld docs clean
 
 all: kernel
 
@@ -154,5 +155,25 @@ preload:
 realworld: preload tools
 	$(PYTHON) scripts/realworld.py $(if $(QUICK),--quick,) $(if $(RUNS),--runs $(RUNS),)
 
+# The API documentation of the public modules, one combined DocC archive, made by
+# swift-docc-plugin from the machine's local package copies: KMEM_DOCS=1 adds the plugin
+# to Package.swift for this command only, so packages depending on this one never
+# resolve it. docc's warnings (unresolved links, undocumented parameters) fail the run;
+# so does a public symbol without a doc comment summary (scripts/check_doc_coverage.py,
+# over the symbol graphs the plugin extracted), and a bad-input table in the KernelMemory
+# catalog that differs from README's (scripts/check_bad_input_table.py).
+DOC_MODULES = KernelSync PageFrames KernelHeap FlattenedDeviceTree MemInit KernelPlatform KernelMemory
+DOCS = .build-docs
+DOCS_ARCHIVE = $(DOCS)/SwiftKernelMemory.doccarchive
+docs:
+	$(PYTHON) scripts/check_bad_input_table.py
+	KMEM_DOCS=1 $(SWIFT) package --scratch-path $(DOCS) --allow-writing-to-directory $(DOCS) \
+	  generate-documentation $(addprefix --target ,$(DOC_MODULES)) \
+	  --enable-experimental-combined-documentation --warnings-as-errors \
+	  --output-path $(DOCS_ARCHIVE)
+	$(PYTHON) scripts/check_doc_coverage.py $(addprefix --module ,$(DOC_MODULES)) $(DOCS)/*/extracted-symbols
+	@echo "API documentation: $(DOCS_ARCHIVE) (open $(DOCS_ARCHIVE)/index.html through a web server,"
+	@echo "  e.g. python3 -m http.server -d $(DOCS_ARCHIVE), then http://localhost:8000/documentation/kernelmemory)"
+
 clean:
-	rm -rf .build .build-raspi3b .build-raspi4b .build-virt .build-bench .build-fuzz .build-asan .build-dt .build-preload
+	rm -rf .build .build-raspi3b .build-raspi4b .build-virt .build-bench .build-fuzz .build-asan .build-dt .build-preload .build-docs

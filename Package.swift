@@ -67,3 +67,9 @@ let package = Package(
   ],
   swiftLanguageModes: [.v5]
 )
+
+// `make docs` only: KMEM_DOCS=1 adds swift-docc-plugin (`swift package generate-documentation`).
+// A package that depends on this one never sets it, so it never resolves the plugin.
+if Context.environment["KMEM_DOCS"] != nil {
+  package.dependencies.append(.package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"))
+}

@@ -4,7 +4,9 @@
 /// How PSCI calls reach the firmware: `hvc` (a hypervisor, as QEMU's virt without
 /// EL3) or `smc` (the secure monitor).
 public enum PSCIConduit: Equatable, Sendable {
+  /// `HVC #0`: /psci's method is "hvc" (a hypervisor answers, as on QEMU's virt without EL3).
   case hvc
+  /// `SMC #0`: /psci's method is "smc" (the secure monitor answers).
   case smc
 }
 

@@ -191,7 +191,9 @@ public struct Heap {
 
   /// Allocates `size` bytes at an address that is a multiple of `alignment`.
   ///
-  /// - Parameter alignment: a power of two up to 4096; up to 16 this is `allocate`.
+  /// - Parameters:
+  ///   - size: bytes wanted, as for `allocate(_:)`.
+  ///   - alignment: a power of two up to 4096; up to 16 this is `allocate`.
   /// - Returns: nil for a bad alignment, an impossible size, or no memory.
   /// - Complexity: O(1), as `allocate`, plus at most two splits.
   public func allocate(_ size: Int, alignment: Int) -> UnsafeMutableRawPointer? {

@@ -59,7 +59,9 @@ public enum HeapFailure: UInt8, FailureReason {
 
 /// A broken heap invariant found by `Heap.check()`.
 public struct HeapCheckFailure: Error, Sendable {
+  /// Which invariant is broken, in words.
   public let reason: StaticString
+  /// Where: the address of the block or slab the check stopped at (0 when none is to blame).
   public let address: UInt
 
   /// A failure for `reason` at `address`.

@@ -13,7 +13,10 @@ public struct HeapStatistics: Sendable, Equatable {
   public var overheadBytes: Int
   /// Highest `usedBytes` seen.
   public var peakUsedBytes: Int
+  /// Allocated blocks in the arenas (kmalloc's size-class objects are counted in
+  /// `slabObjects`, large allocations in `largeAllocations`).
   public var allocatedBlocks: Int
+  /// Free blocks in the arenas.
   public var freeBlocks: Int
   /// Payload bytes of the largest free block.
   public var largestFreeBlock: Int
@@ -22,11 +25,15 @@ public struct HeapStatistics: Sendable, Equatable {
   /// Large allocations (page runs outside the arenas) and their bytes; not part of
   /// `claimedBytes` or `usedBytes`.
   public var largeAllocations: Int
+  /// Bytes of the large allocations' page runs (whole pages); not part of
+  /// `claimedBytes` or `usedBytes`.
   public var largeBytes: Int
   /// Slab runs held (size classes and object caches) and their bytes, not part of
   /// `claimedBytes`; kmalloc objects live in the size classes' slabs, not part of
   /// `usedBytes` or `allocatedBlocks`.
   public var slabBytes: Int
+  /// Live kmalloc objects in the size classes' slabs (as `Heap.sizeClassObjects`);
+  /// object caches' objects are counted by each cache's statistics.
   public var slabObjects: Int
 }
 

@@ -5,17 +5,24 @@ import PageFrames
 public struct ObjectCacheStatistics: Sendable, Equatable {
   /// The size asked for, and the bytes each object takes (rounded to the alignment).
   public var objectSize: Int
+  /// The bytes each object takes: `objectSize` rounded up to `alignment`.
   public var slotSize: Int
+  /// The objects' alignment: the one asked for, at least 16.
   public var alignment: Int
   /// Objects per slab, and the slab's length in pages.
   public var objectsPerSlab: Int
+  /// The slab's length in pages (a power of two).
   public var pagesPerSlab: Int
+  /// Slabs the cache holds now, empty ones included.
   public var slabs: Int
   /// Empty slabs kept against thrashing (besides the current one).
   public var emptySlabs: Int
+  /// Objects allocated from the cache and not yet freed.
   public var liveObjects: Int
   /// Bytes of the cache's slabs, and the share of them live objects use.
   public var slabBytes: Int
+  /// The share of `slabBytes` that live objects use (`liveObjects * objectSize /
+  /// slabBytes`, 0 with no slabs).
   public var utilization: Double
 }
 
@@ -39,11 +46,13 @@ public struct ObjectCache {
   /// The cache's serial in its heap: a handle names one cache, never a later one in the
   /// same slot.
   let serial: UInt
+  /// The heap that keeps the cache's state and lends it page frames.
   public let heap: Heap
 
   /// A cache for objects of `objectSize` bytes at `alignment` in `heap`.
   ///
   /// - Parameters:
+  ///   - heap: the heap that keeps the cache's state; it must have page frames.
   ///   - objectSize: 1...4096 bytes.
   ///   - alignment: a power of two from 16 to 4096 (smaller values are raised to 16).
   /// - Returns: nil for a size or alignment out of range, a heap without page frames,

@@ -12,6 +12,8 @@ public protocol InterruptMasking {
 /// spin_lock_irqsave). Each `withLock` restores the mask it found, so nested locks
 /// restore in the right order.
 public struct IRQSavingLocked<State, Mask: InterruptMasking>: @unchecked Sendable {
+  /// The spin lock and state underneath. Its own `withLock` leaves interrupts as they
+  /// are; its `holder` and `snapshot` are for diagnostics.
   public let locked: SpinLocked<State>
 
   /// Lays a free lock and `state` out at `memory` (`SpinLocked<State>.byteCount` bytes).

@@ -5,6 +5,8 @@ import KernelSyncAtomics
 public struct SpinBarrierWords: Sendable {
   var arrived: UInt32 = 0
   var generation: UInt32 = 0
+  /// Words for a barrier no CPU has reached yet (both zero).
+  /// - Complexity: O(1).
   public init() {}
 }
 

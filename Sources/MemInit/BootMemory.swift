@@ -2,6 +2,7 @@ import PageFrames
 
 /// A reserved physical range and what it holds.
 public struct Reservation: Equatable, Sendable {
+  /// The reserved bytes, exact (every page they touch is reserved).
   public var range: PhysicalRange
   /// A reserved kind (`isReserved`) or `.heap` for the initial heap.
   public var owner: PageOwner

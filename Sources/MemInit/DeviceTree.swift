@@ -52,10 +52,15 @@ public struct DeviceTree {
 
   /// What `describe` found, for the boot banner.
   public struct Summary: Sendable {
+    /// RAM ranges added from /memory nodes (those with at least one whole page).
     public var ramRanges = 0
+    /// Entries of the blob's `/memreserve/` block, reserved as `.firmwareReserved`.
     public var memoryReservations = 0
+    /// `/reserved-memory` child ranges without `no-map`, reserved as `.firmwareReserved`.
     public var reservedMemory = 0
+    /// `/reserved-memory` child ranges with `no-map`, reserved as `.noMap`.
     public var noMap = 0
+    /// Whether /chosen named an initrd, reserved as `.initrd`.
     public var initrd = false
   }
 

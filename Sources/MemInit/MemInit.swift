@@ -161,10 +161,15 @@ public let kernelHeapInitialBytes = 1 << 20
 
 /// Where memInit puts things: all physical, page aligned.
 public struct BootLayout: Sendable {
+  /// RAM pages the page allocator manages: every range, after the mapped limit.
   public let pageCount: Int
+  /// Start of the page metadata array: the first fit after `__end`.
   public let metadataStart: UInt
+  /// One past the array's last page.
   public let metadataEnd: UInt
+  /// Start of the initial heap: `metadataEnd`.
   public let heapStart: UInt
+  /// One past the initial heap's last page.
   public let heapEnd: UInt
   /// One past the highest RAM byte managed.
   public let ramEnd: UInt

@@ -3,9 +3,13 @@ import PageFrames
 /// The boot log's memory map: runs of pages with one owner, in address order, never
 /// spanning a hole between RAM ranges.
 public struct MemoryMap {
+  /// A run of pages with one owner: `[start, end)`, physical.
   public struct Region: Sendable, Equatable {
+    /// Who holds every page of the run.
     public let owner: PageOwner
+    /// Physical address of the run's first page.
     public let start: UInt
+    /// One past the run's last byte.
     public let end: UInt
     /// Pages in the region (a region merged past the capacity may span a hole).
     public let pages: Int
@@ -14,7 +18,9 @@ public struct MemoryMap {
   /// At most this many regions are kept; more are merged into the last.
   public static let capacity = 96
   private var storage = InlineArray<96, Region>(repeating: Region(owner: .free, start: 0, end: 0, pages: 0))
+  /// Regions in the map, at most `capacity`.
   public private(set) var count = 0
+  /// Physical address of the allocator's first page (`PageFrameAllocator.base`).
   public let ramBase: UInt
   /// The RAM the map is checked against: what firmware reported (or, without a report,
   /// the allocator's pages).

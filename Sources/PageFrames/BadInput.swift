@@ -1,8 +1,12 @@
 /// A refused call: which function, why, and the address involved. The kernel prints it
 /// as "function: reason address" and stops; host tests record it.
 public struct BadInputReport: Sendable {
+  /// The refusing function's name, as the report line starts.
   public let function: StaticString
+  /// Why it refused (the error reason's text).
   public let reason: StaticString
+  /// The pointer or physical address it was given (for a bad order or page count, that
+  /// number).
   public let address: UInt
 
   /// A report of `function` refusing `address` for `reason`.

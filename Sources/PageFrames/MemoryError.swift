@@ -9,7 +9,9 @@ public protocol FailureReason: Sendable, Equatable {
 /// the page frames (`PageFrameError`), the heap (`HeapError`) and memInit
 /// (`MemInitError`). The structures are untouched when one is thrown.
 public struct MemoryError<R: FailureReason>: Error, Equatable, Sendable {
+  /// The closed set of reasons of this kind of error.
   public typealias Reason = R
+  /// Why the operation was refused.
   public let reason: Reason
   /// The address that was refused (the pointer or physical address passed in).
   public let address: UInt

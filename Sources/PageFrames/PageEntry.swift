@@ -23,7 +23,11 @@ public struct PageEntry: Sendable {
   /// A free order-0 page waiting in the allocator's hot-page cache (not merged yet).
   public static let flagHot: UInt8 = 1 << 1
 
+  /// By the page's state (the table above): the next free block's index, the owner's
+  /// tag, the run head's index, or `none`.
   public var next: UInt32
+  /// By the page's state (the table above): the previous free block's index, the run's
+  /// page count, or 0.
   public var prev: UInt32
   @usableFromInline var word: UInt64
 

@@ -105,7 +105,10 @@ extension PageFrameAllocator {
   /// The checks run in a fixed order: alignment, bounds, order, the page's owner, then
   /// that it heads a run of this order. Two CPUs freeing one run at once, through this
   /// or `freeContiguous`: one wins, the other gets `notAllocated` (`claimRun`).
-  /// - Parameter owner: the owner the run was allocated for.
+  /// - Parameters:
+  ///   - run: the run's first byte, as `allocPages` returned it.
+  ///   - order: the order it was allocated with.
+  ///   - owner: the owner the run was allocated for.
   /// - Throws: `PageFrameError`; the structures are unchanged when it throws.
   /// - Complexity: O(log ranges + maxOrder) merges, O(2^order) entry writes.
   public func freePages(_ run: UnsafeMutableRawPointer, order: Int, owner: PageOwner = .allocated) throws(PageFrameError) {

@@ -2,7 +2,10 @@ import KernelSync
 
 /// A broken invariant of the page allocator: what and where.
 public struct PageFrameInvariantError: Error, Sendable {
+  /// Which invariant is broken, in words.
   public let reason: StaticString
+  /// Where: the index of the page at fault, or, for a check of a whole list, cache or
+  /// count, the order, CPU slot, count or owner number the reason is about; -1 for none.
   public let pageIndex: Int
 }
 

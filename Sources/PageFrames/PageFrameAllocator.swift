@@ -82,6 +82,8 @@ public struct PageFrameAllocator {
   ///     overlapping, none ending at or past 2^64; at most `maximumPages` pages in all.
   ///   - metadata: room for `metadataBytes(pageCount: ranges.totalPages)` bytes, 64-byte
   ///     aligned.
+  ///   - directMapOffset: pointer = physical + offset.
+  ///   - zeroFill: used for the array and for zeroed pages.
   /// - Returns: nil when `ranges` is not as described (nothing is written then).
   /// - Complexity: O(total pages), one bzero of the array.
   public init?(ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill) {

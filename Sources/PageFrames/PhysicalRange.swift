@@ -1,6 +1,8 @@
 /// A range of physical addresses, `[start, end)`.
 public struct PhysicalRange: Equatable, Sendable {
+  /// The first address in the range.
   public var start: UInt
+  /// One past the last address in the range.
   public var end: UInt
 
   /// `[start, end)`.
@@ -14,6 +16,7 @@ public struct PhysicalRange: Equatable, Sendable {
   public var bytes: UInt { end > start ? end - start : 0 }
   /// Whole pages covered (the range is page aligned where it is RAM).
   public var pages: Int { Int(bytes >> UInt(Page.shift)) }
+  /// Whether the range covers no byte (`end <= start`).
   public var isEmpty: Bool { end <= start }
 
   /// Whether the two ranges share a byte.
@@ -31,6 +34,7 @@ public struct PhysicalRanges: Sendable {
   /// Most ranges held: at least the 64 RAM ranges firmware may report.
   public static let capacity = 64
   private var storage = InlineArray<64, PhysicalRange>(repeating: PhysicalRange(start: 0, end: 0))
+  /// Ranges held, 0...`capacity`.
   public private(set) var count = 0
 
   /// An empty list.
