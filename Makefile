@@ -13,6 +13,7 @@
 #   make preload                              .build-preload/libkmalloc.so: the heap as an LD_PRELOAD malloc
 #   make realworld [QUICK=1] [RUNS=3]         real programs with libkmalloc.so against glibc
 #   make docs                                 DocC API documentation into .build-docs/; fails on an undocumented public symbol
+#   make example                              build Examples/MinimalKernel (a kernel of its own on the package) and boot it on virt
 
 BOARD ?= raspi3b
 MEM ?= 1G
@@ -43,7 +44,7 @@ SEMIHOSTING ?= 1
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   $(if $(filter 0,$(SEMIHOSTING)),,-semihosting-config enable=on,target=native)
 
-.PHONY: all kernel testkernel image run symbolize debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld docs clean
+.PHONY: all kernel testkernel image run symbolize debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld docs example clean
 
 all: kernel
 
@@ -174,6 +175,11 @@ docs:
 	$(PYTHON) scripts/check_doc_coverage.py $(addprefix --module ,$(DOC_MODULES)) $(DOCS)/*/extracted-symbols
 	@echo "API documentation: $(DOCS_ARCHIVE) (open $(DOCS_ARCHIVE)/index.html through a web server,"
 	@echo "  e.g. python3 -m http.server -d $(DOCS_ARCHIVE), then http://localhost:8000/documentation/kernelmemory)"
+
+# A kernel of its own that depends on this package by path (docs/your-kernel.md):
+# built with its own toolset and linker script, booted on virt; exits 0.
+example: qemu
+	$(PYTHON) scripts/check_consumer.py example
 
 clean:
 	rm -rf .build .build-raspi3b .build-raspi4b .build-virt .build-bench .build-fuzz .build-asan .build-dt .build-preload .build-docs

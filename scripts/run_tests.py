@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """`make test`: the host suite (swift test), every QEMU boot test, real programs on the
-preload library (`make realworld QUICK=1`), 60 s of heap fuzzing,
+preload library (`make realworld QUICK=1`), a kernel of one's own built from
+docs/your-kernel.md and from Examples/MinimalKernel and booted, `make docs` (no
+undocumented public symbol), 60 s of heap fuzzing,
 30 s of device-tree fuzzing and the host suite again under AddressSanitizer.
 
 Each boot has a time limit. A boot fails on a FAIL line, a missing summary, a crash, a
@@ -8,8 +10,8 @@ hang or a non-zero exit status. The harness self-test boots the test kernel with
 deliberately failing case and passes only if that boot is reported as failing.
 Ends with one line: `N passed, N failed` (and `, N skipped` when a board cannot be booted), counting each test once, in one unit (a test
 case): each host test case, each guest case, each boot of the demo kernel, the harness
-self-test, each real program of `make realworld QUICK=1`, the fuzz run and the
-sanitizer run. A test-kernel boot counts its guest cases;
+self-test, each real program of `make realworld QUICK=1`, each consumer kernel, the
+docs build, the fuzz run and the sanitizer run. A test-kernel boot counts its guest cases;
 it adds one failure of its own only when the boot itself goes wrong beyond a failing
 case (a crash, a hang, no summary, or an exit status that disagrees with the summary).
 """
@@ -484,6 +486,38 @@ def realworld():
     print(f"realworld: {len(passes)} passed, {len(fails)} failed, {len(skips)} skipped ({time.time() - started:.0f} s)", flush=True)
 
 
+def consumer():
+    """A kernel of one's own on the package (scripts/check_consumer.py): a new package
+    made of docs/your-kernel.md's files, and Examples/MinimalKernel, each built and
+    booted on virt; one test each."""
+    global passed, failed
+    print("== consumer: a kernel of one's own, from the docs and from Examples/MinimalKernel", flush=True)
+    proc = capture([sys.executable, "scripts/check_consumer.py"])
+    out = proc.stdout
+    print(out.rstrip())
+    passes = re.findall(r"^PASS ", out, re.M)
+    fails = re.findall(r"^FAIL ", out, re.M)
+    passed += len(passes)
+    failed += len(fails)
+    if proc.returncode != 0 and not fails or len(passes) + len(fails) != 2:
+        count(False, f"consumer checks ended with exit {proc.returncode}")
+
+
+def docs():
+    """`make docs`: the DocC archive builds with no docc warning, every public symbol of
+    the documented modules has a summary, and the catalog's bad-input table is README's."""
+    print("== docs: make docs", flush=True)
+    started = time.time()
+    proc = capture(["make", "-s", "docs"])
+    out = proc.stdout
+    summary = re.search(r"check_doc_coverage: all (\d+) public symbols have a summary", out)
+    ok = proc.returncode == 0 and summary is not None
+    if not ok:
+        print(out[-4000:])
+    count(ok, f"make docs: {summary.group(1) if summary else '?'} public symbols documented, no docc warning, "
+              f"{time.time() - started:.0f} s")
+
+
 def main():
     global skipped
     if "--skip-host" not in sys.argv:
@@ -523,6 +557,9 @@ def main():
             wrong_address_boot(board)
     too_little_ram()
     gdb_session()
+    consumer()
+    if "--skip-host" not in sys.argv:
+        docs()
     if "--skip-host" not in sys.argv:
         realworld()
         fuzz(60)
