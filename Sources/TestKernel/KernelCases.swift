@@ -6,6 +6,7 @@ import Arch
 import ArchSupport
 import KernelBoot
 import KernelHeap
+import KernelSyncAtomics
 import PageFrames
 import Scenarios
 
@@ -315,9 +316,10 @@ func swiftRuntimeCase() -> Expectations {
 }
 
 /// How the kernel tells its cores apart (`CPU.install`): the boards' per-CPU register,
-/// one CPU, a function, and numbers out of range from the register and from a function,
-/// each caught and read as the count. kmalloc and kfree work under each; the other
-/// cores are parked, so the numbering may change under the boot core alone.
+/// one CPU, a function, nothing installed, and numbers out of range from the register and
+/// from a function, each caught and read as the count. kmalloc and kfree work under each;
+/// the one-time lines go through putchar, captured here. The other cores are parked, so
+/// the numbering may change under the boot core alone.
 func cpuNumberingCase() -> Expectations {
   var e = Expectations()
   let cores = BoardPlatform().maximumCores
@@ -325,16 +327,32 @@ func cpuNumberingCase() -> Expectations {
     "the boot flow installed the per-CPU register", 0)
   e.expect(CPU.count == cores && CPU.current == 0, "the boot core is CPU 0 of maximumCores", UInt(CPU.count))
   e.expect(!CPU.install(.threads, count: 4), "thread numbers are refused on bare metal", 0)
+  e.expect(!CPU.install(.single, count: 0), "a count of 0 is refused", 0)
   func allocates(_ message: StaticString) {
     let p = kmalloc(200)
     e.expect(p != nil, message, UInt(CPU.current))
     kfree(p)
   }
+  /// Runs `body` with putchar's output captured; whether `text` came out.
+  func says(_ text: StaticString, _ body: () -> Void) -> Bool {
+    arch_debug_capture(1)
+    body()
+    arch_debug_capture(0)
+    guard let said = arch_debug_buffer() else { return false }
+    var length = 0
+    while said[length] != 0 { length += 1 }
+    return contains(UnsafeRawBufferPointer(start: UnsafeRawPointer(said), count: length), length, text)
+  }
   e.expect(CPU.install(.single, count: 1) && CPU.current == 0, "one CPU: always 0", UInt(CPU.current))
   allocates("kmalloc as one CPU")
   e.expect(CPU.install(.function({ 2 }), count: 4) && CPU.current == 2, "a function's number", UInt(CPU.current))
   allocates("kmalloc as CPU 2 of a function")
-  e.expect(CPU.install(.function({ 77 }), count: 4) && CPU.current == 4, "a function's number 77 of 4 read as 4", UInt(CPU.current))
+  var number = 0
+  e.expect(says("CPU.current: number out of range 0x0000004d") {
+    _ = CPU.install(.function({ 77 }), count: 4)
+    number = CPU.current
+  }, "a function's number 77 of 4 is said", 0)
+  e.expect(number == 4, "a function's number 77 of 4 read as 4", UInt(number))
   allocates("kmalloc with a refused number")
   if let block = arch_cpu_block(0) {
     block.pointee.cpu = 50
@@ -342,6 +360,17 @@ func cpuNumberingCase() -> Expectations {
     allocates("kmalloc with a refused register number")
     block.pointee.cpu = 0
   }
+  // Nothing installed, as a kernel that never calls CPU.install: one CPU, said once.
+  ks_cpu_numbering.register_limit = 0
+  ks_cpu_numbering.limit = 1
+  ks_cpu_numbering.kind = UInt32(KS_CPU_UNSET)
+  e.expect(CPU.numbering == nil, "nothing installed reads as nil", 0)
+  e.expect(says("CPU.current: no CPU numbering installed (CPU.install); running as one CPU") {
+    number = CPU.current
+  }, "running as one CPU is said", 0)
+  e.expect(number == 0, "nothing installed: CPU 0", UInt(number))
+  allocates("kmalloc with nothing installed")
+  e.expect(!says("no CPU numbering") { number = CPU.current }, "and said only once", 0)
   e.expect(CPU.install(.perCPURegister, count: cores) && CPU.current == 0, "the per-CPU register back", UInt(CPU.current))
   e.expect(heapCheck() == nil, "heapCheck after every numbering", 0)
   return e
