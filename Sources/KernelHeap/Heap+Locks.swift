@@ -11,7 +11,7 @@ extension Heap {
   func withAllLocks<R>(_ body: (inout HeapCore) -> R) -> R? {
     let cpu = CPU.current
     let caches = config.pointee.classCaches
-    let classes = caches == nil ? 0 : SlabClass.count * CPU.maximum
+    let classes = caches == nil ? 0 : classCacheCount
     return cacheList.withLock(cpu: cpu) { list -> R? in
       var objectCaches = 0
       list.forEachSlot { _ in objectCaches += 1 }
@@ -63,7 +63,7 @@ extension Heap {
   /// - Complexity: O(caches).
   func forEachCache(_ body: (SpinLocked<SlabCache>, Bool) -> Void) {
     if let caches = config.pointee.classCaches {
-      for index in 0..<(SlabClass.count * CPU.maximum) { body(classCache(caches, index), false) }
+      for index in 0..<classCacheCount { body(classCache(caches, index), false) }
     }
     _ = cacheList.withHeld(cpu: CPU.current) { list in list.forEachSlot { body(ObjectCacheList.cache(inSlot: $0), true) } }
   }

@@ -200,7 +200,7 @@ extension Heap {
   public func releaseEmptySlabs() {
     guard let caches = config.pointee.classCaches else { return }
     let cpu = CPU.current
-    for index in 0..<(SlabClass.count * CPU.maximum) {
+    for index in 0..<classCacheCount {
       _ = classCache(caches, index).withLock(cpu: cpu) { cache in shrink(&cache) }
     }
   }

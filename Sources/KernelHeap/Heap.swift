@@ -56,12 +56,13 @@ public struct Heap {
     roundUp(headsOffset + SizeClass.classCount * MemoryLayout<UnsafeMutableRawPointer?>.stride, 64)
   }
 
-  /// Bytes the size-class caches add to the control block of a heap with page frames.
-  /// One cache per size class per CPU slot.
-  public static var slabCachesBytes: Int { SlabClass.count * CPU.maximum * SlabCache.cellBytes }
+  /// Bytes the size-class caches add to the control block of a heap with page frames
+  /// and `slots` CPU slots: one cache per size class per slot.
+  /// - Complexity: O(1).
+  public static func slabCachesBytes(slots: Int = CPU.slots) -> Int { SlabClass.count * slots * SlabCache.cellBytes }
 
   /// The smallest range `init` accepts without page frames: the control block, one
-  /// minimum block, the sentinel. With page frames add `slabCachesBytes`.
+  /// minimum block, the sentinel. With page frames add `slabCachesBytes(slots:)`.
   public static var minimumBytes: Int { controlBytes + Block.minimumSize + Block.headerSize }
 
   /// The largest block request an arena can ever satisfy (larger ones need page frames).
@@ -82,18 +83,22 @@ public struct Heap {
   ///     of two, at most 1024 pages = 4 MiB).
   ///   - slabs: serve requests up to `SlabClass.limit` from slab caches (only with
   ///     `frames`; default on).
+  ///   - slots: CPU slots of the size-class caches, a power of two in 1 ...
+  ///     `CPU.maximum`; CPU `n` uses slot `n % slots`. The default, `CPU.slots`, gives
+  ///     each installed CPU its own.
   ///   - secretSeed: mixed into the secret that slab headers and free-list links carry
   ///     (a boot-time counter, say); the heap's address is mixed in as well.
-  /// - Returns: nil if the range is misaligned, too small or too large, or the heap
-  ///   tags are used up (2^32 - 2 heaps made in this run).
+  /// - Returns: nil if the range is misaligned, too small or too large, `slots` is not
+  ///   as described, or the heap tags are used up (2^32 - 2 heaps made in this run).
   /// - Complexity: O(number of size classes), about 600 stores.
   public init?(
     start: UnsafeMutableRawPointer, size: Int, zeroFill: ZeroFill,
     frames: PageFrameAllocator? = nil, growthCeiling: Int? = nil, growthStepPages: Int = Page.maxOrderPages,
-    slabs: Bool = true, secretSeed: UInt = 0
+    slabs: Bool = true, slots: Int = CPU.slots, secretSeed: UInt = 0
   ) {
     let withSlabs = slabs && frames != nil
-    let controlSize = Heap.controlBytes + (withSlabs ? Heap.slabCachesBytes : 0)
+    guard slots >= 1, slots <= CPU.maximum, slots & (slots - 1) == 0 else { return nil }
+    let controlSize = Heap.controlBytes + (withSlabs ? Heap.slabCachesBytes(slots: slots) : 0)
     guard UInt(bitPattern: start) & 63 == 0, size & 15 == 0, size >= controlSize + Block.minimumSize + Block.headerSize,
       size - controlSize <= SizeClass.maximumBlockSize, growthStepPages >= 1, let tag = HeapTags.next()
     else { return nil }
@@ -104,7 +109,7 @@ public struct Heap {
     config = start.bindMemory(to: HeapConfig.self, capacity: 1)
     config.initialize(to: HeapConfig(
       zeroFill: zeroFill, frames: frames, tag: tag, controlSize: controlSize, classCaches: classCaches,
-      slabSecret: secret, growthCeiling: max(growthCeiling ?? ramBytes, size),
+      slotMask: slots - 1, slabSecret: secret, growthCeiling: max(growthCeiling ?? ramBytes, size),
       growthStepOrder: min(Page.maxOrder, Int.bitWidth - 1 - growthStepPages.leadingZeroBitCount),
       initialStart: first, initialEnd: UInt(bitPattern: start) + UInt(size)))
     _ = SpinLocked(initializing: start + Heap.listOffset, to: ObjectCacheList())
@@ -114,7 +119,7 @@ public struct Heap {
     heads.initialize(repeating: nil, count: SizeClass.classCount)
     var core = HeapCore(config: config, secondLevelBitmaps: bitmaps, heads: heads)
     if let classCaches {
-      for index in 0..<(SlabClass.count * CPU.maximum) {
+      for index in 0..<(SlabClass.count * slots) {
         let cell = classCaches + index * SlabCache.cellBytes
         _ = SpinLocked(initializing: cell, to: SlabCache(
           size: SlabClass.objectSize(index % SlabClass.count), alignment: 16, kind: SlabCache.kindSizeClass,
@@ -138,6 +143,12 @@ public struct Heap {
 
   /// The object-cache list lock and the list.
   var cacheList: SpinLocked<ObjectCacheList> { SpinLocked(at: UnsafeMutableRawPointer(config) + Heap.listOffset) }
+
+  /// CPU slots of the size-class caches: CPU `n` uses slot `n % slots`.
+  public var slots: Int { config.pointee.slotMask + 1 }
+
+  /// Size-class caches in all: `SlabClass.count` per CPU slot.
+  var classCacheCount: Int { SlabClass.count &* (config.pointee.slotMask &+ 1) }
 
   /// Size-class cache `index` (`CPU slot × SlabClass.count + class`).
   @inline(__always)
@@ -163,7 +174,7 @@ public struct Heap {
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
     if size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches,
-      let object = classCache(caches, CPU.slot(cpu) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
+      let object = classCache(caches, (cpu & config.pointee.slotMask) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
         .withLock(cpu: cpu, { cache in slabAllocate(&cache) }) ?? nil
     {
       return object

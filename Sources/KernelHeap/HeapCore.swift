@@ -16,6 +16,8 @@ struct HeapConfig {
   /// The size-class caches (`SlabClass.count` per CPU slot, `SlabCache.cellBytes` each,
   /// in the control block), or nil when slabs are off (no page frames).
   let classCaches: UnsafeMutableRawPointer?
+  /// CPU slots of the size-class caches, minus one: CPU `n` uses slot `n & slotMask`.
+  let slotMask: Int
   /// `SlabClass.granuleTable()`: the size class of a request, by its 16-byte granules.
   let classOfGranule = SlabClass.granuleTable()
   /// The secret slab headers and free-list links are mixed with.

@@ -77,7 +77,7 @@ extension Heap {
     guard let caches = config.pointee.classCaches else { return 0 }
     let cpu = CPU.current
     var live = 0
-    for index in 0..<(SlabClass.count * CPU.maximum) {
+    for index in 0..<classCacheCount {
       let cache = classCache(caches, index)
       live += cache.withHeld(cpu: cpu) { liveObjects($0) } ?? liveObjects(cache.snapshot.pointee)
     }

@@ -32,9 +32,36 @@ public enum CPUNumbering {
 /// not below `count` is said once and read as `count`, a number no real CPU has, so it
 /// never reaches past a per-CPU table or makes a held lock look free.
 public enum CPU {
-  /// Per-CPU slots every per-CPU structure has: CPU `n` uses slot `n % maximum`. CPUs
-  /// that share a slot take turns at its lock. A power of two.
-  public static let maximum = 8
+  /// The most per-CPU slots a structure has: CPUs `0 ..< maximum` each get a slot of
+  /// their own, with no two sharing one. CPUs numbered beyond share (slot = number
+  /// modulo the slot count) and take turns at the slot's lock. A power of two.
+  public static let maximum = 64
+
+  /// The slots a hosted build's structures get: threads, numbered without bound, share
+  /// them modulo 8.
+  public static let hostedSlots = 8
+
+  /// The per-CPU slots a structure made now gets: on bare metal the installed `count`
+  /// rounded up to a power of two, at most `maximum`, so that each CPU has its own
+  /// (1 with nothing installed); on hosted builds `hostedSlots`. Structures keep the
+  /// number they were made with.
+  /// - Complexity: O(1).
+  public static var slots: Int {
+    #if os(Linux) || os(macOS)
+    return hostedSlots
+    #else
+    return slotCount(forCPUs: count)
+    #endif
+  }
+
+  /// The power of two at or above `cpus`, clamped to 1 ... `maximum`: the slots that
+  /// give `cpus` CPUs one each.
+  /// - Complexity: O(1).
+  public static func slotCount(forCPUs cpus: Int) -> Int {
+    guard cpus > 1 else { return 1 }
+    guard cpus < maximum else { return maximum }
+    return 1 << (Int.bitWidth - (cpus - 1).leadingZeroBitCount)
+  }
 
   /// The most CPUs `install(_:count:)` accepts: numbers and their lock words (number + 1)
   /// stay below 2^31.
@@ -105,11 +132,6 @@ public enum CPU {
   ///   other kinds.
   @inlinable @inline(__always)
   public static var current: Int { Int(ks_current_cpu()) }
-
-  /// The per-CPU slot of CPU `cpu`: `cpu` modulo `maximum`.
-  /// - Complexity: O(1).
-  @inlinable @inline(__always)
-  public static func slot(_ cpu: Int) -> Int { cpu & (maximum - 1) }
 
   /// The hint for one turn of a wait loop: `yield` on AArch64, `pause` on x86, and on
   /// hosted builds the thread gives up its time slice (the awaited thread may be

@@ -1,6 +1,6 @@
 /// One CPU's cache of free order-0 pages (Linux's per-CPU page lists, Zircon's per-CPU
 /// page cache): the state behind a CPU's lock, in a 128-byte record after the
-/// allocator's `FrameLayout`, one per `CPU.maximum` slot, with the CPU's share of the
+/// allocator's `FrameLayout`, one per CPU slot (`PageFrameAllocator.slots`), with the CPU's share of the
 /// per-owner page counts at `countsOffset` in the record.
 ///
 /// The pages are linked through their entries' `next` and marked free + `flagHot`, so

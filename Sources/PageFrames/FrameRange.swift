@@ -26,14 +26,17 @@ struct FrameLayout {
   let pageCount: Int
   @usableFromInline let directMapOffset: Int
   let zeroFill: ZeroFill
+  /// Per-CPU page caches: a power of two, 1 ... `CPU.maximum`.
+  let slotCount: Int
   /// The RAM ranges, sorted by address.
   @usableFromInline var rangeCount = 0
   @usableFromInline var ranges = InlineArray<64, FrameRange>(repeating: .empty)
 
-  init(pageCount: Int, directMapOffset: Int, zeroFill: ZeroFill) {
+  init(pageCount: Int, directMapOffset: Int, zeroFill: ZeroFill, slotCount: Int) {
     self.pageCount = pageCount
     self.directMapOffset = directMapOffset
     self.zeroFill = zeroFill
+    self.slotCount = slotCount
   }
 }
 

@@ -120,7 +120,7 @@ extension PageFrameAllocator {
     let entries = self.entries
     let outcome: PageFrameFailure??
     if order == 0 {
-      outcome = cpuCache(CPU.slot(cpu)).withLock(cpu: cpu) { cache -> PageFrameFailure? in
+      outcome = cpuCache(ofCPU: cpu).withLock(cpu: cpu) { cache -> PageFrameFailure? in
         guard entries.claimRun(index, expected: word, replacement: PageEntry.hotWord) else { return .notAllocated }
         entries.setPrev(index, 0)
         cache.push(index, entries: entries)
@@ -173,10 +173,10 @@ extension PageFrameAllocator {
   /// Merges every page of every CPU's hot cache into the buddy free lists. allocPages
   /// does this by itself before it fails; call it to see the largest runs the free
   /// pages can form, or before comparing free-list figures.
-  /// - Complexity: O(CPU.maximum + cached pages × maxOrder).
+  /// - Complexity: O(`slots` + cached pages × maxOrder).
   public func drainHotPages() {
     let cpu = CPU.current
-    for slot in 0..<CPU.maximum {
+    for slot in 0..<slots {
       _ = cpuCache(slot).withLock(cpu: cpu) { cache in
         let pages = cache.count
         guard pages > 0 else { return }
@@ -193,7 +193,7 @@ extension PageFrameAllocator {
   @inline(__always)
   private func takeCachedPage(owner: PageOwner, tag: UInt32, cpu: Int) -> Int? {
     let entries = self.entries
-    return cpuCache(CPU.slot(cpu)).withLock(cpu: cpu) { cache -> Int? in
+    return cpuCache(ofCPU: cpu).withLock(cpu: cpu) { cache -> Int? in
       if cache.head == PageEntry.none { refill(&cache, cpu: cpu) }
       guard let index = cache.pop(entries: entries) else { return nil }
       entries.setEntry(index, next: tag, prev: 1, word: PageEntry.ownedWord(owner, order: 0, head: true))

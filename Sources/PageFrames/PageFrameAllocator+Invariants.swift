@@ -31,7 +31,7 @@ extension PageFrameAllocator {
   public func checkInvariants() -> PageFrameInvariantError? {
     let cpu = CPU.current
     let refused = PageFrameInvariantError(reason: "checked from inside the allocator (lock held)", pageIndex: -1)
-    return SpinLocked<CPUPageCache>.withLocked(count: CPU.maximum, cpu: cpu, { cpuCache($0) }) {
+    return SpinLocked<CPUPageCache>.withLocked(count: slots, cpu: cpu, { cpuCache($0) }) {
       buddy.withLock(cpu: cpu) { core in checkLocked(core, cpu: cpu) } ?? refused
     } ?? refused
   }
@@ -115,7 +115,7 @@ extension PageFrameAllocator {
         index = entry.next
       }
     }
-    for slot in 0..<CPU.maximum {
+    for slot in 0..<slots {
       guard let (head, count) = cpuCache(slot).withHeld(cpu: cpu, { ($0.head, $0.count) }) else {
         return PageFrameInvariantError(reason: "a CPU cache lock is not held by the check", pageIndex: slot)
       }

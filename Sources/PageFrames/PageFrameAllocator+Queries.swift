@@ -3,15 +3,15 @@ import KernelSync
 // What the allocator can tell without changing anything: counts and ownership.
 extension PageFrameAllocator {
   /// Pages on the free lists and in every CPU's hot cache.
-  /// - Complexity: O(CPU.maximum).
+  /// - Complexity: O(`slots`).
   public var freePageCount: Int { count(.free) }
 
   /// Pages owned by `owner`: the buddy core's count plus every CPU's share. Exact
   /// whenever no CPU is inside the allocator; a snapshot otherwise.
-  /// - Complexity: O(CPU.maximum).
+  /// - Complexity: O(`slots`).
   public func count(_ owner: PageOwner) -> Int {
     var total: UInt32 = 0
-    for slot in 0...CPU.maximum { total &+= counts(slot).share(of: owner) }
+    for slot in 0...slots { total &+= counts(slot).share(of: owner) }
     return Int(total)
   }
 

@@ -36,19 +36,21 @@ public struct PageFrameAllocator {
   }
   /// Bytes of the global lock and the buddy core, then its share of the counts.
   static var buddyBytes: Int { (SpinLocked<BuddyCore>.byteCount + 63) & ~63 + PageCounts.bytes }
-  /// Bytes of the layout, the per-CPU records and the buddy core in front of the entries.
-  static var stateBytes: Int { layoutBytes + CPU.maximum * CPUPageCache.stride + buddyBytes }
+  /// Bytes of the layout, `slots` per-CPU records and the buddy core in front of the
+  /// entries.
+  static func stateBytes(slots: Int) -> Int { layoutBytes + slots * CPUPageCache.stride + buddyBytes }
 
   /// Most pages one CPU's hot cache holds; a free beyond it hands a batch back.
   public static let hotLimit = CPUPageCache.high
   /// Most pages one allocator manages: page indices are 32 bits, with one value for "none".
   public static let maximumPages = Int(PageEntry.none) - 1
 
-  /// Bytes of metadata needed for `pageCount` pages: the state plus 16 per page.
-  /// - Precondition: `0 <= pageCount <= maximumPages`.
+  /// Bytes of metadata needed for `pageCount` pages and `slots` per-CPU page caches:
+  /// the state plus 16 per page.
+  /// - Precondition: `0 <= pageCount <= maximumPages`; `slots` as `init` takes it.
   /// - Complexity: O(1).
-  public static func metadataBytes(pageCount: Int) -> Int {
-    stateBytes + pageCount * MemoryLayout<PageEntry>.stride
+  public static func metadataBytes(pageCount: Int, slots: Int = CPU.slots) -> Int {
+    stateBytes(slots: slots) + pageCount * MemoryLayout<PageEntry>.stride
   }
 
   /// Lays the allocator's state and the metadata array for one RAM range
@@ -60,15 +62,17 @@ public struct PageFrameAllocator {
   ///   - metadata: room for `metadataBytes(pageCount:)` bytes, 64-byte aligned.
   ///   - directMapOffset: pointer = physical + offset.
   ///   - zeroFill: used for the array and for zeroed pages.
+  ///   - slots: per-CPU page caches, as `init(ranges:...)` takes them.
   /// - Precondition: the parameters are as described (`init(ranges:...)` checks instead).
   /// - Complexity: O(pageCount), one bzero of the array.
   public init(
     base: UInt, pageCount: Int, metadata: UnsafeMutableRawPointer,
-    directMapOffset: Int, zeroFill: ZeroFill
+    directMapOffset: Int, zeroFill: ZeroFill, slots: Int = CPU.slots
   ) {
     var ranges = PhysicalRanges()
     ranges.append(PhysicalRange(start: base, end: base &+ UInt(max(pageCount, 0)) << UInt(Page.shift)))
-    guard let made = PageFrameAllocator(ranges: ranges, metadata: metadata, directMapOffset: directMapOffset, zeroFill: zeroFill)
+    guard let made = PageFrameAllocator(
+      ranges: ranges, metadata: metadata, directMapOffset: directMapOffset, zeroFill: zeroFill, slots: slots)
     else { preconditionFailure("base must be page aligned and pageCount in 1...maximumPages") }
     self = made
   }
@@ -80,22 +84,34 @@ public struct PageFrameAllocator {
   /// - Parameters:
   ///   - ranges: RAM ranges, page aligned, non-empty, sorted by address, not
   ///     overlapping, none ending at or past 2^64; at most `maximumPages` pages in all.
-  ///   - metadata: room for `metadataBytes(pageCount: ranges.totalPages)` bytes, 64-byte
-  ///     aligned.
+  ///   - metadata: room for `metadataBytes(pageCount: ranges.totalPages, slots: slots)`
+  ///     bytes, 64-byte aligned.
   ///   - directMapOffset: pointer = physical + offset.
   ///   - zeroFill: used for the array and for zeroed pages.
-  /// - Returns: nil when `ranges` is not as described (nothing is written then).
+  ///   - slots: per-CPU page caches, a power of two in 1 ... `CPU.maximum`; CPU `n` uses
+  ///     cache `n % slots`. The default, `CPU.slots`, gives each installed CPU its own.
+  /// - Returns: nil when `ranges` or `slots` is not as described (nothing is written then).
   /// - Complexity: O(total pages), one bzero of the array.
-  public init?(ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill) {
-    self.init(ranges: ranges, metadata: metadata, directMapOffset: directMapOffset, zeroFill: zeroFill, metadataIsZero: false)
+  public init?(
+    ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill,
+    slots: Int = CPU.slots
+  ) {
+    self.init(
+      ranges: ranges, metadata: metadata, directMapOffset: directMapOffset, zeroFill: zeroFill, slots: slots,
+      metadataIsZero: false)
   }
 
   /// `init(ranges:...)` over metadata the caller knows to be all zero (fresh anonymous
   /// memory): the array is not written, so its pages are touched only as entries are
   /// used. For user-space hosts of the allocator (the malloc preload library).
   /// - Complexity: O(ranges).
-  package init?(ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill, metadataIsZero: Bool) {
-    guard MemoryLayout<PageEntry>.size == 16, ranges.count >= 1 else { return nil }
+  package init?(
+    ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill,
+    slots: Int = CPU.slots, metadataIsZero: Bool
+  ) {
+    guard MemoryLayout<PageEntry>.size == 16, ranges.count >= 1, slots >= 1, slots <= CPU.maximum,
+      slots & (slots - 1) == 0
+    else { return nil }
     var total = 0
     var previousEnd: UInt = 0
     for index in 0..<ranges.count {
@@ -107,9 +123,9 @@ public struct PageFrameAllocator {
       guard total <= PageFrameAllocator.maximumPages else { return nil }
       previousEnd = range.end
     }
-    if !metadataIsZero { zeroFill(metadata, PageFrameAllocator.metadataBytes(pageCount: total)) }
+    if !metadataIsZero { zeroFill(metadata, PageFrameAllocator.metadataBytes(pageCount: total, slots: slots)) }
     layout = metadata.bindMemory(to: FrameLayout.self, capacity: 1)
-    layout.initialize(to: FrameLayout(pageCount: total, directMapOffset: directMapOffset, zeroFill: zeroFill))
+    layout.initialize(to: FrameLayout(pageCount: total, directMapOffset: directMapOffset, zeroFill: zeroFill, slotCount: slots))
     var firstIndex = 0
     for index in 0..<ranges.count {
       let range = ranges[index]
@@ -119,13 +135,13 @@ public struct PageFrameAllocator {
       firstIndex += range.pages
     }
     layout.pointee.rangeCount = ranges.count
-    entries = (metadata + PageFrameAllocator.stateBytes).bindMemory(to: PageEntry.self, capacity: total)
-    for slot in 0..<CPU.maximum {
+    entries = (metadata + PageFrameAllocator.stateBytes(slots: slots)).bindMemory(to: PageEntry.self, capacity: total)
+    for slot in 0..<slots {
       let record = metadata + PageFrameAllocator.layoutBytes + slot * CPUPageCache.stride
       let counts = PageCounts(zeroing: record + CPUPageCache.countsOffset)
       _ = SpinLocked(initializing: record, to: CPUPageCache(counts: counts))
     }
-    let buddy = PageFrameAllocator.buddyAddress(metadata)
+    let buddy = PageFrameAllocator.buddyAddress(metadata, slots: slots)
     let counts = PageCounts(zeroing: buddy + PageFrameAllocator.buddyCountsOffset)
     _ = SpinLocked(initializing: buddy, to: BuddyCore(entries: entries, layout: layout, counts: counts))
   }
@@ -133,16 +149,23 @@ public struct PageFrameAllocator {
   /// Where the buddy core's share of the counts lives, from the global lock.
   static var buddyCountsOffset: Int { (SpinLocked<BuddyCore>.byteCount + 63) & ~63 }
 
-  /// The share of the counts of CPU slot `slot` (`CPU.maximum`: the buddy core's).
+  /// The share of the counts of CPU slot `slot` (`slots`: the buddy core's).
   func counts(_ slot: Int) -> PageCounts {
     let base = UnsafeMutableRawPointer(layout)
-    if slot == CPU.maximum { return PageCounts(at: PageFrameAllocator.buddyAddress(base) + PageFrameAllocator.buddyCountsOffset) }
+    if slot == slots { return PageCounts(at: PageFrameAllocator.buddyAddress(base, slots: slots) + PageFrameAllocator.buddyCountsOffset) }
     return PageCounts(at: base + PageFrameAllocator.layoutBytes + slot * CPUPageCache.stride + CPUPageCache.countsOffset)
   }
 
-  private static func buddyAddress(_ metadata: UnsafeMutableRawPointer) -> UnsafeMutableRawPointer {
-    metadata + layoutBytes + CPU.maximum * CPUPageCache.stride
+  private static func buddyAddress(_ metadata: UnsafeMutableRawPointer, slots: Int) -> UnsafeMutableRawPointer {
+    metadata + layoutBytes + slots * CPUPageCache.stride
   }
+
+  /// Per-CPU page caches this allocator has: CPU `n` uses cache `n % slots`.
+  public var slots: Int { layout.pointee.slotCount }
+
+  /// The calling CPU `cpu`'s page cache.
+  @inline(__always)
+  func cpuCache(ofCPU cpu: Int) -> SpinLocked<CPUPageCache> { cpuCache(cpu & (layout.pointee.slotCount &- 1)) }
 
   // MARK: Locks
 
@@ -155,16 +178,18 @@ public struct PageFrameAllocator {
   /// The global lock and the buddy core behind it. Taken after a CPU's cache lock,
   /// never before one.
   @inline(__always)
-  var buddy: SpinLocked<BuddyCore> { SpinLocked(at: PageFrameAllocator.buddyAddress(UnsafeMutableRawPointer(layout))) }
+  var buddy: SpinLocked<BuddyCore> {
+    SpinLocked(at: PageFrameAllocator.buddyAddress(UnsafeMutableRawPointer(layout), slots: layout.pointee.slotCount))
+  }
 
   /// Takes every CPU's page-cache lock in slot order, then the global lock, and keeps
   /// them until `unlockAll`: for a fork (the preload library's pthread_atfork handlers).
   /// - Returns: false, with nothing held, when a lock refused (this CPU holds one).
-  /// - Complexity: O(CPU.maximum) plus the waits.
+  /// - Complexity: O(`slots`) plus the waits.
   package func lockAll() -> Bool {
     let cpu = CPU.current
-    for slot in 0...CPU.maximum {
-      let taken = slot < CPU.maximum ? cpuCache(slot).acquireAcrossCalls(cpu: cpu) : buddy.acquireAcrossCalls(cpu: cpu)
+    for slot in 0...slots {
+      let taken = slot < slots ? cpuCache(slot).acquireAcrossCalls(cpu: cpu) : buddy.acquireAcrossCalls(cpu: cpu)
       guard taken else {
         for held in 0..<slot { cpuCache(held).releaseAcrossCalls(cpu: cpu) }
         return false
@@ -174,11 +199,11 @@ public struct PageFrameAllocator {
   }
 
   /// Releases what `lockAll` took, from the CPU (thread) that took it.
-  /// - Complexity: O(CPU.maximum).
+  /// - Complexity: O(`slots`).
   package func unlockAll() {
     let cpu = CPU.current
     buddy.releaseAcrossCalls(cpu: cpu)
-    for slot in 0..<CPU.maximum { cpuCache(slot).releaseAcrossCalls(cpu: cpu) }
+    for slot in 0..<slots { cpuCache(slot).releaseAcrossCalls(cpu: cpu) }
   }
 
   // MARK: Addresses

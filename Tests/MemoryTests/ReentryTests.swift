@@ -24,7 +24,7 @@ import Testing
     let run = try #require(frames.allocPages(order: 2))
     let free = frames.freePageCount
     // The interrupted allocation holds this CPU's cache lock while the handler runs.
-    let fallback = try #require(frames.cpuCache(CPU.slot(cpu)).withLock(cpu: cpu) { _ throws -> UnsafeMutableRawPointer? in
+    let fallback = try #require(frames.cpuCache(ofCPU: cpu).withLock(cpu: cpu) { _ throws -> UnsafeMutableRawPointer? in
       // An order-0 allocation falls back on the buddy lists (their lock is free).
       let fallback = frames.allocPage()
       #expect(frames.freePageCount == free - 1)
@@ -54,7 +54,7 @@ import Testing
     let block = try #require(heap.allocate(4000))
     let used = heap.statistics.usedBytes
     let caches = try #require(heap.config.pointee.classCaches)
-    let cache = heap.classCache(caches, CPU.slot(cpu) * SlabClass.count + SlabClass.index(forRequest: 48))
+    let cache = heap.classCache(caches, (cpu & (heap.slots - 1)) * SlabClass.count + SlabClass.index(forRequest: 48))
     _ = cache.withLock(cpu: cpu) { _ in
       #expect(throws: HeapError(.reentered, UInt(bitPattern: small))) { try heap.deallocate(small) }
     }
