@@ -34,9 +34,10 @@ extension AArch64Platform {
   /// `maximumCores` or more stay off and are named (by MPIDR) in one line. Each of the
   /// others is started as its node and /psci say (`DeviceTreeCores.start(of:)`): PSCI
   /// CPU_ON over /psci's conduit with its MPIDR as the target, or the spin table at its
-  /// cpu-release-addr; a core the tree names no way for is released from boot.S's
-  /// holding pen when cores wait there (virt without firmware starts every core at the
-  /// kernel's entry), else reported ("no way to start cpu N"). Each started core gets a
+  /// cpu-release-addr (8-byte aligned, below `mappedLimit`, else reported); a core the
+  /// tree names no way for is released from boot.S's holding pen when cores wait there
+  /// (virt without firmware starts every core at the kernel's entry), else reported
+  /// ("cpu N: no way to start it ..."). Each started core gets a
   /// kernel stack and an exception stack, both `stackBytes` from `allocateStack`, drops
   /// to EL1 as the boot core did, enables FP/SIMD, installs the vectors and both stacks
   /// (SP_EL1, SP_EL0 with a canary word at its low end), finds its per-CPU block by its
@@ -80,6 +81,12 @@ extension AArch64Platform {
       switch cores.start(of: core) {
       case .psci(let conduit): method = conduit == .hvc ? ARCH_START_PSCI_HVC : ARCH_START_PSCI_SMC
       case .spinTable(let address):
+        // The word is written through the identity map: it must lie below its end.
+        guard address != 0, address & 7 == 0, address < UInt64(mappedLimit) else {
+          reportCore(cpu, "no way to start it: cpu-release-addr not an aligned mapped word", Int(bitPattern: UInt(address)),
+                     hex: true)
+          return
+        }
         method = ARCH_START_SPIN_TABLE
         releaseAddress = address
       case .none:
