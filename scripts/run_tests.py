@@ -433,7 +433,7 @@ def machine_configuration_boots():
          [r"(?m)^cores online: 17$", r"(?m)^cpu 16 online \(Cortex-A53, entered at EL3\)$", r"(?m)^bye$"]),
         ("virt virtualization=on gic-version=3 -smp 17", virt(",virtualization=on,gic-version=3", 17), 60, 0,
          [r"(?m)^cores online: 17$", r"(?m)^cpu 16 online \(Cortex-A53, entered at EL2\)$", r"(?m)^bye$"]),
-        ("virt secure=on -smp 4 without semihosting", virt(",secure=on", 4, semihosting=False), 20, None,
+        ("virt secure=on -smp 4 without semihosting", virt(",secure=on", 4, semihosting=False), 10, None,
          [r"(?m)^cores online: 4$", r"(?m)^bye$", halt_line]),
         ("virt virtualization=on -smp 4 without semihosting", virt(",virtualization=on", 4, semihosting=False), 60, 0,
          [r"(?m)^cores online: 4$", r"(?m)^bye$"]),
