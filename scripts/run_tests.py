@@ -415,6 +415,44 @@ def no_semihosting_boot(board):
     count(ok, f"{label}: exit {status}, {elapsed:.1f} s")
 
 
+def machine_configuration_boots():
+    """Issue #29's cores, firmware and UART: the kernel on virt as QEMU enters it at EL3
+    (secure=on, no firmware: no /psci, every core started at the entry) and at EL2, with
+    17 cores (GICv3: core 16 is MPIDR 0x100), with and without semihosting; and every
+    board under -d guest_errors (the PL011 enabled: nothing reported). Self-contained:
+    its own QEMU command lines."""
+    def virt(options, smp, semihosting=True, extra=()):
+        config = ["-semihosting-config", "enable=on,target=native,arg=kernel"] if semihosting else []
+        return ["qemu-system-aarch64", "-M", "virt" + options, "-cpu", "cortex-a53", "-m", "1G", "-smp", str(smp),
+                *extra, "-display", "none", "-monitor", "none", "-serial", "stdio", *config,
+                "-kernel", ".build-virt/release/kernel"]
+    halt_line = r"(?m)^power-off: no semihosting and no PSCI in the device tree; halted$"
+    # (label, command, timeout, expected exit status (None: halts, killed at the timeout), required lines)
+    cases = [
+        ("virt secure=on gic-version=3 -smp 17", virt(",secure=on,gic-version=3", 17), 60, 0,
+         [r"(?m)^cores online: 17$", r"(?m)^cpu 16 online \(Cortex-A53, entered at EL3\)$", r"(?m)^bye$"]),
+        ("virt virtualization=on gic-version=3 -smp 17", virt(",virtualization=on,gic-version=3", 17), 60, 0,
+         [r"(?m)^cores online: 17$", r"(?m)^cpu 16 online \(Cortex-A53, entered at EL2\)$", r"(?m)^bye$"]),
+        ("virt secure=on -smp 4 without semihosting", virt(",secure=on", 4, semihosting=False), 10, None,
+         [r"(?m)^cores online: 4$", r"(?m)^bye$", halt_line]),
+        ("virt virtualization=on -smp 4 without semihosting", virt(",virtualization=on", 4, semihosting=False), 60, 0,
+         [r"(?m)^cores online: 4$", r"(?m)^bye$"]),
+        ("virt -d guest_errors", virt("", 4, extra=("-d", "guest_errors")), 60, 0, [r"(?m)^cores online: 4$"]),
+    ]
+    for board in ("raspi3b", "raspi4b"):
+        if qemu_has(board):
+            cases.append((f"{board} -d guest_errors", qemu_command(board, "1G", "kernel", [], extra=("-d", "guest_errors")),
+                          60, 0, [r"(?m)^cores online: 4$"]))
+    for label, cmd, timeout, expected, checks in cases:
+        print(f"== {label}", flush=True)
+        out, status, elapsed = run_qemu(cmd, timeout)
+        missing = [c for c in checks if re.search(c, out) is None]
+        ok = status == expected and not missing and "disabled UART" not in out
+        if not ok:
+            print(out[-2000:], "\n  missing:", missing)
+        count(ok, f"{label}: exit {status}, {elapsed:.1f} s")
+
+
 def fuzz(seconds, target="fuzz", name="heapfuzz"):
     """`make <target>` for `seconds`: passes when libFuzzer ends without a finding."""
     print(f"== fuzz: {name} for {seconds} s (libFuzzer + AddressSanitizer)", flush=True)
@@ -555,6 +593,7 @@ def main():
     for board in ("raspi3b", "raspi4b"):
         if qemu_has(board):
             wrong_address_boot(board)
+    machine_configuration_boots()
     too_little_ram()
     gdb_session()
     consumer()

@@ -12,10 +12,10 @@ import PageFrames
 
 /// An AArch64 board: `Platform` with the shared parts implemented here.
 public protocol AArch64Platform: Platform {
-  /// How to start the other cores and how many there are (the boot core included,
-  /// at most `maximumCores`), given the tree's description; nil (after a report line)
-  /// when they cannot be started.
-  func coreStartPlan(_ described: DeviceTreeCores?) -> (method: Int32, cores: Int)?
+  /// The cores to number and start, given the tree's description (nil: no readable
+  /// tree): the tree's, or the board's own without one; nil (after a report line) when
+  /// there are none to start.
+  func coresToStart(_ described: DeviceTreeCores?) -> DeviceTreeCores?
 }
 
 extension AArch64Platform {
@@ -55,15 +55,16 @@ extension AArch64Platform {
   /// The assembly bzero.
   public var zeroFill: ZeroFill { { pointer, count in bzero(pointer, count) } }
 
-  /// The per-CPU blocks, exception stacks and spin-table slots there are (4).
+  /// The per-CPU blocks there are (ARCH_MAX_CPUS, 64): the most cores the kernel runs.
   public var maximumCores: Int { Int(ARCH_MAX_CPUS) }
   /// The first word of the block TPIDR_EL1 points at.
   public var cpuNumbering: CPUNumbering { .perCPURegister }
 
   /// The device tree blob a loader passed in x0, else the one QEMU places at the board's
   /// default address. Only addresses inside the board's RAM window are read, and only a
-  /// header with the FDT magic and a size from 40 bytes to 2 MiB counts.
-  /// - Complexity: O(1).
+  /// header with the FDT magic and a size from 40 bytes to 2 MiB counts. Records /psci's
+  /// conduit, if the tree names one, for power-off without semihosting.
+  /// - Complexity: O(tree size).
   public func deviceTree() -> DeviceTreeBlob? {
     for candidate in [UInt(arch_boot_x0), Board.defaultDeviceTree] {
       guard candidate & 7 == 0, candidate >= Board.ramWindow.start, candidate < Board.ramWindow.end - 8,
@@ -71,7 +72,10 @@ extension AArch64Platform {
         let size = FlattenedDeviceTree.totalSize(ofHeader: UnsafeRawBufferPointer(start: header, count: 8)),
         size >= FlattenedDeviceTree.headerBytes, size <= 2 << 20, candidate + UInt(size) <= Board.ramWindow.end
       else { continue }
-      return DeviceTreeBlob(physicalAddress: candidate, bytes: UnsafeRawBufferPointer(start: header, count: size))
+      let bytes = UnsafeRawBufferPointer(start: header, count: size)
+      let conduit = (try? FlattenedDeviceTree(blob: bytes).cores())?.psci
+      arch_set_psci_conduit(conduit == .hvc ? ARCH_START_PSCI_HVC : conduit == .smc ? ARCH_START_PSCI_SMC : 0)
+      return DeviceTreeBlob(physicalAddress: candidate, bytes: bytes)
     }
     return nil
   }

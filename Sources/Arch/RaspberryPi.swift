@@ -1,6 +1,7 @@
 // What the Raspberry Pi 3 and 4 share: the VideoCore mailbox for RAM and the board's
 // model, the PL011 set up on GPIO 14/15 from the firmware's clock, and cores 1-3
-// released from the spin table (they ignore the tree's /cpus).
+// released from the spin table (the tree's /cpus when it has any, else the table at
+// 0xd8).
 #if arch(arm64) && os(none) && !BOARD_VIRT
 import ArchSupport
 import FlattenedDeviceTree
@@ -22,10 +23,14 @@ extension RaspberryPi {
   /// - Complexity: O(1) plus the mailbox's answer and the UART's draining.
   public func setUpConsole() { Uart.setUp() }
 
-  /// The spin table, for every core the board has (4); the tree's cores are not needed.
+  /// The tree's cores when it lists any (the firmware's trees: spin-table with
+  /// cpu-release-addr 0xd8 + 8 × n); otherwise the board's four, MPIDR 0-3, released from
+  /// the spin table at 0xd8 + 8 × n (the firmware's armstub and boot.S both wait there).
   /// - Complexity: O(1).
-  public func coreStartPlan(_ described: DeviceTreeCores?) -> (method: Int32, cores: Int)? {
-    (ARCH_START_SPIN_TABLE, maximumCores)
+  public func coresToStart(_ described: DeviceTreeCores?) -> DeviceTreeCores? {
+    if let described, described.cpuNodes > 0 { return described }
+    return DeviceTreeCores(psci: nil, cpuNodes: Int(ARCH_SPIN_TABLE_CORES),
+                           releaseAddresses: (UInt64(ARCH_SPIN_TABLE_BASE), UInt64(ARCH_SPIN_TABLE_STRIDE)))
   }
 
   /// The board's model from the firmware's revision code, or nil for an old-style code

@@ -1,6 +1,7 @@
-// Bringing up the other cores: each gets a kernel stack (with a canary at its low end)
-// and its exception stack, is started (PSCI CPU_ON on virt, the spin table on the
-// Pis), takes boot.S's path to EL1 with the boot core's translation tables, prints
+// Bringing up the other cores: each is numbered (the boot core 0, the others in /cpus
+// order), gets a kernel stack (with a canary at its low end) and an exception stack
+// from the page frames, is started (PSCI CPU_ON, a spin table, or boot.S's holding
+// pen), takes boot.S's path to EL1 with the boot core's translation tables, prints
 // "cpu N online" and runs the entry it was given. The C half is ArchSupport/smp.c.
 #if arch(arm64) && os(none)
 import ArchSupport
@@ -23,61 +24,126 @@ extension AArch64Platform {
   /// How long the boot core waits for a started core to come online, in milliseconds.
   public static var coreOnlineTimeLimitMilliseconds: UInt64 { 1000 }
 
-  /// Starts the other cores `coreStartPlan` names, waits until each is online or the
+  /// Starts the other cores `coresToStart` names, waits until each is online or the
   /// time limit has passed, and returns how many cores are online, the boot core
   /// included.
   ///
-  /// virt starts the cores the device tree lists under /cpus (at most `maximumCores`)
-  /// with PSCI CPU_ON over the conduit /psci's "method" names (target MPIDR Aff0 = the
-  /// core's number); without a tree or a /psci node none is started, and that is
-  /// reported. The Pis release cores 1-3 from the spin table (slots 0xe0, 0xe8, 0xf0).
-  /// Each started core drops to EL1 as the boot core did, enables FP/SIMD, installs the
-  /// vectors, its exception stack (SP_EL1) and the kernel stack from `allocateStack`
-  /// (SP_EL0, a canary word at its low end), sets TPIDR_EL1 to its per-CPU block, turns
-  /// the MMU and caches on with the boot core's tables, prints `cpu N online (core,
-  /// entered at ELn)` under the console lock, then runs `entry` (nil: nothing) and parks.
-  /// A core that is not online within `coreOnlineTimeLimitMilliseconds` is reported
-  /// ("cpu N did not come online") and not waited for; should it arrive later, it
-  /// parks without running `entry`. Its stack stays allocated.
+  /// Every core is told apart by its full MPIDR affinity (Aff0-Aff3). The boot core is
+  /// logical cpu 0; the others get 1, 2, ... in /cpus order (`DeviceTreeCores.forEachCore`;
+  /// on the Pis without a tree, the spin table's order). Those numbered
+  /// `maximumCores` or more stay off and are named (by MPIDR) in one line. Each of the
+  /// others is started as its node and /psci say (`DeviceTreeCores.start(of:)`): PSCI
+  /// CPU_ON over /psci's conduit with its MPIDR as the target, or the spin table at its
+  /// cpu-release-addr (8-byte aligned, below `mappedLimit`, else reported); a core the
+  /// tree names no way for is released from boot.S's holding pen when cores wait there
+  /// (virt without firmware starts every core at the kernel's entry), else reported
+  /// ("cpu N: no way to start it ..."). Each started core gets a
+  /// kernel stack and an exception stack, both `stackBytes` from `allocateStack`, drops
+  /// to EL1 as the boot core did, enables FP/SIMD, installs the vectors and both stacks
+  /// (SP_EL1, SP_EL0 with a canary word at its low end), finds its per-CPU block by its
+  /// MPIDR (TPIDR_EL1), turns the MMU and caches on with the boot core's tables, prints
+  /// `cpu N online (core, entered at ELn)` under the console lock, then runs `entry`
+  /// (nil: nothing) and parks. A core that is not online within
+  /// `coreOnlineTimeLimitMilliseconds` is reported ("cpu N did not come online") and
+  /// not waited for; should it arrive later, it parks without running `entry`. Its
+  /// stacks stay allocated.
   ///
   /// Preconditions: called once, by the boot core, after `arch_mmu_enable` (boot.S) and
-  /// with `allocateStack` able to allocate (after memInit).
+  /// with `allocateStack` able to allocate (after memInit); the tree `described` reads
+  /// is still where it was.
   /// - Parameters:
   ///   - described: the device tree's cores, or nil without a readable tree.
   ///   - entry: what each started core runs once online; nil parks it at once.
-  ///   - stackBytes: each kernel stack's size, a multiple of 16 (at least 64).
+  ///   - stackBytes: each stack's size, a multiple of 16 (at least 64).
   ///   - allocateStack: `stackBytes` bytes, 16-byte aligned, for core `cpu`, or nil.
   ///   - freeStack: gives back a stack whose core could not be started.
   /// - Returns: the cores online, 1 ... `maximumCores`.
-  /// - Complexity: O(cores) plus the wait, at most the time limit.
+  /// - Complexity: O(nodes² × tree size) for the numbering, plus the wait, at most the
+  ///   time limit.
   public func startSecondaryCores(
     described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
     allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
     freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer) -> Void
   ) -> Int {
-    guard let plan = coreStartPlan(described) else { return onlineCores }
+    guard let cores = coresToStart(described), let boot = arch_cpu_block(0) else { return onlineCores }
+    let bootMPIDR = boot.pointee.mpidr
+    let penWaiting = arch_cores_waiting_at_entry() != 0
     var started: UInt = 0
-    for cpu in 1..<plan.cores {
+    var pastMaximum = 0
+    cores.forEachCore(bootMPIDR: bootMPIDR) { cpu, core in
+      guard cpu != 0 else { return }
+      guard cpu < maximumCores else {
+        pastMaximum += 1
+        return
+      }
+      var method = ARCH_START_HOLDING_PEN
+      var releaseAddress: UInt64 = 0
+      switch cores.start(of: core) {
+      case .psci(let conduit): method = conduit == .hvc ? ARCH_START_PSCI_HVC : ARCH_START_PSCI_SMC
+      case .spinTable(let address):
+        // The word is written through the identity map: it must lie below its end.
+        guard address != 0, address & 7 == 0, address < UInt64(mappedLimit) else {
+          reportCore(cpu, "no way to start it: cpu-release-addr not an aligned mapped word", Int(bitPattern: UInt(address)),
+                     hex: true)
+          return
+        }
+        method = ARCH_START_SPIN_TABLE
+        releaseAddress = address
+      case .none:
+        guard penWaiting else {
+          reportCore(cpu, "no way to start it: no /psci conduit, no spin-table, no core waiting at the entry; MPIDR",
+                     Int(bitPattern: UInt(core.mpidr)), hex: true)
+          return
+        }
+      }
       guard let stack = allocateStack(cpu) else {
         reportCore(cpu, "no memory for its kernel stack (bytes)", stackBytes)
-        continue
+        return
       }
-      guard arch_cpu_prepare(UInt(cpu), UInt(bitPattern: stack), stackBytes, entry) == 0 else {
-        reportCore(cpu, "its stack or block refused (stack)", Int(bitPattern: stack))
+      guard let exceptionStack = allocateStack(cpu) else {
+        reportCore(cpu, "no memory for its exception stack (bytes)", stackBytes)
         freeStack(cpu, stack)
-        continue
+        return
       }
-      let status = arch_cpu_start(UInt(cpu), plan.method)
+      guard arch_cpu_prepare(UInt(cpu), core.mpidr, UInt(bitPattern: stack), stackBytes,
+                             UInt(bitPattern: exceptionStack), stackBytes, entry) == 0 else {
+        reportCore(cpu, "its stacks, block or MPIDR refused (MPIDR)", Int(bitPattern: UInt(core.mpidr)), hex: true)
+        freeStack(cpu, exceptionStack)
+        freeStack(cpu, stack)
+        return
+      }
+      let status = arch_cpu_start(UInt(cpu), method, releaseAddress)
       guard status == 0 else {
         _ = arch_cpu_transition(UInt(cpu), stateReleased, stateOff)
-        reportCore(cpu, "PSCI CPU_ON refused (status)", status)
+        reportCore(cpu, method == ARCH_START_SPIN_TABLE ? "bad cpu-release-addr" : "PSCI CPU_ON refused (status)",
+                   method == ARCH_START_SPIN_TABLE ? Int(bitPattern: UInt(releaseAddress)) : status,
+                   hex: method == ARCH_START_SPIN_TABLE)
+        freeStack(cpu, exceptionStack)
         freeStack(cpu, stack)
-        continue
+        return
       }
       started |= 1 << UInt(cpu)
     }
+    if pastMaximum > 0 { reportPastMaximum(cores, bootMPIDR: bootMPIDR, count: pastMaximum) }
     waitOnline(started)
     return onlineCores
+  }
+
+  /// One line naming the cores numbered `maximumCores` or more, by MPIDR.
+  private func reportPastMaximum(_ cores: DeviceTreeCores, bootMPIDR: UInt64, count: Int) {
+    withConsoleLock {
+      kput("startSecondaryCores: ")
+      kputDecimal(UInt(count))
+      kput(" cores listed past the maximum of ")
+      kputDecimal(UInt(maximumCores))
+      kput(" stay off: MPIDR")
+      cores.forEachCore(bootMPIDR: bootMPIDR) { cpu, core in
+        guard cpu >= maximumCores else { return }
+        kput(" ")
+        kputHex(UInt(core.mpidr))
+      }
+      kput("\n")
+    }
   }
 
   /// Whether core `cpu` is online (it printed its line; it runs or ran its entry).
@@ -116,15 +182,15 @@ extension AArch64Platform {
   }
 
   /// One report line: `startSecondaryCores: cpu N: <reason> <value>`, the value in
-  /// decimal (an address in hex).
-  private func reportCore(_ cpu: Int, _ reason: StaticString, _ value: Int) {
+  /// decimal (in hex when `hex` or above 0xFFFF: an address).
+  private func reportCore(_ cpu: Int, _ reason: StaticString, _ value: Int, hex: Bool = false) {
     withConsoleLock {
       kput("startSecondaryCores: cpu ")
       kputDecimal(UInt(cpu))
       kput(": ")
       kput(reason)
       kput(" ")
-      if value > 0xFFFF { kputHex(UInt(bitPattern: value)) } else { kputDecimal(signed: value) }
+      if hex || value > 0xFFFF { kputHex(UInt(bitPattern: value)) } else { kputDecimal(signed: value) }
       kput("\n")
     }
   }

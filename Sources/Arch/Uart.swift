@@ -1,5 +1,5 @@
-// PL011 UART: output, and on the Raspberry Pi the set-up real hardware needs (QEMU's
-// model needs none, and accepts it).
+// PL011 UART: output, and the set-up the hardware needs on every board (enabled,
+// 8N1, the baud rate; on the Pis also the GPIO pins).
 #if arch(arm64) && os(none)
 import ArchSupport
 
@@ -24,25 +24,41 @@ public func uartPut(_ byte: UInt8) {
   arch_mmio_write32(Board.uartBase + pl011Data, UInt32(byte))
 }
 
+/// QEMU virt's PL011 reference clock (the tree's `apb-pclk`, 24 MHz).
+private let virtUartClockHz: UInt32 = 24_000_000
+/// Every interrupt of the PL011 (UARTICR's eleven bits).
+private let pl011AllInterrupts: UInt32 = 0x7FF
+/// The baud rate divisor's fraction: 64ths.
+private let pl011FractionBits: UInt64 = 6
+
 enum Uart {
-  /// The serial console at `baud` (115200), 8N1 with FIFOs, on GPIO 14/15 (ALT0): the
-  /// UART clock comes from the firmware (the mailbox's clock-rate tag); without an
-  /// answer the UART is left as firmware set it. Nothing to do on virt.
+  /// The serial console, enabled as the hardware needs: UARTEN, TXE and RXE, 8N1 with
+  /// FIFOs, at `baud` (115200) from the UART's reference clock (virt: 24 MHz; the Pis:
+  /// the firmware's clock-rate tag, on GPIO 14/15 (ALT0)). Without a clock the divisor
+  /// is left as firmware set it; the UART is enabled either way (QEMU reports every
+  /// byte written to a disabled UART under `-d guest_errors`).
   static func setUp(baud: UInt32 = 115_200) {
-    #if !BOARD_VIRT
-    guard let clock = Mailbox.uartClockHz(), clock >= 16 * baud else { return }
+    #if BOARD_VIRT
+    let clock: UInt32? = virtUartClockHz
+    #else
+    let clock = Mailbox.uartClockHz()
+    #endif
     // Let what is queued go out, then disable while reconfiguring.
     while arch_mmio_read32(Board.uartBase + pl011Flags) & pl011FlagBusy != 0 {}
     arch_mmio_write32(Board.uartBase + pl011Control, 0)
+    #if !BOARD_VIRT
     Gpio.selectAlternateFunction0(pins: 14, 15)
-    // Divisor in 64ths: clock / (16 * baud) = integer + fraction / 64.
-    let divisor = (UInt64(clock) * 4 + UInt64(baud) / 2) / UInt64(baud)
-    arch_mmio_write32(Board.uartBase + pl011InterruptClear, 0x7FF)
-    arch_mmio_write32(Board.uartBase + pl011IntegerBaud, UInt32(divisor >> 6))
-    arch_mmio_write32(Board.uartBase + pl011FractionalBaud, UInt32(divisor & 63))
+    #endif
+    arch_mmio_write32(Board.uartBase + pl011InterruptClear, pl011AllInterrupts)
+    if let clock, clock >= 16 * baud {
+      // Divisor in 64ths: clock / (16 * baud) = integer + fraction / 64.
+      let divisor = (UInt64(clock) * 4 + UInt64(baud) / 2) / UInt64(baud)
+      arch_mmio_write32(Board.uartBase + pl011IntegerBaud, UInt32(divisor >> pl011FractionBits))
+      arch_mmio_write32(Board.uartBase + pl011FractionalBaud, UInt32(divisor & ((1 << pl011FractionBits) - 1)))
+    }
+    // The line control write latches the divisor.
     arch_mmio_write32(Board.uartBase + pl011LineControl, pl011Line8N1Fifo)
     arch_mmio_write32(Board.uartBase + pl011Control, pl011Enable)
-    #endif
   }
 }
 

@@ -1,4 +1,5 @@
-// Start-up: hold the other cores (the spin table on the Pis), drop to EL1, enable
+// Start-up: pick the boot core by its MPIDR affinity (0) and hold the other cores (the
+// spin table on the Pis, the holding pen on virt), drop to EL1, enable
 // FP/SIMD, install the exception vectors and stacks, point TPIDR_EL1 at the per-CPU
 // block, zero .bss, turn on the MMU (identity map), probe for semihosting, then call the
 // Swift entry point `main`. Started cores enter at arch_secondary_entry and take the
@@ -40,20 +41,34 @@ entry:
   ldr x2, =_start                       // where it was linked
   cmp x1, x2
   b.ne wrong_address
+  // The boot core is the one whose MPIDR affinity (Aff0-Aff3) is 0; every other core
+  // that enters here waits until the boot core releases it.
   mrs x1, mpidr_el1
-  and x1, x1, #ARCH_MPIDR_AFF0_MASK
+  ldr x3, =ARCH_MPIDR_AFFINITY_MASK
+  and x1, x1, x3
   cbz x1, primary
 #if defined(BOARD_VIRT)
-  // virt starts the other cores with PSCI CPU_ON at arch_secondary_entry; one that
-  // enters here anyway (a loader starting every core at the entry) just sleeps.
-  b halt_core
+  // virt starts the other cores with PSCI CPU_ON at arch_secondary_entry when its tree
+  // names PSCI; without firmware (secure=on) QEMU starts every core here instead. Such
+  // a core says it is here (a plain store of 1, in .data so that the boot core's .bss
+  // clear keeps it) and waits in the holding pen until the boot core prepares a block
+  // with its MPIDR (Platform.startSecondaryCores) and sends an event.
+  ldr x2, =arch_pen_waiting
+  mov w3, #1
+  str w3, [x2]
+holding_pen:
+  wfe
+  bl find_block
+  cbz x21, holding_pen
+  b arch_secondary_entry
 #else
   // The Pis' spin table, as the firmware's armstub (and QEMU's boot stub for a raw
-  // image) runs it; QEMU starts all four cores here for an ELF image. Core n waits for
-  // an entry address in its slot and jumps to it, still at the entry exception level
-  // with the MMU off: Platform.startSecondaryCores writes arch_secondary_entry there,
-  // cleans it to memory and sends an event (`sev`).
-  cmp x1, #ARCH_MAX_CPUS
+  // image) runs it; QEMU starts all four cores here for an ELF image. Core n (MPIDR
+  // affinity n < ARCH_SPIN_TABLE_CORES) waits for an entry address in its slot and
+  // jumps to it, still at the entry exception level with the MMU off:
+  // Platform.startSecondaryCores writes arch_secondary_entry there, cleans it to memory
+  // and sends an event (`sev`).
+  cmp x1, #ARCH_SPIN_TABLE_CORES
   b.hs halt_core
   mov x2, #ARCH_SPIN_TABLE_STRIDE
   mov x3, #ARCH_SPIN_TABLE_BASE
@@ -64,6 +79,28 @@ spin_table:
   cbz x3, spin_table
   br x3
 #endif
+
+// x21 = the per-CPU block prepared for the calling core (its `mpidr` is this core's
+// MPIDR affinity and its state is released), or 0. Reads the blocks straight from
+// memory (MMU off; arch_cpu_prepare cleaned them there). Uses x1-x5, no stack.
+find_block:
+  mrs x1, mpidr_el1
+  ldr x3, =ARCH_MPIDR_AFFINITY_MASK
+  and x1, x1, x3
+  ldr x21, =arch_cpus
+  mov x2, #ARCH_MAX_CPUS
+1:
+  ldr x3, [x21, #CPU_BLOCK_MPIDR]
+  ldr w4, [x21, #CPU_BLOCK_STATE]
+  cmp x3, x1
+  ccmp w4, #ARCH_CPU_RELEASED, #0, eq   // both equal: found
+  b.eq 2f
+  add x21, x21, #CPU_BLOCK_BYTES
+  subs x2, x2, #1
+  b.ne 1b
+  mov x21, #0
+2:
+  ret
 
 // A core with nothing to do: sleeps for good (wfi sleeps under QEMU too; wfe only
 // yields there).
@@ -118,6 +155,10 @@ primary:
   str w19, [x21, #CPU_BLOCK_ENTRY_EL]
   mrs x2, midr_el1
   str x2, [x21, #CPU_BLOCK_MIDR]
+  mrs x2, mpidr_el1
+  ldr x3, =ARCH_MPIDR_AFFINITY_MASK
+  and x2, x2, x3
+  str x2, [x21, #CPU_BLOCK_MPIDR]
   mov w2, #ARCH_CPU_ONLINE
   str w2, [x21, #CPU_BLOCK_STATE]
 
@@ -130,9 +171,9 @@ primary:
 3:
   b 3b
 
-// A started core (PSCI CPU_ON on virt, the spin table on the Pis), at EL3, EL2 or EL1
+// A started core (PSCI CPU_ON, a spin table, the holding pen), at EL3, EL2 or EL1
 // with the MMU off: the boot core's path to EL1, FP/SIMD, the vectors, its per-CPU
-// block (TPIDR_EL1), the exception and kernel stacks arch_cpu_prepare put there, the
+// block (TPIDR_EL1: the released block with its MPIDR affinity), the exception and kernel stacks arch_cpu_prepare put there, the
 // MMU with the boot core's tables; then arch_secondary_main (Arch/SecondaryCores.swift)
 // and, when that returns, arch_cpu_park.
   .global arch_secondary_entry
@@ -146,12 +187,8 @@ arch_secondary_entry:
   ldr x2, =arch_exception_vectors
   msr vbar_el1, x2
   isb
-  mrs x1, mpidr_el1
-  and x1, x1, #ARCH_MPIDR_AFF0_MASK
-  cmp x1, #ARCH_MAX_CPUS
-  b.hs halt_core
-  ldr x21, =arch_cpus
-  add x21, x21, x1, lsl #CPU_BLOCK_SHIFT
+  bl find_block                         // by this core's MPIDR affinity
+  cbz x21, halt_core                    // no block released for it: nowhere to run
   ldr x2, [x21, #CPU_BLOCK_STACK_TOP]
   cbz x2, halt_core                     // not prepared: nowhere to run
   msr tpidr_el1, x21
@@ -217,7 +254,8 @@ from_el2:
 #endif
 wrong_address:
   mrs x3, mpidr_el1
-  and x3, x3, #ARCH_MPIDR_AFF0_MASK
+  ldr x4, =ARCH_MPIDR_AFFINITY_MASK
+  and x3, x3, x4
   cbnz x3, halt_core
   mov x21, x1
   mov x22, x2
@@ -276,6 +314,14 @@ message_loaded: .asciz "\r\nSwiftKernelMemory: loaded at "
 message_linked: .asciz ", linked at "
 message_end: .asciz ": the image must be loaded at the address it was linked for (config.txt kernel_address); halted\r\n"
   .balign 4
+
+  // Set by cores waiting in the holding pen; in .data: the boot core's .bss clear may
+  // come after their store.
+  .section .data
+  .balign 64
+  .global arch_pen_waiting
+arch_pen_waiting: .word 0
+  .balign 64
 
   .section .bss
   .balign 8

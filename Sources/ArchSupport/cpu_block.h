@@ -12,5 +12,6 @@
 #define CPU_BLOCK_STATE 40
 #define CPU_BLOCK_ENTRY_EL 44
 #define CPU_BLOCK_MIDR 48
+#define CPU_BLOCK_MPIDR 56
 
 #endif

@@ -23,7 +23,7 @@ enum {
 volatile int arch_semihosting = -1;
 static volatile int probing;
 // Bit n: core n is printing a report (an exception there now is a nested one).
-static uint32_t reporting;
+static uint64_t reporting;
 // The core printing a report, plus one; 0 when none. One report at a time: a second
 // core's exception waits until the first report has ended the run.
 static uint32_t report_owner;
@@ -87,7 +87,7 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
     frame[FRAME_ELR] += 4;
     return;
   }
-  const uint32_t cpu_bit = 1u << (this_cpu()->cpu & 31);
+  const uint64_t cpu_bit = (uint64_t)1 << (this_cpu()->cpu & 63);
   if (__atomic_load_n(&reporting, __ATOMIC_RELAXED) & cpu_bit) {
     report_put("\nexception: another exception while reporting one, at ");
     report_hex(frame[FRAME_ELR]);
@@ -194,20 +194,22 @@ void arch_probe_semihosting(void) {
 int arch_semihosting_available(void) { return arch_semihosting == 1; }
 
 // Power off without semihosting.
-//  - virt: PSCI SYSTEM_OFF. QEMU names the conduit in /psci: "hvc" for a guest entered
-//    at EL1 (QEMU's own PSCI), "smc" when it boots EL2/EL3 firmware-less (it enters at
-//    EL2 or EL3 then); the entry EL picks it.
+//  - virt: PSCI SYSTEM_OFF over the conduit the device tree's /psci names (recorded by
+//    arch_set_psci_conduit when the tree was read). Without one (QEMU's secure=on
+//    without firmware: EL3 has no monitor, and an SMC would enter an empty vector
+//    table) there is no way to power off: one line, then sleep.
 //  - Raspberry Pi: the PM block's watchdog with the "halt" partition (63) in PM_RSTS,
 //    as Linux's bcm2835 power-off does; QEMU models it as power-off. On hardware the
 //    firmware then halts.
+#define PSCI_SYSTEM_OFF 0x84000008u
 void arch_power_off(void) __attribute__((noreturn));
 void arch_power_off(void) {
 #if defined(BOARD_VIRT)
-  register uint64_t function __asm__("x0") = 0x84000008;  // PSCI SYSTEM_OFF
-  if (arch_boot_el >= 2) {
-    __asm__ volatile("smc #0" : "+r"(function) : : "memory");
+  if (arch_psci_conduit != 0) {
+    arch_psci_call(PSCI_SYSTEM_OFF, 0, 0, 0, arch_psci_conduit);  // returns only on failure
+    report_put("power-off: PSCI SYSTEM_OFF returned; halted\n");
   } else {
-    __asm__ volatile("hvc #0" : "+r"(function) : : "memory");
+    report_put("power-off: no semihosting and no PSCI in the device tree; halted\n");
   }
 #else
 #if defined(BOARD_RASPI4B)

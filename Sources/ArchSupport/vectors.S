@@ -1,7 +1,7 @@
 // EL1 exception vectors, installed by boot.S (VBAR_EL1) before any Swift code runs.
 //
 // The kernel runs on SP_EL0 (boot.S selects it), so every exception it takes arrives in
-// the "current EL, SP_EL0" group and runs on SP_EL1: a separate 16 KiB exception stack.
+// the "current EL, SP_EL0" group and runs on SP_EL1: a separate 16 KiB exception stack per core.
 // A kernel stack that is gone cannot stop the report. An exception while the handler
 // runs arrives in the "current EL, SP_ELx" group: arch_exception sees its recursion
 // guard, prints one line and stops.
@@ -98,12 +98,13 @@ exception_common:
   add sp, sp, #FRAME_BYTES
   eret
 
-  // One exception stack per core: core n's is the n-th, its top at
-  // arch_exception_stacks + (n + 1) × ARCH_EXCEPTION_STACK_BYTES (boot.S, smp.c).
+  // The boot core's exception stack (boot.S); a started core's comes from the page
+  // frames with its kernel stack (Arch/SecondaryCores.swift, smp.c's arch_cpu_prepare),
+  // so that more cores cost .bss nothing.
   .section .bss
   .balign 16
   .global arch_exception_stacks
 arch_exception_stacks:
-  .space ARCH_MAX_CPUS * ARCH_EXCEPTION_STACK_BYTES
+  .space ARCH_EXCEPTION_STACK_BYTES
 
 #endif

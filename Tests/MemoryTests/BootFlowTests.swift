@@ -18,8 +18,8 @@ extension KernelGlobalsTests {
   static let bootKernel = KernelImage(start: 0x4020_0000, end: 0x4030_0000)
 
   /// The test's tree: `bootRAM` in one memory node, `bootReservation` in /memreserve/,
-  /// `cpus` cpu nodes, and /psci with `method` (none when nil).
-  static func bootTree(cpus: Int, method: String?) -> [UInt8] {
+  /// `cpus` cpu nodes (reg `regs[n]`, else n), and /psci with `method` (none when nil).
+  static func bootTree(cpus: Int, method: String?, regs: [UInt32]? = nil) -> [UInt8] {
     var b = DeviceTreeBuilder()
     b.reserveMap = [(UInt64(bootReservation.start), UInt64(bootReservation.size))]
     b.begin("")
@@ -37,7 +37,7 @@ extension KernelGlobalsTests {
     b.begin("cpus")
     for index in 0..<cpus {
       b.begin("cpu@\(index)")
-      b.cells("reg", [UInt32(index)])
+      b.cells("reg", [regs?[index] ?? UInt32(index)])
       b.end()
     }
     b.end()
@@ -143,6 +143,26 @@ extension KernelGlobalsTests {
     fake.bootMemory()
     #expect(fake.startRequests == [DeviceTreeCores(psci: nil, cpuNodes: 8)])
     #expect(fake.startedCores.isEmpty && fake.lines.suffix(2) == ["cores online: 1", ""])
+  }
+
+  @Test("bootMemory on the fake platform: the boot core is 0, the others numbered in /cpus order up to the maximum")
+  func bootNumbersCores() throws {
+    // Twelve cores in two clusters of eight (Aff1 = n / 8), listed out of order; the boot
+    // core is the tree's fourth. The fake runs at most 8 cores.
+    let regs: [UInt32] = [0x101, 0x0, 0x100, 0x1, 0x102, 0x2, 0x103, 0x3, 0x104, 0x4, 0x105, 0x5]
+    let fake = FakePlatform(ramBase: Self.ramBase, ramBytes: Int(Self.bootRAM[1].end - Self.ramBase),
+                            tree: Self.bootTree(cpus: regs.count, method: "smc", regs: regs), treeAddress: Self.treeAddress,
+                            kernel: Self.bootKernel)
+    fake.bootMPIDR = 0x1
+    defer {
+      kernelMemory = KernelMemory()
+      badInputHandler = { _ in }
+    }
+    fake.bootMemory()
+    #expect(fake.startedCores.map(\.cpu) == Array(1..<8))
+    // /cpus order without the boot core (0x1), the first seven.
+    #expect(fake.startedMPIDRs == [0x101, 0x0, 0x100, 0x102, 0x2, 0x103, 0x3])
+    #expect(fake.lines.suffix(2) == ["cores online: 8", ""])
   }
 
   @Test("bootMemory on the fake platform: no tree, RAM from the mailbox and the board revision")

@@ -4,9 +4,10 @@ import KernelBoot
 
 /// A host `Platform` for booting KernelBoot in tests: RAM is a host mapping seen at a
 /// physical base through `directMapOffset`, the device tree a blob the test built, the
-/// console a byte buffer. Cores start as on virt: when the tree names a PSCI conduit,
-/// one per cpu node (at most `maximumCores`), each given a stack from the boot flow;
-/// the fake records what it was asked and runs no entry.
+/// console a byte buffer. Cores are numbered as on the boards (the boot core, by
+/// `bootMPIDR`, 0; the others in /cpus order) and those numbered below `maximumCores`
+/// that the tree names a way to start (PSCI or a spin table) are started, each given a
+/// stack from the boot flow; the fake records what it was asked and runs no entry.
 final class FakePlatform: Platform {
   /// RAM as the test describes it; the mapping spans from `ramBase` to the highest end.
   let ramBase: UInt
@@ -25,6 +26,10 @@ final class FakePlatform: Platform {
   private(set) var startRequests: [DeviceTreeCores?] = []
   /// The cores started, with the stack each was given, in order.
   private(set) var startedCores: [(cpu: Int, stack: UnsafeMutableRawPointer)] = []
+  /// The MPIDR of each started core, in the same order.
+  private(set) var startedMPIDRs: [UInt64] = []
+  /// The boot core's MPIDR affinity: the core numbered 0.
+  var bootMPIDR: UInt64 = 0
   /// Reports the boot flow's bad-input handler received.
   private(set) var badInputs: [String] = []
   private var ticks: UInt64 = 0
@@ -83,10 +88,11 @@ final class FakePlatform: Platform {
     freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer) -> Void
   ) -> Int {
     startRequests.append(described)
-    guard let described, described.psci != nil else { return onlineCores }
-    for cpu in 1..<max(1, min(described.cpuNodes, maximumCores)) {
-      guard let stack = allocateStack(cpu) else { continue }
+    guard let described else { return onlineCores }
+    described.forEachCore(bootMPIDR: bootMPIDR) { cpu, core in
+      guard cpu != 0, cpu < maximumCores, described.start(of: core) != .none, let stack = allocateStack(cpu) else { return }
       startedCores.append((cpu, stack))
+      startedMPIDRs.append(core.mpidr)
     }
     return onlineCores
   }

@@ -4,12 +4,14 @@
 #ifndef ARCH_CORES_H
 #define ARCH_CORES_H
 
-/// Cores with a per-CPU block, an exception stack and a spin-table slot: the boards
-/// have four (Cortex-A53 on raspi3b and virt, Cortex-A72 on raspi4b). A core whose
-/// MPIDR Aff0 is this or more is never started.
-#define ARCH_MAX_CPUS 4
+/// Cores with a per-CPU block (64 bytes each, in .bss): the most the kernel runs, the
+/// boot core included. The Pis have four; QEMU's virt up to 512 (the cores past this
+/// are named in one line and stay off). At most 64: the boot core tracks the cores it
+/// started in one 64-bit mask.
+#define ARCH_MAX_CPUS 64
 
-/// Bytes of each core's exception stack (SP_EL1), in .bss (vectors.S).
+/// Bytes of each core's exception stack (SP_EL1): the boot core's in .bss (vectors.S),
+/// a started core's from the page frames (Arch/SecondaryCores.swift).
 #define ARCH_EXCEPTION_STACK_BYTES 16384
 
 /// The word at the low end of every kernel stack while it is intact.
@@ -26,21 +28,28 @@
 #define ARCH_CPU_ONLINE 3
 #define ARCH_CPU_ABANDONED 4
 
-/// How the other cores are started: PSCI CPU_ON over HVC or SMC (virt, the conduit its
-/// device tree's /psci node names), or the spin table at 0xd8 (Raspberry Pi).
+/// How the other cores are started: PSCI CPU_ON over HVC or SMC (the conduit the device
+/// tree's /psci node names), a spin table (the cpu node's cpu-release-addr; the Pis'
+/// table at 0xd8 without a tree), or the kernel's holding pen (virt: cores a machine
+/// without firmware started at the kernel's entry wait there for their MPIDR).
 #define ARCH_START_PSCI_HVC 1
 #define ARCH_START_PSCI_SMC 2
 #define ARCH_START_SPIN_TABLE 3
+#define ARCH_START_HOLDING_PEN 4
 
 /// The Raspberry Pi spin table (the firmware's armstub8, QEMU's boot stub for a raw
 /// image and boot.S's park loop all use it): core n waits for a non-zero entry address
 /// in the 64-bit slot at ARCH_SPIN_TABLE_BASE + ARCH_SPIN_TABLE_STRIDE × n, in page 0.
 /// Core 0's slot (0xd8) is unused; cores 1-3 wait at 0xe0, 0xe8 and 0xf0 (the
-/// `cpu-release-addr` of the Pis' device trees).
+/// `cpu-release-addr` of the Pis' device trees). Cores with MPIDR affinity 0 ..<
+/// ARCH_SPIN_TABLE_CORES have a slot.
 #define ARCH_SPIN_TABLE_BASE 0xd8
 #define ARCH_SPIN_TABLE_STRIDE 8
+#define ARCH_SPIN_TABLE_CORES 4
 
-/// MPIDR_EL1's Aff0 field: the core's number within its cluster.
-#define ARCH_MPIDR_AFF0_MASK 0xff
+/// MPIDR_EL1's affinity fields, Aff0-Aff2 (bits 0-23) and Aff3 (bits 32-39): what tells
+/// the cores apart (a device tree's cpu `reg`). The boot core is the one whose affinity
+/// is 0.
+#define ARCH_MPIDR_AFFINITY_MASK 0xff00ffffff
 
 #endif

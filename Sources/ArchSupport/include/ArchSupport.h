@@ -38,8 +38,10 @@ long arch_semihosting_cmdline(char *buffer, size_t capacity);
 /// Whether boot's probe found semihosting (QEMU's -semihosting-config enable=on).
 int arch_semihosting_available(void);
 
-/// Powers the machine off without semihosting: PSCI SYSTEM_OFF on virt, the PM
-/// watchdog's halt on the Pis (exception.c). Never returns.
+/// Powers the machine off without semihosting: PSCI SYSTEM_OFF over the conduit the
+/// device tree named (arch_set_psci_conduit) on virt, the PM watchdog's halt on the
+/// Pis (exception.c). Without a way (virt without /psci), or when the call returns, it
+/// prints "power-off: ... halted" and sleeps (wfi) for good. Never returns.
 void arch_power_off(void) __attribute__((noreturn));
 
 /// The decoded names of an exception kind (vectors.S's 0...15) and of an ESR value's
@@ -130,7 +132,7 @@ typedef void (*arch_cpu_entry)(long cpu);
 /// first field: ks_current_cpu reads it with one load. boot.S reads the stack fields
 /// by offset (cpu_block.h, checked against this layout in smp.c).
 struct arch_cpu {
-  uint64_t cpu;                  ///< index 0 ..< ARCH_MAX_CPUS: MPIDR_EL1 Aff0
+  uint64_t cpu;                  ///< logical number 0 ..< ARCH_MAX_CPUS (0: the boot core)
   uint64_t stack_bottom;         ///< kernel stack [stack_bottom, stack_top); canary at bottom
   uint64_t stack_top;
   uint64_t exception_stack_top;  ///< SP_EL1
@@ -138,14 +140,14 @@ struct arch_cpu {
   uint32_t state;                ///< ARCH_CPU_OFF ... ARCH_CPU_ABANDONED
   uint32_t entry_el;             ///< the exception level the core entered the kernel at
   uint64_t midr;                 ///< MIDR_EL1 (implementer, part number)
-  uint64_t reserved;
+  uint64_t mpidr;                ///< MPIDR_EL1's affinity (ARCH_MPIDR_AFFINITY_MASK): which core
 };
 
 // `unsigned ks_current_cpu(void)`, the calling core's number (the first word of the
 // per-CPU block at TPIDR_EL1), is an inline function of KernelSyncAtomics.h for the
 // portable code; Swift reads it as KernelSync's `CPU.current`. Keep `cpu` first.
 
-/// The per-CPU block of core `cpu`, or NULL when `cpu >= ARCH_MAX_CPUS`.
+/// The per-CPU block of logical core `cpu`, or NULL when `cpu >= ARCH_MAX_CPUS`.
 struct arch_cpu *arch_cpu_block(unsigned long cpu);
 
 /// Block `cpu`'s state, loaded with acquire ordering (ARCH_CPU_OFF for no such core).
@@ -155,18 +157,38 @@ uint32_t arch_cpu_state(unsigned long cpu);
 /// acquire and release); whether it did.
 int arch_cpu_transition(unsigned long cpu, uint32_t from, uint32_t to);
 
-/// Readies core `cpu`'s block for its start: the kernel stack [stack, stack + bytes)
-/// with the canary at its low end, its exception stack, `entry`, state released; then
-/// cleans and invalidates the block and the stack to the point of coherency (the core
-/// reads them with its MMU off). Returns 0, or -1 for a bad core or stack.
-int arch_cpu_prepare(unsigned long cpu, uintptr_t stack, size_t bytes, arch_cpu_entry entry);
+/// Readies block `cpu` (1 ..< ARCH_MAX_CPUS) for the core with MPIDR affinity `mpidr`:
+/// the kernel stack [stack, stack + bytes) with the canary at its low end, the exception
+/// stack [exception_stack, exception_stack + exception_bytes), `entry`, state released;
+/// then cleans and invalidates the block and the stack to the point of coherency (the
+/// core reads them with its MMU off, and finds its block by its MPIDR). Returns 0, or
+/// -1 for a bad number, stack, or an MPIDR another block (or the boot core) has.
+int arch_cpu_prepare(unsigned long cpu, uint64_t mpidr, uintptr_t stack, size_t bytes, uintptr_t exception_stack,
+                     size_t exception_bytes, arch_cpu_entry entry);
 
-/// Starts core `cpu` (MPIDR Aff0 = cpu) at `arch_secondary_entry` with `method`
-/// (ARCH_START_...): PSCI CPU_ON returns PSCI's status (0 on success; -2 invalid
-/// parameters, -4 already on, ...); the spin table writes the entry into the core's slot
-/// (0xd8 + 8 × cpu: 0xe0, 0xe8, 0xf0), cleans it to memory, `dsb` and `sev`, and
-/// returns 0.
-long arch_cpu_start(unsigned long cpu, int method);
+/// Starts the core of block `cpu` (prepared) at `arch_secondary_entry` with `method`
+/// (ARCH_START_...): PSCI CPU_ON (target: the block's MPIDR) returns PSCI's status (0
+/// on success; -2 invalid parameters, -4 already on, ...); the spin table writes the
+/// entry to `release_address` (8-byte aligned), cleans it to memory and sends an event,
+/// and returns 0; the holding pen sends an event (the core finds its released block)
+/// and returns 0. -2 for a bad number, method or release address.
+long arch_cpu_start(unsigned long cpu, int method, uint64_t release_address);
+
+/// Whether any core entered the kernel at its entry besides the boot core and waits in
+/// boot.S's holding pen (virt; a machine without firmware starts every core there).
+/// Cores set the flag with their MMU off; this invalidates it first.
+int arch_cores_waiting_at_entry(void);
+
+/// A PSCI call (SMCCC: function id in x0, arguments in x1-x3) over `method`
+/// (ARCH_START_PSCI_HVC or _SMC); PSCI's status. smp.c.
+long arch_psci_call(uint64_t function, uint64_t a1, uint64_t a2, uint64_t a3, int method);
+
+/// The conduit arch_set_psci_conduit recorded (0: none).
+extern int arch_psci_conduit;
+
+/// Records the PSCI conduit the device tree names (ARCH_START_PSCI_HVC or _SMC; 0:
+/// none), for arch_power_off and arch_cpu_park.
+void arch_set_psci_conduit(int method);
 
 /// Where a started core begins (boot.S): at any of EL3, EL2 or EL1, MMU off.
 void arch_secondary_entry(void);
