@@ -34,7 +34,7 @@ let package = Package(
     .target(name: "KernelHeapRuntime"),
     // The device tree reader: every node and property, every read bounds-checked.
     .target(name: "FlattenedDeviceTree"),
-    .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap", "FlattenedDeviceTree"]),
+    .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap", "FlattenedDeviceTree", "KernelSync"]),
     // The facade: one object owning the page frames, the heap and the object caches, the
     // kernel's global instance, kmalloc and the rest, and the C allocator names' Swift side.
     .target(name: "KernelMemory", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelSync"]),

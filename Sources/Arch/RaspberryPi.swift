@@ -23,6 +23,9 @@ extension RaspberryPi {
   /// - Complexity: O(1) plus the mailbox's answer and the UART's draining.
   public func setUpConsole() { Uart.setUp() }
 
+  /// The board's four cores, released from the spin table.
+  public var coresWithoutTree: Int { Int(ARCH_SPIN_TABLE_CORES) }
+
   /// The tree's cores when it lists any (the firmware's trees: spin-table with
   /// cpu-release-addr 0xd8 + 8 × n); otherwise the board's four, MPIDR 0-3, released from
   /// the spin table at 0xd8 + 8 × n (the firmware's armstub and boot.S both wait there).

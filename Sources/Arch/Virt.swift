@@ -26,6 +26,9 @@ public struct Virt: AArch64Platform {
   /// - Complexity: O(1).
   public func boardRevisionHighMemory() -> (base: UInt, size: UInt)? { nil }
 
+  /// Only the boot core: virt's other cores are known from the tree alone.
+  public var coresWithoutTree: Int { 1 }
+
   /// The tree's cores (each started as its node and /psci say, or from the holding
   /// pen); without a readable tree the other cores stay off (reported).
   /// - Complexity: O(1).

@@ -123,7 +123,12 @@ extension Platform {
     kput(")\n")
 
     // 3. memInit: page array and heap at the first fit after __end, reservations, free
-    //    lists, then heapInit.
+    //    lists, then heapInit. Its per-CPU parts get a slot for each core that can come
+    //    online (the tree's cpu nodes or the board's own, at most maximumCores), so the
+    //    numbering is installed again with that count first.
+    var present = coresWithoutTree
+    if let listed = cores?.cpuNodes, listed > 0 { present = listed }
+    CPU.install(cpuNumbering, count: max(1, min(present, maximumCores)))
     var config = MemInitConfig(
       memory: memory, kernelStart: image.start, kernelEnd: image.end, mappedLimit: mappedLimit,
       directMapOffset: directMapOffset, zeroFill: zeroFill)

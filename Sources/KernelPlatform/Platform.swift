@@ -114,6 +114,9 @@ public protocol Platform: ConsoleOutput {
 
   /// Cores the platform can run at most, the boot core included.
   var maximumCores: Int { get }
+  /// Cores the board has when no device tree lists any (the Pis: their four, from the
+  /// spin table; 1 where a tree is the only way to learn of others).
+  var coresWithoutTree: Int { get }
   /// Starts the other cores `described` (the device tree's /cpus and /psci; nil: no
   /// readable tree) as the board starts them, each with a stack from `allocateStack`
   /// running `entry`, waits (with a time limit) and returns the cores online, the boot

@@ -1,4 +1,5 @@
 import KernelHeap
+import KernelSync
 import PageFrames
 
 // Physical memory after memInit (raspi3b; virt is the same shifted to 0x40000000,
@@ -41,6 +42,9 @@ public struct MemInitConfig {
   /// Mixed into the heap's slab secret (`Heap.init(secretSeed:)`): a boot-time counter,
   /// say. 0 leaves the secret to the heap's address alone.
   public var secretSeed: UInt = 0
+  /// CPU slots of the page frames' and the heap's per-CPU parts: a power of two in
+  /// 1 ... `CPU.maximum`. nil (the default): `CPU.slots`, one per installed CPU.
+  public var cpuSlots: Int? = nil
   /// Why the one-range description could not be built (`planLayout` throws it).
   private var refusal: MemInitError? = nil
 
@@ -132,6 +136,8 @@ public enum MemInitFailure: UInt8, FailureReason {
   case noRAM
   /// The configuration's `zeroFill` is nil.
   case noZeroFill
+  /// The configuration's `cpuSlots` is not a power of two in 1 ... `CPU.maximum`.
+  case badCPUSlots
 
   public var text: StaticString {
     switch self {
@@ -152,6 +158,7 @@ public enum MemInitFailure: UInt8, FailureReason {
     case .alreadySetUp: return "memory set up already (memInit runs once)"
     case .noRAM: return "no RAM described"
     case .noZeroFill: return "no zero-fill function (zeroFill is nil)"
+    case .badCPUSlots: return "CPU slots not a power of two in 1 ... CPU.maximum"
     }
   }
 }
@@ -180,6 +187,8 @@ public struct BootLayout: Sendable {
   public let reportedRAMPages: Int
   /// The configuration's zero fill, checked present.
   public let zeroFill: ZeroFill
+  /// CPU slots of the page frames and the heap (the configuration's, or `CPU.slots`).
+  public let cpuSlots: Int
 }
 
 /// Computes the layout without touching memory: the array at the first page boundary
@@ -194,6 +203,10 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
   var memory = config.memory
   guard memory.ram.count > 0 else { throw MemInitError(.noRAM, 0) }
   guard let zeroFill = config.zeroFill else { throw MemInitError(.noZeroFill, 0) }
+  let cpuSlots = config.cpuSlots ?? CPU.slots
+  guard cpuSlots >= 1, cpuSlots <= CPU.maximum, cpuSlots & (cpuSlots - 1) == 0 else {
+    throw MemInitError(.badCPUSlots, UInt(bitPattern: cpuSlots))
+  }
   let reportedRAMPages = memory.ram.totalPages
   if let limit = config.mappedLimit { memory.clamp(above: limit) }
   guard config.kernelStart <= config.kernelEnd, let kernelRange = memory.ramRange(containing: config.kernelStart),
@@ -209,7 +222,7 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
   let pageCount = memory.ram.totalPages
   let ramEnd = memory.ram[memory.ram.count - 1].end
   // Each step is checked, so no configuration can wrap an address.
-  guard let metadataBytes = Page.roundUp(UInt(PageFrameAllocator.metadataBytes(pageCount: pageCount))),
+  guard let metadataBytes = Page.roundUp(UInt(PageFrameAllocator.metadataBytes(pageCount: pageCount, slots: cpuSlots))),
     let heapBytes = Page.roundUp(UInt(config.heapBytes)),
     case let (bytes, overflow) = metadataBytes.addingReportingOverflow(heapBytes), !overflow
   else { throw MemInitError(.ramTooSmall, ramEnd) }
@@ -227,7 +240,7 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
   return BootLayout(
     pageCount: pageCount, metadataStart: metadataStart, metadataEnd: metadataEnd,
     heapStart: metadataEnd, heapEnd: heapEnd, ramEnd: ramEnd, memory: memory, reportedRAMPages: reportedRAMPages,
-    zeroFill: zeroFill)
+    zeroFill: zeroFill, cpuSlots: cpuSlots)
 }
 
 /// Builds the page metadata array and the page allocator for `layout` (from
@@ -241,7 +254,7 @@ public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> Pa
   let memory = layout.memory
   guard let frames = PageFrameAllocator(
     ranges: memory.ram, metadata: config.pointer(toPhysical: layout.metadataStart),
-    directMapOffset: config.directMapOffset, zeroFill: layout.zeroFill)
+    directMapOffset: config.directMapOffset, zeroFill: layout.zeroFill, slots: layout.cpuSlots)
   else { preconditionFailure("planLayout validated the RAM ranges") }
   for pass in 0..<2 {
     for index in 0..<memory.reservationCount {
@@ -265,7 +278,8 @@ public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> Pa
 public func heapInit(_ config: MemInitConfig, _ layout: BootLayout, frames: PageFrameAllocator) throws(MemInitError) -> Heap {
   guard let heap = Heap(
     start: config.pointer(toPhysical: layout.heapStart), size: Int(layout.heapEnd - layout.heapStart),
-    zeroFill: layout.zeroFill, frames: frames, growthCeiling: config.growthCeiling, secretSeed: config.secretSeed)
+    zeroFill: layout.zeroFill, frames: frames, growthCeiling: config.growthCeiling, slots: layout.cpuSlots,
+    secretSeed: config.secretSeed)
   else { throw MemInitError(.heapTooSmall, UInt(bitPattern: config.heapBytes)) }
   return heap
 }

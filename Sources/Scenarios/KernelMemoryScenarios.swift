@@ -5,6 +5,11 @@ import PageFrames
 
 /// A whole simulated machine over the scenario memory: memInit's layout with all of
 /// it as RAM at `simulatedBase`, built into a `KernelMemory` of its own (not the global).
+/// CPU slots of the heaps and page frames a scenario makes over its own small areas:
+/// fixed, so that a scenario runs the same on the host and on a guest of any core count
+/// (a 64-core guest's default would not fit their control blocks).
+let scenarioSlots = 8
+
 func makeMachine(_ memory: ScenarioMemory, _ e: inout Expectations) -> (frames: PageFrameAllocator, heap: Heap)? {
   let config = scenarioConfig(memory, ramSize: UInt(memory.bytes))
   do throws(MemInitError) {
@@ -137,7 +142,7 @@ func kernelMemoryScenarios() -> [Scenario] {
       guard let (frames, heap) = makeMachine(memory, &e) else { return }
       // A second heap over the same page frames: each refuses the other's pointers.
       guard let otherStart = frames.allocPages(order: 4, zeroed: false),
-        let other = Heap(start: otherStart, size: 16 * Page.size, zeroFill: memory.zeroFill, frames: frames)
+        let other = Heap(start: otherStart, size: 16 * Page.size, zeroFill: memory.zeroFill, frames: frames, slots: scenarioSlots)
       else { return e.expect(false, "second heap", 0) }
       let big = heap.allocate(200 << 10)!
       let grown = other.allocate(100 << 10)!

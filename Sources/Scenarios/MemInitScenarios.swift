@@ -5,11 +5,13 @@ import PageFrames
 /// memInit's layout over the 4 MiB scenario memory as RAM at 0x40000000: 1 MiB of
 /// firmware with a DTB at its start, a 256 KiB kernel, then the array and a 1 MiB heap.
 func scenarioConfig(_ memory: ScenarioMemory, ramSize: UInt = 4 << 20) -> MemInitConfig {
-  MemInitConfig(
+  var config = MemInitConfig(
     ramBase: simulatedBase, ramSize: ramSize,
     kernelStart: simulatedBase + 0x10_0000, kernelEnd: simulatedBase + 0x14_0000,
     dtbStart: simulatedBase, dtbEnd: simulatedBase + 0x2345,
     directMapOffset: Int(bitPattern: memory.base) - Int(bitPattern: simulatedBase), zeroFill: memory.zeroFill)
+  config.cpuSlots = scenarioSlots
+  return config
 }
 
 func memInitScenarios() -> [Scenario] {
@@ -34,7 +36,7 @@ func memInitScenarios() -> [Scenario] {
       let config = scenarioConfig(memory)
       guard let layout = try? planLayout(config) else { return e.expect(false, "layout refused", 0) }
       let frames = buildPageFrames(config, layout)
-      let arrayEnd = layout.metadataStart + UInt(PageFrameAllocator.metadataBytes(pageCount: layout.pageCount))
+      let arrayEnd = layout.metadataStart + UInt(PageFrameAllocator.metadataBytes(pageCount: layout.pageCount, slots: scenarioSlots))
       e.expect(layout.heapStart >= arrayEnd, "heap begins after the array's last byte", layout.heapStart)
       // No heap page may ever come off the free lists.
       var pages: [UnsafeMutableRawPointer] = []
@@ -77,6 +79,11 @@ func memInitScenarios() -> [Scenario] {
       var noZeroFill = scenarioConfig(memory)
       noZeroFill.zeroFill = nil
       expectLayoutRefused(noZeroFill, .noZeroFill, &e, "a nil zero fill refused as noZeroFill")
+      for slots in [0, -4, 3, 96, 128] {
+        var badSlots = scenarioConfig(memory)
+        badSlots.cpuSlots = slots
+        expectLayoutRefused(badSlots, .badCPUSlots, &e, "CPU slots not a power of two in 1 ... 64 refused as badCPUSlots")
+      }
       let noRAM = MemInitConfig(memory: BootMemory(), kernelStart: simulatedBase, kernelEnd: simulatedBase + 0x1000, zeroFill: memory.zeroFill)
       expectLayoutRefused(noRAM, .noRAM, &e, "no RAM refused as noRAM")
       // Heap sizes that cannot hold a heap are a MemInitError, never a heap left unset.

@@ -43,10 +43,10 @@ public func runModel<Source: OperationSource>(
   let frames = PageFrameAllocator(
     base: simulatedBase, pageCount: ramPages, metadata: memory.base + (3 << 20),
     directMapOffset: Int(bitPattern: memory.base + (1 << 20)) - Int(bitPattern: simulatedBase),
-    zeroFill: memory.zeroFill)
+    zeroFill: memory.zeroFill, slots: scenarioSlots)
   frames.release(start: simulatedBase, end: simulatedBase + UInt(ramPages * Page.size))
   let arena = 512 << 10
-  let heap = Heap(start: memory.base, size: arena, zeroFill: memory.zeroFill, frames: frames, growthStepPages: 16)!
+  let heap = Heap(start: memory.base, size: arena, zeroFill: memory.zeroFill, frames: frames, growthStepPages: 16, slots: scenarioSlots)!
   // An object cache of a random size and alignment beside kmalloc's size classes.
   let objectSize = 1 + rng.below(600)
   let objectAlignment = 16 << rng.below(3)

@@ -10,7 +10,8 @@ func makeFrames(_ memory: ScenarioMemory, pages: Int = 512) -> PageFrameAllocato
   let metadata = memory.base + (memory.bytes - (64 << 10))
   let frames = PageFrameAllocator(
     base: simulatedBase, pageCount: pages, metadata: metadata,
-    directMapOffset: Int(bitPattern: memory.base) - Int(bitPattern: simulatedBase), zeroFill: memory.zeroFill)
+    directMapOffset: Int(bitPattern: memory.base) - Int(bitPattern: simulatedBase), zeroFill: memory.zeroFill,
+    slots: scenarioSlots)
   frames.release(start: simulatedBase, end: simulatedBase + UInt(pages * Page.size))
   return frames
 }
@@ -33,7 +34,7 @@ func pageScenarios() -> [Scenario] {
   [
     Scenario("pages.entry_is_16_bytes") { _, e in
       e.expect(MemoryLayout<PageEntry>.size == 16, "PageEntry must be 16 bytes", UInt(MemoryLayout<PageEntry>.size))
-      e.expect(PageFrameAllocator.metadataBytes(pageCount: 262_144) <= (4 << 20) + 4096, "1 GiB costs 4 MiB plus the allocator state (under a page)", 0)
+      e.expect(PageFrameAllocator.metadataBytes(pageCount: 262_144, slots: scenarioSlots) <= (4 << 20) + 4096, "1 GiB costs 4 MiB plus the allocator state (under a page with 8 CPU slots)", 0)
     },
     Scenario("pages.alloc_zeroed_and_free") { memory, e in
       let frames = makeFrames(memory)
@@ -114,7 +115,8 @@ func pageScenarios() -> [Scenario] {
       let metadata = memory.base + (memory.bytes - (64 << 10))
       let frames = PageFrameAllocator(
         base: simulatedBase, pageCount: 512, metadata: metadata,
-        directMapOffset: Int(bitPattern: memory.base) - Int(bitPattern: simulatedBase), zeroFill: memory.zeroFill)
+        directMapOffset: Int(bitPattern: memory.base) - Int(bitPattern: simulatedBase), zeroFill: memory.zeroFill,
+        slots: scenarioSlots)
       let kinds: [PageOwner] = [.firmware, .kernel, .metadata, .heap, .deviceTree, .mmio]
       let reasons: [PageFrameError.Reason] = [.reserved, .reserved, .reserved, .wrongOwner, .reserved, .reserved]
       for (i, kind) in kinds.enumerated() {

@@ -82,6 +82,7 @@ final class FakePlatform: Platform {
   var zeroFill: ZeroFill { hostZeroFill }
 
   var maximumCores: Int { 8 }
+  var coresWithoutTree: Int { 1 }
   func startSecondaryCores(
     described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
     allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
