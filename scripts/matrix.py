@@ -309,6 +309,14 @@ def run_config(config, texts):
     if config.kernel:
         out, err, status, _ = run(config.qemu("kernel", []))
         problems += check_boot(config, "kernel", out, err, status, config.refusal if not config.testkernel else None, {})
+        if config.board == "virt" and not config.numa:
+            # `make run`'s check (scripts/check_ram.py) must agree with the kernel: it
+            # refuses exactly the -m the kernel refuses.
+            check = subprocess.run([sys.executable, "scripts/check_ram.py", ".build-virt/release/kernel", config.mem],
+                                   capture_output=True, text=True)
+            if (check.returncode != 0) != (config.refusal is not None and not config.testkernel):
+                problems.append(f"scripts/check_ram.py exits {check.returncode} for -m {config.mem}, the kernel "
+                                + ("refuses it" if config.refusal else "boots"))
         if config.numa and status == 0:
             problem = numa_free_problem(config, out)
             if problem:
