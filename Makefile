@@ -1,7 +1,7 @@
 # SwiftKernelMemory: build, boot and test the Embedded Swift memory subsystem.
 #   make run  [BOARD=raspi3b|raspi4b|virt] [MEM=1G] [SEMIHOSTING=0]   boot the kernel under QEMU, show the memory map
 #   make test                                 host swift test + every QEMU boot test
-#   make matrix [ONLY=text] [JOBS=2]         kernel + test kernel over 76 QEMU configurations, against QEMU's -m, hashes, -d guest_errors
+#   make matrix [ONLY=text] [JOBS=2]         kernel + test kernel over 77 QEMU configurations, against QEMU's -m, hashes, -d guest_errors
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make symbolize [BOARD=..] [ELF=..] < report   an exception report as function file:line
 #   make bench [JSON=1] [ONLY=threads]        host benchmark against the seed list and glibc

@@ -48,6 +48,20 @@ VIRT_CPUS = ["cortex-a35", "cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72
 # --ignore-guest-error TEXT (diagnosis only: to see what else fails while a known guest
 # error floods every boot); never set by make matrix or make test.
 IGNORED_GUEST_ERROR = None
+RASPI_CORES = 4
+
+
+def max_cpus():
+    """ARCH_MAX_CPUS, the cores the kernel brings up at most (Sources/ArchSupport)."""
+    for root, _, files in os.walk("Sources/ArchSupport"):
+        for name in files:
+            with open(os.path.join(root, name), errors="replace") as f:
+                found = re.search(r"(?m)^#define ARCH_MAX_CPUS\s+(\d+)", f.read())
+            if found:
+                return int(found.group(1))
+    return RASPI_CORES
+
+
 REFUSE_TOO_LITTLE = r"(?m)^panic: memInit: RAM smaller than kernel \+ page array \+ heap"
 
 
@@ -115,6 +129,8 @@ def configurations():
     c.append(Config("virt gic-version=3 -smp 8", machine=",gic-version=3", smp=8))
     c.append(Config("virt gic-version=3 -smp 17", machine=",gic-version=3", smp=17))
     c.append(Config("virt gic-version=3 -smp 32", machine=",gic-version=3", smp=32))
+    c.append(Config("virt gic-version=3 -smp 17 smp ops=1000", machine=",gic-version=3", smp=17, args=["smp", "ops=1000"],
+                    kernel=False))
     # Exception levels, with and without semihosting.
     for flag in ["secure=on", "virtualization=on", "secure=on,virtualization=on"]:
         c.append(Config(f"virt {flag}", machine="," + flag))
@@ -248,6 +264,11 @@ def check_boot(config, product, out, err, status, refusal, texts):
     if ram and int(ram.group(1)) != config.ram:
         problems.append(f"{product}: firmware's RAM {int(ram.group(1))} bytes, QEMU was given {config.ram}")
     if product == "kernel":
+        online = re.search(r"(?m)^cores online: (\d+)$", out)
+        expected = min(config.smp if config.board == "virt" else RASPI_CORES, max_cpus())
+        if not online or int(online.group(1)) != expected:
+            problems.append(f"kernel: {online.group(0) if online else 'no cores online line'}, expected {expected} "
+                            f"(QEMU's {config.smp if config.board == 'virt' else RASPI_CORES}, at most ARCH_MAX_CPUS {max_cpus()})")
         if status != 0:
             problems.append(f"kernel: exit {status}")
         if config.semihosting and "heapCheck: ok" not in out:
@@ -331,7 +352,7 @@ def run_config(config, texts):
             scribble = {"scribble": True, "hash": digest}
         out, err, status, _ = run(config.qemu("testkernel", args))
         problems += check_boot(config, "testkernel " + " ".join(args), out, err, status, config.refusal, scribble)
-        if not problems and config.args and config.args[0] == "smp":
+        if not problems and config.args and config.args[0] == "smp" and config.refusal is None:
             if config.smp == 1 and not re.search(r"(?m)^skip kernel\.smp_stress \(needs 2 or more cores online, 1 online\)$", out):
                 problems.append("testkernel smp on one core: no skip line")
             if config.smp > 1 and not re.search(r"(?m)^smp: \d+ ops on \d+ cores, \d+ of \d+ frees cross-core, ok$", out):
