@@ -255,7 +255,8 @@ def check_boot(config, product, out, err, status, refusal, texts):
         return problems
     panic = re.search(r"(?m)^(panic: .*|exception: .*)$", out)
     if panic:
-        problems.append(f"{product}: {panic.group(1)[:200]}")
+        # Everything after it is missing: the line and the status say it all.
+        return problems + [f"{product}: {panic.group(1)[:200]}, exit {status}"]
     if "MISMATCH" in out:
         problems.append(f"{product}: {re.search(r'(?m)^.*MISMATCH.*$', out).group(0).strip()}")
     elif not re.search(r"(?m)^  total .*: exact$", out):
