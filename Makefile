@@ -1,6 +1,7 @@
 # SwiftKernelMemory: build, boot and test the Embedded Swift memory subsystem.
 #   make run  [BOARD=raspi3b|raspi4b|virt] [MEM=1G] [SEMIHOSTING=0]   boot the kernel under QEMU, show the memory map
 #   make test                                 host swift test + every QEMU boot test
+#   make matrix [ONLY=text] [JOBS=2]         kernel + test kernel over 77 QEMU configurations, against QEMU's -m, hashes, -d guest_errors
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make symbolize [BOARD=..] [ELF=..] < report   an exception report as function file:line
 #   make bench [JSON=1] [ONLY=threads]        host benchmark against the seed list and glibc
@@ -44,7 +45,7 @@ SEMIHOSTING ?= 1
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   $(if $(filter 0,$(SEMIHOSTING)),,-semihosting-config enable=on,target=native)
 
-.PHONY: all kernel testkernel image run symbolize debug test host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld docs example clean
+.PHONY: all kernel testkernel image run symbolize debug test matrix host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld docs example clean
 
 all: kernel
 
@@ -91,6 +92,16 @@ debug: qemu kernel
 
 test: qemu tools
 	$(PYTHON) scripts/run_tests.py
+
+# Every configuration of scripts/matrix.py (docs/testing.md lists them): RAM sizes,
+# NUMA nodes, cores, exception levels, initrds, trees, CPUs and boards, each checked
+# against what QEMU was given. Needs the three boards' kernels, test kernels and images.
+JOBS ?= 2
+matrix: qemu
+	$(MAKE) -s kernel testkernel image BOARD=raspi3b
+	$(MAKE) -s kernel testkernel image BOARD=raspi4b
+	$(MAKE) -s kernel testkernel image BOARD=virt
+	$(PYTHON) scripts/matrix.py --jobs $(JOBS) $(if $(ONLY),--only "$(ONLY)",)
 
 host-test:
 	$(SWIFT) test

@@ -7,6 +7,12 @@ virt's RAM starts at 0x40000000 and the image is linked 2 MiB above it. With les
 than the image needs (`-m 2M`), QEMU still starts the CPU at an address with no memory
 behind it: the fetch faults before any kernel code runs, so the kernel cannot report
 anything and QEMU loops until killed. This check reports it instead and exits 2.
+
+It refuses exactly what the kernel's memInit would refuse ("RAM smaller than kernel +
+page array + heap"): the image up to `__end`, then one 16-byte page entry per page of
+RAM (rounded up to a page), then the heap's first 1 MiB, all below the end of RAM. With
+the image of today that is `-m 4M` for the kernel and the test kernel; `-m 3M` is
+refused.
 """
 import os
 import re
@@ -17,6 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 from toolchain import toolchain_tool  # noqa: E402
 
 RAM_BASE = 0x40000000
+PAGE = 4096
+PAGE_ENTRY_BYTES = 16          # PageEntry's size (the pages.entry_is_16_bytes scenario)
+HEAP_INITIAL_BYTES = 1 << 20   # MemInit's kernelHeapInitialBytes
 
 
 def main():
@@ -28,12 +37,14 @@ def main():
     symbols = subprocess.run([toolchain_tool("llvm-nm") or "llvm-nm", elf], capture_output=True, text=True, check=True).stdout
     start = int(re.search(r"^([0-9a-f]+) \w __kernel_start$", symbols, re.M).group(1), 16)
     end = int(re.search(r"^([0-9a-f]+) \w __end$", symbols, re.M).group(1), 16)
-    # The kernel needs its image plus room for the page array and the 1 MiB heap.
-    needed = end + (1 << 20) + ((ram >> 12) * 16) + (1 << 20)
+    # memInit places the page array and the heap at the first fit after __end.
+    array = -(-(ram // PAGE) * PAGE_ENTRY_BYTES // PAGE) * PAGE
+    needed = end + array + HEAP_INITIAL_BYTES
     if needed > RAM_BASE + ram:
         print(f"make run: the kernel image [{start:#x}, {end:#x}) and its heap do not fit in -m {mem} "
               f"(RAM [{RAM_BASE:#x}, {RAM_BASE + ram:#x})): QEMU would start the CPU where there is no "
-              f"RAM and the kernel could report nothing. Use MEM=64M or more.", file=sys.stderr)
+              f"RAM and the kernel could report nothing. It needs {needed - RAM_BASE:#x} bytes of RAM: "
+              f"MEM={-(-(needed - RAM_BASE) // (1 << 20))}M or more.", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`make test`: the host suite (swift test), every QEMU boot test, real programs on the
-preload library (`make realworld QUICK=1`), a kernel of one's own built from
+preload library (`make realworld QUICK=1`), about 15 configurations of `make matrix`
+(scripts/matrix.py), a kernel of one's own built from
 docs/your-kernel.md and from Examples/MinimalKernel and booted, `make docs` (no
 undocumented public symbol), 60 s of heap fuzzing,
 30 s of device-tree fuzzing and the host suite again under AddressSanitizer.
@@ -268,7 +269,7 @@ def too_little_ram():
     label = "make run BOARD=virt MEM=2M (the kernel outside RAM)"
     print(f"== {label}", flush=True)
     out, status, elapsed = run_qemu(["make", "-s", "run", "BOARD=virt", "MEM=2M"], 120)
-    ok = status not in (0, None) and re.search(r"do not fit in -m 2M .*Use MEM=64M or more", out) is not None
+    ok = status not in (0, None) and re.search(r"do not fit in -m 2M .*MEM=4M or more", out) is not None
     if not ok:
         print(out[-2000:] if status is not None else "  hung until the 120 s timeout")
     count(ok, f"{label}: exit {status}, {elapsed:.1f} s")
@@ -541,6 +542,30 @@ def consumer():
         count(False, f"consumer checks ended with exit {proc.returncode}")
 
 
+def matrix_subset():
+    """About 15 configurations of `make matrix` (scripts/matrix.py SUBSET), one of each
+    class: RAM sizes, NUMA nodes, cores, exception levels, initrds, trees, CPUs, boards,
+    bad arguments; each checked against the oracles there (the RAM QEMU was given, the
+    scribble hashes, no guest error) and counted as one test."""
+    sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+    import matrix
+    print("== matrix subset (scripts/matrix.py --subset)", flush=True)
+    listing = subprocess.run(["qemu-system-aarch64", "-M", "help"], capture_output=True, text=True).stdout
+    matrix.make_files()
+    texts = {b: matrix.text_rodata(f".build-{b}/release/testkernel") for b in BOARDS
+             if os.path.exists(f".build-{b}/release/testkernel")}
+    global skipped
+    for config in matrix.configurations():
+        if config.name not in matrix.SUBSET:
+            continue
+        if not re.search(rf"(?m)^{config.board}\s", listing):
+            skipped += 1
+            print(f"SKIP matrix {config.name}: this QEMU does not model {config.board}", flush=True)
+            continue
+        ok, line = matrix.run_config(config, texts)
+        count(ok, "matrix " + line)
+
+
 def docs():
     """`make docs`: the DocC archive builds with no docc warning, every public symbol of
     the documented modules has a summary, and the catalog's bad-input table is README's."""
@@ -595,6 +620,7 @@ def main():
             wrong_address_boot(board)
     machine_configuration_boots()
     too_little_ram()
+    matrix_subset()
     gdb_session()
     consumer()
     if "--skip-host" not in sys.argv:

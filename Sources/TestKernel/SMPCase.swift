@@ -16,6 +16,9 @@ import Scenarios
 private let board = BoardPlatform()
 private let maximumCores = board.maximumCores
 
+/// Cores the stress needs: a third of each core's frees go to another core.
+let smpMinimumCores = 2
+
 /// Operations per core when the command line gives no `ops=N`.
 let smpDefaultOperations = 250_000
 /// How long the boot core waits for the other cores to finish after its own part.

@@ -1,12 +1,17 @@
 // The test kernel: boots like the kernel, then runs the shared scenarios and the
 // kernel-only cases, printing one line per case and `N passed, N failed`. QEMU exits
-// with 0 only if every case passed. Semihosting argument `fail-on-purpose` adds a
+// with 0 only if every case passed. A case the machine cannot run (too little
+// contiguous RAM, one core for `smp`) prints `skip <name> (<why>)` instead. Semihosting
+// argument `fail-on-purpose` adds a
 // failing case, to prove the harness notices; `bench` runs the guest benchmark
 // (GuestBench.swift) instead of the cases; `fault=data-abort`, `fault=undefined` and
 // `fault=brk` take that exception, which the vectors report (exit status 4);
 // `fault=stack-canary` overwrites a core's stack canary and exits (status 5); `smp`
 // runs only the SMP stress on every core (SMPCase.swift; `seed=N`, `ops=N` per core);
-// `quick` skips the model's 100,000 operations.
+// `quick` skips the model's 100,000 operations and bounds the every-page case, so its
+// time does not grow with RAM; `scribble` (with `text=HEX`) fills every free page and
+// checks the hashes taken at entry (Scribble.swift). Any other word, or a value out of
+// range, is refused with the valid words and exit status 2 (Arguments.swift).
 #if arch(arm64) && os(none)
 import KernelMemory
 import Arch
@@ -22,15 +27,11 @@ let commandLineLength = withUnsafeMutableBytes(of: &commandLine) { raw in
   Machine.commandLine(into: raw.bindMemory(to: UInt8.self))
 }
 
-/// Whether the command line contains `word`.
-func argumentGiven(_ word: StaticString) -> Bool {
-  withUnsafeBytes(of: commandLine) { contains($0, commandLineLength, word) }
-}
+/// The command line's words, checked (a bad one is refused after the boot banner).
+let arguments = withUnsafeBytes(of: commandLine) { TestArguments($0, commandLineLength) }
 
-/// The decimal number after `key` (which includes its `=`) on the command line, or nil.
-func argumentValue(_ key: StaticString) -> UInt64? {
-  withUnsafeBytes(of: commandLine) { decimal(after: key, in: $0, commandLineLength) }
-}
+/// With `scribble`: the hashes taken now, before memInit has touched RAM.
+let entryHashes = arguments.scribble ? EntryHashes.take(textEnd: arguments.textEnd) : nil
 
 nonisolated(unsafe) var passed = 0
 nonisolated(unsafe) var failed = 0
@@ -59,13 +60,25 @@ func report(_ name: StaticString, _ e: Expectations) {
 
 // With `smp` the other cores wait for the stress (SMPCase.swift); otherwise they
 // come online and park.
-let smpRequested = argumentGiven("smp")
+let smpRequested = arguments.smp && arguments.problem == nil
 let bootLayout = bootMemory(secondaryEntry: smpRequested ? smpSecondaryEntry : nil)
+if arguments.problem != nil {
+  withUnsafeBytes(of: commandLine) { refuseArguments($0, arguments) }
+}
 
 if smpRequested {
   kput("test kernel: smp\n")
-  let e = smpStressCase(seed: argumentValue("seed=") ?? 1, operations: Int(argumentValue("ops=") ?? UInt64(smpDefaultOperations)))
-  report("kernel.smp_stress", e)
+  let online = BoardPlatform().onlineCores
+  if online < smpMinimumCores {
+    // Nothing to cross: the stress's cross-core share cannot be met by one core.
+    smpSignal(smpAbort)
+    kput("skip kernel.smp_stress (needs 2 or more cores online, ")
+    kputDecimal(UInt(online))
+    kput(" online)\n")
+  } else {
+    let e = smpStressCase(seed: arguments.seed ?? 1, operations: arguments.operations ?? smpDefaultOperations)
+    report("kernel.smp_stress", e)
+  }
   kputDecimal(UInt(passed))
   kput(" passed, ")
   kputDecimal(UInt(failed))
@@ -73,17 +86,17 @@ if smpRequested {
   Machine.exit(failed == 0 ? 0 : 1)
 }
 
-if argumentGiven("bench") {
+if arguments.bench {
   guestBench()
   Machine.exit(0)
 }
 // Deliberate faults: the exception vectors must report each and exit with status 4.
-if argumentGiven("fault=data-abort") { arch_fault_data_abort() }
-if argumentGiven("fault=undefined") { arch_fault_undefined() }
-if argumentGiven("fault=brk") { arch_fault_brk() }
+if arguments.fault == .dataAbort { arch_fault_data_abort() }
+if arguments.fault == .undefined { arch_fault_undefined() }
+if arguments.fault == .brk { arch_fault_brk() }
 // An overwritten stack canary (the last core's, as if its stack had overflowed): the
 // exit path must report it with the core's number and exit with status 5.
-if argumentGiven("fault=stack-canary") {
+if arguments.fault == .stackCanary {
   var victim = BoardPlatform().maximumCores - 1
   while victim > 0 && !BoardPlatform().isCoreOnline(victim) { victim -= 1 }
   arch_fault_stack_canary(UInt(victim))
@@ -94,45 +107,90 @@ kput("test kernel\n")
 /// Runs `body` over a fresh, zeroed run of `bytes` bytes of real pages, as the host
 /// gives a scenario fresh zeroed memory (stale headers from an earlier scenario at the
 /// same addresses would change what a bad free finds).
-func withScenarioMemory(seed: UInt64, bytes: Int = ScenarioMemory.standardBytes, _ body: (ScenarioMemory) -> Void) {
+/// - Returns: false, having run nothing, when no run of `bytes` is free.
+func withScenarioMemory(seed: UInt64, bytes: Int = ScenarioMemory.standardBytes, _ body: (ScenarioMemory) -> Void) -> Bool {
   let pages = bytes >> Page.shift
-  guard let run = bootFrames.allocContiguous(pages: pages, zeroed: true) else {
-    Machine.panic("testkernel", "no contiguous run for a scenario", UInt(bytes))
-  }
+  guard let run = bootFrames.allocContiguous(pages: pages, zeroed: true) else { return false }
   body(ScenarioMemory(base: run, bytes: bytes, zeroFill: BoardPlatform().zeroFill, seed: seed))
   freeContiguous(run, pages: pages)
+  return true
+}
+
+/// Free memory a scenario leaves beside its own run: the scenario's Swift arrays and the
+/// heap's growth come from it.
+let scenarioHeadroomBytes = 4 << 20
+
+/// Prints `skip <name> (needs N MiB contiguous, M KiB free)`: the machine has no free
+/// run that large beside the headroom.
+func skipForMemory(_ name: StaticString, bytes: Int) {
+  kput("skip ")
+  kput(name)
+  kput(" (needs ")
+  kputDecimal(UInt(bytes >> 20))
+  kput(" MiB contiguous, ")
+  kputDecimal(UInt(bootFrames.freePageCount) << 2)
+  kput(" KiB free)\n")
+}
+
+/// Runs the kernel case `name` when `bytes` or more are free; otherwise prints
+/// `skip <name> (needs N KiB free, M KiB free)`.
+func runCase(_ name: StaticString, needsFree bytes: Int, _ body: () -> Expectations) {
+  let free = bootFrames.freePageCount << Page.shift
+  guard free >= bytes else {
+    kput("skip ")
+    kput(name)
+    kput(" (needs ")
+    kputDecimal(UInt(bytes >> 10))
+    kput(" KiB free, ")
+    kputDecimal(UInt(free >> 10))
+    kput(" KiB free)\n")
+    return
+  }
+  report(name, body())
+}
+
+// 0. With `scribble`: every free page written, nothing hashed at entry changed.
+if let hashes = entryHashes {
+  report("kernel.scribble_free_pages", scribbleCase(hashes))
 }
 
 // 1. The shared scenarios, exactly as `swift test` runs them.
 for scenario in allScenarios() {
   var e = Expectations()
-  withScenarioMemory(seed: 42, bytes: scenario.memoryBytes) { scenario.run($0, &e) }
-  report(scenario.name, e)
+  let roomy = bootFrames.freePageCount << Page.shift >= scenario.memoryBytes + scenarioHeadroomBytes
+  if roomy && withScenarioMemory(seed: 42, bytes: scenario.memoryBytes, { scenario.run($0, &e) }) {
+    report(scenario.name, e)
+  } else {
+    skipForMemory(scenario.name, bytes: scenario.memoryBytes)
+  }
 }
 
 // 2. The model at 10 seeds x 10,000 operations = 100,000 operations; skipped with
 // `quick` (the boots that vary the firmware's memory map: the model runs in a scenario
 // run of its own, the same on every map, and takes most of a boot's time).
-if argumentGiven("quick") {
+if arguments.quick {
   kput("skip model.100k_operations (quick)\n")
 } else {
   var model = Expectations()
-  for seed in 1...10 {
-    withScenarioMemory(seed: UInt64(seed)) { runModel($0, seed: UInt64(seed), operations: modelOperationsPerSeed, &model) }
+  var ran = bootFrames.freePageCount << Page.shift >= ScenarioMemory.standardBytes + scenarioHeadroomBytes
+  for seed in 1...10 where ran {
+    ran = withScenarioMemory(seed: UInt64(seed)) { runModel($0, seed: UInt64(seed), operations: modelOperationsPerSeed, &model) }
   }
-  report("model.100k_operations", model)
+  if ran { report("model.100k_operations", model) } else { skipForMemory("model.100k_operations", bytes: ScenarioMemory.standardBytes) }
 }
 
 // 3. Kernel-only cases.
+// Each needs some free memory beside the heap's first 1 MiB: the growth case 40 blocks
+// of 100 KiB, the bad-input case a 1 MiB large block and pages.
 report("kernel.bzero_vs_bytes", bzeroCase())
-report("kernel.every_page_once", everyPageCase(bootLayout))
+report("kernel.every_page_once", everyPageCase(bootLayout, limit: arguments.quick ? quickPageLimit : nil))
 report("kernel.kmalloc_kfree", kmallocCase())
-report("kernel.heap_growth_and_large", heapGrowthCase())
-report("kernel.bad_input_reports", badInputCase())
-report("kernel.swift_runtime_on_heap", swiftRuntimeCase())
+runCase("kernel.heap_growth_and_large", needsFree: 8 << 20) { heapGrowthCase() }
+runCase("kernel.bad_input_reports", needsFree: 2 << 20) { badInputCase() }
+runCase("kernel.swift_runtime_on_heap", needsFree: 1 << 20) { swiftRuntimeCase() }
 report("kernel.cpu_numbering", cpuNumberingCase())
 
-if argumentGiven("fail-on-purpose") {
+if arguments.failOnPurpose {
   var e = Expectations()
   e.expect(1 + 1 == 3, "deliberate failure for the harness self-test", 0)
   report("harness.fail_on_purpose", e)

@@ -1,0 +1,406 @@
+#!/usr/bin/env python3
+"""`make matrix`: the kernel and the test kernel over many machine configurations, each
+checked against oracles the kernel does not control.
+
+    scripts/matrix.py [--jobs N] [--only SUBSTRING] [--list] [--subset]
+
+A configuration boots the kernel (ELF) and the test kernel (`quick`, plus `scribble`
+up to SCRIBBLE_LIMIT of RAM) and passes when every boot ends as expected:
+
+- exit 0 with the checks below, or a defined refusal line and status (too little RAM,
+  bad arguments); a hang is killed at the time limit and fails;
+- the memory map's last line is `exact`, no `MISMATCH`, no `FAIL` line, and the test
+  kernel's summary agrees with its lines;
+- the firmware-RAM figure of that line equals the RAM QEMU was given: virt's `-m` (or
+  the NUMA nodes' sizes), raspi3b's 1 GiB less the 64 MiB VideoCore split (960 MiB),
+  raspi3ap's 512 MiB less it (448 MiB), raspi4b's 960 MiB below 1 GiB plus 1 GiB above;
+- `scribble`: every range hashed at entry intact after every free page was written,
+  the initrd's hash equal to the file's, the image's .text+.rodata hash equal to the
+  ELF's;
+- nothing on QEMU's stderr under `-d guest_errors`.
+
+Prints one PASS/FAIL line per configuration (with the first problems) and a closing
+`N passed, N failed` with the wall time. `--subset` runs the configurations make test
+runs (SUBSET). Run from the repository root after `make kernel testkernel image` for
+raspi3b, raspi4b and virt.
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import struct
+import subprocess
+import sys
+import time
+
+DT = ".build-dt"
+MATRIX_DT = ".build-dt/matrix"
+SCRIBBLE_LIMIT = 2 << 30       # scribbling writes ~5 s per GiB under TCG
+BOOT_TIMEOUT = 120             # seconds; every boot ends well before (a hang is killed)
+MiB = 1 << 20
+GiB = 1 << 30
+VIDEOCORE_SPLIT = 64 * MiB     # QEMU's raspi vcram-size default
+BOARD_RAM = {"raspi3b": GiB - VIDEOCORE_SPLIT, "raspi3ap": 512 * MiB - VIDEOCORE_SPLIT,
+             "raspi4b": GiB - VIDEOCORE_SPLIT + GiB}
+# virt's 64-bit CPUs (the 32-bit ones cannot run an AArch64 image).
+VIRT_CPUS = ["cortex-a35", "cortex-a53", "cortex-a55", "cortex-a57", "cortex-a72", "cortex-a76", "cortex-a710",
+             "neoverse-n1", "neoverse-n2", "neoverse-v1", "a64fx", "max"]
+# --ignore-guest-error TEXT (diagnosis only: to see what else fails while a known guest
+# error floods every boot); never set by make matrix or make test.
+IGNORED_GUEST_ERROR = None
+RASPI_CORES = 4
+
+
+def max_cpus():
+    """ARCH_MAX_CPUS, the cores the kernel brings up at most (Sources/ArchSupport)."""
+    for root, _, files in os.walk("Sources/ArchSupport"):
+        for name in files:
+            with open(os.path.join(root, name), errors="replace") as f:
+                found = re.search(r"(?m)^#define ARCH_MAX_CPUS\s+(\d+)", f.read())
+            if found:
+                return int(found.group(1))
+    return RASPI_CORES
+
+
+REFUSE_TOO_LITTLE = r"(?m)^panic: memInit: RAM smaller than kernel \+ page array \+ heap"
+
+
+def size_bytes(text):
+    """QEMU's size `text` (512K, 64M, 2G) in bytes."""
+    match = re.fullmatch(r"(\d+)([KMG]?)", text)
+    return int(match.group(1)) << {"": 20, "K": 10, "M": 20, "G": 30}[match.group(2)]
+
+
+class Config:
+    """One machine: `board`, QEMU's machine arguments, the RAM it was given, and what
+    each boot must end with."""
+
+    def __init__(self, name, board="virt", mem="1G", cpu="cortex-a53", smp=4, machine="", numa=(), extra=(),
+                 initrd=None, dtb=None, semihosting=True, refusal=None, args=(), kernel=True, testkernel=True,
+                 image=False):
+        self.name, self.board, self.mem, self.cpu, self.smp = name, board, mem, cpu, smp
+        self.machine, self.numa, self.extra, self.initrd, self.dtb = machine, numa, list(extra), initrd, dtb
+        self.semihosting, self.refusal, self.args = semihosting, refusal, list(args)
+        self.kernel, self.testkernel, self.image = kernel, testkernel, image
+
+    @property
+    def ram(self):
+        if self.board != "virt":
+            return BOARD_RAM[self.board]
+        return sum(size_bytes(s) for s in self.numa) if self.numa else size_bytes(self.mem)
+
+    def qemu(self, product, args):
+        build = "raspi3b" if self.board == "raspi3ap" else self.board
+        if self.board == "virt":
+            cmd = ["qemu-system-aarch64", "-M", "virt" + self.machine, "-cpu", self.cpu, "-m", self.mem, "-smp", str(self.smp)]
+            for i, size in enumerate(self.numa):
+                cmd += ["-object", f"memory-backend-ram,id=m{i},size={size}", "-numa", f"node,memdev=m{i}"]
+        else:
+            cmd = ["qemu-system-aarch64", "-M", self.board]
+        if self.initrd:
+            cmd += ["-initrd", self.initrd]
+        if self.dtb:
+            cmd += ["-dtb", self.dtb]
+        cmd += self.extra + ["-display", "none", "-monitor", "none", "-serial", "stdio", "-d", "guest_errors"]
+        if self.semihosting:
+            cmd += ["-semihosting-config", "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)]
+        image = ".img" if self.image or self.initrd else ""
+        return cmd + ["-kernel", f".build-{build}/release/{product}{image}"]
+
+
+def configurations():
+    c = []
+    # -m from the smallest that boots (and the one below, refused) to 16 GiB.
+    c.append(Config("virt -m 3M (refused: too little RAM)", mem="3M", refusal=REFUSE_TOO_LITTLE, testkernel=False))
+    for mem in ["4M", "6M", "8M", "16M", "32M", "64M", "96M", "128M", "256M", "512M", "1G", "2G", "3G", "4G", "6G",
+                "8G", "12G", "16G"]:
+        c.append(Config(f"virt -m {mem}", mem=mem))
+    # NUMA: 2-4 nodes of uneven sizes, tiny first nodes, node boundaries inside the image.
+    for nodes in [("512K", "1047040K"), ("1536K", "1047040K"), ("2M", "1022M"), ("2560K", "510M"), ("2200K", "100M"), ("3M", "61M"), ("64M", "960M"),
+                  ("1G", "1G"), ("16M", "16M", "992M"), ("4M", "60M", "1G", "128M"), ("512M", "256M", "128M", "128M"),
+                  ("1G", "3G")]:
+        total = sum(size_bytes(n) for n in nodes)
+        c.append(Config(f"virt NUMA {'+'.join(nodes)}", mem=f"{total >> 10}K", numa=nodes))
+    # Cores.
+    for smp in [1, 2, 3, 5, 8]:
+        c.append(Config(f"virt -smp {smp}", smp=smp))
+    c.append(Config("virt -smp 1 smp (skipped: one core)", smp=1, args=["smp", "ops=1000"], kernel=False))
+    c.append(Config("virt -smp 4 smp ops=1000", args=["smp", "ops=1000"], kernel=False))
+    c.append(Config("virt gic-version=3 -smp 8", machine=",gic-version=3", smp=8))
+    c.append(Config("virt gic-version=3 -smp 17", machine=",gic-version=3", smp=17))
+    c.append(Config("virt gic-version=3 -smp 32", machine=",gic-version=3", smp=32))
+    c.append(Config("virt gic-version=3 -smp 17 smp ops=1000", machine=",gic-version=3", smp=17, args=["smp", "ops=1000"],
+                    kernel=False))
+    # Exception levels, with and without semihosting.
+    for flag in ["secure=on", "virtualization=on", "secure=on,virtualization=on"]:
+        c.append(Config(f"virt {flag}", machine="," + flag))
+        c.append(Config(f"virt {flag}, no semihosting", machine="," + flag, semihosting=False, testkernel=False))
+    c.append(Config("virt, no semihosting", semihosting=False, testkernel=False))
+    # Initrds and trees.
+    c.append(Config("virt -initrd 300001 bytes", initrd=f"{MATRIX_DT}/initrd-small.img"))
+    c.append(Config("virt -m 128M -initrd 24 MiB + 1", mem="128M", initrd=f"{MATRIX_DT}/initrd-large.img"))
+    c.append(Config("virt -m 64M -initrd 300001 bytes", mem="64M", initrd=f"{MATRIX_DT}/initrd-small.img"))
+    c.append(Config("virt NUMA 2M+1022M -initrd", mem="1024M", numa=("2M", "1022M"), initrd=f"{MATRIX_DT}/initrd-small.img"))
+    c.append(Config("virt tree with /memreserve/ and /reserved-memory", dtb=f"{DT}/virt-reserved.dtb", image=True))
+    c.append(Config("virt tree with 120 reservations every 8 MiB", dtb=f"{MATRIX_DT}/virt-many.dtb", image=True))
+    c.append(Config("virt -m 2G tree with 120 reservations + -initrd", mem="2G", dtb=f"{MATRIX_DT}/virt-many-2G.dtb",
+                    initrd=f"{MATRIX_DT}/initrd-small.img"))
+    # CPUs.
+    for cpu in VIRT_CPUS:
+        if cpu != "cortex-a53":
+            c.append(Config(f"virt -cpu {cpu}", cpu=cpu))
+    # Raspberry Pi boards.
+    c.append(Config("raspi3b", board="raspi3b"))
+    c.append(Config("raspi3b, no semihosting", board="raspi3b", semihosting=False, testkernel=False))
+    c.append(Config("raspi3b -dtb", board="raspi3b", dtb=f"{DT}/raspi3b.dtb", image=True))
+    c.append(Config("raspi3ap (raspi3b image)", board="raspi3ap"))
+    c.append(Config("raspi4b", board="raspi4b"))
+    c.append(Config("raspi4b -dtb", board="raspi4b", dtb=f"{DT}/raspi4b.dtb", image=True))
+    c.append(Config("raspi4b, no semihosting", board="raspi4b", semihosting=False, testkernel=False))
+    # Bad arguments: refused with the valid words and status 2.
+    for bad in ["ops=-5", "fault=bogus", "frobnicate"]:
+        c.append(Config(f"virt bad argument {bad}", args=["smp", bad] if bad.startswith("ops") else [bad],
+                        kernel=False, refusal=r"(?m)^test kernel: bad arguments: .*\ntest kernel: valid arguments: "))
+    return c
+
+
+# About 15 configurations for make test, one of each class (scripts/run_tests.py).
+SUBSET = ["virt -m 3M (refused: too little RAM)", "virt -m 4M", "virt -m 64M", "virt -m 6G", "virt NUMA 2M+1022M",
+          "virt NUMA 2560K+510M", "virt NUMA 4M+60M+1G+128M", "virt gic-version=3 -smp 17", "virt -smp 1 smp (skipped: one core)",
+          "virt secure=on, no semihosting", "virt virtualization=on", "virt -m 128M -initrd 24 MiB + 1",
+          "virt tree with 120 reservations every 8 MiB", "virt -cpu max", "raspi3ap (raspi3b image)",
+          "virt bad argument ops=-5"]
+
+
+def fnv1a(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def text_rodata(elf):
+    """(end address, FNV-1a of the bytes) of the ELF's .text through .rodata."""
+    with open(elf, "rb") as f:
+        data = f.read()
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names_offset = sections[shstrndx][4]
+
+    def name(s):
+        start = names_offset + s[0]
+        return data[start:data.index(b"\0", start)].decode()
+    by_name = {name(s): s for s in sections}
+    text, rodata = by_name[".text"], by_name[".rodata"]
+    end = rodata[3] + rodata[5]
+    return end, fnv1a(data[text[4]:rodata[4] + rodata[5]])
+
+
+def make_files():
+    """The initrds and the trees with many reservations (dtc), beside run_tests' trees."""
+    sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+    import run_tests
+    run_tests.make_trees()
+    os.makedirs(MATRIX_DT, exist_ok=True)
+    for name, size in [("initrd-small", 300_001), ("initrd-large", 24 * MiB + 1)]:
+        with open(f"{MATRIX_DT}/{name}.img", "wb") as f:
+            f.write(bytes((i * 7 + i // 4096) & 0xFF for i in range(size)))
+    for name, mem in [("virt-many", "1G"), ("virt-many-2G", "2G")]:
+        subprocess.run(["qemu-system-aarch64", "-M", f"virt,dumpdtb={MATRIX_DT}/{name}-base.dtb", "-cpu", "cortex-a53",
+                        "-m", mem, "-smp", "4", "-display", "none"], check=True, capture_output=True)
+        dts = subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dts", f"{MATRIX_DT}/{name}-base.dtb"], check=True,
+                             capture_output=True, text=True).stdout
+        # 60 /memreserve/ and 60 /reserved-memory children (every third no-map, some
+        # unaligned), one every 8 MiB from 16 MiB on: no 64 MiB run stays free.
+        memreserve = "".join(f"/memreserve/ {0x41000000 + i * 0x1000000:#x} 0x10000;\n" for i in range(60))
+        children = "".join(
+            f"\t\tr@{0x41800000 + i * 0x1000000 + (i % 5) * 0x123:x} {{\n\t\t\treg = <0x00 {0x41800000 + i * 0x1000000 + (i % 5) * 0x123:#x} 0x00 0x3000>;\n"
+            + ("\t\t\tno-map;\n" if i % 3 == 0 else "") + "\t\t};\n" for i in range(60))
+        dts = dts.replace("/dts-v1/;", "/dts-v1/;\n" + memreserve, 1)
+        dts = dts[:dts.rindex("};")] + ("\treserved-memory {\n\t\t#address-cells = <0x02>;\n\t\t#size-cells = <0x02>;\n"
+                                        "\t\tranges;\n" + children + "\t};\n") + "};\n"
+        with open(f"{MATRIX_DT}/{name}.dts", "w") as f:
+            f.write(dts)
+        subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", f"{MATRIX_DT}/{name}.dtb", f"{MATRIX_DT}/{name}.dts"],
+                       check=True)
+
+
+def run(cmd, timeout=BOOT_TIMEOUT):
+    """(serial output, stderr, exit status or None on a hang, seconds)."""
+    started = time.time()
+    try:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        out, err, status = proc.stdout, proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as e:
+        out, err, status = e.stdout or b"", e.stderr or b"", None
+    return (out.decode(errors="replace").replace("\r", ""), err.decode(errors="replace"), status, time.time() - started)
+
+
+def check_boot(config, product, out, err, status, refusal, texts):
+    """The problems of one boot, [] when it ended as expected."""
+    problems = []
+    if status is None:
+        return [f"{product}: hung until the {BOOT_TIMEOUT} s limit; last line: "
+                + (out.strip().splitlines() or ["(no output)"])[-1][:160]]
+    guest = [line for line in err.splitlines() if line.strip() and not (IGNORED_GUEST_ERROR and IGNORED_GUEST_ERROR in line)]
+    if guest:
+        problems.append(f"{product}: QEMU -d guest_errors: {guest[0][:160]}" + (f" (+{len(guest) - 1} lines)" if len(guest) > 1 else ""))
+    if refusal:
+        if not re.search(refusal, out):
+            problems.append(f"{product}: exit {status}, no refusal line matching {refusal!r}; last: "
+                            + (out.strip().splitlines() or ["(none)"])[-1][:160])
+        elif status in (0, None):
+            problems.append(f"{product}: refusal line but exit {status}")
+        return problems
+    panic = re.search(r"(?m)^(panic: .*|exception: .*)$", out)
+    if panic:
+        # Everything after it is missing: the line and the status say it all.
+        return problems + [f"{product}: {panic.group(1)[:200]}, exit {status}"]
+    if "MISMATCH" in out:
+        problems.append(f"{product}: {re.search(r'(?m)^.*MISMATCH.*$', out).group(0).strip()}")
+    elif not re.search(r"(?m)^  total .*: exact$", out):
+        problems.append(f"{product}: no exact total line")
+    ram = re.search(r"(?m)firmware's RAM (\d+) bytes", out)
+    if ram and int(ram.group(1)) != config.ram:
+        problems.append(f"{product}: firmware's RAM {int(ram.group(1))} bytes, QEMU was given {config.ram}")
+    if product == "kernel":
+        online = re.search(r"(?m)^cores online: (\d+)$", out)
+        expected = min(config.smp if config.board == "virt" else RASPI_CORES, max_cpus())
+        if not online or int(online.group(1)) != expected:
+            problems.append(f"kernel: {online.group(0) if online else 'no cores online line'}, expected {expected} "
+                            f"(QEMU's {config.smp if config.board == 'virt' else RASPI_CORES}, at most ARCH_MAX_CPUS {max_cpus()})")
+        if status != 0:
+            problems.append(f"kernel: exit {status}")
+        if config.semihosting and "heapCheck: ok" not in out:
+            problems.append("kernel: no heapCheck: ok")
+        if not config.semihosting and "bye" not in out:
+            problems.append("kernel without semihosting: no bye")
+        return problems
+    fails = re.findall(r"(?m)^FAIL .*$", out)
+    oks = re.findall(r"(?m)^ok   .*$", out)
+    summary = re.search(r"(?m)^(\d+) passed, (\d+) failed$", out)
+    problems += [f"testkernel: {f[:200]}" for f in fails[:3]]
+    if not summary or int(summary.group(1)) != len(oks) or int(summary.group(2)) != len(fails):
+        problems.append("testkernel: no summary agreeing with its lines")
+    if status != 0:
+        problems.append(f"testkernel: exit {status}")
+    if "scribble" in " ".join(texts):
+        for line in re.findall(r"(?m)^scribble: .* CHANGED$", out):
+            problems.append("testkernel: " + line)
+        image = re.search(r"(?m)^scribble: kernel text\+rodata \[0x[0-9a-f]+, 0x[0-9a-f]+\) fnv 0x([0-9a-f]+)", out)
+        if not image or int(image.group(1), 16) != texts["hash"]:
+            problems.append("testkernel: the image's .text+.rodata hash differs from the ELF's (or is missing)")
+        if config.initrd:
+            with open(config.initrd, "rb") as f:
+                expected = fnv1a(f.read())
+            initrd = re.search(r"(?m)^scribble: initrd \[0x[0-9a-f]+, 0x[0-9a-f]+\) fnv 0x([0-9a-f]+)", out)
+            if not initrd or int(initrd.group(1), 16) != expected:
+                problems.append("testkernel: the initrd's hash differs from the file's (or is missing)")
+    return problems
+
+
+def pages_of(out, owners):
+    """The set of page numbers the map lists under one of `owners` (None: every owner but
+    those the kernel places itself: free, page-array, heap)."""
+    pages = set()
+    for owner, start, end in re.findall(r"(?m)^  ([a-z-]+) +\[0x([0-9a-f]+), 0x([0-9a-f]+)\)", out):
+        if (owner in owners) if owners else owner not in ("free", "page-array", "heap"):
+            pages.update(range(int(start, 16) >> 12, int(end, 16) >> 12))
+    return pages
+
+
+def numa_free_problem(config, out):
+    """NUMA nodes split the same RAM: a page that a plain `-m` of the same size reserves
+    (the tree, firmware's, the kernel, the initrd, reserved ranges) must not be free."""
+    plain = Config("plain", mem=config.mem, cpu=config.cpu, smp=config.smp, initrd=config.initrd)
+    plain_out, _, status, _ = run(plain.qemu("kernel", []))
+    if status != 0:
+        return None   # the plain boot's own configuration reports it
+    wrong = sorted(pages_of(out, ("free",)) & pages_of(plain_out, None))
+    if not wrong:
+        return None
+    return (f"kernel: {len(wrong)} pages free with NUMA that plain -m {config.mem} reserves "
+            f"(first 0x{wrong[0] << 12:x})")
+
+
+def run_config(config, texts):
+    """(ok, line) for one configuration."""
+    started = time.time()
+    problems = []
+    if config.kernel:
+        out, err, status, _ = run(config.qemu("kernel", []))
+        problems += check_boot(config, "kernel", out, err, status, config.refusal if not config.testkernel else None, {})
+        if config.board == "virt" and not config.numa:
+            # `make run`'s check (scripts/check_ram.py) must agree with the kernel: it
+            # refuses exactly the -m the kernel refuses.
+            check = subprocess.run([sys.executable, "scripts/check_ram.py", ".build-virt/release/kernel", config.mem],
+                                   capture_output=True, text=True)
+            if (check.returncode != 0) != (config.refusal is not None and not config.testkernel):
+                problems.append(f"scripts/check_ram.py exits {check.returncode} for -m {config.mem}, the kernel "
+                                + ("refuses it" if config.refusal else "boots"))
+        if config.numa and status == 0:
+            problem = numa_free_problem(config, out)
+            if problem:
+                problems.append(problem)
+    if config.testkernel and config.semihosting:
+        args = list(config.args) or ["quick"]
+        scribble = {}
+        if not config.args and config.ram <= SCRIBBLE_LIMIT and config.refusal is None:
+            build = "raspi3b" if config.board == "raspi3ap" else config.board
+            end, digest = texts[build]
+            args += ["scribble", f"text={end:x}"]
+            scribble = {"scribble": True, "hash": digest}
+        out, err, status, _ = run(config.qemu("testkernel", args))
+        problems += check_boot(config, "testkernel " + " ".join(args), out, err, status, config.refusal, scribble)
+        if not problems and config.args and config.args[0] == "smp" and config.refusal is None:
+            if config.smp == 1 and not re.search(r"(?m)^skip kernel\.smp_stress \(needs 2 or more cores online, 1 online\)$", out):
+                problems.append("testkernel smp on one core: no skip line")
+            if config.smp > 1 and not re.search(r"(?m)^smp: \d+ ops on \d+ cores, \d+ of \d+ frees cross-core, ok$", out):
+                problems.append("testkernel smp: no ok line")
+    line = f"{config.name}: {time.time() - started:.1f} s" + "".join("\n    " + p for p in problems)
+    return not problems, line
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", default=None)
+    parser.add_argument("--subset", action="store_true")
+    parser.add_argument("--list", action="store_true")
+    parser.add_argument("--ignore-guest-error", default=None, help="diagnosis only: leave out guest errors containing this")
+    options = parser.parse_args()
+    global IGNORED_GUEST_ERROR
+    IGNORED_GUEST_ERROR = options.ignore_guest_error
+    configs = configurations()
+    if options.subset:
+        configs = [c for c in configs if c.name in SUBSET]
+    if options.only:
+        configs = [c for c in configs if options.only in c.name]
+    if options.list:
+        for c in configs:
+            print(c.name)
+        print(f"{len(configs)} configurations")
+        return 0
+    listing = subprocess.run(["qemu-system-aarch64", "-M", "help"], capture_output=True, text=True).stdout
+    skipped = [c for c in configs if not re.search(rf"(?m)^{c.board}\s", listing)]
+    configs = [c for c in configs if c not in skipped]
+    for c in skipped:
+        print(f"SKIP {c.name}: this QEMU does not model {c.board}", flush=True)
+    make_files()
+    texts = {b: text_rodata(f".build-{b}/release/testkernel") for b in ("virt", "raspi3b", "raspi4b")
+             if os.path.exists(f".build-{b}/release/testkernel")}
+    started = time.time()
+    passed = failed = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=options.jobs) as pool:
+        for ok, line in pool.map(lambda c: run_config(c, texts), configs):
+            passed += ok
+            failed += not ok
+            print(("PASS " if ok else "FAIL ") + line, flush=True)
+    print(f"matrix: {passed} passed, {failed} failed" + (f", {len(skipped)} skipped" if skipped else "")
+          + f" ({len(configs)} configurations, {time.time() - started:.0f} s)")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
