@@ -60,7 +60,8 @@ public struct PageFrameAllocator {
   ///   - metadata: room for `metadataBytes(pageCount:)` bytes, 64-byte aligned.
   ///   - directMapOffset: pointer = physical + offset.
   ///   - zeroFill: used for the array and for zeroed pages.
-  /// - Precondition: the parameters are as described (`init(ranges:...)` checks instead).
+  /// - Precondition: the parameters are as described, `directMapOffset` page aligned
+  ///   (`init(ranges:...)` checks instead).
   /// - Complexity: O(pageCount), one bzero of the array.
   public init(
     base: UInt, pageCount: Int, metadata: UnsafeMutableRawPointer,
@@ -82,9 +83,12 @@ public struct PageFrameAllocator {
   ///     overlapping, none ending at or past 2^64; at most `maximumPages` pages in all.
   ///   - metadata: room for `metadataBytes(pageCount: ranges.totalPages)` bytes, 64-byte
   ///     aligned.
-  ///   - directMapOffset: pointer = physical + offset.
+  ///   - directMapOffset: pointer = physical + offset; a multiple of the page size (else
+  ///     a page's pointer would not be page aligned and frees would be refused).
   ///   - zeroFill: used for the array and for zeroed pages.
-  /// - Returns: nil when `ranges` is not as described (nothing is written then).
+  /// - Returns: nil when `ranges` is not as described or `directMapOffset` is not page
+  ///   aligned (nothing is written then). memInit refuses such an offset first, as
+  ///   `MemInitError.directMapMisaligned`.
   /// - Complexity: O(total pages), one bzero of the array.
   public init?(ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill) {
     self.init(ranges: ranges, metadata: metadata, directMapOffset: directMapOffset, zeroFill: zeroFill, metadataIsZero: false)
@@ -95,7 +99,7 @@ public struct PageFrameAllocator {
   /// used. For user-space hosts of the allocator (the malloc preload library).
   /// - Complexity: O(ranges).
   package init?(ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill, metadataIsZero: Bool) {
-    guard MemoryLayout<PageEntry>.size == 16, ranges.count >= 1 else { return nil }
+    guard MemoryLayout<PageEntry>.size == 16, ranges.count >= 1, Page.isAligned(UInt(bitPattern: directMapOffset)) else { return nil }
     var total = 0
     var previousEnd: UInt = 0
     for index in 0..<ranges.count {
@@ -262,8 +266,10 @@ public struct PageFrameAllocator {
 
   /// `release` without the per-page check, for set-up code that derived the range from
   /// a model of every reservation (memInit): O(blocks created).
+  /// - Returns: pages freed (those inside managed RAM); 0 when called under the global lock.
   /// - Precondition: every page in the range is unclaimed.
-  package func releaseUnchecked(start: UInt, end: UInt) {
-    _ = buddy.withLock(cpu: CPU.current) { $0.releaseUnchecked(start: start, end: end) }
+  @discardableResult
+  package func releaseUnchecked(start: UInt, end: UInt) -> Int {
+    buddy.withLock(cpu: CPU.current) { $0.releaseUnchecked(start: start, end: end) } ?? 0
   }
 }
