@@ -119,10 +119,12 @@ public struct BootMemory: Sendable {
     return reservationStore[index]
   }
 
-  /// Drops the RAM above `limit` (what the early identity map cannot reach), keeping
-  /// count of the bytes in `clampedBytes`.
+  /// Drops the RAM above `limit` rounded down to a page (what the early identity map
+  /// cannot reach), keeping count of the bytes in `clampedBytes`; the ranges stay page
+  /// aligned whatever `limit` is.
   /// - Complexity: O(ranges).
   public mutating func clamp(above limit: UInt) {
+    let limit = Page.roundDown(limit)
     var kept = PhysicalRanges()
     for index in 0..<ram.count {
       var range = ram[index]

@@ -25,8 +25,8 @@ public struct MemInitConfig {
   public var kernelStart: UInt
   /// `__end` (page aligned).
   public var kernelEnd: UInt
-  /// RAM at or above this address is out of the early identity map's reach: it is
-  /// dropped (and reported) instead of being handed out. nil: no limit.
+  /// RAM at or above this address (rounded down to a page) is out of the early identity
+  /// map's reach: it is dropped (and reported) instead of being handed out. nil: no limit.
   public var mappedLimit: UInt?
   /// Bytes of the initial heap (rounded up to pages).
   public var heapBytes: Int

@@ -72,6 +72,20 @@ struct BootReservationTests {
   }
 }
 
+extension BootReservationTests {
+  @Test("a mapped limit that is not page aligned clamps RAM at the page below it")
+  func unalignedMappedLimit() throws {
+    let m = try tests.machine(ram: [(0, 32 << 20)])
+    var config = m.config
+    config.mappedLimit = Self.base + (16 << 20) + 0x800
+    let layout = try planLayout(config)
+    let frames = try buildPageFrames(config, layout)
+    #expect(frames.end == Self.base + (16 << 20) && layout.memory.clampedBytes == 16 << 20)
+    #expect(frames.checkInvariants() == nil)
+    withExtendedLifetime(m) {}
+  }
+}
+
 extension MemInitConfig {
   /// Where physical `address` lies through this configuration's direct map.
   func directMapPointer(_ address: UInt) -> UnsafeMutableRawPointer {
