@@ -64,10 +64,13 @@ extension Platform {
     var source: StaticString = "device tree"
     // What the tree says of the cores, for step 5 (nil: no tree).
     var cores: DeviceTreeCores? = nil
+    // Firmware's RAM total, counted apart from BootMemory: what the map is checked against.
+    var firmwareRAMBytes: UInt = 0
     if let blob = deviceTree() {
       do throws(MemInitError) {
         let tree = try DeviceTree(blob: blob.bytes, physicalAddress: blob.physicalAddress)
         let summary = try tree.describe(into: &memory)
+        firmwareRAMBytes = try tree.reportedRAMBytes()
         cores = try? tree.flattened.cores()
         kput("device tree at ")
         kputHex(blob.physicalAddress, digits: 8)
@@ -95,9 +98,11 @@ extension Platform {
       if memory.ram.count == 0, let arm = mailboxMemory() {
         source = "mailbox"
         try memory.addRAM(start: arm.base, size: arm.size)
+        firmwareRAMBytes += arm.size
       }
       if let high = boardRevisionHighMemory(), memory.ramRange(containing: high.base) == nil {
         try memory.addRAM(start: high.base, size: high.size)
+        firmwareRAMBytes += high.size
         highRAM = high.base
       }
     } catch {
@@ -140,6 +145,13 @@ extension Platform {
     do {
       layout = try memInit(config)
     } catch {
+      if error.needed > 0 {
+        kput("memInit: needs ")
+        kputDecimal(error.needed)
+        kput(" bytes after the kernel, largest free stretch ")
+        kputDecimal(error.available)
+        kput(" bytes\n")
+      }
       panic("memInit", error.reason.text, error.address)
     }
     bootMemInitNanoseconds = nanoseconds(since: memInitStart)
@@ -154,7 +166,7 @@ extension Platform {
       kputDecimal(layout.memory.clampedBytes >> 20)
       kput(" MiB not used\n")
     }
-    printMemoryMap(MemoryMap(frames, reportedRAMPages: layout.reportedRAMPages), clampedPages: Int(layout.memory.clampedBytes >> 12))
+    printMemoryMap(MemoryMap(frames, reportedRAMBytes: firmwareRAMBytes), clampedPages: Int(layout.memory.clampedBytes >> 12))
     kput("heap [")
     kputHex(layout.heapStart)
     kput(", ")
@@ -176,8 +188,11 @@ extension Platform {
     return layout
   }
 
-  /// Prints one line per region and a final line comparing the pages the map accounts for
-  /// (plus any clamped above the identity map) with the RAM firmware reported.
+  /// Prints one line per region and a final line comparing the bytes the map accounts for
+  /// (plus any clamped above the identity map) with the RAM firmware reported
+  /// (`map.ramSize`: in the kernel, the raw sum of the tree's memory `reg` sizes or of
+  /// the mailbox's): `  total N pages [+ M clamped] = B bytes; firmware's RAM R bytes:
+  /// exact` (or `MISMATCH`).
   /// - Complexity: O(regions).
   public func printMemoryMap(_ map: MemoryMap, clampedPages: Int = 0) {
     kput("memory map:\n")
@@ -193,7 +208,6 @@ extension Platform {
       kputDecimal(UInt(region.pages))
       kput(" pages\n")
     }
-    let expected = Int(map.ramSize >> UInt(Page.shift))
     let accounted = map.totalPages + clampedPages
     kput("  total ")
     kputDecimal(UInt(map.totalPages))
@@ -208,6 +222,6 @@ extension Platform {
     kput(" bytes; firmware's RAM ")
     kputDecimal(map.ramSize)
     kput(" bytes: ")
-    kput(accounted == expected ? "exact\n" : "MISMATCH\n")
+    kput(UInt(accounted) << 12 == map.ramSize ? "exact\n" : "MISMATCH\n")
   }
 }

@@ -5,10 +5,11 @@ import PageFrames
 extension KernelMemory {
   /// Builds the kernel's memory for `config` laid out as `layout`: the page array and
   /// its reservations, then `heapInit` right after it.
-  /// - Throws: `MemInitError` from `heapInit`.
+  /// - Throws: `MemInitError` from `buildPageFrames` (`directMapMisaligned`,
+  ///   `setUpInconsistent`) and `heapInit`.
   /// - Complexity: O(pages) (zeroing 16 bytes per page).
   public init(_ config: MemInitConfig, layout: BootLayout) throws(MemInitError) {
-    let frames = buildPageFrames(config, layout)
+    let frames = try buildPageFrames(config, layout)
     let heap = try heapInit(config, layout, frames: frames)
     self.init(frames: frames, heap: heap)
   }

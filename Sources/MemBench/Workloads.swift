@@ -139,7 +139,7 @@ final class SimulatedMachine {
 
 /// 5a. Page frames over simulated RAM (never touched when not zeroing).
 func simulatedFrames(_ machine: SimulatedMachine) -> PageFrameAllocator {
-  buildPageFrames(machine.config, try! planLayout(machine.config))
+  try! buildPageFrames(machine.config, try! planLayout(machine.config))
 }
 
 /// memInit's page-frame work (layout, bzero of the array, reservations, free lists), ms.
@@ -149,7 +149,7 @@ func memInitMilliseconds(bytes: Int) -> Double {
   let layout = try! planLayout(machine.config)
   memset(machine.ram + Int(layout.metadataStart - SimulatedMachine.base), 1, Int(layout.metadataEnd - layout.metadataStart))
   let start = now()
-  let frames = buildPageFrames(machine.config, layout)
+  let frames = try! buildPageFrames(machine.config, layout)
   let heap = Heap(start: machine.ram + Int(layout.heapStart - SimulatedMachine.base), size: 1 << 20, zeroFill: benchZeroFill, frames: frames)
   let elapsed = now() - start
   precondition(heap != nil && frames.freePageCount > 0)
@@ -173,7 +173,7 @@ func memInitRangesMilliseconds(ranges: [(UInt, UInt)]) -> Double {
   memset(machine.ram + Int(layout.metadataStart - SimulatedMachine.base), 1, Int(layout.metadataEnd - layout.metadataStart))
   let start = now()
   let again = try! planLayout(config)
-  let frames = buildPageFrames(config, again)
+  let frames = try! buildPageFrames(config, again)
   let heap = Heap(start: machine.ram + Int(again.heapStart - SimulatedMachine.base), size: 1 << 20, zeroFill: benchZeroFill, frames: frames)
   let elapsed = now() - start
   precondition(heap != nil && frames.freePageCount > 0)

@@ -16,16 +16,24 @@ public struct Reservation: Equatable, Sendable {
 }
 
 /// Boot memory as firmware describes it, in the style of Linux's memblock: the RAM
-/// ranges and the reserved ranges, each with its kind. memInit places the page array and
-/// the heap around the reservations and frees exactly RAM minus reservations. Fixed
-/// capacity: nothing here allocates (it runs before the heap exists).
+/// ranges (sorted, and merged where they touch or overlap) and the reserved ranges, each
+/// with its kind. memInit places the page array and the heap around the reservations and
+/// frees exactly RAM minus reservations. Fixed capacity: nothing here allocates (it runs
+/// before the heap exists), so a description past a table's size is refused with a
+/// typed error, never cut short.
 public struct BootMemory: Sendable {
-  /// Most reservations held.
+  /// Most reservations `reserve` takes (firmware's, the DTB's and any caller's).
   public static let reservationCapacity = 128
+  /// Reservations memInit adds of its own on top of `reservationCapacity`: low memory,
+  /// kernel, page array, heap.
+  static let plannedReservations = 4
+  /// `reservationCapacity + plannedReservations`: the table's size.
+  private static let storeCapacity = 132
 
-  /// The RAM ranges, sorted by address, page aligned, not overlapping.
+  /// The RAM ranges, sorted by address, page aligned, neither touching nor overlapping
+  /// (`addRAM` merges ranges that do).
   public private(set) var ram = PhysicalRanges()
-  private var reservationStore = InlineArray<128, Reservation>(repeating: Reservation(PhysicalRange(start: 0, end: 0), .firmware))
+  private var reservationStore = InlineArray<132, Reservation>(repeating: Reservation(PhysicalRange(start: 0, end: 0), .firmware))
   /// Reservations held.
   public private(set) var reservationCount = 0
   /// RAM bytes dropped because they lie above `limit` in `clamp(above:)`.
@@ -35,35 +43,69 @@ public struct BootMemory: Sendable {
   /// - Complexity: O(capacity).
   public init() {}
 
-  /// Adds the RAM range `[start, start + size)`.
+  /// Adds the RAM range `[start, start + size)`. A range that touches or overlaps one
+  /// added before is merged with it (as Linux's memblock does: two NUMA nodes side by
+  /// side, or one `reg` split in two, are one stretch of RAM); RAM described twice is
+  /// RAM once.
   ///
   /// - Throws: `MemInitError`: `ramMisaligned` (start or size not page aligned, or size
-  ///   0), `ramWraps` (it passes or ends at 2^64), `ramOverlaps` (it shares a page with a
-  ///   range already added), `tooManyRanges` (more than 64), `tooManyPages` (2^32 - 2
-  ///   pages or more in all). Nothing changes then.
+  ///   0), `ramWraps` (it passes or ends at 2^64), `tooManyRanges` (more than 64 after
+  ///   merging), `tooManyPages` (more than `PageFrameAllocator.maximumPages`, 2^32 - 2,
+  ///   pages in all after merging). Nothing changes then.
   /// - Complexity: O(ranges).
   public mutating func addRAM(start: UInt, size: UInt) throws(MemInitError) {
     guard Page.isAligned(start), Page.isAligned(size), size > 0 else { throw MemInitError(.ramMisaligned, start) }
     let (end, wrapped) = start.addingReportingOverflow(size)
     // A range ending exactly at 2^64 wraps to 0: its end has no representation.
     guard !wrapped, end != 0 else { throw MemInitError(.ramWraps, start) }
-    let range = PhysicalRange(start: start, end: end)
-    for index in 0..<ram.count where ram[index].overlaps(range) { throw MemInitError(.ramOverlaps, start) }
-    guard ram.totalPages + range.pages <= PageFrameAllocator.maximumPages else { throw MemInitError(.tooManyPages, start) }
-    guard ram.append(range) else { throw MemInitError(.tooManyRanges, start) }
-    ram.sort()
+    // The union, rebuilt in address order: ranges wholly before or after the new one are
+    // copied, ranges that touch or overlap it are folded into it.
+    var merged = PhysicalRanges()
+    var added = PhysicalRange(start: start, end: end)
+    var placed = false
+    for index in 0..<ram.count {
+      let range = ram[index]
+      if range.end < added.start {
+        merged.append(range)
+      } else if range.start > added.end {
+        if !placed {
+          guard merged.append(added) else { throw MemInitError(.tooManyRanges, start) }
+          placed = true
+        }
+        guard merged.append(range) else { throw MemInitError(.tooManyRanges, start) }
+      } else {
+        added = PhysicalRange(start: min(added.start, range.start), end: max(added.end, range.end))
+      }
+    }
+    if !placed { guard merged.append(added) else { throw MemInitError(.tooManyRanges, start) } }
+    guard merged.totalPages <= PageFrameAllocator.maximumPages else { throw MemInitError(.tooManyPages, start) }
+    ram = merged
   }
 
   /// Reserves `[start, end)` (any alignment: the pages it touches) as `owner`. Empty
-  /// ranges are ignored; ranges need not lie in RAM (only their RAM part matters).
+  /// ranges are dropped: they reserve nothing and take no slot. Ranges need not lie in
+  /// RAM (only their RAM part matters).
   ///
-  /// - Throws: `MemInitError`: `ramWraps` for `end < start`, `tooManyReservations` past
-  ///   128. Nothing changes then.
+  /// - Throws: `MemInitError`: `reservationWraps` for `end < start` (a size that passed
+  ///   2^64), `badReservationOwner` for an owner that is neither a reserved kind
+  ///   (`isReserved`) nor `.heap`, `tooManyReservations` past `reservationCapacity`
+  ///   (128). Nothing changes then.
   /// - Complexity: O(1).
   public mutating func reserve(start: UInt, end: UInt, as owner: PageOwner) throws(MemInitError) {
-    guard end >= start else { throw MemInitError(.ramWraps, start) }
+    try reserve(start: start, end: end, as: owner, capacity: BootMemory.reservationCapacity)
+  }
+
+  /// `reserve`, for memInit's own reservations: they have `plannedReservations` slots
+  /// of their own past `reservationCapacity`, so firmware's full quota stays usable.
+  mutating func reservePlanned(start: UInt, end: UInt, as owner: PageOwner) throws(MemInitError) {
+    try reserve(start: start, end: end, as: owner, capacity: BootMemory.storeCapacity)
+  }
+
+  private mutating func reserve(start: UInt, end: UInt, as owner: PageOwner, capacity: Int) throws(MemInitError) {
+    guard end >= start else { throw MemInitError(.reservationWraps, start) }
+    guard owner.isReserved || owner == .heap else { throw MemInitError(.badReservationOwner, start) }
     guard end > start else { return }
-    guard reservationCount < BootMemory.reservationCapacity else { throw MemInitError(.tooManyReservations, start) }
+    guard reservationCount < capacity else { throw MemInitError(.tooManyReservations, start) }
     reservationStore[reservationCount] = Reservation(PhysicalRange(start: start, end: end), owner)
     reservationCount += 1
   }
@@ -77,10 +119,12 @@ public struct BootMemory: Sendable {
     return reservationStore[index]
   }
 
-  /// Drops the RAM above `limit` (what the early identity map cannot reach), keeping
-  /// count of the bytes in `clampedBytes`.
+  /// Drops the RAM above `limit` rounded down to a page (what the early identity map
+  /// cannot reach), keeping count of the bytes in `clampedBytes`; the ranges stay page
+  /// aligned whatever `limit` is.
   /// - Complexity: O(ranges).
   public mutating func clamp(above limit: UInt) {
+    let limit = Page.roundDown(limit)
     var kept = PhysicalRanges()
     for index in 0..<ram.count {
       var range = ram[index]
@@ -155,5 +199,25 @@ public struct BootMemory: Sendable {
         cursor = next
       }
     }
+  }
+
+  /// Pages `forEachFreeRange` hands out: RAM pages no reservation touches.
+  /// - Complexity: O(ranges × reservations²).
+  public var freePages: Int {
+    var total = 0
+    forEachFreeRange { total += $0.pages }
+    return total
+  }
+
+  /// Bytes of the largest stretch of whole free pages at or above `from` (what
+  /// `firstFit` could place there), 0 when there is none.
+  /// - Complexity: O(ranges × reservations²).
+  public func largestFreeRun(from: UInt) -> UInt {
+    var largest: UInt = 0
+    forEachFreeRange { range in
+      let start = max(range.start, Page.roundUp(from) ?? UInt.max)
+      if range.end > start { largest = max(largest, range.end - start) }
+    }
+    return largest
   }
 }

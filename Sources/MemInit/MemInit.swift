@@ -26,8 +26,8 @@ public struct MemInitConfig {
   public var kernelStart: UInt
   /// `__end` (page aligned).
   public var kernelEnd: UInt
-  /// RAM at or above this address is out of the early identity map's reach: it is
-  /// dropped (and reported) instead of being handed out. nil: no limit.
+  /// RAM at or above this address (rounded down to a page) is out of the early identity
+  /// map's reach: it is dropped (and reported) instead of being handed out. nil: no limit.
   public var mappedLimit: UInt?
   /// Bytes of the initial heap (rounded up to pages).
   public var heapBytes: Int
@@ -104,17 +104,16 @@ public typealias MemInitError = MemoryError<MemInitFailure>
 public enum MemInitFailure: UInt8, FailureReason {
   /// RAM base or size not page aligned, or empty.
   case ramMisaligned
-  /// A RAM range passes 2^64 or ends exactly at it, or a reservation ends before it starts.
+  /// A RAM range passes 2^64 or ends exactly at it (or a `reg` entry's does).
   case ramWraps
-  /// Two RAM ranges share a page.
-  case ramOverlaps
   /// More RAM ranges than `PhysicalRanges.capacity` (64).
   case tooManyRanges
-  /// 2^32 - 2 pages of RAM or more: page indices are 32 bits.
+  /// More than `PageFrameAllocator.maximumPages` (2^32 - 2) pages of RAM: page indices
+  /// are 32 bits.
   case tooManyPages
   /// More reservations than `BootMemory.reservationCapacity` (128).
   case tooManyReservations
-  /// The kernel image does not lie inside one RAM range.
+  /// The kernel image does not lie inside one RAM range (ranges that touch are one).
   case kernelOutsideRAM
   /// A DTB or firmware reservation overlaps the kernel image.
   case reservationOverlapsKernel
@@ -128,7 +127,8 @@ public enum MemInitFailure: UInt8, FailureReason {
   case deviceTreeBadCells
   /// The heap size cannot hold a heap: 0, negative, or below `Heap.minimumBytes`.
   case heapTooSmall
-  /// No RAM after the kernel image holds page array + heap without touching a reservation.
+  /// RAM itself is too small: even without firmware's reservations, no RAM after the
+  /// kernel image holds page array + heap. `needed` and `available` give the bytes.
   case ramTooSmall
   /// The kernel's memory is set up already: `memInit` runs once.
   case alreadySetUp
@@ -138,14 +138,27 @@ public enum MemInitFailure: UInt8, FailureReason {
   case noZeroFill
   /// The configuration's `cpuSlots` is not a power of two in 1 ... `CPU.maximum`.
   case badCPUSlots
+  /// A reservation ends before it starts: its size passed 2^64.
+  case reservationWraps
+  /// RAM would hold page array + heap after the kernel image, but firmware's
+  /// reservations leave no stretch large enough. `needed` and `available` give the bytes.
+  case reservationsFillRAM
+  /// A reservation's owner is neither a reserved kind nor `.heap` (`.free`, `.allocated`).
+  case badReservationOwner
+  /// The device tree's blob passes or ends at 2^64 (`physicalAddress + totalsize`).
+  case deviceTreeOutsideAddressSpace
+  /// The configuration's `directMapOffset` is not a multiple of the page size.
+  case directMapMisaligned
+  /// The page array refused a step of the plan `planLayout` made (a layout built for
+  /// another configuration, say): set-up stops there, nothing is handed out.
+  case setUpInconsistent
 
   public var text: StaticString {
     switch self {
     case .ramMisaligned: return "RAM base or size not page aligned"
     case .ramWraps: return "RAM range wraps past or ends at 2^64"
-    case .ramOverlaps: return "RAM ranges overlap"
     case .tooManyRanges: return "more RAM ranges than the model holds"
-    case .tooManyPages: return "2^32 pages or more of RAM"
+    case .tooManyPages: return "more than 2^32 - 2 pages of RAM"
     case .tooManyReservations: return "more reservations than the model holds"
     case .kernelOutsideRAM: return "kernel image outside RAM"
     case .reservationOverlapsKernel: return "reserved range overlaps the kernel image"
@@ -159,6 +172,12 @@ public enum MemInitFailure: UInt8, FailureReason {
     case .noRAM: return "no RAM described"
     case .noZeroFill: return "no zero-fill function (zeroFill is nil)"
     case .badCPUSlots: return "CPU slots not a power of two in 1 ... CPU.maximum"
+    case .reservationWraps: return "reservation wraps past 2^64 (end before start)"
+    case .reservationsFillRAM: return "reservations leave no room for page array + heap"
+    case .badReservationOwner: return "reservation owner not a reserved kind or heap"
+    case .deviceTreeOutsideAddressSpace: return "device tree: blob passes or ends at 2^64"
+    case .directMapMisaligned: return "directMapOffset not a multiple of the page size"
+    case .setUpInconsistent: return "page array refused the planned layout"
     }
   }
 }
@@ -182,8 +201,10 @@ public struct BootLayout: Sendable {
   public let ramEnd: UInt
   /// RAM and every reservation: firmware's, then low memory, kernel, page array, heap.
   public let memory: BootMemory
-  /// RAM pages firmware reported, before anything was clamped: the independent total
-  /// the boot map is checked against.
+  /// RAM pages of the description (merged ranges), before anything was clamped. Counted
+  /// from the same `BootMemory` the layout is built from, so it is not an independent
+  /// check: the kernel checks its boot map against firmware's raw total instead
+  /// (`DeviceTree.reportedRAMBytes()`, or the mailbox's sizes).
   public let reportedRAMPages: Int
   /// The configuration's zero fill, checked present.
   public let zeroFill: ZeroFill
@@ -192,12 +213,21 @@ public struct BootLayout: Sendable {
 }
 
 /// Computes the layout without touching memory: the array at the first page boundary
-/// after `__end`, the heap right after the array's last page.
+/// after `__end` where it and the heap fit around every reservation, the heap right after
+/// the array's last page. Every RAM byte below the kernel image in its range (ranges that
+/// touch are one, see `BootMemory.addRAM`) is firmware's low memory, reserved as
+/// `.firmware`, so nothing between a range's start and the kernel is handed out unless
+/// it is in another range.
 ///
-/// - Throws: `MemInitError`: no RAM, misaligned or wrapping RAM, no zero fill, a kernel
-///   outside RAM, a heap size that cannot hold a heap, or RAM that cannot hold kernel +
-///   array + heap.
-/// - Complexity: O(1).
+/// - Throws: `MemInitError`, in this order: the one-range description's refusal,
+///   `noRAM`, `noZeroFill`, `directMapMisaligned`, `kernelOutsideRAM` (after dropping RAM
+///   above `mappedLimit`), `reservationOverlapsKernel`, `heapTooSmall`, then
+///   `ramTooSmall` (RAM after the kernel cannot hold array + heap even without
+///   firmware's reservations) or `reservationsFillRAM` (it could, but the reservations
+///   leave no stretch large enough); both at the end of RAM, with `needed` (array +
+///   heap bytes, `UInt.max` when that sum passes 2^64) and `available` (the largest free
+///   stretch after the kernel).
+/// - Complexity: O(ranges × reservations²).
 public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayout {
   if let refusal = config.descriptionError { throw refusal }
   var memory = config.memory
@@ -207,6 +237,8 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
   guard cpuSlots >= 1, cpuSlots <= CPU.maximum, cpuSlots & (cpuSlots - 1) == 0 else {
     throw MemInitError(.badCPUSlots, UInt(bitPattern: cpuSlots))
   }
+  let offset = UInt(bitPattern: config.directMapOffset)
+  guard Page.isAligned(offset) else { throw MemInitError(.directMapMisaligned, offset) }
   let reportedRAMPages = memory.ram.totalPages
   if let limit = config.mappedLimit { memory.clamp(above: limit) }
   guard config.kernelStart <= config.kernelEnd, let kernelRange = memory.ramRange(containing: config.kernelStart),
@@ -221,26 +253,40 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
   }
   let pageCount = memory.ram.totalPages
   let ramEnd = memory.ram[memory.ram.count - 1].end
-  // Each step is checked, so no configuration can wrap an address.
-  guard let metadataBytes = Page.roundUp(UInt(PageFrameAllocator.metadataBytes(pageCount: pageCount, slots: cpuSlots))),
-    let heapBytes = Page.roundUp(UInt(config.heapBytes)),
-    case let (bytes, overflow) = metadataBytes.addingReportingOverflow(heapBytes), !overflow
-  else { throw MemInitError(.ramTooSmall, ramEnd) }
   // Low memory below the kernel and the kernel itself, then the first fit after __end
   // that overlaps nothing: the page array, and the heap right after it.
-  try memory.reserve(start: kernelRange.start, end: config.kernelStart, as: .firmware)
-  try memory.reserve(start: config.kernelStart, end: config.kernelEnd, as: .kernel)
-  guard let metadataStart = memory.firstFit(bytes: bytes, from: config.kernelEnd) else {
-    throw MemInitError(.ramTooSmall, ramEnd)
+  try memory.reservePlanned(start: kernelRange.start, end: config.kernelStart, as: .firmware)
+  try memory.reservePlanned(start: config.kernelStart, end: config.kernelEnd, as: .kernel)
+  // Each step is checked, so no configuration can wrap an address.
+  let metadataBytes = Page.roundUp(UInt(PageFrameAllocator.metadataBytes(pageCount: pageCount, slots: cpuSlots)))
+  let heapBytes = Page.roundUp(UInt(config.heapBytes))
+  var needed = UInt.max
+  if let metadataBytes, let heapBytes, case let (sum, overflow) = metadataBytes.addingReportingOverflow(heapBytes), !overflow {
+    needed = sum
   }
+  guard needed != UInt.max, let metadataBytes, let metadataStart = memory.firstFit(bytes: needed, from: config.kernelEnd)
+  else { throw shortfall(memory, needed: needed, after: config.kernelEnd, ramEnd: ramEnd) }
   let metadataEnd = metadataStart + metadataBytes
-  let heapEnd = metadataEnd + heapBytes
-  try memory.reserve(start: metadataStart, end: metadataEnd, as: .metadata)
-  try memory.reserve(start: metadataEnd, end: heapEnd, as: .heap)
+  let heapEnd = metadataStart + needed
+  try memory.reservePlanned(start: metadataStart, end: metadataEnd, as: .metadata)
+  try memory.reservePlanned(start: metadataEnd, end: heapEnd, as: .heap)
   return BootLayout(
     pageCount: pageCount, metadataStart: metadataStart, metadataEnd: metadataEnd,
     heapStart: metadataEnd, heapEnd: heapEnd, ramEnd: ramEnd, memory: memory, reportedRAMPages: reportedRAMPages,
     zeroFill: zeroFill, cpuSlots: cpuSlots)
+}
+
+/// Why `needed` bytes found no place after `after`: `ramTooSmall` when no RAM range
+/// holds them past `after` even with no reservation, else `reservationsFillRAM`.
+private func shortfall(_ memory: BootMemory, needed: UInt, after: UInt, ramEnd: UInt) -> MemInitError {
+  let from = Page.roundUp(after) ?? UInt.max
+  var largestRAM: UInt = 0
+  for index in 0..<memory.ram.count where memory.ram[index].end > from {
+    largestRAM = max(largestRAM, memory.ram[index].end - max(memory.ram[index].start, from))
+  }
+  let available = memory.largestFreeRun(from: after)
+  let reason: MemInitFailure = needed <= largestRAM ? .reservationsFillRAM : .ramTooSmall
+  return MemInitError(reason, ramEnd, needed: needed, available: available)
 }
 
 /// Builds the page metadata array and the page allocator for `layout` (from
@@ -249,23 +295,31 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
 /// later one relabels an earlier one's pages: the DTB inside low memory, say); then
 /// exactly RAM minus reservations handed to the free lists.
 ///
+/// - Throws: `MemInitError`: `directMapMisaligned` for a `config.directMapOffset` that
+///   is not page aligned; `setUpInconsistent` when the allocator refuses a step of the
+///   plan (its ranges, a reservation, or fewer pages freed than the plan counts), which
+///   cannot happen for a layout `planLayout(config)` made: set-up stops there.
 /// - Complexity: O(pages) for zeroing the array; the rest is O(reserved pages + RAM / 4 MiB).
-public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) -> PageFrameAllocator {
+public func buildPageFrames(_ config: MemInitConfig, _ layout: BootLayout) throws(MemInitError) -> PageFrameAllocator {
   let memory = layout.memory
+  let offset = UInt(bitPattern: config.directMapOffset)
+  guard Page.isAligned(offset) else { throw MemInitError(.directMapMisaligned, offset) }
   guard let frames = PageFrameAllocator(
     ranges: memory.ram, metadata: config.pointer(toPhysical: layout.metadataStart),
     directMapOffset: config.directMapOffset, zeroFill: layout.zeroFill, slots: layout.cpuSlots)
-  else { preconditionFailure("planLayout validated the RAM ranges") }
+  else { throw MemInitError(.setUpInconsistent, layout.metadataStart) }
   for pass in 0..<2 {
     for index in 0..<memory.reservationCount {
       let reservation = memory.reservation(index)
       guard (reservation.owner == .firmware) == (pass == 0) else { continue }
-      // Cannot throw: every owner here is a reserved kind or .heap, and nothing is
-      // released before the last reservation.
-      frames.reserve(start: reservation.range.start, end: reservation.range.end, as: reservation.owner)
+      if case .failure(let error) = frames.reserve(start: reservation.range.start, end: reservation.range.end, as: reservation.owner) {
+        throw MemInitError(.setUpInconsistent, error.address)
+      }
     }
   }
-  memory.forEachFreeRange { frames.releaseUnchecked(start: $0.start, end: $0.end) }
+  var freed = 0
+  memory.forEachFreeRange { freed += frames.releaseUnchecked(start: $0.start, end: $0.end) }
+  guard freed == memory.freePages else { throw MemInitError(.setUpInconsistent, layout.metadataStart) }
   return frames
 }
 

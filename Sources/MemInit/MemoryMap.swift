@@ -29,12 +29,21 @@ public struct MemoryMap {
   public let ranges: PhysicalRanges
 
   /// Scans the allocator's array for runs of one owner (free blocks are runs of `.free`),
-  /// range by range. `reportedRAMPages` is the independent total to check against:
-  /// what firmware reported (default: the allocator's own page count).
+  /// range by range. `reportedRAMPages` is the total to check against, in pages
+  /// (default: the allocator's own page count).
   /// - Complexity: O(pages).
   public init(_ frames: PageFrameAllocator, reportedRAMPages: Int? = nil) {
+    self.init(frames, reportedRAMBytes: UInt(reportedRAMPages ?? frames.pageCount) << UInt(Page.shift))
+  }
+
+  /// Scans the allocator's array as `init(_:reportedRAMPages:)` does, to be checked
+  /// against `reportedRAMBytes`: firmware's raw RAM total in bytes, counted apart from
+  /// the allocator (`DeviceTree.reportedRAMBytes()`, the mailbox's sizes). A total that
+  /// is not a whole number of pages never matches.
+  /// - Complexity: O(pages).
+  public init(_ frames: PageFrameAllocator, reportedRAMBytes: UInt) {
     ramBase = frames.base
-    ramSize = UInt(reportedRAMPages ?? frames.pageCount) << UInt(Page.shift)
+    ramSize = reportedRAMBytes
     ranges = frames.ranges
     var firstIndex = 0
     for r in 0..<ranges.count {
@@ -70,8 +79,8 @@ public struct MemoryMap {
     return storage[index]
   }
 
-  /// Whether the regions account for exactly the RAM firmware reported.
-  public var isExact: Bool { totalPages == Int(ramSize >> UInt(Page.shift)) }
+  /// Whether the regions account for exactly the RAM firmware reported, to the byte.
+  public var isExact: Bool { UInt(totalPages) << UInt(Page.shift) == ramSize }
 
   /// Sum of the regions' pages; equals RAM / 4096 when the map is complete.
   public var totalPages: Int {

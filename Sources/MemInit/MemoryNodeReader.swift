@@ -2,13 +2,13 @@ import FlattenedDeviceTree
 import PageFrames
 
 /// The state of one walk over a device tree's structure block for memory: which node
-/// the walk is in, the cells that apply there, a `/reserved-memory` child's entries
-/// until its end shows whether it is `no-map`, and the initrd's bounds.
+/// the walk is in, the cells that apply there, and the node's `reg` until its end shows
+/// what the node is (`device_type = "memory"`, `no-map`), and the initrd's bounds.
+///
+/// A node's `reg` is kept as the blob's own bytes (a view, not a copy), so a node may
+/// have any number of entries and the reader holds no table of them.
 struct MemoryNodeReader {
-  private enum NodeKind { case other, memory, reservedMemory, reservedChild, chosen }
-
-  /// Entries of one `/reserved-memory` child that are kept (more are ignored).
-  static let pendingCapacity = 8
+  private enum NodeKind { case other, reservedMemory, reservedChild, chosen }
 
   var summary = DeviceTree.Summary()
   /// The tree's physical address: what a malformed property is reported with.
@@ -17,17 +17,21 @@ struct MemoryNodeReader {
   // Cells that apply to the children of the root and of /reserved-memory.
   private var rootAddressCells = 2, rootSizeCells = 1
   private var reservedAddressCells = 2, reservedSizeCells = 1
-  private var pending = InlineArray<8, PhysicalRange>(repeating: PhysicalRange(start: 0, end: 0))
-  private var pendingCount = 0
+  /// The current child of the root (or of /reserved-memory)'s `reg`, until it ends.
+  private var reg: DeviceTreeProperty? = nil
+  /// Whether the current child of the root is memory: named `memory`/`memory@…`, or
+  /// with `device_type = "memory"`.
+  private var isMemory = false
   private var noMap = false
   private var initrdStart: UInt? = nil, initrdEnd: UInt? = nil
 
   init(treeAddress: UInt) { self.treeAddress = treeAddress }
 
-  /// `start + size`, or `ramWraps` when it passes 2^64.
-  static func end(_ start: UInt, _ size: UInt) throws(MemInitError) -> UInt {
+  /// `start + size`, or `reason` (`ramWraps`, `reservationWraps`) at `start` when it
+  /// passes 2^64.
+  static func end(_ start: UInt, _ size: UInt, _ reason: MemInitFailure) throws(MemInitError) -> UInt {
     let (end, wrapped) = start.addingReportingOverflow(size)
-    guard !wrapped else { throw MemInitError(.ramWraps, start) }
+    guard !wrapped else { throw MemInitError(reason, start) }
     return end
   }
 
@@ -36,32 +40,36 @@ struct MemoryNodeReader {
     switch token {
     case .beginNode(let name):
       if depth == 2 {
-        kind = name.isNode("memory") ? .memory
-          : name.equals("reserved-memory") ? .reservedMemory : name.equals("chosen") ? .chosen : .other
+        kind = name.equals("reserved-memory") ? .reservedMemory : name.equals("chosen") ? .chosen : .other
+        isMemory = kind == .other && name.isNode("memory")
+        reg = nil
       } else if depth == 3 && kind == .reservedMemory {
         kind = .reservedChild
-        pendingCount = 0
+        reg = nil
         noMap = false
       }
     case .endNode:
       let ended = depth + 1
       if kind == .reservedChild && ended == 3 {
-        for index in 0..<pendingCount {
-          try memory.reserve(start: pending[index].start, end: pending[index].end, as: noMap ? .noMap : .firmwareReserved)
-          if noMap { summary.noMap += 1 } else { summary.reservedMemory += 1 }
-        }
+        if let reg { try readReg(reg, into: &memory) }
         kind = .reservedMemory
+      } else if kind == .other && ended == 2 && isMemory, let reg {
+        try readReg(reg, into: &memory)
       } else if kind == .chosen && ended == 2, let start = initrdStart, let end = initrdEnd, end > start {
         try memory.reserve(start: start, end: end, as: .initrd)
         summary.initrd = true
       }
-      if ended == 2 { kind = .other }
+      if ended == 2 {
+        kind = .other
+        isMemory = false
+        reg = nil
+      }
     case .property(let property):
-      try read(property, depth: depth, into: &memory)
+      try read(property, depth: depth)
     }
   }
 
-  private mutating func read(_ property: DeviceTreeProperty, depth: Int, into memory: inout BootMemory) throws(MemInitError) {
+  private mutating func read(_ property: DeviceTreeProperty, depth: Int) throws(MemInitError) {
     let name = property.name
     if name.equals("#address-cells") || name.equals("#size-cells") {
       guard let cells = property.cell else { throw MemInitError(.deviceTreeTruncated, treeAddress) }
@@ -75,9 +83,11 @@ struct MemoryNodeReader {
       } else if depth == 2 && kind == .reservedMemory {
         if isAddress { reservedAddressCells = count } else { reservedSizeCells = count }
       }
-    } else if name.equals("reg") && (kind == .memory && depth == 2 || kind == .reservedChild && depth == 3) {
-      try readReg(property, into: &memory)
-    } else if name.equals("no-map") && kind == .reservedChild {
+    } else if name.equals("reg") && (kind == .other && depth == 2 || kind == .reservedChild && depth == 3) {
+      reg = property
+    } else if name.equals("device_type") && kind == .other && depth == 2 && property.isString("memory") {
+      isMemory = true
+    } else if name.equals("no-map") && kind == .reservedChild && depth == 3 {
       noMap = true
     } else if kind == .chosen && depth == 2 && (name.equals("linux,initrd-start") || name.equals("linux,initrd-end")) {
       guard let address = property.number else { throw MemInitError(.deviceTreeTruncated, treeAddress) }
@@ -85,9 +95,10 @@ struct MemoryNodeReader {
     }
   }
 
-  /// A `/memory` node's RAM or a `/reserved-memory` child's entries.
+  /// A memory node's RAM or a `/reserved-memory` child's entries: every one of them.
   private mutating func readReg(_ property: DeviceTreeProperty, into memory: inout BootMemory) throws(MemInitError) {
-    let (addressCells, sizeCells) = kind == .memory ? (rootAddressCells, rootSizeCells) : (reservedAddressCells, reservedSizeCells)
+    let isRAM = kind == .other
+    let (addressCells, sizeCells) = isRAM ? (rootAddressCells, rootSizeCells) : (reservedAddressCells, reservedSizeCells)
     guard addressCells >= 1, sizeCells >= 1 else { throw MemInitError(.deviceTreeBadCells, 0) }
     let entryBytes = 4 * (addressCells + sizeCells)
     var offset = 0
@@ -95,8 +106,8 @@ struct MemoryNodeReader {
       let size = property.cells(at: offset + 4 * addressCells, count: sizeCells)
     {
       offset += entryBytes
-      let rangeEnd = try MemoryNodeReader.end(UInt(start), UInt(size))
-      if kind == .memory {
+      let rangeEnd = try MemoryNodeReader.end(UInt(start), UInt(size), isRAM ? .ramWraps : .reservationWraps)
+      if isRAM {
         // RAM whole pages only: the start rounded up, the end rounded down.
         guard let first = Page.roundUp(UInt(start)) else { continue }
         let last = Page.roundDown(rangeEnd)
@@ -104,9 +115,9 @@ struct MemoryNodeReader {
           try memory.addRAM(start: first, size: last - first)
           summary.ramRanges += 1
         }
-      } else if pendingCount < MemoryNodeReader.pendingCapacity {
-        pending[pendingCount] = PhysicalRange(start: UInt(start), end: rangeEnd)
-        pendingCount += 1
+      } else if size > 0 {
+        try memory.reserve(start: UInt(start), end: rangeEnd, as: noMap ? .noMap : .firmwareReserved)
+        if noMap { summary.noMap += 1 } else { summary.reservedMemory += 1 }
       }
     }
   }

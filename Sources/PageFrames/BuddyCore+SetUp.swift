@@ -59,12 +59,15 @@ extension BuddyCore {
   }
 
   /// See `PageFrameAllocator.releaseUnchecked(start:end:)`.
-  mutating func releaseUnchecked(start: UInt, end: UInt) {
+  mutating func releaseUnchecked(start: UInt, end: UInt) -> Int {
+    var freed = 0
     for rangeIndex in 0..<layout.pointee.rangeCount {
       guard let span = layout.span(of: layout.pointee.ranges[rangeIndex], start: start, end: end) else { continue }
       freeSpan(span.first, span.limit)
       counts.adjust(.free, by: span.limit - span.first)
+      freed += span.limit - span.first
     }
+    return freed
   }
 
   /// The first page of `[first, last)` that is free (a free head, hot, or inside a free

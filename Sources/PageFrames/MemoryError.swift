@@ -15,12 +15,21 @@ public struct MemoryError<R: FailureReason>: Error, Equatable, Sendable {
   public let reason: Reason
   /// The address that was refused (the pointer or physical address passed in).
   public let address: UInt
+  /// Bytes the refused operation needed, where a size was short (memInit's
+  /// `ramTooSmall` and `reservationsFillRAM`); 0 otherwise.
+  public let needed: UInt
+  /// Bytes that were there for it (the largest free stretch of RAM), next to `needed`;
+  /// 0 otherwise.
+  public let available: UInt
 
-  /// An error for `reason` at `address`.
+  /// An error for `reason` at `address`; `needed` and `available` name the sizes of a
+  /// shortfall (0 when there is none).
   /// - Complexity: O(1).
-  public init(_ reason: Reason, _ address: UInt) {
+  public init(_ reason: Reason, _ address: UInt, needed: UInt = 0, available: UInt = 0) {
     self.reason = reason
     self.address = address
+    self.needed = needed
+    self.available = available
   }
 
   /// This error as the report `function` sends to `badInputHandler`.

@@ -63,7 +63,8 @@ public struct PageFrameAllocator {
   ///   - directMapOffset: pointer = physical + offset.
   ///   - zeroFill: used for the array and for zeroed pages.
   ///   - slots: per-CPU page caches, as `init(ranges:...)` takes them.
-  /// - Precondition: the parameters are as described (`init(ranges:...)` checks instead).
+  /// - Precondition: the parameters are as described, `directMapOffset` page aligned
+  ///   (`init(ranges:...)` checks instead).
   /// - Complexity: O(pageCount), one bzero of the array.
   public init(
     base: UInt, pageCount: Int, metadata: UnsafeMutableRawPointer,
@@ -86,11 +87,14 @@ public struct PageFrameAllocator {
   ///     overlapping, none ending at or past 2^64; at most `maximumPages` pages in all.
   ///   - metadata: room for `metadataBytes(pageCount: ranges.totalPages, slots: slots)`
   ///     bytes, 64-byte aligned.
-  ///   - directMapOffset: pointer = physical + offset.
+  ///   - directMapOffset: pointer = physical + offset; a multiple of the page size (else
+  ///     a page's pointer would not be page aligned and frees would be refused).
   ///   - zeroFill: used for the array and for zeroed pages.
   ///   - slots: per-CPU page caches, a power of two in 1 ... `CPU.maximum`; CPU `n` uses
   ///     cache `n % slots`. The default, `CPU.slots`, gives each installed CPU its own.
-  /// - Returns: nil when `ranges` or `slots` is not as described (nothing is written then).
+  /// - Returns: nil when `ranges` or `slots` is not as described or `directMapOffset` is
+  ///   not page aligned (nothing is written then). memInit refuses such an offset first,
+  ///   as `MemInitError.directMapMisaligned`.
   /// - Complexity: O(total pages), one bzero of the array.
   public init?(
     ranges: PhysicalRanges, metadata: UnsafeMutableRawPointer, directMapOffset: Int, zeroFill: ZeroFill,
@@ -110,7 +114,7 @@ public struct PageFrameAllocator {
     slots: Int = CPU.slots, metadataIsZero: Bool
   ) {
     guard MemoryLayout<PageEntry>.size == 16, ranges.count >= 1, slots >= 1, slots <= CPU.maximum,
-      slots & (slots - 1) == 0
+      slots & (slots - 1) == 0, Page.isAligned(UInt(bitPattern: directMapOffset))
     else { return nil }
     var total = 0
     var previousEnd: UInt = 0
@@ -287,8 +291,10 @@ public struct PageFrameAllocator {
 
   /// `release` without the per-page check, for set-up code that derived the range from
   /// a model of every reservation (memInit): O(blocks created).
+  /// - Returns: pages freed (those inside managed RAM); 0 when called under the global lock.
   /// - Precondition: every page in the range is unclaimed.
-  package func releaseUnchecked(start: UInt, end: UInt) {
-    _ = buddy.withLock(cpu: CPU.current) { $0.releaseUnchecked(start: start, end: end) }
+  @discardableResult
+  package func releaseUnchecked(start: UInt, end: UInt) -> Int {
+    buddy.withLock(cpu: CPU.current) { $0.releaseUnchecked(start: start, end: end) } ?? 0
   }
 }

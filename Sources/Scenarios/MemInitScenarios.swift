@@ -19,7 +19,7 @@ func memInitScenarios() -> [Scenario] {
     Scenario("meminit.reservation_boundaries") { memory, e in
       let config = scenarioConfig(memory)
       guard let layout = try? planLayout(config) else { return e.expect(false, "layout refused", 0) }
-      let frames = buildPageFrames(config, layout)
+      guard let frames = try? buildPageFrames(config, layout) else { return e.expect(false, "page array refused the layout", 0) }
       let owner = { (address: UInt) in frames.owner(ofPhysical: address) }
       e.expect(layout.metadataStart == config.kernelEnd, "array starts at the first page after __end", layout.metadataStart)
       e.expect(layout.heapStart == layout.metadataEnd, "heap starts after the array's last page", layout.heapStart)
@@ -35,7 +35,7 @@ func memInitScenarios() -> [Scenario] {
     Scenario("meminit.heap_never_overlaps_array") { memory, e in
       let config = scenarioConfig(memory)
       guard let layout = try? planLayout(config) else { return e.expect(false, "layout refused", 0) }
-      let frames = buildPageFrames(config, layout)
+      guard let frames = try? buildPageFrames(config, layout) else { return e.expect(false, "page array refused the layout", 0) }
       let arrayEnd = layout.metadataStart + UInt(PageFrameAllocator.metadataBytes(pageCount: layout.pageCount, slots: scenarioSlots))
       e.expect(layout.heapStart >= arrayEnd, "heap begins after the array's last byte", layout.heapStart)
       // No heap page may ever come off the free lists.
@@ -96,6 +96,53 @@ func memInitScenarios() -> [Scenario] {
         var config = scenarioConfig(memory)
         config.heapBytes = bytes
         expectLayoutRefused(config, .ramTooSmall, &e, "a heap larger than RAM refused as ramTooSmall")
+      }
+    },
+    Scenario("meminit.touching_ranges") { memory, e in
+      // Two ranges meeting inside the kernel image (two NUMA nodes, or a reg split in
+      // two): one stretch of RAM, the image laid out across the boundary.
+      let base = scenarioConfig(memory)
+      var ram = BootMemory()
+      do throws(MemInitError) {
+        try ram.addRAM(start: simulatedBase + 0x11_0000, size: (4 << 20) - 0x11_0000)
+        try ram.addRAM(start: simulatedBase, size: 0x11_0000)
+        try ram.reserve(start: simulatedBase, end: simulatedBase + 0x2345, as: .deviceTree)
+      } catch {
+        return e.expect(false, "touching ranges refused", UInt(error.reason.rawValue))
+      }
+      e.expect(ram.ram.count == 1 && ram.ram[0].start == simulatedBase && ram.ram[0].end == simulatedBase + (4 << 20), "touching ranges merged", ram.ram[0].end)
+      let config = MemInitConfig(
+        memory: ram, kernelStart: base.kernelStart, kernelEnd: base.kernelEnd,
+        directMapOffset: base.directMapOffset, zeroFill: memory.zeroFill)
+      guard let layout = try? planLayout(config) else { return e.expect(false, "kernel across the boundary refused", 0) }
+      guard let frames = try? buildPageFrames(config, layout) else { return e.expect(false, "page array refused the layout", 0) }
+      let owner = { (address: UInt) in frames.owner(ofPhysical: address) }
+      e.expect(owner(simulatedBase + 0x3000) == .firmware && owner(config.kernelStart - 1) == .firmware, "low memory below the kernel is firmware's", 0)
+      e.expect(owner(config.kernelStart) == .kernel && owner(simulatedBase + 0x11_0000) == .kernel && owner(config.kernelEnd - 1) == .kernel, "the kernel's pages on both sides of the boundary", 0)
+      // RAM minus the DTB, low memory, kernel, array and heap: the pages left free.
+      let reserved = Int((layout.heapEnd - simulatedBase) >> 12)
+      e.expect(frames.freePageCount == 1024 - reserved, "every other page free", UInt(frames.freePageCount))
+      e.expect(frames.checkInvariants() == nil, "accounting identity after memInit", 0)
+    },
+    Scenario("meminit.reservations_fill_ram") { memory, e in
+      // RAM that would hold array + heap, filled by a firmware reservation up to its last
+      // 32 KiB: the reservations are named as the cause, with what was needed and left.
+      var config = scenarioConfig(memory)
+      do throws(MemInitError) {
+        try config.memory.reserve(start: config.kernelEnd, end: simulatedBase + (4 << 20) - 0x8000, as: .firmwareReserved)
+        _ = try planLayout(config)
+        e.expect(false, "layout placed over a reservation", 0)
+      } catch {
+        e.expect(error.reason == .reservationsFillRAM, "refused as reservationsFillRAM", UInt(error.reason.rawValue))
+        e.expect(error.available == 0x8000, "the largest free stretch left", error.available)
+        e.expect(error.needed > 0x8000 && error.needed <= 0x20_0000, "array + heap needed", error.needed)
+      }
+      var wrapped = BootMemory()
+      do throws(MemInitError) {
+        try wrapped.reserve(start: simulatedBase + 0x2000, end: simulatedBase + 0x1000, as: .firmwareReserved)
+        e.expect(false, "a reservation ending before its start accepted", 0)
+      } catch {
+        e.expect(error.reason == .reservationWraps, "a wrapping reservation refused as reservationWraps", UInt(error.reason.rawValue))
       }
     },
   ]

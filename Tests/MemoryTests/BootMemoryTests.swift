@@ -49,17 +49,28 @@ struct BootMemoryTests {
     return Machine(span: span, config: config)
   }
 
+  /// Page array + heap bytes for `config`, page rounded: the reference sum memInit's
+  /// `needed` must equal.
+  func neededBytes(_ config: MemInitConfig) throws -> UInt {
+    let pages = config.memory.ram.totalPages
+    let array = (PageFrameAllocator.metadataBytes(pageCount: pages) + 4095) / 4096 * 4096
+    return UInt(array + (config.heapBytes + 4095) / 4096 * 4096)
+  }
+
   /// memInit, then every free page allocated once: each lies in RAM and touches no
   /// reservation, and their number is the model's count of such pages.
   func expectExactlyFreePages(_ m: Machine, ram: [(UInt, UInt)], reserved: [(UInt, UInt, PageOwner)]) throws {
     let layout = try planLayout(m.config)
-    let frames = buildPageFrames(m.config, layout)
+    let frames = try buildPageFrames(m.config, layout)
     #expect(frames.checkInvariants() == nil)
     // The model: every reservation, the layout's own included (firmware low memory
     // from the kernel's range start, the kernel, the page array and the heap).
     var blocked: [(UInt, UInt)] = reserved.map { (Self.base + $0.0, Self.base + $0.0 + $0.1) }
-    let kernelRange = ram.map { (Self.base + $0.0, Self.base + $0.0 + $0.1) }.first { $0.0 <= Self.kernelStart && Self.kernelStart < $0.1 }!
-    blocked += [(kernelRange.0, Self.kernelEnd), (layout.metadataStart, layout.heapEnd)]
+    // Low memory: every RAM byte below the kernel down to the first hole, whichever
+    // ranges of the description it lies in.
+    var lowStart = Self.kernelStart
+    while ram.contains(where: { Self.base + $0.0 < lowStart && lowStart <= Self.base + $0.0 + $0.1 }) { lowStart -= 4096 }
+    blocked += [(lowStart, Self.kernelEnd), (layout.metadataStart, layout.heapEnd)]
     func touchesReservation(_ page: UInt) -> Bool { blocked.contains { $0.0 < page + 4096 && page < $0.1 } }
     for (start, end) in blocked.dropLast(2) {
       #expect(!(start < layout.heapEnd && layout.metadataStart < end), "page array or heap placed on a reservation")
@@ -136,14 +147,18 @@ struct BootMemoryTests {
     try expectExactlyFreePages(m, ram: ram, reserved: reserved)
     // Nowhere to go: a refusal, not an overlap.
     let tiny: [(UInt, UInt)] = [(0, 3 << 20)]
-    #expect(throws: MemInitError(.ramTooSmall, Self.base + (3 << 20))) { try planLayout(try machine(ram: tiny).config) }
+    let tinyMachine = try machine(ram: tiny)
+    #expect(throws: MemInitError(.ramTooSmall, Self.base + (3 << 20), needed: try neededBytes(tinyMachine.config), available: Self.base + (3 << 20) - Self.kernelEnd)) {
+      try planLayout(tinyMachine.config)
+    }
   }
 
   @Test("bad firmware descriptions are MemInitErrors, never traps")
   func badDescriptions() throws {
     var memory = BootMemory()
     try memory.addRAM(start: 0x4000_0000, size: 1 << 30)
-    #expect(throws: MemInitError(.ramOverlaps, 0x7000_0000)) { try memory.addRAM(start: 0x7000_0000, size: 1 << 30) }
+    try memory.addRAM(start: 0x7000_0000, size: 1 << 30)  // overlapping: merged, not refused
+    #expect(memory.ram.count == 1 && memory.ram[0] == PhysicalRange(start: 0x4000_0000, end: 0xB000_0000))
     #expect(throws: MemInitError(.ramWraps, UInt.max - 0xFFF)) { try memory.addRAM(start: UInt.max - 0xFFF, size: 0x2000) }
     #expect(throws: MemInitError(.ramWraps, UInt.max - 0xFFF)) { try memory.addRAM(start: UInt.max - 0xFFF, size: 0x1000) }  // ends at 2^64
     #expect(throws: MemInitError(.tooManyPages, 1 << 40)) { try memory.addRAM(start: 1 << 40, size: 1 << 44) }  // 2^32 pages
@@ -153,7 +168,7 @@ struct BootMemoryTests {
     #expect(throws: MemInitError(.tooManyRanges, 64 << 30)) { try full.addRAM(start: 64 << 30, size: 1 << 20) }
     for i in 0..<128 { try full.reserve(start: UInt(i) << 12, end: UInt(i + 1) << 12, as: .firmwareReserved) }
     #expect(throws: MemInitError(.tooManyReservations, 1 << 30)) { try full.reserve(start: 1 << 30, end: (1 << 30) + 1, as: .initrd) }
-    #expect(throws: MemInitError(.ramWraps, 0x5000)) { try full.reserve(start: 0x5000, end: 0x4000, as: .initrd) }
+    #expect(throws: MemInitError(.reservationWraps, 0x5000)) { try full.reserve(start: 0x5000, end: 0x4000, as: .initrd) }
 
     // The single-range configuration reports the same reasons.
     let span = Span(bytes: 1 << 20)
@@ -211,7 +226,7 @@ struct BootMemoryTests {
     var clamped = clampedMachine.config
     clamped.mappedLimit = Self.base + (40 << 20)
     let layout = try planLayout(clamped)
-    let frames = buildPageFrames(clamped, layout)
+    let frames = try buildPageFrames(clamped, layout)
     #expect(frames.end == Self.base + (40 << 20))
     #expect(layout.memory.clampedBytes == 8 << 20 && layout.reportedRAMPages == 8192)
     let map = MemoryMap(frames, reportedRAMPages: layout.reportedRAMPages)
