@@ -37,6 +37,8 @@ DT = ".build-dt"
 MATRIX_DT = ".build-dt/matrix"
 SCRIBBLE_LIMIT = 2 << 30       # scribbling writes ~5 s per GiB under TCG
 BOOT_TIMEOUT = 120             # seconds; every boot ends well before (a hang is killed)
+HALT_TIMEOUT = 20              # seconds for a boot whose defined end is the halt line
+HALT_LINE = "power-off: no semihosting and no PSCI in the device tree; halted"
 MiB = 1 << 20
 GiB = 1 << 30
 VIDEOCORE_SPLIT = 64 * MiB     # QEMU's raspi vcram-size default
@@ -77,11 +79,15 @@ class Config:
 
     def __init__(self, name, board="virt", mem="1G", cpu="cortex-a53", smp=4, machine="", numa=(), extra=(),
                  initrd=None, dtb=None, semihosting=True, refusal=None, args=(), kernel=True, testkernel=True,
-                 image=False):
+                 image=False, halts=False):
         self.name, self.board, self.mem, self.cpu, self.smp = name, board, mem, cpu, smp
         self.machine, self.numa, self.extra, self.initrd, self.dtb = machine, numa, list(extra), initrd, dtb
         self.semihosting, self.refusal, self.args = semihosting, refusal, list(args)
         self.kernel, self.testkernel, self.image = kernel, testkernel, image
+        # The defined end of a machine with no way to power off (virt secure=on without
+        # semihosting: no PSCI in its tree): the kernel finishes, prints the halt line
+        # and waits in wfi; the boot is stopped after HALT_TIMEOUT and judged by its output.
+        self.halts = halts
 
     @property
     def ram(self):
@@ -134,7 +140,8 @@ def configurations():
     # Exception levels, with and without semihosting.
     for flag in ["secure=on", "virtualization=on", "secure=on,virtualization=on"]:
         c.append(Config(f"virt {flag}", machine="," + flag))
-        c.append(Config(f"virt {flag}, no semihosting", machine="," + flag, semihosting=False, testkernel=False))
+        c.append(Config(f"virt {flag}, no semihosting", machine="," + flag, semihosting=False, testkernel=False,
+                        halts="secure=on" in flag))
     c.append(Config("virt, no semihosting", semihosting=False, testkernel=False))
     # Initrds and trees.
     c.append(Config("virt -initrd 300001 bytes", initrd=f"{MATRIX_DT}/initrd-small.img"))
@@ -329,7 +336,14 @@ def run_config(config, texts):
     started = time.time()
     problems = []
     if config.kernel:
-        out, err, status, _ = run(config.qemu("kernel", []))
+        out, err, status, _ = run(config.qemu("kernel", []), HALT_TIMEOUT if config.halts else BOOT_TIMEOUT)
+        if config.halts:
+            lines = out.strip().splitlines()
+            if status is None and lines and lines[-1].strip() == HALT_LINE:
+                status = 0   # the defined end: halted with its line, everything before it checked below
+            else:
+                problems.append(f"kernel: expected to end with {HALT_LINE!r}, got exit {status}, last line: "
+                                + (lines or ["(none)"])[-1][:160])
         problems += check_boot(config, "kernel", out, err, status, config.refusal if not config.testkernel else None, {})
         if config.board == "virt" and not config.numa:
             # `make run`'s check (scripts/check_ram.py) must agree with the kernel: it

@@ -119,6 +119,7 @@ public struct DeviceTree {
     var walker = flattened.walk()
     var addressCells = 2, sizeCells = 1
     var isMemory = false
+    var disabled = false
     var reg: DeviceTreeProperty? = nil
     var total: UInt = 0
     while let token = try step({ () throws(DeviceTreeError) in try walker.next() }) {
@@ -126,6 +127,7 @@ public struct DeviceTree {
       case .beginNode(let name):
         if walker.depth == 2 {
           isMemory = name.isNode("memory")
+          disabled = false
           reg = nil
         }
       case .property(let property):
@@ -133,8 +135,9 @@ public struct DeviceTree {
         if walker.depth == 1, property.name.equals("#size-cells"), let cell = property.cell { sizeCells = Int(cell) }
         if walker.depth == 2, property.name.equals("device_type"), property.isString("memory") { isMemory = true }
         if walker.depth == 2, property.name.equals("reg") { reg = property }
+        if walker.depth == 2, property.name.equals("status") { disabled = !DeviceTree.isAvailable(status: property) }
       case .endNode:
-        guard walker.depth == 1, isMemory, let reg else { continue }
+        guard walker.depth == 1, isMemory, !disabled, let reg else { continue }
         guard (1...2).contains(addressCells), (1...2).contains(sizeCells) else {
           throw MemInitError(.deviceTreeBadCells, physicalAddress)
         }
@@ -149,6 +152,14 @@ public struct DeviceTree {
       }
     }
     return total
+  }
+
+  /// Whether a node's `status` property says it is there for the kernel: "okay", or
+  /// "ok" as older trees write it. Any other value ("disabled", "reserved", "fail") is
+  /// not, as in Linux's `of_device_is_available`.
+  /// - Complexity: O(1).
+  static func isAvailable(status: DeviceTreeProperty) -> Bool {
+    status.isString("okay") || status.isString("ok")
   }
 
   /// `read()`, its `DeviceTreeError` as this tree's `MemInitError`.

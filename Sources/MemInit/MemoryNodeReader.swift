@@ -22,6 +22,9 @@ struct MemoryNodeReader {
   /// Whether the current child of the root is memory: named `memory`/`memory@…`, or
   /// with `device_type = "memory"`.
   private var isMemory = false
+  /// Whether the current child of the root says `status` other than "okay" (QEMU's
+  /// secure-only RAM under `secure=on`, say): not RAM for this kernel, as Linux reads it.
+  private var disabled = false
   private var noMap = false
   private var initrdStart: UInt? = nil, initrdEnd: UInt? = nil
 
@@ -42,6 +45,7 @@ struct MemoryNodeReader {
       if depth == 2 {
         kind = name.equals("reserved-memory") ? .reservedMemory : name.equals("chosen") ? .chosen : .other
         isMemory = kind == .other && name.isNode("memory")
+        disabled = false
         reg = nil
       } else if depth == 3 && kind == .reservedMemory {
         kind = .reservedChild
@@ -53,7 +57,7 @@ struct MemoryNodeReader {
       if kind == .reservedChild && ended == 3 {
         if let reg { try readReg(reg, into: &memory) }
         kind = .reservedMemory
-      } else if kind == .other && ended == 2 && isMemory, let reg {
+      } else if kind == .other && ended == 2 && isMemory && !disabled, let reg {
         try readReg(reg, into: &memory)
       } else if kind == .chosen && ended == 2, let start = initrdStart, let end = initrdEnd, end > start {
         try memory.reserve(start: start, end: end, as: .initrd)
@@ -87,6 +91,8 @@ struct MemoryNodeReader {
       reg = property
     } else if name.equals("device_type") && kind == .other && depth == 2 && property.isString("memory") {
       isMemory = true
+    } else if name.equals("status") && kind == .other && depth == 2 {
+      disabled = !DeviceTree.isAvailable(status: property)
     } else if name.equals("no-map") && kind == .reservedChild && depth == 3 {
       noMap = true
     } else if kind == .chosen && depth == 2 && (name.equals("linux,initrd-start") || name.equals("linux,initrd-end")) {

@@ -70,6 +70,35 @@ struct DeviceTreeEdgeTests {
     }
   }
 
+  @Test("a memory node whose status is not okay (QEMU's secure RAM under secure=on) is not RAM, in describe and in the raw total")
+  func disabledMemoryNodes() throws {
+    for status in [nil, "okay", "ok", "disabled", "reserved", "fail"] {
+      var b = DeviceTreeBuilder()
+      b.begin("")
+      b.cells("#address-cells", [2])
+      b.cells("#size-cells", [2])
+      b.begin("memory@40000000")
+      b.property("device_type", Array("memory".utf8) + [0])
+      b.reg([(0x4000_0000, 1 << 30)])
+      b.end()
+      b.begin("secram@e000000")
+      b.property("device_type", Array("memory".utf8) + [0])
+      if let status { b.property("status", Array(status.utf8) + [0]) }
+      b.reg([(0x0E00_0000, 16 << 20)])
+      b.end()
+      b.end()
+      let blob = b.build()
+      let available = status == nil || status == "okay" || status == "ok"
+      let (memory, summary) = try dt.read(blob, at: 0x4000_0000)
+      #expect(memory.ram.count == (available ? 2 : 1) && summary.ramRanges == (available ? 2 : 1), "status \(status ?? "none")")
+      #expect(memory.ramRange(containing: 0x0E00_0000) == nil || available)
+      let total = try blob.withUnsafeBytes { bytes throws(MemInitError) in
+        try DeviceTree(blob: bytes, physicalAddress: 0x4000_0000).reportedRAMBytes()
+      }
+      #expect(total == (1 << 30) + (available ? 16 << 20 : 0), "status \(status ?? "none")")
+    }
+  }
+
   @Test("a blob that passes or ends at 2^64 is refused; one just below it is read without a trap")
   func blobAtTopOfAddressSpace() throws {
     let blob = dt.tree(memory: [[(0x4000_0000, 1 << 30)]])
