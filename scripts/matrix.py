@@ -79,7 +79,7 @@ class Config:
 
     def __init__(self, name, board="virt", mem="1G", cpu="cortex-a53", smp=4, machine="", numa=(), extra=(),
                  initrd=None, dtb=None, semihosting=True, refusal=None, args=(), kernel=True, testkernel=True,
-                 image=False, halts=False):
+                 image=False, halts=False, expect=(), firmware_ram=None):
         self.name, self.board, self.mem, self.cpu, self.smp = name, board, mem, cpu, smp
         self.machine, self.numa, self.extra, self.initrd, self.dtb = machine, numa, list(extra), initrd, dtb
         self.semihosting, self.refusal, self.args = semihosting, refusal, list(args)
@@ -88,6 +88,9 @@ class Config:
         # semihosting: no PSCI in its tree): the kernel finishes, prints the halt line
         # and waits in wfi; the boot is stopped after HALT_TIMEOUT and judged by its output.
         self.halts = halts
+        # Lines each boot must print besides the usual ones, and the RAM the firmware's
+        # description claims when it differs from the machine's (a tree that overclaims).
+        self.expect, self.firmware_ram = list(expect), firmware_ram
 
     @property
     def ram(self):
@@ -163,6 +166,9 @@ def configurations():
     c.append(Config("raspi3ap (raspi3b image)", board="raspi3ap"))
     c.append(Config("raspi4b", board="raspi4b"))
     c.append(Config("raspi4b -dtb", board="raspi4b", dtb=f"{DT}/raspi4b.dtb", image=True))
+    c.append(Config("raspi4b -dtb claiming 2 GiB more than the board has", board="raspi4b",
+                    dtb=f"{MATRIX_DT}/raspi4b-overclaim.dtb", image=True, firmware_ram=BOARD_RAM["raspi4b"] + 2 * GiB,
+                    expect=[r"(?m)^RAM above 0x80000000 is more than the board has \(board revision\): 2048 MiB not used$"]))
     c.append(Config("raspi4b, no semihosting", board="raspi4b", semihosting=False, testkernel=False))
     # Bad arguments: refused with the valid words and status 2.
     for bad in ["ops=-5", "fault=bogus", "frobnicate"]:
@@ -213,6 +219,18 @@ def make_files():
     for name, size in [("initrd-small", 300_001), ("initrd-large", 24 * MiB + 1)]:
         with open(f"{MATRIX_DT}/{name}.img", "wb") as f:
             f.write(bytes((i * 7 + i // 4096) & 0xFF for i in range(size)))
+    # A raspi4b tree that claims 2 GiB more than the 2 GiB board has.
+    with open("qemu/dt/raspi4b.dts") as f:
+        dts = f.read()
+    # A node of its own, named ram@ (device_type "memory"): QEMU replaces every node
+    # named memory with its own, but leaves this one.
+    claimed = dts.replace("\treserved-memory {", "\tram@80000000 {\n\t\tdevice_type = \"memory\";\n"
+                          "\t\treg = <0x80000000 0x80000000>;\n\t};\n\treserved-memory {", 1)
+    assert claimed != dts, "qemu/dt/raspi4b.dts: no reserved-memory node to put the claim before"
+    with open(f"{MATRIX_DT}/raspi4b-overclaim.dts", "w") as f:
+        f.write(claimed)
+    subprocess.run(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", f"{MATRIX_DT}/raspi4b-overclaim.dtb",
+                    f"{MATRIX_DT}/raspi4b-overclaim.dts"], check=True)
     for name, mem in [("virt-many", "1G"), ("virt-many-2G", "2G")]:
         subprocess.run(["qemu-system-aarch64", "-M", f"virt,dumpdtb={MATRIX_DT}/{name}-base.dtb", "-cpu", "cortex-a53",
                         "-m", mem, "-smp", "4", "-display", "none"], check=True, capture_output=True)
@@ -269,8 +287,15 @@ def check_boot(config, product, out, err, status, refusal, texts):
     elif not re.search(r"(?m)^  total .*: exact$", out):
         problems.append(f"{product}: no exact total line")
     ram = re.search(r"(?m)firmware's RAM (\d+) bytes", out)
-    if ram and int(ram.group(1)) != config.ram:
+    claimed = config.firmware_ram or config.ram
+    if ram and int(ram.group(1)) != claimed:
         problems.append(f"{product}: firmware's RAM {int(ram.group(1))} bytes, QEMU was given {config.ram}")
+    managed = re.search(r"(?m)^  total (\d+) pages", out)
+    if managed and int(managed.group(1)) * 4096 > config.ram:
+        problems.append(f"{product}: {int(managed.group(1))} pages managed, more than the {config.ram} bytes QEMU gave")
+    for pattern in config.expect:
+        if not re.search(pattern, out):
+            problems.append(f"{product}: no line matching {pattern!r}")
     if product == "kernel":
         online = re.search(r"(?m)^cores online: (\d+)$", out)
         expected = min(config.smp if config.board == "virt" else RASPI_CORES, max_cpus())

@@ -40,7 +40,8 @@ extension Platform {
     let image = kernelImage
     kput("SwiftKernelMemory: board ")
     kput(boardName)
-    if let model = boardModel() {
+    let model = boardModel()
+    if let model {
       // The model the firmware reports, which may differ from the build's board
       // (a raspi3b image on a 3A+, say).
       kput(" (")
@@ -131,11 +132,20 @@ extension Platform {
     //    lists, then heapInit. Its per-CPU parts get a slot for each core that can come
     //    online (the tree's cpu nodes or the board's own, at most maximumCores), so the
     //    numbering is installed again with that count first.
+    // A tree may claim more RAM than the board has (one written for a larger model):
+    // where the board reports its size, RAM at or above it is left out, and said, as RAM
+    // beyond the identity map is.
+    var limit = mappedLimit
+    var beyond: StaticString = " is outside the identity map: "
+    if let model, model.memoryBytes > 0, model.memoryBytes < limit {
+      limit = model.memoryBytes
+      beyond = " is more than the board has (board revision): "
+    }
     var present = coresWithoutTree
     if let listed = cores?.cpuNodes, listed > 0 { present = listed }
     CPU.install(cpuNumbering, count: max(1, min(present, maximumCores)))
     var config = MemInitConfig(
-      memory: memory, kernelStart: image.start, kernelEnd: image.end, mappedLimit: mappedLimit,
+      memory: memory, kernelStart: image.start, kernelEnd: image.end, mappedLimit: limit,
       directMapOffset: directMapOffset, zeroFill: zeroFill)
     // The slab secret: the counter's value at this point differs from boot to boot on
     // hardware (and under QEMU without -icount); it is a tamper check, not cryptography.
@@ -161,8 +171,8 @@ extension Platform {
     guard let frames = kernelMemory.frames else { panic("bootMemory", KernelMemory.notSetUpReason, 0) }
     if layout.memory.clampedBytes > 0 {
       kput("RAM above ")
-      kputHex(mappedLimit, digits: 8)
-      kput(" is outside the identity map: ")
+      kputHex(limit, digits: 8)
+      kput(beyond)
       kputDecimal(layout.memory.clampedBytes >> 20)
       kput(" MiB not used\n")
     }
