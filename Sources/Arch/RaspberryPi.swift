@@ -23,6 +23,10 @@ extension RaspberryPi {
   /// - Complexity: O(1) plus the mailbox's answer and the UART's draining.
   public func setUpConsole() { Uart.setUp() }
 
+  /// The board revision's memory size: the Pis' RAM starts at 0 and ends below it.
+  /// - Complexity: O(1) plus the mailbox's answer.
+  public func boardRAMEnd() -> UInt? { boardModel()?.memoryBytes }
+
   /// The board's four cores, released from the spin table.
   public var coresWithoutTree: Int { Int(ARCH_SPIN_TABLE_CORES) }
 

@@ -26,6 +26,10 @@ public struct Virt: AArch64Platform {
   /// - Complexity: O(1).
   public func boardRevisionHighMemory() -> (base: UInt, size: UInt)? { nil }
 
+  /// Nil: virt reports its RAM in the tree only.
+  /// - Complexity: O(1).
+  public func boardRAMEnd() -> UInt? { nil }
+
   /// Only the boot core: virt's other cores are known from the tree alone.
   public var coresWithoutTree: Int { 1 }
 

@@ -40,8 +40,7 @@ extension Platform {
     let image = kernelImage
     kput("SwiftKernelMemory: board ")
     kput(boardName)
-    let model = boardModel()
-    if let model {
+    if let model = boardModel() {
       // The model the firmware reports, which may differ from the build's board
       // (a raspi3b image on a 3A+, say).
       kput(" (")
@@ -133,12 +132,12 @@ extension Platform {
     //    online (the tree's cpu nodes or the board's own, at most maximumCores), so the
     //    numbering is installed again with that count first.
     // A tree may claim more RAM than the board has (one written for a larger model):
-    // where the board reports its size, RAM at or above it is left out, and said, as RAM
-    // beyond the identity map is.
+    // where the board reports where its RAM ends, RAM at or above it is left out, and
+    // said, as RAM beyond the identity map is.
     var limit = mappedLimit
     var beyond: StaticString = " is outside the identity map: "
-    if let model, model.memoryBytes > 0, model.memoryBytes < limit {
-      limit = model.memoryBytes
+    if let end = boardRAMEnd(), end > 0, end < limit {
+      limit = end
       beyond = " is more than the board has (board revision): "
     }
     var present = coresWithoutTree

@@ -105,6 +105,10 @@ public protocol Platform: ConsoleOutput {
   var kernelImage: KernelImage { get }
   /// RAM at or above this physical address is not mapped, and not used.
   var mappedLimit: UInt { get }
+  /// Where the board's RAM must end, from the board's own report of its size (the Pis:
+  /// the board revision's, their RAM starting at 0), or nil when it reports none. RAM a
+  /// device tree claims at or above it is left out, and said.
+  func boardRAMEnd() -> UInt?
   /// What to add to a physical address to reach it (0 with an identity map).
   var directMapOffset: Int { get }
   /// Zeroes bytes: the fastest way the platform has.

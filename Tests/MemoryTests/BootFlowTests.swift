@@ -132,6 +132,27 @@ extension KernelGlobalsTests {
     #expect(fake.badInputs.count == 1 && fake.badInputs.first?.hasPrefix("kfree: ") == true)
   }
 
+  @Test("bootMemory on the fake platform: RAM the tree claims at or above where the board says its RAM ends is left out, and said")
+  func boardRAMEndCapsTheTree() throws {
+    let blob = Self.bootTree(cpus: 1, method: "hvc")
+    let fake = FakePlatform(ramBase: Self.ramBase, ramBytes: Int(Self.bootRAM[1].end - Self.ramBase), tree: blob,
+                            treeAddress: Self.treeAddress, kernel: Self.bootKernel)
+    // The board says its RAM ends where the tree's first range does: the second range
+    // (8 MiB at 0x42000000) is more than it has.
+    fake.ramEnd = Self.bootRAM[0].end
+    defer {
+      kernelMemory = KernelMemory()
+      badInputHandler = { _ in }
+    }
+    _ = fake.bootMemory()
+    let lines = fake.lines
+    #expect(lines.contains("RAM above 0x\(String(Self.bootRAM[0].end, radix: 16)) is more than the board has (board revision): 8 MiB not used"))
+    let part = kernelMemory.frames
+    let frames = try #require(part)
+    #expect(frames.end == Self.bootRAM[0].end)
+    #expect(frames.owner(ofPhysical: Self.bootRAM[1].start) == nil)
+  }
+
   @Test("bootMemory on the fake platform: a tree without /psci starts no core")
   func bootWithoutPSCI() throws {
     let fake = FakePlatform(ramBase: Self.ramBase, ramBytes: Int(Self.bootRAM[1].end - Self.ramBase),

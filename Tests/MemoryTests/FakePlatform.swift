@@ -19,6 +19,8 @@ final class FakePlatform: Platform {
   /// What the firmware answers without a tree (`mailboxMemory`, `boardRevisionHighMemory`).
   var mailbox: (base: UInt, size: UInt)? = nil
   var highMemory: (base: UInt, size: UInt)? = nil
+  /// Where the board says its RAM ends (`boardRAMEnd`); nil: it does not say.
+  var ramEnd: UInt? = nil
 
   /// Everything written to the console.
   private(set) var output: [UInt8] = []
@@ -83,6 +85,7 @@ final class FakePlatform: Platform {
 
   var maximumCores: Int { 8 }
   var coresWithoutTree: Int { 1 }
+  func boardRAMEnd() -> UInt? { ramEnd }
   func startSecondaryCores(
     described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
     allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
