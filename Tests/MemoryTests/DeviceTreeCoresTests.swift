@@ -1,3 +1,4 @@
+import Synchronization
 import FlattenedDeviceTree
 import Foundation
 import Testing
@@ -39,16 +40,16 @@ struct DeviceTreeCoresTests {
     return b.build()
   }
 
+  /// Blobs `cores` has read, kept for the whole run: a `DeviceTreeCores` read from a tree
+  /// goes on reading it (as the kernel's does its reserved blob), so the bytes must
+  /// outlive the value the test compares.
+  static let keptBlobs = Mutex<[UnsafeMutableRawBufferPointer]>([])
+
   static func cores(_ blob: [UInt8]) throws(DeviceTreeError) -> DeviceTreeCores {
-    var result: Result<DeviceTreeCores, DeviceTreeError> = .failure(.truncated)
-    blob.withUnsafeBytes { bytes in
-      do throws(DeviceTreeError) {
-        result = .success(try FlattenedDeviceTree(blob: bytes).cores())
-      } catch {
-        result = .failure(error)
-      }
-    }
-    return try result.get()
+    let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(blob.count, 1), alignment: 8)
+    copy.copyBytes(from: blob)
+    keptBlobs.withLock { $0.append(copy) }
+    return try FlattenedDeviceTree(blob: UnsafeRawBufferPointer(rebasing: copy[0..<blob.count])).cores()
   }
 
   @Test("8 cpu nodes with psci hvc, and with psci smc")
