@@ -8,9 +8,9 @@ import Testing
 struct DeviceTreeEdgeTests {
   let dt = DeviceTreeTests()
 
-  /// A tree with 1 GiB of RAM at 0x40000000 and one `/reserved-memory` child `name` with
-  /// `regs` (2 + 2 cells), `no-map` after its `reg` when `noMap`.
-  func reservedTree(_ regs: [(UInt64, UInt64)], noMap: Bool) -> [UInt8] {
+  /// A builder inside the root node (2 + 2 cells) after a memory node of 1 GiB at
+  /// 0x40000000: what each tree here starts with.
+  func rootWithRAM() -> DeviceTreeBuilder {
     var b = DeviceTreeBuilder()
     b.begin("")
     b.cells("#address-cells", [2])
@@ -19,6 +19,13 @@ struct DeviceTreeEdgeTests {
     b.property("device_type", Array("memory".utf8) + [0])
     b.reg([(0x4000_0000, 1 << 30)])
     b.end()
+    return b
+  }
+
+  /// A tree with 1 GiB of RAM at 0x40000000 and one `/reserved-memory` child `name` with
+  /// `regs` (2 + 2 cells), `no-map` after its `reg` when `noMap`.
+  func reservedTree(_ regs: [(UInt64, UInt64)], noMap: Bool) -> [UInt8] {
+    var b = rootWithRAM()
     b.begin("reserved-memory")
     b.cells("#address-cells", [2])
     b.cells("#size-cells", [2])
@@ -73,14 +80,7 @@ struct DeviceTreeEdgeTests {
   @Test("a memory node whose status is not okay (QEMU's secure RAM under secure=on) is not RAM, in describe and in the raw total")
   func disabledMemoryNodes() throws {
     for status in [nil, "okay", "ok", "disabled", "reserved", "fail"] {
-      var b = DeviceTreeBuilder()
-      b.begin("")
-      b.cells("#address-cells", [2])
-      b.cells("#size-cells", [2])
-      b.begin("memory@40000000")
-      b.property("device_type", Array("memory".utf8) + [0])
-      b.reg([(0x4000_0000, 1 << 30)])
-      b.end()
+      var b = rootWithRAM()
       b.begin("secram@e000000")
       b.property("device_type", Array("memory".utf8) + [0])
       if let status { b.property("status", Array(status.utf8) + [0]) }
