@@ -11,6 +11,7 @@ let package = Package(
     .library(name: "KernelHeap", targets: ["KernelHeap"]),
     .library(name: "MemInit", targets: ["MemInit"]),
     .library(name: "KernelSync", targets: ["KernelSync"]),
+    .library(name: "VirtualMemory", targets: ["VirtualMemory"]),
     .library(name: "KernelMemory", targets: ["KernelMemory"]),
     // malloc, free, calloc, realloc, posix_memalign and aligned_alloc over the kernel's
     // memory object, for the Swift runtime (bare-metal AArch64; kernels with their own
@@ -30,6 +31,9 @@ let package = Package(
     .target(name: "KernelSync", dependencies: ["KernelSyncAtomics"]),
     .target(name: "PageFrames", dependencies: ["KernelSync", "KernelSyncAtomics"]),
     .target(name: "KernelHeap", dependencies: ["PageFrames", "KernelSync"]),
+    // ARMv8-A stage-1 translation tables from page frames: map, unmap, protect, vmalloc
+    // and guard-paged stacks; portable over the platform's TLB maintenance.
+    .target(name: "VirtualMemory", dependencies: ["PageFrames", "KernelSync", "KernelSyncAtomics"]),
     // The C names (malloc, free, posix_memalign, ...) over KernelHeap; bare metal only.
     .target(name: "KernelHeapRuntime"),
     // The device tree reader: every node and property, every read bounds-checked.

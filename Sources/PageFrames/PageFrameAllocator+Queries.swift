@@ -56,3 +56,13 @@ extension PageFrameAllocator {
     return (headEntry, head, index &- head)
   }
 }
+
+extension PageFrameAllocator {
+  /// The tag word of the allocated run that page `index` heads (`allocPages`'s `tag`),
+  /// for the run's owner to keep a count in: a page-table page holds its number of valid
+  /// entries there. Read and written with relaxed atomics, by the owner only.
+  /// - Precondition: `index < pageCount`, and the page heads a run its caller owns.
+  /// - Complexity: O(1).
+  @inline(__always)
+  package func tagWord(ofPage index: Int) -> UnsafeMutablePointer<UInt32> { entries.nextPointer(index) }
+}

@@ -29,9 +29,12 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
   case noMap = 12
   /// The initial ramdisk named in `/chosen`.
   case initrd = 13
+  /// A page mapped into a vmalloc area or a kernel stack (virtually contiguous memory
+  /// from scattered frames).
+  case vmalloc = 14
 
   /// Number of owner kinds, for per-kind counters.
-  public static let kindCount = 14
+  public static let kindCount = 15
 
   /// Set-up reservations: pages of these kinds are never handed out or freed.
   public var isReserved: Bool {
@@ -44,7 +47,7 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
   /// The owners `allocPages` and `allocContiguous` accept: what an allocation can be for.
   public var isAllocatable: Bool {
     switch self {
-    case .allocated, .heap, .heapLarge, .slab, .pageTable: return true
+    case .allocated, .heap, .heapLarge, .slab, .pageTable, .vmalloc: return true
     default: return false
     }
   }
@@ -53,7 +56,7 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
   /// without decoding it.
   @inlinable @inline(__always)
   public static func isAllocatable(rawValue raw: UInt8) -> Bool {
-    let allocatable: UInt32 = 1 << 1 | 1 << 5 | 1 << 8 | 1 << 9 | 1 << 10
+    let allocatable: UInt32 = 1 << 1 | 1 << 5 | 1 << 8 | 1 << 9 | 1 << 10 | 1 << 14
     return raw < 32 && allocatable & 1 << UInt32(raw) != 0
   }
 
@@ -74,6 +77,7 @@ public enum PageOwner: UInt8, CaseIterable, Sendable {
     case .firmwareReserved: return "reserved  "
     case .noMap: return "no-map    "
     case .initrd: return "initrd    "
+    case .vmalloc: return "vmalloc   "
     }
   }
 }

@@ -1,0 +1,164 @@
+import KernelSync
+import PageFrames
+
+/// What one call has changed and still owes: the TLB invalidations to issue, the table
+/// pages that emptied (freed only after those invalidations), and table pages taken in
+/// advance for block splits.
+struct PendingChanges {
+  var addresses = InlineArray<16, UInt>(repeating: 0)
+  var count = 0
+  /// More than `AddressSpace.invalidationBatch` pages: one full flush instead.
+  var flushAll = false
+  /// Emptied table pages, linked through their entry 0 (a page-aligned value: an
+  /// invalid descriptor to a walker that still reads the page).
+  var retired: UInt = 0
+  /// Table pages set aside for splits, linked the same way.
+  var spares: UInt = 0
+
+  mutating func invalidate(_ address: UInt) {
+    guard !flushAll else { return }
+    guard count < AddressSpace.invalidationBatch else {
+      flushAll = true
+      return
+    }
+    addresses[count] = address
+    count += 1
+  }
+}
+
+extension AddressSpace {
+  /// Bytes of `pages` pages at `address`, or the error for the range.
+  func checkedRange(_ address: UInt, pages: Int) throws(VirtualMemoryError) -> UInt {
+    guard address & UInt(Page.size - 1) == 0 else { throw VirtualMemoryError(.misaligned, address) }
+    guard pages > 0 else { throw VirtualMemoryError(.badCount, address) }
+    let limit = Descriptor.addressLimit
+    guard address < limit, UInt(pages) <= (limit - address) >> 12 else { throw VirtualMemoryError(.outOfRange, address) }
+    return UInt(pages) << 12
+  }
+
+  /// A zeroed table page: a spare if one is set aside, else a new frame.
+  func newTable(_ changes: inout PendingChanges) -> UInt? {
+    if changes.spares != 0 {
+      let page = changes.spares
+      changes.spares = UInt(load(page, 0))
+      store(page, 0, 0)
+      return page
+    }
+    guard let page = frames.allocPages(order: 0, owner: .pageTable) else { return nil }
+    return frames.physical(of: page)
+  }
+
+  /// Sets aside `count` table pages for splits; false (and none kept) when the frames
+  /// run out.
+  func reserveSpares(_ count: Int, _ changes: inout PendingChanges) -> Bool {
+    for _ in 0..<count {
+      guard let page = frames.allocPages(order: 0, owner: .pageTable) else { return false }
+      let physical = frames.physical(of: page)
+      store(physical, 0, UInt64(changes.spares))
+      changes.spares = physical
+    }
+    return true
+  }
+
+  /// Issues what `changes` owes, then frees the retired and unused spare table pages.
+  func settle(_ changes: inout PendingChanges, _ state: inout SpaceState) {
+    if changes.count == 0 && !changes.flushAll {
+      maintenance.publish()
+    } else {
+      maintenance.beforeInvalidation()
+      if changes.flushAll {
+        maintenance.invalidateAll()
+        state.fullFlushes += 1
+      } else {
+        for index in 0..<changes.count { maintenance.invalidatePage(changes.addresses[index]) }
+        state.pageInvalidations += changes.count
+      }
+      maintenance.completeInvalidation()
+    }
+    changes.count = 0
+    changes.flushAll = false
+    freeChain(&changes.retired)
+    freeChain(&changes.spares)
+  }
+
+  private func freeChain(_ head: inout UInt) {
+    while head != 0 {
+      let page = head
+      head = UInt(load(page, 0))
+      store(page, 0, 0)
+      try? frames.freePages(table(page), order: 0, owner: .pageTable)
+    }
+  }
+
+  /// The first address in `[start, end)` that is mapped (`mapped`) or not mapped
+  /// (`!mapped`) below `table` at `level`, whose first entry maps `base`.
+  func firstAddress(mapped: Bool, table: UInt, level: Int, base: UInt, start: UInt, end: UInt) -> UInt? {
+    let span = Descriptor.span(level: level)
+    var index = Descriptor.index(start, level: level)
+    var entryBase = base + UInt(index) * span
+    while index < Descriptor.entries && entryBase < end {
+      let from = max(start, entryBase)
+      let bits = load(table, index)
+      if Descriptor.isTable(bits, level: level) {
+        let to = min(end, entryBase + span)
+        if let found = firstAddress(
+          mapped: mapped, table: Descriptor.address(bits), level: level + 1, base: entryBase, start: from, end: to)
+        {
+          return found
+        }
+      } else if Descriptor.isLeaf(bits, level: level) == mapped {
+        return from
+      }
+      index += 1
+      entryBase += span
+    }
+    return nil
+  }
+
+  /// Table pages the splits at boundary `address` need: a block that maps it but does
+  /// not start there splits down to the level whose span `address` is a multiple of.
+  func splitsNeeded(at address: UInt) -> Int {
+    guard address < Descriptor.addressLimit else { return 0 }
+    var current = root
+    for level in 0..<Descriptor.levels {
+      let bits = load(current, Descriptor.index(address, level: level))
+      if Descriptor.isLeaf(bits, level: level) {
+        guard level < 3, address & (Descriptor.span(level: level) - 1) != 0 else { return 0 }
+        return level == 1 && address & (Descriptor.span(level: 2) - 1) != 0 ? 2 : 1
+      }
+      guard Descriptor.isTable(bits, level: level) else { return 0 }
+      current = Descriptor.address(bits)
+    }
+    return 0
+  }
+
+  /// Replaces the block at `index` of `table` (`level`, mapping `base`) with a table of
+  /// the next level that maps the same memory the same way, break-before-make: the
+  /// block is cleared and invalidated on every CPU before the table goes in.
+  /// - Returns: the new table, or nil when no table page is left.
+  func split(_ table: UInt, _ index: Int, level: Int, base: UInt, _ changes: inout PendingChanges, _ state: inout SpaceState)
+    -> UInt?
+  {
+    guard let child = newTable(&changes) else { return nil }
+    let bits = load(table, index)
+    let childSpan = Descriptor.span(level: level + 1)
+    let kept = bits & ~Descriptor.addressMask & ~Descriptor.tableOrPage
+    let kind = level + 1 == 3 ? Descriptor.tableOrPage : 0
+    let output = Descriptor.address(bits)
+    let entries = self.table(child)
+    for entry in 0..<Descriptor.entries {
+      entries[entry] = kept | kind | UInt64(output + UInt(entry) * childSpan)
+    }
+    adjustCount(child, by: Descriptor.entries)
+    maintenance.orderTableWrites()
+    store(table, index, 0)
+    maintenance.beforeInvalidation()
+    maintenance.invalidatePage(base)
+    maintenance.completeInvalidation()
+    state.pageInvalidations += 1
+    store(table, index, Descriptor.table(child))
+    state.tablePages += 1
+    state.blockSplits += 1
+    return child
+  }
+}

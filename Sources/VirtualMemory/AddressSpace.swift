@@ -1,0 +1,189 @@
+import KernelSync
+import KernelSyncAtomics
+import PageFrames
+
+/// One set of ARMv8-A stage-1 translation tables (4 KiB granule, 48-bit addresses,
+/// four levels) built from page frames, with one lock: `map`, `unmap`, `protect` and
+/// `translate`, safe on every CPU at once.
+///
+/// - Table pages come from the page frames with owner `.pageTable`; each keeps its
+///   number of valid entries in its page entry's tag, and goes back to the frames when
+///   it empties, after the TLB invalidation that covers it.
+/// - `map` uses 1 GiB and 2 MiB blocks wherever the virtual and physical addresses and
+///   the length allow. `unmap` and `protect` of part of a block split it into the next
+///   level's table with break-before-make.
+/// - TLB maintenance is batched per call: up to `invalidationBatch` per-page
+///   invalidations (TLBI VAE1IS), past that one full flush (TLBI VMALLE1IS), as
+///   Zircon's ArmArchVmAspace does.
+///
+/// A handle: the lock and the state live in a page taken from the frames at `init`, so
+/// copies are the same address space. `destroy` gives every page back.
+public struct AddressSpace: @unchecked Sendable {
+  /// Per-page invalidations one call queues before it settles for a full flush.
+  public static let invalidationBatch = 16
+
+  /// The frames the tables (and vmalloc pages) come from.
+  public let frames: PageFrameAllocator
+  /// The barriers and invalidations issued after a change.
+  public let maintenance: TranslationMaintenance
+  /// Physical address of the level-0 table: the TTBR value (ASID 0).
+  public let root: UInt
+  let locked: SpinLocked<SpaceState>
+
+  /// A new, empty address space: a root table and a page for the lock and state.
+  /// - Throws: `outOfMemory` when the frames have no two pages (nothing is taken).
+  /// - Complexity: O(1) plus zeroing two pages.
+  public init(frames: PageFrameAllocator, maintenance: TranslationMaintenance) throws(VirtualMemoryError) {
+    guard let header = frames.allocPages(order: 0, owner: .pageTable) else {
+      throw VirtualMemoryError(.outOfMemory, 0)
+    }
+    guard let rootPage = frames.allocPages(order: 0, owner: .pageTable) else {
+      try? frames.freePages(header, order: 0, owner: .pageTable)
+      throw VirtualMemoryError(.outOfMemory, 0)
+    }
+    self.frames = frames
+    self.maintenance = maintenance
+    root = frames.physical(of: rootPage)
+    locked = SpinLocked(initializing: header, to: SpaceState(root: root))
+  }
+
+  /// What the tables hold, and the maintenance they have cost so far.
+  public var statistics: AddressSpaceStatistics {
+    let state = locked.snapshot.pointee
+    return AddressSpaceStatistics(
+      tablePages: state.tablePages, mappedBytes: state.mappedBytes, pageInvalidations: state.pageInvalidations,
+      fullFlushes: state.fullFlushes, blockSplits: state.blockSplits, vmallocAreas: state.areaCount)
+  }
+
+  /// Where `virtualAddress` leads: the physical address, the attributes and the size of
+  /// the block or page that maps it; nil when it is not mapped (or out of range).
+  /// - Complexity: O(levels), under the lock.
+  public func translate(_ virtualAddress: UInt) -> AddressTranslation? {
+    locked.withLock(cpu: CPU.current) { _ in walk(virtualAddress) } ?? walk(virtualAddress)
+  }
+
+  /// `translate` without the lock, for exception reports (a CPU that faulted inside
+  /// `map` holds it): a racy read that may see a change half done.
+  /// - Complexity: O(levels).
+  public func translateUnlocked(_ virtualAddress: UInt) -> AddressTranslation? { walk(virtualAddress) }
+
+  /// Gives back every table page, the vmalloc pages and area list, and the state page.
+  /// Nothing may use the space afterwards, through any copy.
+  /// - Precondition: no CPU translates through these tables any more (TTBR points
+  ///   elsewhere).
+  /// - Complexity: O(table pages + vmalloc pages).
+  public func destroy() {
+    let header = locked.address
+    _ = locked.withLock(cpu: CPU.current) { state in
+      freeVmallocAreas(&state)
+      freeTables(root, level: 0)
+    }
+    try? frames.freePages(table(root), order: 0, owner: .pageTable)
+    try? frames.freePages(header, order: 0, owner: .pageTable)
+  }
+
+  // MARK: Tables
+
+  @inline(__always)
+  func table(_ physical: UInt) -> UnsafeMutablePointer<UInt64> {
+    frames.pointer(toPhysical: physical).assumingMemoryBound(to: UInt64.self)
+  }
+
+  @inline(__always)
+  func load(_ table: UInt, _ index: Int) -> UInt64 { ks_load_relaxed64(self.table(table) + index) }
+
+  @inline(__always)
+  func store(_ table: UInt, _ index: Int, _ bits: UInt64) { ks_store_relaxed64(self.table(table) + index, bits) }
+
+  /// The valid-entry count of table page `table` (its page entry's tag).
+  @inline(__always)
+  func entryCount(_ table: UInt) -> Int {
+    guard let index = frames.pageIndex(ofPhysical: table) else { return 0 }
+    return Int(ks_load_relaxed32(frames.tagWord(ofPage: index)))
+  }
+
+  @inline(__always)
+  func adjustCount(_ table: UInt, by delta: Int) {
+    guard let index = frames.pageIndex(ofPhysical: table) else { return }
+    let word = frames.tagWord(ofPage: index)
+    ks_store_relaxed32(word, UInt32(truncatingIfNeeded: Int(ks_load_relaxed32(word)) + delta))
+  }
+
+  /// The leaf that maps `address`, found from the root.
+  func walk(_ address: UInt) -> AddressTranslation? {
+    guard address < Descriptor.addressLimit else { return nil }
+    var current = root
+    for level in 0..<Descriptor.levels {
+      let bits = load(current, Descriptor.index(address, level: level))
+      if Descriptor.isLeaf(bits, level: level) {
+        let span = Descriptor.span(level: level)
+        return AddressTranslation(
+          physical: Descriptor.address(bits) + address & (span - 1), attributes: Descriptor.attributes(ofLeaf: bits),
+          bytes: span)
+      }
+      guard Descriptor.isTable(bits, level: level) else { return nil }
+      current = Descriptor.address(bits)
+    }
+    return nil
+  }
+
+  /// Frees every table below `table` (not `table` itself), without maintenance.
+  func freeTables(_ table: UInt, level: Int) {
+    guard level < 3 else { return }
+    for index in 0..<Descriptor.entries {
+      let bits = load(table, index)
+      guard Descriptor.isTable(bits, level: level) else { continue }
+      let child = Descriptor.address(bits)
+      freeTables(child, level: level + 1)
+      adjustCount(child, by: -entryCount(child))
+      try? frames.freePages(self.table(child), order: 0, owner: .pageTable)
+    }
+  }
+}
+
+/// What `translate` finds for an address.
+public struct AddressTranslation: Equatable, Sendable {
+  /// The physical address the virtual one leads to.
+  public let physical: UInt
+  /// What the mapping allows.
+  public let attributes: MapAttributes
+  /// Bytes of the leaf that maps it: 4 KiB, 2 MiB or 1 GiB.
+  public let bytes: UInt
+}
+
+/// Counts for an address space (`AddressSpace.statistics`).
+public struct AddressSpaceStatistics: Equatable, Sendable {
+  /// Table pages, the root included.
+  public let tablePages: Int
+  /// Bytes mapped.
+  public let mappedBytes: UInt
+  /// TLBI VAE1IS issued (block splits and batched invalidations).
+  public let pageInvalidations: Int
+  /// TLBI VMALLE1IS issued (batches past `invalidationBatch`).
+  public let fullFlushes: Int
+  /// Blocks split into the next level's table.
+  public let blockSplits: Int
+  /// vmalloc areas and stacks live.
+  public let vmallocAreas: Int
+}
+
+/// The state under an address space's lock.
+struct SpaceState {
+  let root: UInt
+  var tablePages = 1
+  var mappedBytes: UInt = 0
+  var pageInvalidations = 0
+  var fullFlushes = 0
+  var blockSplits = 0
+  // vmalloc (AddressSpace+Vmalloc.swift): the range, and the areas sorted by start in
+  // a page run of `areaOrder`.
+  var vmallocBase: UInt = 0
+  var vmallocLimit: UInt = 0
+  var areas: UnsafeMutablePointer<VmallocArea>? = nil
+  var areaCount = 0
+  var areaOrder = -1
+
+  init(root: UInt) { self.root = root }
+
+  var areaCapacity: Int { areaOrder < 0 ? 0 : (Page.size << areaOrder) / MemoryLayout<VmallocArea>.stride }
+}

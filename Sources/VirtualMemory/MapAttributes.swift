@@ -1,0 +1,45 @@
+/// What a mapping allows and what kind of memory it is: the portable form of a stage-1
+/// descriptor's permission and memory-type bits.
+///
+/// Every mapping is readable (AArch64 stage 1 has no write-only or execute-only kernel
+/// page), so `.read` is required. `.write` together with `.execute` is refused (W^X).
+/// `.user` makes the page reachable from EL0; an executable user page is never
+/// executable by the kernel (PXN). `.device` maps MMIO as Device-nGnRE, otherwise the
+/// page is Normal write-back memory, inner shareable. `.global` pages are shared by
+/// every address space (nG clear); others belong to the address space's ASID.
+public struct MapAttributes: OptionSet, Hashable, Sendable {
+  public let rawValue: UInt8
+
+  /// - Complexity: O(1).
+  public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+  /// Loads are allowed (required).
+  public static let read = MapAttributes(rawValue: 1 << 0)
+  /// Stores are allowed.
+  public static let write = MapAttributes(rawValue: 1 << 1)
+  /// Instruction fetches are allowed (the kernel's, or EL0's with `.user`).
+  public static let execute = MapAttributes(rawValue: 1 << 2)
+  /// EL0 may use the page.
+  public static let user = MapAttributes(rawValue: 1 << 3)
+  /// Device-nGnRE memory (MMIO): never executable, never cached.
+  public static let device = MapAttributes(rawValue: 1 << 4)
+  /// The translation is shared by every address space (kernel mappings).
+  public static let global = MapAttributes(rawValue: 1 << 5)
+
+  /// Kernel text: read and execute.
+  public static let kernelText: MapAttributes = [.read, .execute, .global]
+  /// Kernel read-only data: read, never execute.
+  public static let kernelReadOnly: MapAttributes = [.read, .global]
+  /// Kernel data, stacks, heap and the direct map: read and write, never execute.
+  public static let kernelData: MapAttributes = [.read, .write, .global]
+  /// Kernel MMIO: Device-nGnRE, read and write, never execute.
+  public static let kernelDevice: MapAttributes = [.read, .write, .device, .global]
+
+  /// Whether the set can be expressed and respects W^X: readable, not writable and
+  /// executable at once, and not device memory that executes.
+  /// - Complexity: O(1).
+  public var isValid: Bool {
+    contains(.read) && !contains([.write, .execute]) && !(contains(.device) && contains(.execute))
+      && rawValue & ~0x3f == 0
+  }
+}
