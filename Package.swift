@@ -41,16 +41,16 @@ let package = Package(
     .target(name: "MemInit", dependencies: ["PageFrames", "KernelHeap", "FlattenedDeviceTree", "KernelSync"]),
     // The facade: one object owning the page frames, the heap and the object caches, the
     // kernel's global instance, kmalloc and the rest, and the C allocator names' Swift side.
-    .target(name: "KernelMemory", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelSync"]),
+    .target(name: "KernelMemory", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelSync", "VirtualMemory"]),
     // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
     .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "KernelSync"]),
 
     // Architecture and board code (AArch64; raspi3b and virt). Empty on the host.
     .target(name: "ArchSupport", exclude: ["linker"]),
-    .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform"]),
+    .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "VirtualMemory"]),
 
     // What the boot flow needs from the machine: the boards implement it in Arch, host tests with a fake.
-    .target(name: "KernelPlatform", dependencies: ["PageFrames", "FlattenedDeviceTree", "KernelSync"]),
+    .target(name: "KernelPlatform", dependencies: ["PageFrames", "FlattenedDeviceTree", "KernelSync", "VirtualMemory"]),
     // Bootable images: the boot sequence both share (generic over the platform, on the host too),
     // the demo kernel and the test kernel.
     .target(name: "KernelBoot", dependencies: ["KernelPlatform", "Arch", "MemInit", "KernelMemory", "KernelHeapRuntime"]),
@@ -67,7 +67,7 @@ let package = Package(
     // Host only: what a plain build of a fuzz target does with files (replays them).
     .target(name: "FuzzReplay"),
 
-    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot", "KernelMemory"]),
+    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot", "KernelMemory", "VirtualMemory"]),
   ],
   swiftLanguageModes: [.v5]
 )

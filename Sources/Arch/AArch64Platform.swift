@@ -9,6 +9,7 @@ import FlattenedDeviceTree
 import KernelPlatform
 import KernelSync
 import PageFrames
+import VirtualMemory
 
 /// An AArch64 board: `Platform` with the shared parts implemented here.
 public protocol AArch64Platform: Platform {
@@ -52,6 +53,34 @@ extension AArch64Platform {
   public var mappedLimit: UInt { Board.mappedLimit }
   /// Physical addresses are virtual ones (the identity map).
   public var directMapOffset: Int { 0 }
+  /// The AArch64 barriers and TLB invalidations (ArchSupport/translation.c).
+  public var translationMaintenance: TranslationMaintenance? {
+    TranslationMaintenance(
+      orderTableWrites: arch_vm_order_table_writes, publish: arch_vm_publish,
+      beforeInvalidation: arch_vm_before_invalidation, invalidatePage: arch_vm_invalidate_page,
+      invalidateAll: arch_vm_invalidate_all, completeInvalidation: arch_vm_complete_invalidation)
+  }
+
+  /// The linker script's page-aligned sections: .text read-execute, .rodata read-only,
+  /// .data and .bss read-write, the boot stack's guard page unmapped (cpu 0's), the boot
+  /// stack read-write.
+  public func kernelImageRegions(into regions: inout KernelMapRegions) {
+    regions.append(KernelMapRegion(start: arch_kernel_start(), end: arch_text_end(), attributes: .kernelText, name: ".text"))
+    regions.append(KernelMapRegion(start: arch_text_end(), end: arch_rodata_end(), attributes: .kernelReadOnly, name: ".rodata"))
+    regions.append(KernelMapRegion(start: arch_rodata_end(), end: arch_stack_guard(), attributes: .kernelData, name: ".data .bss"))
+    regions.append(
+      KernelMapRegion(start: arch_stack_guard(), end: arch_stack_bottom(), attributes: [], name: "boot stack guard", guardOfCPU: 0))
+    regions.append(KernelMapRegion(start: arch_stack_bottom(), end: arch_kernel_end(), attributes: .kernelData, name: "boot stack"))
+  }
+
+  /// The board's MMIO the kernel drives (Board.deviceWindows).
+  public func addBoardDevices(to windows: inout DeviceWindows) {
+    for window in Board.deviceWindows { windows.add(start: UInt64(window.start), end: UInt64(window.end)) }
+  }
+
+  /// TTBR0, TCR and MAIR for the kernel map (ArchSupport/translation.c).
+  public func activateTranslation(root: UInt) { arch_mmu_switch(root) }
+
   /// The assembly bzero.
   public var zeroFill: ZeroFill { { pointer, count in bzero(pointer, count) } }
 

@@ -16,6 +16,8 @@ public enum Board {
   static let defaultDeviceTree: UInt = 0x4000_0000
   /// The first address the early identity map (mmu.c) does not map as RAM.
   static let mappedLimit: UInt = 0x80_0000_0000
+  /// MMIO the kernel drives whatever the tree says: the PL011.
+  static let deviceWindows: [(start: UInt, end: UInt)] = [(0x0900_0000, 0x0900_1000)]
   #elseif BOARD_RASPI4B
   public static let name: StaticString = "raspi4b"
   /// PL011 UART0 in the low-peripheral window at 0xFE000000.
@@ -30,6 +32,9 @@ public enum Board {
   static let mappedLimit: UInt = 0xFC00_0000
   /// Where RAM above 1 GiB starts when only the board revision tells its size.
   static let highRAMBase: UInt = 0x4000_0000
+  /// MMIO the kernel drives whatever the tree says: the peripherals (UART, mailbox,
+  /// power management) and the ARM local peripherals, low-peripheral mode.
+  static let deviceWindows: [(start: UInt, end: UInt)] = [(0xFC00_0000, 0x1_0000_0000)]
   #else
   public static let name: StaticString = "raspi3b"
   static let uartBase: UInt = 0x3F20_1000
@@ -40,6 +45,9 @@ public enum Board {
   static let defaultDeviceTree: UInt = 0
   /// RAM below the peripherals is mapped Normal (mmu.c).
   static let mappedLimit: UInt = 0x3F00_0000
+  /// MMIO the kernel drives whatever the tree says: the peripherals (UART, mailbox,
+  /// power management) and the ARM local peripherals.
+  static let deviceWindows: [(start: UInt, end: UInt)] = [(0x3F00_0000, 0x4004_0000)]
   #endif
 }
 

@@ -62,8 +62,8 @@ extension AArch64Platform {
   ///   time limit.
   public func startSecondaryCores(
     described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
-    allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
-    freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer) -> Void
+    allocateStack: (_ cpu: Int, _ exception: Bool) -> UnsafeMutableRawPointer?,
+    freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer, _ exception: Bool) -> Void
   ) -> Int {
     guard let cores = coresToStart(described), let boot = arch_cpu_block(0) else { return onlineCores }
     let bootMPIDR = boot.pointee.mpidr
@@ -96,20 +96,20 @@ extension AArch64Platform {
           return
         }
       }
-      guard let stack = allocateStack(cpu) else {
+      guard let stack = allocateStack(cpu, false) else {
         reportCore(cpu, "no memory for its kernel stack (bytes)", stackBytes)
         return
       }
-      guard let exceptionStack = allocateStack(cpu) else {
+      guard let exceptionStack = allocateStack(cpu, true) else {
         reportCore(cpu, "no memory for its exception stack (bytes)", stackBytes)
-        freeStack(cpu, stack)
+        freeStack(cpu, stack, false)
         return
       }
       guard arch_cpu_prepare(UInt(cpu), core.mpidr, UInt(bitPattern: stack), stackBytes,
                              UInt(bitPattern: exceptionStack), stackBytes, entry) == 0 else {
         reportCore(cpu, "its stacks, block or MPIDR refused (MPIDR)", Int(bitPattern: UInt(core.mpidr)), hex: true)
-        freeStack(cpu, exceptionStack)
-        freeStack(cpu, stack)
+        freeStack(cpu, exceptionStack, true)
+        freeStack(cpu, stack, false)
         return
       }
       let status = arch_cpu_start(UInt(cpu), method, releaseAddress)
@@ -118,8 +118,8 @@ extension AArch64Platform {
         reportCore(cpu, method == ARCH_START_SPIN_TABLE ? "bad cpu-release-addr" : "PSCI CPU_ON refused (status)",
                    method == ARCH_START_SPIN_TABLE ? Int(bitPattern: UInt(releaseAddress)) : status,
                    hex: method == ARCH_START_SPIN_TABLE)
-        freeStack(cpu, exceptionStack)
-        freeStack(cpu, stack)
+        freeStack(cpu, exceptionStack, true)
+        freeStack(cpu, stack, false)
         return
       }
       started |= 1 << UInt(cpu)

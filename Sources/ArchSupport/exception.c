@@ -76,6 +76,8 @@ static void halt(void) {
   for (;;) __asm__ volatile("wfi");
 }
 
+extern void arch_describe_fault(uint64_t far, uint64_t esr, int instruction) __attribute__((weak));
+
 // Called by vectors.S with the frame it pushed. Returns only for a handled probe.
 void arch_exception(uint64_t kind, uint64_t *frame) {
   uint64_t esr = frame[FRAME_ESR];
@@ -117,6 +119,11 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
   report_put(", FAR ");
   report_hex(frame[FRAME_FAR]);
   report_put(")\n");
+  // What the kernel map says about FAR (Arch/FaultDescription.swift; absent from a kernel
+  // built without Arch's Swift side).
+  if ((kind & 3) == 0 && (ec == EC_DABT_SAME || ec == EC_IABT_SAME) && arch_describe_fault) {
+    arch_describe_fault(frame[FRAME_FAR], esr, ec == EC_IABT_SAME);
+  }
   for (int i = 0; i < 31; i++) {
     report_put(i % 4 == 0 ? "  x" : " x");
     report_decimal((unsigned)i);
@@ -178,6 +185,31 @@ void arch_fault_data_abort(void) {
   (void)*unmapped;
 }
 void arch_fault_undefined(void) { __asm__ volatile("udf #0"); }
+
+// Recurses with a 4 KiB frame until the stack runs into its guard page.
+__attribute__((noinline)) uint64_t arch_fault_recurse(volatile uint8_t *caller, uint64_t depth) {
+  volatile uint8_t frame[4096];
+  frame[0] = (uint8_t)depth;
+  frame[4095] = caller ? caller[0] : 0;
+  return arch_fault_recurse(frame, depth + 1) + frame[4095];
+}
+
+void arch_fault_stack_overflow(uintptr_t stack_top) {
+  if (stack_top != 0) {
+    // Onto the given stack (SP is SP_EL0 here), then down.
+    __asm__ volatile("mov sp, %0\n mov x0, xzr\n mov x1, xzr\n bl arch_fault_recurse" : : "r"(stack_top) : "x0", "x1", "x30", "memory");
+  }
+  arch_fault_recurse(0, 0);
+}
+
+void arch_fault_write(uintptr_t address) { *(volatile uint32_t *)address = 0; }
+
+void arch_fault_execute(uintptr_t address) {
+  // `ret`, made visible to instruction fetch, then called.
+  *(volatile uint32_t *)address = 0xd65f03c0u;
+  __asm__ volatile("dc cvau, %0\n dsb ish\n ic ivau, %0\n dsb ish\n isb" : : "r"(address) : "memory");
+  ((void (*)(void))address)();
+}
 void arch_fault_brk(void) { __asm__ volatile("brk #0x1"); }
 
 // Called once by boot.S, with the vectors installed: does `hlt #0xf000` reach a

@@ -1,5 +1,6 @@
-// Identity map with 1 GiB and 2 MiB blocks: RAM as Normal write-back memory, the
-// board's peripherals as Device-nGnRnE. With the MMU off every data access is
+// The early identity map with 1 GiB and 2 MiB blocks, until the kernel map built in
+// Swift replaces it (translation.c): RAM as Normal write-back memory, the board's
+// peripherals as Device-nGnRE. With the MMU off every data access is
 // Device memory, where unaligned accesses and `dc zva` fault.
 #include "ArchSupport.h"
 
@@ -26,7 +27,7 @@
 
 #define ATTR_NORMAL 0   // MAIR attr0
 #define ATTR_DEVICE 1   // MAIR attr1
-#define MAIR_VALUE  (0xffull | (0x00ull << 8))
+#define MAIR_VALUE  (0xffull | (0x04ull << 8))   // attr1 Device-nGnRE
 
 #define TCR_T0SZ(n)     ((uint64_t)(n))
 #define TCR_IRGN0_WBWA  (1ull << 8)
@@ -40,6 +41,7 @@
 #define SCTLR_C (1ull << 2)
 #define SCTLR_I (1ull << 12)
 
+static uint64_t level0[ENTRIES] __attribute__((aligned(4096)));
 static uint64_t level1[ENTRIES] __attribute__((aligned(4096)));
 static uint64_t level2[ENTRIES] __attribute__((aligned(4096)));
 
@@ -51,7 +53,11 @@ static uint64_t device_block(uint64_t address) {
   return address | DESC_BLOCK | DESC_ATTR(ATTR_DEVICE) | DESC_AF | DESC_PXN | DESC_UXN;
 }
 
+// A four-level walk (48-bit VAs, as the kernel map's): level 0's first entry covers
+// [0, 512 GiB), the early map's whole range, so the switch to the kernel map changes
+// TTBR0 only.
 static void build_tables(void) {
+  level0[0] = (uint64_t)(uintptr_t)level1 | DESC_TABLE;
 #if defined(BOARD_VIRT)
   // [0, 1 GiB): flash, GIC, UART and other MMIO. [1 GiB, 512 GiB): RAM (up to -m 511G).
   level1[0] = device_block(0);
@@ -78,13 +84,13 @@ static void build_tables(void) {
 #endif
 }
 
-#define TCR_VALUE (TCR_T0SZ(25) | TCR_IRGN0_WBWA | TCR_ORGN0_WBWA | TCR_SH0_INNER | TCR_TG0_4K | \
+#define TCR_VALUE (TCR_T0SZ(16) | TCR_IRGN0_WBWA | TCR_ORGN0_WBWA | TCR_SH0_INNER | TCR_TG0_4K | \
                    TCR_EPD1 | TCR_IPS_40BIT)
 
 // MAIR, TCR and TTBR0 for the tables, then the MMU and both caches on. The same for
 // every core; a leaf without locals, so it needs no stack (a started core calls it
 // before its stack is cacheable memory).
-static inline __attribute__((always_inline)) void mmu_turn_on(void) {
+static inline __attribute__((always_inline)) void mmu_turn_on(uint64_t mair, uint64_t tcr, uint64_t ttbr0) {
   __asm__ volatile(
       "msr mair_el1, %0\n"
       "msr tcr_el1, %1\n"
@@ -94,7 +100,7 @@ static inline __attribute__((always_inline)) void mmu_turn_on(void) {
       "dsb ish\n"
       "isb\n"
       :
-      : "r"(MAIR_VALUE), "r"(TCR_VALUE), "r"((uint64_t)(uintptr_t)level1)
+      : "r"(mair), "r"(tcr), "r"(ttbr0)
       : "memory");
   uint64_t sctlr;
   __asm__ volatile("mrs %0, sctlr_el1" : "=r"(sctlr));
@@ -104,13 +110,17 @@ static inline __attribute__((always_inline)) void mmu_turn_on(void) {
 
 void arch_mmu_enable(void) {
   build_tables();
-  mmu_turn_on();
+  mmu_turn_on(MAIR_VALUE, TCR_VALUE, (uint64_t)(uintptr_t)level0);
 }
 
-// The tables were written with the boot core's MMU off, straight to memory, and never
-// change: a started core's table walks read them as they are.
+// A started core uses the kernel map once the boot core has switched to it
+// (translation.c, values cleaned to memory); before that, the early tables, written
+// with the boot core's MMU off, straight to memory. Table walks are cacheable and
+// coherent, so the kernel map's tables need no cleaning.
+extern uint64_t arch_kernel_ttbr0;
 void arch_mmu_enable_secondary(void) {
-  mmu_turn_on();
+  uint64_t ttbr0 = *(volatile uint64_t *)&arch_kernel_ttbr0;
+  mmu_turn_on(MAIR_VALUE, TCR_VALUE, ttbr0 != 0 ? ttbr0 : (uint64_t)(uintptr_t)level0);
 }
 
 #pragma clang attribute pop

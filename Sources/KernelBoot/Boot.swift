@@ -11,6 +11,8 @@ import KernelHeap
 
 /// Virtual nanoseconds memInit took at boot: guest instructions under `-icount shift=0`.
 public nonisolated(unsafe) var bootMemInitNanoseconds: UInt64 = 0
+/// Virtual nanoseconds building the kernel map and switching to it took at boot.
+public nonisolated(unsafe) var bootKernelMapNanoseconds: UInt64 = 0
 
 /// Page order of each started core's kernel stack: 2^3 pages, 32 KiB, from the page
 /// frames (owner `.allocated`), with the canary word at its low end.
@@ -64,6 +66,8 @@ extension Platform {
     var source: StaticString = "device tree"
     // What the tree says of the cores, for step 5 (nil: no tree).
     var cores: DeviceTreeCores? = nil
+    // The tree itself, for the MMIO the kernel map covers (step 4).
+    var flattenedTree: FlattenedDeviceTree? = nil
     // Firmware's RAM total, counted apart from BootMemory: what the map is checked against.
     var firmwareRAMBytes: UInt = 0
     if let blob = deviceTree() {
@@ -72,6 +76,7 @@ extension Platform {
         let summary = try tree.describe(into: &memory)
         firmwareRAMBytes = try tree.reportedRAMBytes()
         cores = try? tree.flattened.cores()
+        flattenedTree = tree.flattened
         kput("device tree at ")
         kputHex(blob.physicalAddress, digits: 8)
         kput(" (")
@@ -165,9 +170,41 @@ extension Platform {
     }
     bootMemInitNanoseconds = nanoseconds(since: memInitStart)
 
-    // 4. Report: the memory map, each kind's range and page count, and the total against
-    //    the RAM firmware reported.
+    // 4. The kernel map, built from page frames in place of the early identity map
+    //    (identity still, so nothing moves): text read-execute, rodata read-only, data,
+    //    .bss, the direct map of RAM read-write and never executable, the boot stack's
+    //    guard page unmapped, MMIO from the tree and the board as Device-nGnRE, and the
+    //    vmalloc range for stacks and vmalloc.
     guard let frames = kernelMemory.frames else { panic("bootMemory", KernelMemory.notSetUpReason, 0) }
+    if let maintenance = translationMaintenance {
+      let mapStart = counter
+      var devices = DeviceWindows()
+      addBoardDevices(to: &devices)
+      if let flattenedTree {
+        do throws(DeviceTreeError) {
+          try flattenedTree.forEachDeviceRange { start, end in devices.add(start: start, end: end) }
+        } catch {
+          kput("kernel map: the device tree's MMIO could not be read; the board's own devices only\n")
+        }
+      }
+      guard let regions = kernelMapLayout(frames: frames, devices: devices) else {
+        panic("kernelMap", "more regions than KernelMapRegions holds", UInt(KernelMapRegions.capacity))
+      }
+      do throws(VirtualMemoryError) {
+        let space = try AddressSpace(frames: frames, maintenance: maintenance)
+        try space.map(regions)
+        try space.setVmallocRange(base: kernelVmallocRange.lowerBound, limit: kernelVmallocRange.upperBound)
+        activateTranslation(root: space.root)
+        kernelMapRegions = regions
+        kernelAddressSpace = space
+      } catch {
+        panic("kernelMap", error.reason.text, error.address)
+      }
+      bootKernelMapNanoseconds = nanoseconds(since: mapStart)
+    }
+
+    // 5. Report: the memory map, each kind's range and page count, and the total against
+    //    the RAM firmware reported.
     if layout.memory.clampedBytes > 0 {
       kput("RAM above ")
       kputHex(limit, digits: 8)
@@ -181,14 +218,31 @@ extension Platform {
     kput(", ")
     kputHex(layout.heapEnd)
     kput(")\n")
+    if let space = kernelAddressSpace {
+      printKernelMap(kernelMapRegions, space: space, nanoseconds: bootKernelMapNanoseconds)
+    }
 
-    // 5. The other cores: each gets a kernel stack from the page frames, comes up at EL1
-    //    with the boot core's translation tables, prints "cpu N online" and runs
+    // 6. The other cores: each gets a kernel stack from vmalloc with a guard page below
+    //    it (from the page frames without a kernel map) and an exception stack from the
+    //    page frames, comes up at EL1 with the kernel map, prints "cpu N online" and runs
     //    `secondaryEntry`; the boot core waits for them, with a time limit.
+    let stackBytes = Page.size << secondaryStackOrder
     let online = startSecondaryCores(
-      described: cores, entry: secondaryEntry, stackBytes: Page.size << secondaryStackOrder,
-      allocateStack: { _ in allocPages(order: secondaryStackOrder) },
-      freeStack: { _, stack in freePages(stack, order: secondaryStackOrder) })
+      described: cores, entry: secondaryEntry, stackBytes: stackBytes,
+      allocateStack: { cpu, exception in
+        if !exception, let space = kernelAddressSpace {
+          guard let stack = try? space.allocateStack(bytes: stackBytes, cpu: cpu) else { return nil }
+          return UnsafeMutableRawPointer(bitPattern: stack.bottom)
+        }
+        return allocPages(order: secondaryStackOrder)
+      },
+      freeStack: { _, stack, exception in
+        if !exception, let space = kernelAddressSpace {
+          try? space.vfree(stack)
+        } else {
+          freePages(stack, order: secondaryStackOrder)
+        }
+      })
     withConsoleLock {
       kput("cores online: ")
       kputDecimal(UInt(online))

@@ -4,6 +4,7 @@
 import FlattenedDeviceTree
 @_exported import KernelSync
 import PageFrames
+@_exported import VirtualMemory
 
 /// What a started core runs once it is online, given its number (1 ..< cores); the core
 /// parks for good when it returns.
@@ -125,16 +126,52 @@ public protocol Platform: ConsoleOutput {
   /// readable tree) as the board starts them, each with a stack from `allocateStack`
   /// running `entry`, waits (with a time limit) and returns the cores online, the boot
   /// core included. Reports on the console what it could not start.
+  ///
+  /// `allocateStack(cpu, exception)` gives a kernel stack (`exception` false: from
+  /// vmalloc, with a guard page below, once the kernel map is in use) or an exception
+  /// stack (true: from the page frames, usable before the core's MMU is on);
+  /// `freeStack` takes either back.
   func startSecondaryCores(
     described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
-    allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
-    freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer) -> Void
+    allocateStack: (_ cpu: Int, _ exception: Bool) -> UnsafeMutableRawPointer?,
+    freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer, _ exception: Bool) -> Void
   ) -> Int
   /// Whether core `cpu` is online; false for a number out of range. Any core may call it.
   func isCoreOnline(_ cpu: Int) -> Bool
   /// How the package learns the calling core's number (0 ..< `maximumCores`): the boot
   /// flow installs it (`CPU.install`) before anything else runs.
   var cpuNumbering: CPUNumbering { get }
+
+  // MARK: Translation
+
+  /// The barriers and TLB invalidations of this CPU, or nil where no MMU walks the
+  /// tables (a hosted fake): then the boot flow builds no kernel map.
+  var translationMaintenance: TranslationMaintenance? { get }
+  /// Appends the kernel image's regions with the attributes the kernel map gives them:
+  /// text read-execute, rodata read-only, data read-write, and any guard page (empty
+  /// attributes) left unmapped.
+  func kernelImageRegions(into regions: inout KernelMapRegions)
+  /// Adds the MMIO the kernel itself drives (its console, firmware mailbox, power
+  /// controller), whatever the device tree says.
+  func addBoardDevices(to windows: inout DeviceWindows)
+  /// Switches every later access of this core, and the cores started afterwards, to the
+  /// tables at `root`.
+  /// - Precondition: the tables translate the running code, stack and data as before.
+  func activateTranslation(root: UInt)
+}
+
+extension Platform {
+  /// No MMU: no kernel map.
+  public var translationMaintenance: TranslationMaintenance? { nil }
+  /// The whole image read-write and executable (a platform without sections).
+  public func kernelImageRegions(into regions: inout KernelMapRegions) {
+    let image = kernelImage
+    regions.append(KernelMapRegion(start: image.start, end: image.end, attributes: [.read, .execute, .global], name: "kernel"))
+  }
+  /// None.
+  public func addBoardDevices(to windows: inout DeviceWindows) {}
+  /// Nothing to switch.
+  public func activateTranslation(root: UInt) {}
 }
 
 extension Platform {

@@ -6,6 +6,8 @@
 // failing case, to prove the harness notices; `bench` runs the guest benchmark
 // (GuestBench.swift) instead of the cases; `fault=data-abort`, `fault=undefined` and
 // `fault=brk` take that exception, which the vectors report (exit status 4);
+// `fault=stack-overflow`, `write-text`, `exec-heap` and `vmalloc-guard` fault against
+// the kernel map (status 4, the report naming the mapping);
 // `fault=stack-canary` overwrites a core's stack canary and exits (status 5); `smp`
 // runs only the SMP stress on every core (SMPCase.swift; `seed=N`, `ops=N` per core);
 // `quick` skips the model's 100,000 operations and bounds the every-page case, so its
@@ -94,6 +96,23 @@ if arguments.bench {
 if arguments.fault == .dataAbort { arch_fault_data_abort() }
 if arguments.fault == .undefined { arch_fault_undefined() }
 if arguments.fault == .brk { arch_fault_brk() }
+// The kernel map's faults: each report names what the tables say about FAR.
+if arguments.fault == .stackOverflow {
+  // A kernel stack from vmalloc (as every started core's), run off its low end.
+  guard let space = kernelAddressSpace, let stack = try? space.allocateStack(bytes: 16 << 10, cpu: 0) else {
+    Machine.panic("fault=stack-overflow", "no kernel map or no stack", 0)
+  }
+  arch_fault_stack_overflow(stack.top)
+}
+if arguments.fault == .writeText { arch_fault_write(arch_kernel_start() + 64) }
+if arguments.fault == .executeHeap {
+  guard let code = kmalloc(64) else { Machine.panic("fault=exec-heap", "kmalloc failed", 64) }
+  arch_fault_execute(UInt(bitPattern: code))
+}
+if arguments.fault == .vmallocGuard {
+  guard let area = vmalloc(16 << 10) else { Machine.panic("fault=vmalloc-guard", "vmalloc failed", 16 << 10) }
+  arch_fault_write(UInt(bitPattern: area) + (16 << 10))
+}
 // An overwritten stack canary (the last core's, as if its stack had overflowed): the
 // exit path must report it with the core's number and exit with status 5.
 if arguments.fault == .stackCanary {

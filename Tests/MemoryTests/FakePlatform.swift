@@ -88,13 +88,13 @@ final class FakePlatform: Platform {
   func boardRAMEnd() -> UInt? { ramEnd }
   func startSecondaryCores(
     described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
-    allocateStack: (_ cpu: Int) -> UnsafeMutableRawPointer?,
-    freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer) -> Void
+    allocateStack: (_ cpu: Int, _ exception: Bool) -> UnsafeMutableRawPointer?,
+    freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer, _ exception: Bool) -> Void
   ) -> Int {
     startRequests.append(described)
     guard let described else { return onlineCores }
     described.forEachCore(bootMPIDR: bootMPIDR) { cpu, core in
-      guard cpu != 0, cpu < maximumCores, described.start(of: core) != .none, let stack = allocateStack(cpu) else { return }
+      guard cpu != 0, cpu < maximumCores, described.start(of: core) != .none, let stack = allocateStack(cpu, false) else { return }
       startedCores.append((cpu, stack))
       startedMPIDRs.append(core.mpidr)
     }

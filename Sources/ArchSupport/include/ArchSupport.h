@@ -57,6 +57,12 @@ void arch_fault_brk(void);
 
 /// For the test kernel: overwrites core `cpu`'s stack canary, as a stack overflow would
 /// (nothing for a core never started). smp.c.
+/// Deliberate faults for the kernel map's checks: recursion until the stack at
+/// `stack_top` (0: the current one) reaches its guard page; a store to `address`; a
+/// `ret` written at `address` and called.
+void arch_fault_stack_overflow(uintptr_t stack_top);
+void arch_fault_write(uintptr_t address);
+void arch_fault_execute(uintptr_t address);
 void arch_fault_stack_canary(unsigned long cpu);
 
 /// Exception level the boot code was entered at (1, 2 or 3), and the value of x0 at entry.
@@ -71,6 +77,27 @@ uintptr_t arch_bss_start(void);
 uintptr_t arch_bss_end(void);
 uintptr_t arch_stack_bottom(void);
 uintptr_t arch_stack_top(void);
+/// The page-aligned section bounds the kernel map protects: text [kernel_start,
+/// text_end) read-execute, rodata [text_end, rodata_end) read-only, data and .bss
+/// [rodata_end, stack_guard) read-write; the boot stack's guard page [stack_guard,
+/// stack_bottom) stays unmapped.
+uintptr_t arch_text_end(void);
+uintptr_t arch_rodata_end(void);
+uintptr_t arch_stack_guard(void);
+
+/// The barriers and TLB invalidations of VirtualMemory's TranslationMaintenance
+/// (translation.c): DMB ISHST; DSB ISH + ISB; DSB ISHST; TLBI VAE1IS; TLBI VMALLE1IS;
+/// DSB ISH + ISB.
+void arch_vm_order_table_writes(void);
+void arch_vm_publish(void);
+void arch_vm_before_invalidation(void);
+void arch_vm_invalidate_page(uintptr_t address);
+void arch_vm_invalidate_all(void);
+void arch_vm_complete_invalidation(void);
+/// Switches this core to the kernel map at `root` (48-bit VAs, MAIR attr1 nGnRE) and
+/// records it for cores started later. Both maps must translate the running code and
+/// stack identically.
+void arch_mmu_switch(uintptr_t root);
 
 /// Builds the identity map and turns on the MMU and caches. Called once by boot.S.
 void arch_mmu_enable(void);

@@ -1,0 +1,53 @@
+// What the kernel map says about the address of a data or instruction abort, for the
+// exception report (ArchSupport/exception.c calls it after the report line): a stack
+// overflow into a guard page, a vmalloc guard page, an unmapped address, or a
+// permission fault against a named section.
+#if arch(arm64) && os(none)
+import VirtualMemory
+
+/// Prints one line describing `far` for an abort with syndrome `esr` (nothing before
+/// the kernel map is in use). Reads the tables without their lock.
+@_cdecl("arch_describe_fault")
+func archDescribeFault(_ far: UInt, _ esr: UInt64, _ instruction: Int32) {
+  guard let space = kernelAddressSpace else { return }
+  switch space.describeFault(at: far, regions: kernelMapRegions) {
+  case .stackOverflow(let cpu, let guardPage):
+    kput("  kernel stack overflow on cpu ")
+    kputDecimal(UInt(cpu))
+    kput(" (guard page at ")
+    kputHex(guardPage)
+    kput(")\n")
+  case .vmallocGuard(let start, let bytes, let stackOfCPU):
+    kput("  guard page of ")
+    if let cpu = stackOfCPU {
+      kput("the kernel stack of cpu ")
+      kputDecimal(UInt(cpu))
+      kput(" ")
+    } else {
+      kput("vmalloc area ")
+    }
+    kput("[")
+    kputHex(start)
+    kput(", ")
+    kputHex(start + bytes)
+    kput(")\n")
+  case .notMapped:
+    kput("  FAR ")
+    kputHex(far)
+    kput(" is not mapped\n")
+  case .permission(let region, let start, let end, let attributes):
+    // ESR bit 6 (WnR) tells a data abort's write from its read.
+    kput("  permission fault: ")
+    kput(instruction != 0 ? "instruction fetch from " : (esr & (1 << 6) != 0 ? "write to " : "read from "))
+    kput(region)
+    kput(" [")
+    kputHex(start)
+    kput(", ")
+    kputHex(end)
+    kput(") ")
+    kput(KernelMapRegion(start: start, end: end, attributes: attributes, name: region).permissions)
+    kput("\n")
+  }
+}
+
+#endif

@@ -1,0 +1,101 @@
+import PageFrames
+
+/// MMIO windows from the device tree and the board, page aligned, sorted and merged,
+/// kept out of RAM. Fixed capacity: past it a new window is merged into its nearest
+/// neighbour (mapping the gap between them as device memory too).
+public struct DeviceWindows: Sendable {
+  /// Most windows kept apart.
+  public static let capacity = 48
+  private var storage = InlineArray<48, PhysicalRange>(repeating: PhysicalRange(start: 0, end: 0))
+  /// Windows held, sorted by start, none touching another.
+  public private(set) var count = 0
+
+  /// No windows.
+  /// - Complexity: O(capacity).
+  public init() {}
+
+  /// Window `index` (`0 ..< count`).
+  /// - Complexity: O(1).
+  public subscript(index: Int) -> PhysicalRange { storage[index] }
+
+  /// Adds `[start, end)` rounded out to pages (nothing for an empty or wrapping range, or
+  /// one reaching past the 48-bit address space), merged with every window it overlaps
+  /// or touches.
+  /// - Complexity: O(count).
+  public mutating func add(start: UInt64, end: UInt64) {
+    let pageMask = UInt64(Page.size - 1)
+    guard start < end, end <= UInt64(Descriptor.addressLimit) else { return }
+    var low = UInt(start & ~pageMask)
+    var high = UInt((end + pageMask) & ~pageMask)
+    // Take out every window that overlaps or touches [low, high), widening it.
+    var index = 0
+    while index < count {
+      let window = storage[index]
+      if window.start <= high && low <= window.end {
+        low = min(low, window.start)
+        high = max(high, window.end)
+        remove(at: index)
+      } else {
+        index += 1
+      }
+    }
+    if count == DeviceWindows.capacity {
+      // Full: widen the nearest window to take this one in, and add that instead.
+      var nearest = 0
+      var gap = UInt.max
+      for candidate in 0..<count {
+        let window = storage[candidate]
+        let distance = window.end < low ? low - window.end : window.start - high
+        if distance < gap {
+          gap = distance
+          nearest = candidate
+        }
+      }
+      let window = storage[nearest]
+      remove(at: nearest)
+      add(start: UInt64(min(low, window.start)), end: UInt64(max(high, window.end)))
+      return
+    }
+    var slot = count
+    while slot > 0 && storage[slot - 1].start > low {
+      storage[slot] = storage[slot - 1]
+      slot -= 1
+    }
+    storage[slot] = PhysicalRange(start: low, end: high)
+    count += 1
+  }
+
+  private mutating func remove(at index: Int) {
+    var slot = index
+    while slot + 1 < count {
+      storage[slot] = storage[slot + 1]
+      slot += 1
+    }
+    count -= 1
+  }
+}
+
+extension KernelMapRegions {
+  /// Appends `[start, end)` less every RAM range of `ram` (sorted), as `name` with
+  /// `attributes`; false when the list filled up.
+  /// - Complexity: O(RAM ranges).
+  public mutating func append(
+    _ start: UInt, _ end: UInt, outside ram: PhysicalRanges, attributes: MapAttributes, name: StaticString
+  ) -> Bool {
+    var cursor = start
+    for index in 0..<ram.count where cursor < end {
+      let range = ram[index]
+      guard range.end > cursor else { continue }
+      guard range.start < end else { break }
+      if range.start > cursor {
+        guard append(KernelMapRegion(start: cursor, end: range.start, attributes: attributes, name: name)) else { return false }
+      }
+      cursor = max(cursor, range.end)
+    }
+    if cursor < end {
+      return append(KernelMapRegion(start: cursor, end: end, attributes: attributes, name: name))
+    }
+    return true
+  }
+}
+
