@@ -1,11 +1,13 @@
 // The libFuzzer target for the device tree readers: each input is a blob handed to
 // `DeviceTree(blob:physicalAddress:)` and `describe(into:)` (memory), and to
-// `FlattenedDeviceTree(blob:)` and `cores()` (/cpus and /psci). Any outcome but a value
+// `FlattenedDeviceTree(blob:)`, `cores()` (/cpus and /psci) and `forEachDeviceRange`
+// (the MMIO ranges). Any outcome but a value
 // or a typed error (a trap, a read outside the blob, which AddressSanitizer catches) is
 // a finding. What a successful read returns is checked too: every RAM range is page
 // aligned, sorted and inside the address space, the blob itself is reserved, a tree
-// whose memory reads cleanly also gives its cores (both walk the same structure), and
-// no more cpu nodes are counted than the blob has room for.
+// whose memory reads cleanly also gives its cores (both walk the same structure), one
+// whose cores read also gives its device ranges (each non-empty), and no more cpu
+// nodes are counted than the blob has room for.
 //
 // `make fuzz-dtb SECONDS=..` builds it with `--sanitize=fuzzer --sanitize=address` and
 // `-DFUZZING`; a plain build replays files: `dtbfuzz FILE...`.
@@ -49,12 +51,24 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
 }
 
 /// The cores `blob` describes, or nil for a blob the reader refuses (with a typed error).
+/// A blob whose cores read must give its device ranges too, each non-empty.
 private func readCores(_ blob: UnsafeRawBufferPointer) -> DeviceTreeCores? {
+  let tree: FlattenedDeviceTree
+  let cores: DeviceTreeCores
   do throws(DeviceTreeError) {
-    return try FlattenedDeviceTree(blob: blob).cores()
+    tree = try FlattenedDeviceTree(blob: blob)
+    cores = try tree.cores()
   } catch {
     return nil
   }
+  do throws(DeviceTreeError) {
+    try tree.forEachDeviceRange { start, end in
+      if start >= end { fail("an empty or reversed device range") }
+    }
+  } catch {
+    fail("the cores read cleanly but the device ranges did not")
+  }
+  return cores
 }
 
 /// A finding: prints `reason` and aborts, which libFuzzer records with the input.
