@@ -22,8 +22,10 @@ private struct PropertyMessage {
 }
 
 // Static storage in .bss, in RAM the VideoCore can read: the stack would do as well,
-// but a fixed buffer keeps the address obviously stable.
-nonisolated(unsafe) private var message = PropertyMessage()
+// but a fixed buffer keeps the address obviously stable. Swift aligns it to 8 bytes at
+// most, so it holds 16 bytes more than a message and the message starts at its first
+// 16-byte boundary.
+nonisolated(unsafe) private var messageStorage: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0)
 
 enum Mailbox {
   /// Asks the firmware for the ARM's share of RAM. Returns (base, size) or nil.
@@ -52,9 +54,10 @@ enum Mailbox {
 
   /// One property-tag request with an 8-byte value; the two response words, or nil.
   private static func query(_ tag: UInt32, argument: UInt32 = 0) -> (UInt32, UInt32)? {
-    return withUnsafeMutablePointer(to: &message) { pointer -> (UInt32, UInt32)? in
-      let address = UInt(bitPattern: pointer)
-      guard address & 0xF == 0 else { return nil }
+    return withUnsafeMutablePointer(to: &messageStorage) { storage -> (UInt32, UInt32)? in
+      let address = (UInt(bitPattern: storage) + 15) & ~UInt(15)
+      let pointer = UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped
+        .bindMemory(to: PropertyMessage.self, capacity: 1)
       pointer.pointee.words = (32, codeRequest, tag, 8, 0, argument, 0, 0)
       // The buffer is in cacheable memory and the VideoCore reads RAM: clean it to RAM
       // before the request, invalidate it after the answer (no-ops under QEMU, which

@@ -87,6 +87,61 @@ func guestBench() {
     for _ in 0..<zeroes { arch_zero_bytes(page, 4096) }
   }
   freePage(page)
+  virtualMemoryBench()
+}
+
+/// The kernel map's costs: a 4 KiB map+unmap pair with its TLBI, a 512-page unmap (one
+/// full flush), vmalloc+vfree of 16 KiB, and building a kernel map for 4 GiB of RAM.
+func virtualMemoryBench() {
+  guard let space = kernelAddressSpace, let frame = allocPage() else {
+    kput("bench vm: no kernel map\n")
+    return
+  }
+  reportBench("vm kernel map at boot", instructions: bootKernelMapNanoseconds, operations: 1)
+  let physical = space.frames.physical(of: frame)
+  let pairs = 10_000
+  measure("vm map+unmap 4 KiB (TLBI VAE1IS)", operations: pairs) {
+    for _ in 0..<pairs {
+      try? space.map(vmStressBase, physical, pages: 1, .kernelData)
+      _ = try? space.unmap(vmStressBase, pages: 1)
+    }
+  }
+  freePage(frame)
+
+  // 512 pages at a VA that is not 2 MiB aligned: 512 page descriptors, one unmap call.
+  let flushesBefore = space.statistics.fullFlushes
+  var unmapInstructions: UInt64 = 0
+  if let run = allocContiguous(pages: 512) {
+    try? space.map(vmStressBase + 4096, space.frames.physical(of: run), pages: 512, .kernelData)
+    let start = Clock.ticks
+    _ = try? space.unmap(vmStressBase + 4096, pages: 512)
+    unmapInstructions = Clock.nanoseconds(since: start)
+    freeContiguous(run, pages: 512)
+  }
+  reportBench("vm unmap 512 pages", instructions: unmapInstructions, operations: 1)
+  kput("bench vm full flushes per 512-page unmap: ")
+  kputDecimal(UInt(space.statistics.fullFlushes - flushesBefore))
+  kput(" full flushes/op (1 ops)\n")
+
+  let areas = 1_000
+  measure("vm vmalloc+vfree 16 KiB", operations: areas) {
+    for _ in 0..<areas { vfree(vmalloc(16 << 10)) }
+  }
+
+  // A kernel map for 4 GiB of RAM from 1 GiB (as virt's -m 4G lays it out): the
+  // image's sections, the direct map around them, the UART; built, then given back.
+  let image = BoardPlatform().kernelImage
+  let start = Clock.ticks
+  if let map = try? AddressSpace(frames: space.frames, maintenance: .hosted) {
+    var regions = KernelMapRegions()
+    BoardPlatform().kernelImageRegions(into: &regions)
+    regions.append(KernelMapRegion(start: 0x4000_0000, end: image.start & ~0x1f_ffff, attributes: .kernelData, name: "direct map"))
+    regions.append(KernelMapRegion(start: image.end, end: 0x1_4000_0000, attributes: .kernelData, name: "direct map"))
+    regions.append(KernelMapRegion(start: 0x0900_0000, end: 0x0900_1000, attributes: .kernelDevice, name: "device"))
+    try? map.map(regions)
+    reportBench("vm kernel map for 4 GiB (build)", instructions: Clock.nanoseconds(since: start), operations: 1)
+    map.destroy()
+  }
 }
 
 #endif

@@ -82,6 +82,7 @@ func smpWork(_ run: SMPCaseRun, cpu: Int) {
   let worker = run.worker(cpu)
   let outcome = run.stress.run(
     cpu: worker, heap: run.heap, frames: run.frames, cache: run.cache, seed: run.seed, operations: run.operations)
+  vmStressWork(worker: worker, cores: run.members.nonzeroBitCount)
   kmemDrainCaches()
   run.outcomes[worker] = outcome
   ks_store_release(run.finished + worker, 1)
@@ -118,6 +119,8 @@ func smpStressCase(seed: UInt64, operations: Int) -> Expectations {
     stress: SMPStress(memory: area, cpus: cores), members: members, heap: heap, frames: frames, cache: cache,
     seed: seed, operations: operations, outcomes: outcomes, finished: finished)
   smpRun = run
+  let vmReady = vmStressPrepare(cores: cores)
+  e.expect(vmReady, "vm: no kernel map or no memory for the stress", 0)
 
   kmemDrainCaches()
   let before = SMPStress.QuietFigures(heap: heap, frames: frames)
@@ -165,6 +168,8 @@ func smpStressCase(seed: UInt64, operations: Int) -> Expectations {
   kputDecimal(UInt(frames.freePageCount))
   kput(" free pages\n")
 
+  // After the figures: the stress's own pages were counted as in use in both.
+  vmStressFinish(cores: cores, &e)
   e.expect(kmemCacheDestroy(cache), "smp: the object cache still has objects", 0)
   freeContiguous(area, pages: pages)
   return e
