@@ -411,3 +411,213 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(frames.checkInvariants() == nil)
   }
 }
+
+/// One behaviour at a time, each read back through the independent walker.
+@Suite struct AddressSpaceTargetedTests {
+  static let gib: UInt = 1 << 30
+  static let twoMiB: UInt = 2 << 20
+  static let page: UInt = 4096
+
+  /// The walker's translation of `va`, or nil (with an issue) when it faults.
+  func leaf(_ walker: TranslationWalker, _ va: UInt, _ comment: Comment? = nil) -> TranslationWalker.Translation? {
+    switch walker.walk(va) {
+    case .success(let translation): return translation
+    case .failure(let fault):
+      Issue.record("walker faults at \(hex(va)): \(fault) \(comment?.rawValue ?? "")")
+      return nil
+    }
+  }
+
+  func isUnmapped(_ walker: TranslationWalker, _ space: AddressSpace, _ va: UInt) -> Bool {
+    guard case .failure(.translation) = walker.walk(va) else { return false }
+    return space.translate(va) == nil
+  }
+
+  @Test("MAIR: Descriptor.mair is the MAIR_EL1 the walker decodes (Normal WB at 0, Device-nGnRE at 1)")
+  func mair() {
+    #expect(Descriptor.mair == TranslationWalker.mair)
+  }
+
+  @Test("a 1 GiB-aligned map is one level-1 leaf, a 2 MiB-aligned one a level-2 leaf, a page-aligned physical address level-3 pages")
+  func blockLevels() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let (gib, twoMiB, page) = (Self.gib, Self.twoMiB, Self.page)
+
+    try space.map(3 * gib, 5 * gib, pages: 1 << 18, .kernelData)
+    for offset: UInt in [0, 0x1234_5678, gib - 8] {
+      let found = leaf(walker, 3 * gib + offset)
+      #expect(found?.level == 1 && found?.physical == 5 * gib + offset && found?.mapAttributes == .kernelData)
+      let translated = space.translate(3 * gib + offset)
+      #expect(translated?.physical == 5 * gib + offset && translated?.attributes == .kernelData && translated?.bytes == gib)
+    }
+    #expect(isUnmapped(walker, space, 3 * gib - page) && isUnmapped(walker, space, 4 * gib))
+
+    try space.map(8 * gib + 7 * twoMiB, 9 * gib + 3 * twoMiB, pages: 512, [.read, .user])
+    for offset: UInt in [0, 0x12_3456, twoMiB - 1] {
+      let found = leaf(walker, 8 * gib + 7 * twoMiB + offset)
+      #expect(found?.level == 2 && found?.physical == 9 * gib + 3 * twoMiB + offset && found?.mapAttributes == [.read, .user])
+      #expect(found?.userReadable == true && found?.userWritable == false && found?.userExecutable == false && found?.kernelExecutable == false)
+    }
+
+    // Virtual 2 MiB aligned, physical only 4 KiB aligned: 512 pages.
+    try space.map(10 * gib, 11 * gib + page, pages: 512, .kernelReadOnly)
+    for index: UInt in [0, 1, 511] {
+      let found = leaf(walker, 10 * gib + index * page)
+      #expect(found?.level == 3 && found?.physical == 11 * gib + (index + 1) * page && found?.mapAttributes == .kernelReadOnly)
+    }
+
+    // 1 GiB + 2 MiB + 3 pages from a 1 GiB boundary: one of each leaf.
+    try space.map(12 * gib, 20 * gib, pages: (1 << 18) + 512 + 3, .kernelText)
+    #expect(leaf(walker, 12 * gib)?.level == 1)
+    #expect(leaf(walker, 13 * gib)?.level == 2)
+    #expect(leaf(walker, 13 * gib + twoMiB)?.level == 3)
+    #expect(leaf(walker, 13 * gib + twoMiB + 2 * page)?.physical == 21 * gib + twoMiB + 2 * page)
+    #expect(leaf(walker, 12 * gib)?.kernelExecutable == true && leaf(walker, 12 * gib)?.userExecutable == false)
+    #expect(isUnmapped(walker, space, 13 * gib + twoMiB + 3 * page))
+
+    // Root, one level-1 table, level-2 tables for 8, 10 and 13 GiB, level-3 tables for
+    // 10 GiB and 13 GiB + 2 MiB: 7, as the frames count them (less the state page).
+    #expect(fixture.pageTablePages - 1 == 7)
+    #expect(space.statistics.tablePages == 7)
+    #expect(space.statistics.mappedBytes == 2 * gib + 3 * twoMiB + 3 * page)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+    #expect(fixture.frames.count(.pageTable) == 0)
+  }
+
+  @Test("unmapping one page in the middle of a 2 MiB block splits it: the neighbours still translate, as level-3 pages")
+  func splitTwoMiB() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let va = Self.gib + 2 * Self.twoMiB, pa: UInt = 0x80_0000_0000 + 5 * Self.twoMiB
+    try space.map(va, pa, pages: 512, .kernelData)
+    #expect(leaf(walker, va)?.level == 2)
+    let before = space.statistics
+    let tablesBefore = fixture.pageTablePages
+    #expect(try space.unmap(va + 256 * Self.page, pages: 1) == Self.page)
+    #expect(space.statistics.blockSplits == before.blockSplits + 1)
+    #expect(fixture.pageTablePages == tablesBefore + 1)
+    #expect(isUnmapped(walker, space, va + 256 * Self.page))
+    for index: UInt in 0..<512 where index != 256 {
+      let found = leaf(walker, va + index * Self.page + 8)
+      #expect(found?.level == 3 && found?.physical == pa + index * Self.page + 8 && found?.mapAttributes == .kernelData, "page \(index)")
+      #expect(space.translate(va + index * Self.page)?.bytes == Self.page)
+    }
+    #expect(space.statistics.mappedBytes == Self.twoMiB - Self.page)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+  }
+
+  @Test("one page out of a 1 GiB block: two splits; the other 2 MiB pieces stay level-2 blocks")
+  func splitGigabyte() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let va = 7 * Self.gib, pa = 2 * Self.gib
+    try space.map(va, pa, pages: 1 << 18, .kernelReadOnly)
+    let hole = va + 300 * Self.twoMiB + 17 * Self.page
+    try space.unmap(hole, pages: 1)
+    #expect(space.statistics.blockSplits == 2)
+    #expect(isUnmapped(walker, space, hole))
+    for offset in [0, 299 * Self.twoMiB, 301 * Self.twoMiB, Self.gib - Self.page] {
+      let found = leaf(walker, va + offset)
+      #expect(found?.level == 2 && found?.physical == pa + offset && found?.mapAttributes == .kernelReadOnly)
+    }
+    for offset in [300 * Self.twoMiB, hole - va - Self.page, hole - va + Self.page, 301 * Self.twoMiB - Self.page] {
+      let found = leaf(walker, va + offset)
+      #expect(found?.level == 3 && found?.physical == pa + offset && found?.mapAttributes == .kernelReadOnly)
+    }
+    #expect(space.statistics.mappedBytes == Self.gib - Self.page)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+  }
+
+  @Test("protect of one page inside a 2 MiB block splits it; only that page changes")
+  func protectSplits() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let va = 5 * Self.gib + Self.twoMiB, pa = 3 * Self.gib + 7 * Self.twoMiB
+    try space.map(va, pa, pages: 512, .kernelData)
+    try space.protect(va + 9 * Self.page, pages: 1, .kernelText)
+    #expect(space.statistics.blockSplits == 1)
+    #expect(space.statistics.mappedBytes == Self.twoMiB)
+    for index: UInt in [0, 8, 9, 10, 511] {
+      let found = leaf(walker, va + index * Self.page)
+      let expected: MapAttributes = index == 9 ? .kernelText : .kernelData
+      #expect(found?.level == 3 && found?.physical == pa + index * Self.page && found?.mapAttributes == expected, "page \(index)")
+    }
+    #expect(leaf(walker, va + 9 * Self.page)?.kernelExecutable == true)
+    #expect(leaf(walker, va + 9 * Self.page)?.kernelWritable == false)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+  }
+
+  @Test("an unmap of 512 single pages is one full flush; of 16 pages or fewer, per-page invalidations and no full flush")
+  func flushBatching() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let va = 9 * Self.gib
+    // Physical one page off 2 MiB: 512 level-3 pages.
+    try space.map(va, 0x100_0000_0000 + Self.page, pages: 512, .kernelData)
+    #expect(leaf(walker, va)?.level == 3 && leaf(walker, va + 511 * Self.page)?.level == 3)
+    var before = space.statistics
+    #expect(try space.unmap(va, pages: 512) == 512 * Self.page)
+    #expect(space.statistics.fullFlushes == before.fullFlushes + 1)
+    #expect(space.statistics.pageInvalidations == before.pageInvalidations)
+    #expect(isUnmapped(walker, space, va) && isUnmapped(walker, space, va + 511 * Self.page))
+
+    // 64 pages; unmaps of 1, 5 and 16 from the middle (the table keeps other pages).
+    try space.map(va, 0x100_0000_0000 + Self.page, pages: 64, .kernelData)
+    var next = va + 4 * Self.page
+    for count in [1, 5, 16] {
+      before = space.statistics
+      #expect(try space.unmap(next, pages: count) == UInt(count) * Self.page)
+      #expect(space.statistics.fullFlushes == before.fullFlushes, "\(count) pages")
+      #expect(space.statistics.pageInvalidations == before.pageInvalidations + count, "\(count) pages")
+      #expect(isUnmapped(walker, space, next) && isUnmapped(walker, space, next + UInt(count - 1) * Self.page))
+      next += UInt(count + 1) * Self.page
+    }
+    // 17 pages: past the batch, one full flush.
+    before = space.statistics
+    #expect(try space.unmap(next, pages: 17) == 17 * Self.page)
+    #expect(space.statistics.fullFlushes == before.fullFlushes + 1)
+    #expect(space.statistics.pageInvalidations == before.pageInvalidations)
+    // Holes are skipped: an unmap over 64 pages of which 4 are mapped invalidates 4.
+    try space.unmap(va + 48 * Self.page, pages: 16)
+    try space.map(va + 50 * Self.page, 0x200_0000_0000, pages: 4, .kernelData)
+    before = space.statistics
+    #expect(try space.unmap(va + 48 * Self.page, pages: 24) == 4 * Self.page)
+    #expect(space.statistics.pageInvalidations == before.pageInvalidations + 4)
+    #expect(space.statistics.fullFlushes == before.fullFlushes)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+  }
+
+  @Test("16 pages alone in their tables: the unmap that empties three tables is still 16 page invalidations, no full flush")
+  func flushWhenTablesEmpty() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let va = 9 * Self.gib
+    try space.map(va, 0x100_0000_0000 + Self.page, pages: 16, .kernelData)
+    #expect(space.statistics.tablePages == 4)
+    let before = space.statistics
+    try space.unmap(va, pages: 16)
+    #expect(space.statistics.pageInvalidations == before.pageInvalidations + 16)
+    #expect(space.statistics.fullFlushes == before.fullFlushes)
+    #expect(space.statistics.tablePages == 1)
+    #expect(fixture.pageTablePages == 2)
+    #expect(walker.walk(va) == .failure(.translation(level: 0)))
+    // One page alone: one invalidation covers its three tables.
+    try space.map(va, 0x100_0000_0000, pages: 1, .kernelData)
+    try space.unmap(va, pages: 1)
+    #expect(space.statistics.pageInvalidations == before.pageInvalidations + 17)
+    #expect(space.statistics.tablePages == 1)
+    space.destroy()
+  }
+}
