@@ -3,7 +3,7 @@ import KernelSync
 import PageFrames
 import Scenarios
 import Testing
-import VirtualMemory
+@testable import VirtualMemory
 
 /// Page frames over simulated RAM for address-space tests: the tables come from them,
 /// and the walker reads the tables through them.
@@ -619,5 +619,349 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(space.statistics.pageInvalidations == before.pageInvalidations + 17)
     #expect(space.statistics.tablePages == 1)
     space.destroy()
+  }
+
+  /// What a refused call must leave as it was: table pages (by the frames), statistics,
+  /// and the walker's and translate's view of some addresses.
+  struct Snapshot: Equatable {
+    var tablePages: Int
+    var freePages: Int
+    /// The statistics but the maintenance counters (a refused map that ran out of
+    /// frames has taken out what it mapped, and invalidated it).
+    var statistics: [UInt]
+    var translations: [AddressTranslation?]
+    var walks: [Result<TranslationWalker.Translation, TranslationWalker.Fault>]
+
+    init(_ fixture: VMFixture, _ space: AddressSpace, _ walker: TranslationWalker, _ addresses: [UInt]) {
+      tablePages = fixture.pageTablePages
+      freePages = fixture.frames.freePageCount
+      let figures = space.statistics
+      statistics = [UInt(figures.tablePages), figures.mappedBytes, UInt(figures.blockSplits), UInt(figures.vmallocAreas)]
+      translations = addresses.map { space.translate($0) }
+      walks = addresses.map { walker.walk($0) }
+    }
+  }
+
+  @Test("bad input: misaligned, no pages, past 2^48, W+X, no .read, over a mapping: the typed error, nothing changed")
+  func badInput() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let (gib, twoMiB, page) = (Self.gib, Self.twoMiB, Self.page)
+    let va = 4 * gib + 8 * page
+    try space.map(va, 0x7000_0000, pages: 8, .kernelData)
+    try space.map(6 * gib, 7 * gib, pages: 512, .kernelReadOnly)   // a 2 MiB block
+    let probes = [va, va + 7 * page, va + 8 * page, 6 * gib, 6 * gib + twoMiB - page, 6 * gib + twoMiB]
+    let before = Snapshot(fixture, space, walker, probes)
+    let top: UInt = 1 << 48
+
+    func refused(_ reason: VirtualMemoryFailure, at address: UInt?, _ comment: Comment, _ body: () throws(VirtualMemoryError) -> Void) {
+      do throws(VirtualMemoryError) {
+        try body()
+        Issue.record("accepted: \(comment.rawValue)")
+      } catch {
+        #expect(error.reason == reason, comment)
+        if let address { #expect(error.address == address, comment) }
+      }
+      #expect(Snapshot(fixture, space, walker, probes) == before, comment)
+    }
+    refused(.misaligned, at: va + 1, "map, virtual +1") { () throws(VirtualMemoryError) in try space.map(va + 1, 0x8000_0000, pages: 1, .kernelData) }
+    refused(.misaligned, at: 0x8000_0800, "map, physical +0x800") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0800, pages: 1, .kernelData) }
+    refused(.badCount, at: nil, "map, 0 pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 0, .kernelData) }
+    refused(.badCount, at: nil, "map, -1 pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: -1, .kernelData) }
+    refused(.outOfRange, at: nil, "map at 2^48") { () throws(VirtualMemoryError) in try space.map(top, 0x8000_0000, pages: 1, .kernelData) }
+    refused(.outOfRange, at: nil, "map of 2 pages from 2^48 - 4 KiB") { () throws(VirtualMemoryError) in try space.map(top - page, 0x8000_0000, pages: 2, .kernelData) }
+    refused(.outOfRange, at: nil, "map to physical 2^48 - 4 KiB, 2 pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, top - page, pages: 2, .kernelData) }
+    refused(.outOfRange, at: nil, "map of Int.max pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0, pages: Int.max, .kernelData) }
+    refused(.badAttributes, at: nil, "map [.read, .write, .execute]") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 1, [.read, .write, .execute]) }
+    refused(.badAttributes, at: nil, "map [.write, .execute]") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 1, [.write, .execute]) }
+    refused(.badAttributes, at: nil, "map [.write] without .read") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 1, [.write]) }
+    refused(.badAttributes, at: nil, "map executable device") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 1, [.read, .device, .execute]) }
+    refused(.badAttributes, at: nil, "map with an undefined bit") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 1, MapAttributes(rawValue: 0x41)) }
+    refused(.alreadyMapped, at: va, "map over the 8 pages") { () throws(VirtualMemoryError) in try space.map(va - 4 * page, 0x9000_0000, pages: 6, .kernelData) }
+    refused(.alreadyMapped, at: va + 7 * page, "map over the last of the 8 pages") { () throws(VirtualMemoryError) in try space.map(va + 7 * page, 0x9000_0000, pages: 600, .kernelData) }
+    refused(.alreadyMapped, at: 6 * gib + 5 * page, "map into the 2 MiB block") { () throws(VirtualMemoryError) in try space.map(6 * gib + 5 * page, 0x9000_0000, pages: 1, .kernelData) }
+    refused(.alreadyMapped, at: 6 * gib, "map of 1 GiB over the block") { () throws(VirtualMemoryError) in try space.map(6 * gib, 9 * gib, pages: 1 << 18, .kernelData) }
+    refused(.misaligned, at: va + 4, "unmap misaligned") { () throws(VirtualMemoryError) in try space.unmap(va + 4, pages: 1) }
+    refused(.badCount, at: nil, "unmap 0 pages") { () throws(VirtualMemoryError) in try space.unmap(va, pages: 0) }
+    refused(.outOfRange, at: nil, "unmap past 2^48") { () throws(VirtualMemoryError) in try space.unmap(top - 2 * page, pages: 3) }
+    refused(.notMapped, at: va + 8 * page, "protect past the 8 pages") { () throws(VirtualMemoryError) in try space.protect(va, pages: 9, .kernelReadOnly) }
+    refused(.notMapped, at: va - page, "protect from below the 8 pages") { () throws(VirtualMemoryError) in try space.protect(va - page, pages: 2, .kernelReadOnly) }
+    refused(.notMapped, at: 6 * gib + twoMiB, "protect of the block and one page more") { () throws(VirtualMemoryError) in try space.protect(6 * gib + page, pages: 512, .kernelData) }
+    refused(.badAttributes, at: nil, "protect W+X") { () throws(VirtualMemoryError) in try space.protect(va, pages: 1, [.read, .write, .execute]) }
+    refused(.misaligned, at: nil, "protect misaligned") { () throws(VirtualMemoryError) in try space.protect(va + 12, pages: 1, .kernelData) }
+    refused(.badCount, at: nil, "protect 0 pages") { () throws(VirtualMemoryError) in try space.protect(va, pages: 0, .kernelData) }
+    refused(.misaligned, at: nil, "vmalloc range misaligned") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: 100 * gib + 1, limit: 101 * gib) }
+    refused(.outOfRange, at: nil, "vmalloc range past 2^48") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: top - gib, limit: top + gib) }
+    refused(.outOfRange, at: nil, "vmalloc range empty") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: 100 * gib, limit: 100 * gib) }
+    refused(.alreadyMapped, at: va, "vmalloc range over a mapping") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: 4 * gib, limit: 5 * gib) }
+    refused(.outOfMemory, at: nil, "vmalloc before a range is set") { () throws(VirtualMemoryError) in _ = try space.vmalloc(4096) }
+    #expect(space.vmallocRange == nil)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+    #expect(fixture.frames.count(.pageTable) == 0)
+  }
+
+  /// Page frames with `free` pages left free; the rest held in `held` (give them back
+  /// with `release`).
+  func exhaust(_ frames: PageFrameAllocator, leaving free: Int) -> [UnsafeMutableRawPointer] {
+    var held: [UnsafeMutableRawPointer] = []
+    while frames.freePageCount > free, let page = frames.allocPages(order: 0, zeroed: false) { held.append(page) }
+    return held
+  }
+
+  @Test("out of table pages: map throws outOfMemory, maps nothing and keeps no table page; a split that finds no frame too")
+  func outOfMemory() throws {
+    let fixture = try VMFixture(bytes: 2 << 20)
+    let frames = fixture.frames
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let (gib, twoMiB, page) = (Self.gib, Self.twoMiB, Self.page)
+    // A 2 MiB block to split later, while frames are still there (root's level-1 and
+    // level-2 tables).
+    try space.map(2 * gib, 3 * gib, pages: 512, .kernelData)
+    var held = exhaust(frames, leaving: 3)
+    #expect(frames.freePageCount == 3)
+    // Scattered: 4 MiB + 8 pages across a 1 GiB boundary with a physical address off
+    // 2 MiB: a level-1 table is there, but it needs two level-2 and four level-3 tables.
+    let start = 5 * gib - twoMiB - 4 * page
+    let probes = [start, start + twoMiB, 5 * gib, 5 * gib + twoMiB, 2 * gib, 2 * gib + 9 * page]
+    let before = Snapshot(fixture, space, walker, probes)
+    do throws(VirtualMemoryError) {
+      try space.map(start, 0x5000_0000 + page, pages: 1024 + 8, .kernelData)
+      Issue.record("map of 1032 scattered pages with 3 free frames succeeded")
+    } catch {
+      #expect(error.reason == .outOfMemory)
+    }
+    #expect(Snapshot(fixture, space, walker, probes) == before)
+    #expect(frames.freePageCount == 3)
+    #expect(space.checkInvariants() == nil)
+    // No frame at all: one page out of the block needs a level-3 table.
+    held += exhaust(frames, leaving: 0)
+    #expect(frames.freePageCount == 0)
+    let blockBefore = Snapshot(fixture, space, walker, probes)
+    do throws(VirtualMemoryError) {
+      try space.unmap(2 * gib + 9 * page, pages: 1)
+      Issue.record("a split with no frame succeeded")
+    } catch {
+      #expect(error.reason == .outOfMemory)
+    }
+    do throws(VirtualMemoryError) {
+      try space.protect(2 * gib + 9 * page, pages: 1, .kernelReadOnly)
+      Issue.record("a split with no frame succeeded")
+    } catch {
+      #expect(error.reason == .outOfMemory)
+    }
+    #expect(Snapshot(fixture, space, walker, probes) == blockBefore)
+    #expect(leaf(walker, 2 * gib + 9 * page)?.level == 2)
+    // Unmapping the whole block needs no frame.
+    #expect(try space.unmap(2 * gib, pages: 512) == twoMiB)
+    #expect(frames.freePageCount == 2, "the emptied level-1 and level-2 tables came back")
+    for page in held { try frames.freePages(page, order: 0) }
+    try space.map(start, 0x5000_0000 + page, pages: 1024 + 8, .kernelData)
+    #expect(leaf(walker, 5 * gib + twoMiB + 3 * page)?.physical == 0x5000_0000 + page + (2 * twoMiB + 7 * page))
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+    #expect(frames.count(.pageTable) == 0)
+    #expect(frames.checkInvariants() == nil)
+  }
+
+  @Test("destroy with mappings, blocks and vmalloc areas live gives every page back; a new space on the frames works")
+  func destroyLive() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let frames = fixture.frames
+    let freeBefore = frames.freePageCount
+    let space = try fixture.space()
+    try space.map(Self.gib, 0, pages: (1 << 18) + 600, .kernelData)
+    try space.map(40 * Self.gib + Self.page, 0x1000, pages: 100, .kernelText)
+    try space.setVmallocRange(base: 0x7000_0000_0000, limit: 0x7000_4000_0000)
+    for bytes in [1, 4096, 5000, 65536] { _ = try space.vmalloc(bytes) }
+    _ = try space.allocateStack(bytes: 16384, cpu: 1)
+    #expect(frames.count(.vmalloc) > 0)
+    space.destroy()
+    #expect(frames.freePageCount == freeBefore)
+    #expect(frames.count(.vmalloc) == 0 && frames.count(.pageTable) == 0)
+    #expect(frames.checkInvariants() == nil)
+    let again = try fixture.space()
+    try again.map(Self.gib, 0, pages: 3, .kernelData)
+    #expect(again.checkInvariants() == nil)
+    again.destroy()
+    #expect(frames.freePageCount == freeBefore)
+  }
+}
+
+/// vmalloc, vfree and guard-paged stacks, read back through the walker and the frames.
+@Suite struct VmallocTests {
+  static let base: UInt = 0x7f00_0000_0000
+  static let limit: UInt = 0x7f00_4000_0000
+
+  /// The physical address behind `va`, by the independent walker.
+  func physical(_ walker: TranslationWalker, _ va: UInt) -> UInt? {
+    if case .success(let translation) = walker.walk(va) { return translation.physical }
+    return nil
+  }
+
+  @Test("vmalloc(16 KiB): page aligned in the range, four .vmalloc frames, kernel data, zeroed; the page after is a guard")
+  func sixteenKiB() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let frames = fixture.frames
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    try space.setVmallocRange(base: Self.base, limit: Self.limit)
+    #expect(space.vmallocRange == Self.base..<Self.limit)
+    // The first area also allocates the area list; take that out of the count.
+    try space.vfree(try space.vmalloc(1))
+    let freeBefore = frames.freePageCount
+    let vmallocBefore = frames.count(.vmalloc)
+
+    let pointer = try space.vmalloc(16 << 10)
+    let start = UInt(bitPattern: pointer)
+    #expect(start & 0xfff == 0 && start >= Self.base && start + (16 << 10) <= Self.limit)
+    #expect(frames.count(.vmalloc) == vmallocBefore + 4)
+    var seen: Set<UInt> = []
+    for index: UInt in 0..<4 {
+      let va = start + index * 4096
+      guard case .success(let walk) = walker.walk(va) else {
+        Issue.record("vmalloc page \(index) not mapped")
+        continue
+      }
+      #expect(walk.level == 3 && walk.mapAttributes == .kernelData)
+      #expect(!walk.kernelExecutable && !walk.userReadable && !walk.device)
+      #expect(space.translate(va)?.physical == walk.physical)
+      #expect(frames.owner(ofPhysical: walk.physical) == .vmalloc)
+      seen.insert(walk.physical)
+      // Zeroed; then written and read back through the direct map (no MMU here).
+      let bytes = frames.pointer(toPhysical: walk.physical).assumingMemoryBound(to: UInt64.self)
+      #expect((0..<512).allSatisfy { bytes[$0] == 0 })
+      for word in 0..<512 { bytes[word] = UInt64(va) &+ UInt64(word) }
+    }
+    #expect(seen.count == 4, "four distinct frames")
+    for index: UInt in 0..<4 {
+      let va = start + index * 4096 + 8 * 100
+      let word = frames.pointer(toPhysical: try #require(physical(walker, va))).load(as: UInt64.self)
+      #expect(word == UInt64(start + index * 4096) + 100)
+    }
+    let end = start + (16 << 10)
+    #expect(physical(walker, end) == nil && space.translate(end) == nil)
+    #expect(space.vmallocArea(containing: end) == VmallocAreaDescription(start: start, bytes: 16 << 10, stackOfCPU: nil, inGuardPage: true))
+    #expect(space.vmallocArea(containing: start + 5000) == VmallocAreaDescription(start: start, bytes: 16 << 10, stackOfCPU: nil, inGuardPage: false))
+    #expect(space.vmallocArea(containing: end + 4096) == nil)
+    #expect(space.statistics.vmallocAreas == 1)
+    #expect(space.checkInvariants() == nil)
+
+    // vfree of anything but the start is refused.
+    for wrong in [start + 4096, start + 8, end, Self.base - 4096] {
+      do throws(VirtualMemoryError) {
+        try space.vfree(UnsafeMutableRawPointer(bitPattern: wrong)!)
+        Issue.record("vfree(\(hex(wrong))) accepted")
+      } catch {
+        #expect(error.reason == .notVmallocArea && error.address == wrong)
+      }
+    }
+    #expect(physical(walker, start) != nil)
+    try space.vfree(pointer)
+    #expect(frames.freePageCount == freeBefore)
+    #expect(frames.count(.vmalloc) == vmallocBefore)
+    for physical in seen { #expect(frames.owner(ofPhysical: physical) == .free) }
+    for index: UInt in 0..<4 { #expect(physical(walker, start + index * 4096) == nil) }
+    do throws(VirtualMemoryError) {
+      try space.vfree(pointer)
+      Issue.record("a second vfree accepted")
+    } catch {
+      #expect(error.reason == .notVmallocArea)
+    }
+    #expect(space.vmallocArea(containing: start) == nil)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+    #expect(frames.count(.vmalloc) == 0)
+  }
+
+  @Test("allocateStack: a guard page below and above, the CPU in the description; two stacks never share a guard")
+  func stacks() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    try space.setVmallocRange(base: Self.base, limit: Self.limit)
+    let first = try space.allocateStack(bytes: 16 << 10, cpu: 3)
+    let second = try space.allocateStack(bytes: 8 << 10, cpu: 0)
+    for (stack, bytes, cpu) in [(first, UInt(16 << 10), 3), (second, UInt(8 << 10), 0)] {
+      #expect(stack.top - stack.bottom == bytes)
+      #expect(stack.bottom & 0xfff == 0 && stack.bottom >= Self.base + 4096 && stack.top < Self.limit)
+      #expect(physical(walker, stack.bottom) != nil && physical(walker, stack.top - 8) != nil)
+      #expect(physical(walker, stack.bottom - 8) == nil, "the guard page below")
+      #expect(physical(walker, stack.top) == nil, "the guard page above")
+      #expect(space.vmallocArea(containing: stack.bottom - 1) == VmallocAreaDescription(start: stack.bottom, bytes: bytes, stackOfCPU: cpu, inGuardPage: true))
+      #expect(space.vmallocArea(containing: stack.top - 1)?.inGuardPage == false)
+    }
+    // Apart by at least the guard above the first and the guard below the second.
+    #expect(second.bottom >= first.top + 2 * 4096 || first.bottom >= second.top + 2 * 4096)
+    do throws(VirtualMemoryError) {
+      _ = try space.allocateStack(bytes: 4096, cpu: -1)
+      Issue.record("a stack for CPU -1")
+    } catch {
+      #expect(error.reason == .badCount)
+    }
+    #expect(space.checkInvariants() == nil)
+    try space.vfree(UnsafeMutableRawPointer(bitPattern: first.bottom)!)
+    try space.vfree(UnsafeMutableRawPointer(bitPattern: second.bottom)!)
+    #expect(space.statistics.vmallocAreas == 0 && space.statistics.mappedBytes == 0)
+    space.destroy()
+  }
+
+  @Test("300 areas of 1 to 40 pages and stacks, freed in random order with more allocated between: invariants hold, no frame lost")
+  func manyAreas() throws {
+    let fixture = try VMFixture(bytes: 64 << 20)
+    let frames = fixture.frames
+    let freeStart = frames.freePageCount
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    try space.setVmallocRange(base: Self.base, limit: Self.base + (64 << 20))
+    var rng = SplitMix(seed: 0x5EED_7AB1E)
+    var live: [(start: UInt, pages: Int, stamp: UInt64)] = []
+    var stamp: UInt64 = 1
+    for round in 0..<1_200 {
+      if live.count < 300 && (live.isEmpty || rng.below(3) != 0) {
+        let bytes = 1 + rng.below(40 * 4096)
+        let pages = (bytes + 4095) / 4096
+        let start: UInt
+        if rng.below(4) == 0 {
+          start = try space.allocateStack(bytes: bytes, cpu: rng.below(8)).bottom
+        } else {
+          start = UInt(bitPattern: try space.vmalloc(bytes))
+        }
+        // Stamp the first word of every page through the walker's physical address.
+        for page in 0..<pages {
+          let va = start + UInt(page) * 4096
+          frames.pointer(toPhysical: try #require(physical(walker, va))).storeBytes(of: stamp &+ UInt64(page), as: UInt64.self)
+        }
+        live.append((start, pages, stamp))
+        stamp += 1000
+      } else {
+        let victim = live.remove(at: rng.below(live.count))
+        for page in 0..<victim.pages {
+          let va = victim.start + UInt(page) * 4096
+          let word = frames.pointer(toPhysical: try #require(physical(walker, va))).load(as: UInt64.self)
+          #expect(word == victim.stamp &+ UInt64(page), "area \(hex(victim.start)) page \(page)")
+        }
+        try space.vfree(UnsafeMutableRawPointer(bitPattern: victim.start)!)
+        #expect(physical(walker, victim.start) == nil)
+      }
+      if round % 50 == 0 {
+        #expect(space.checkInvariants() == nil, "round \(round)")
+        #expect(space.statistics.vmallocAreas == live.count)
+        #expect(space.statistics.mappedBytes == UInt(live.reduce(0) { $0 + $1.pages }) << 12)
+      }
+    }
+    // No two areas share a frame or overlap, guard pages included.
+    let sorted = live.sorted { $0.start < $1.start }
+    for (a, b) in zip(sorted, sorted.dropFirst()) { #expect(a.start + UInt(a.pages) * 4096 < b.start) }
+    for victim in live.shuffled() { try space.vfree(UnsafeMutableRawPointer(bitPattern: victim.start)!) }
+    #expect(space.checkInvariants() == nil)
+    #expect(space.statistics.mappedBytes == 0 && space.statistics.tablePages == 1)
+    // Only the area list is left: 16-byte records for up to 300 areas, 1 or 2 pages.
+    #expect((1...2).contains(frames.count(.vmalloc)))
+    space.destroy()
+    #expect(frames.freePageCount == freeStart)
+    #expect(frames.checkInvariants() == nil)
   }
 }
