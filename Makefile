@@ -152,11 +152,12 @@ asan-test:
 	KMEM_MODEL_SEEDS=10 LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan \
 	  --skip SMPStressTests
 
-# The tests that run threads (the locks, the SMP stress with 2, 4 and 8 threads) under
-# ThreadSanitizer; a report fails the run (TSAN_OPTIONS halt_on_error, exit code 66).
+# The tests that run threads (the locks, the SMP stress with 2, 4 and 8 threads, four
+# threads on one address space) under ThreadSanitizer; a report fails the run
+# (TSAN_OPTIONS halt_on_error, exit code 66).
 tsan-test:
 	TSAN_OPTIONS="halt_on_error=1 exitcode=66" $(SWIFT) test --sanitize=thread --scratch-path .build-tsan \
-	  --filter 'SMPStressTests|ConcurrentDoubleFreeTests|RaceTests|ReentryTests|LockTests|IndependentHeapsTests'
+	  --filter 'SMPStressTests|ConcurrentDoubleFreeTests|RaceTests|ReentryTests|LockTests|IndependentHeapsTests|AddressSpaceStressTests'
 
 # KernelHeap and PageFrames in Embedded Swift for x86_64 Linux, with the C names from
 # Preload/shim.c (scripts/build_preload.sh); `realworld` compares real programs' output,

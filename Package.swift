@@ -58,7 +58,7 @@ let package = Package(
     .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
 
     // Host-only benchmark (`make bench`).
-    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "Scenarios", "KernelSyncAtomics"]),
+    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "Scenarios", "KernelSyncAtomics", "VirtualMemory"]),
 
     // Host-only libFuzzer target (`make fuzz`); a plain build replays inputs.
     .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios", "FuzzReplay"]),

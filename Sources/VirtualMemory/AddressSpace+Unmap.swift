@@ -77,6 +77,7 @@ extension AddressSpace {
       let entryEnd = entryBase + span
       if Descriptor.isTable(bits, level: level) {
         let child = Descriptor.address(bits)
+        let queuedBefore = changes.count
         guard
           clear(
             table: child, level: level + 1, base: entryBase, start: max(start, entryBase), end: min(end, entryEnd),
@@ -88,7 +89,11 @@ extension AddressSpace {
           store(child, 0, UInt64(changes.retired))
           changes.retired = child
           state.tablePages -= 1
-          changes.invalidate(entryBase)
+          // TLBI VAE1IS (not the last-level form) drops every level's cached entries
+          // for its address, so an invalidation queued below, inside this entry's
+          // range, covers the table too; only a table that emptied with nothing queued
+          // (created by a `map` that ran out of frames) needs one of its own.
+          if !changes.flushAll && changes.count == queuedBefore { changes.invalidate(entryBase) }
         }
       } else if Descriptor.isLeaf(bits, level: level) {
         if start <= entryBase && entryEnd <= end {
