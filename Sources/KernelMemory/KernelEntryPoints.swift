@@ -1,5 +1,6 @@
 import KernelHeap
 import PageFrames
+import VirtualMemory
 
 /// The kernel's one memory object: the single point every entry point below (and the C
 /// allocator names of the runtime) goes through. `memInit` sets it once, at boot, before
@@ -111,6 +112,7 @@ public func heapCheck() -> HeapCheckFailure? {
 /// - Complexity: O(CPUs × (cached pages + size classes) + slabs on partial lists).
 public func kmemDrainCaches() {
   kernelMemory.drainCaches()
+  kernelAddressSpace?.releasePooledTables()
 }
 
 /// One zeroed page from the kernel's allocator, or nil when none is free.

@@ -12,8 +12,10 @@ struct PendingChanges {
   /// Emptied table pages, linked through their entry 0 (a page-aligned value: an
   /// invalid descriptor to a walker that still reads the page).
   var retired: UInt = 0
-  /// Table pages set aside for splits, linked the same way.
+  /// Zeroed table pages at hand (the space's pool, and pages set aside for splits),
+  /// linked the same way.
   var spares: UInt = 0
+  var spareCount = 0
 
   mutating func invalidate(_ address: UInt) {
     guard !flushAll else { return }
@@ -36,11 +38,22 @@ extension AddressSpace {
     return UInt(pages) << 12
   }
 
-  /// A zeroed table page: a spare if one is set aside, else a new frame.
+  /// The changes of a new call, with the space's pool of empty table pages at hand.
+  func begin(_ state: inout SpaceState) -> PendingChanges {
+    var changes = PendingChanges()
+    changes.spares = state.tablePool
+    changes.spareCount = state.tablePoolCount
+    state.tablePool = 0
+    state.tablePoolCount = 0
+    return changes
+  }
+
+  /// A zeroed table page: a spare if one is at hand, else a new frame.
   func newTable(_ changes: inout PendingChanges) -> UInt? {
     if changes.spares != 0 {
       let page = changes.spares
       changes.spares = UInt(load(page, 0))
+      changes.spareCount -= 1
       store(page, 0, 0)
       return page
     }
@@ -48,14 +61,15 @@ extension AddressSpace {
     return frames.physical(of: page)
   }
 
-  /// Sets aside `count` table pages for splits; false (and none kept) when the frames
-  /// run out.
+  /// Makes sure `count` table pages are at hand for splits; false when the frames run
+  /// out (what was taken is kept as spares, given back by `settle`).
   func reserveSpares(_ count: Int, _ changes: inout PendingChanges) -> Bool {
-    for _ in 0..<count {
+    while changes.spareCount < count {
       guard let page = frames.allocPages(order: 0, owner: .pageTable) else { return false }
       let physical = frames.physical(of: page)
       store(physical, 0, UInt64(changes.spares))
       changes.spares = physical
+      changes.spareCount += 1
     }
     return true
   }
@@ -77,17 +91,37 @@ extension AddressSpace {
     }
     changes.count = 0
     changes.flushAll = false
-    freeChain(&changes.retired)
-    freeChain(&changes.spares)
+    // Only now, with no TLB holding them, may emptied tables be used again: up to
+    // `tablePoolLimit` stay in the space's pool (they are zero but for the link), the
+    // rest go back to the frames.
+    pool(&changes.retired, &state)
+    pool(&changes.spares, &state)
   }
 
-  private func freeChain(_ head: inout UInt) {
+  private func pool(_ head: inout UInt, _ state: inout SpaceState) {
     while head != 0 {
       let page = head
       head = UInt(load(page, 0))
+      if state.tablePoolCount < AddressSpace.tablePoolLimit {
+        store(page, 0, UInt64(state.tablePool))
+        state.tablePool = page
+        state.tablePoolCount += 1
+      } else {
+        store(page, 0, 0)
+        try? frames.freePages(table(page), order: 0, owner: .pageTable)
+      }
+    }
+  }
+
+  /// Gives the pool's pages back to the frames (`destroy`).
+  func drainPool(_ state: inout SpaceState) {
+    while state.tablePool != 0 {
+      let page = state.tablePool
+      state.tablePool = UInt(load(page, 0))
       store(page, 0, 0)
       try? frames.freePages(table(page), order: 0, owner: .pageTable)
     }
+    state.tablePoolCount = 0
   }
 
   /// The first address in `[start, end)` that is mapped (`mapped`) or not mapped

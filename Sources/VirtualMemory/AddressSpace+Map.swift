@@ -32,7 +32,7 @@ extension AddressSpace {
     if let mapped = firstAddress(mapped: true, table: root, level: 0, base: 0, start: virtualAddress, end: end) {
       return VirtualMemoryError(.alreadyMapped, mapped)
     }
-    var changes = PendingChanges()
+    var changes = begin(&state)
     var offset: UInt = 0
     while offset < bytes {
       let address = virtualAddress + offset

@@ -24,7 +24,7 @@ extension AddressSpace {
   /// `unmap` with the lock held.
   func unmapLocked(_ virtualAddress: UInt, bytes: UInt, _ state: inout SpaceState) -> Result<UInt, VirtualMemoryError> {
     let end = virtualAddress + bytes
-    var changes = PendingChanges()
+    var changes = begin(&state)
     guard reserveSpares(splitsNeeded(at: virtualAddress) + splitsNeeded(at: end), &changes) else {
       settle(&changes, &state)
       return .failure(VirtualMemoryError(.outOfMemory, virtualAddress))
@@ -50,7 +50,7 @@ extension AddressSpace {
       if let hole = firstAddress(mapped: false, table: root, level: 0, base: 0, start: virtualAddress, end: end) {
         return VirtualMemoryError(.notMapped, hole)
       }
-      var changes = PendingChanges()
+      var changes = begin(&state)
       guard reserveSpares(splitsNeeded(at: virtualAddress) + splitsNeeded(at: end), &changes) else {
         settle(&changes, &state)
         return VirtualMemoryError(.outOfMemory, virtualAddress)

@@ -21,6 +21,9 @@ import PageFrames
 public struct AddressSpace: @unchecked Sendable {
   /// Per-page invalidations one call queues before it settles for a full flush.
   public static let invalidationBatch = 16
+  /// Empty table pages a space keeps for its next tables instead of giving them back
+  /// to the frames at once (a map+unmap pair then costs no page allocation).
+  public static let tablePoolLimit = 8
 
   /// The frames the tables (and vmalloc pages) come from.
   public let frames: PageFrameAllocator
@@ -52,7 +55,8 @@ public struct AddressSpace: @unchecked Sendable {
     let state = locked.snapshot.pointee
     return AddressSpaceStatistics(
       tablePages: state.tablePages, mappedBytes: state.mappedBytes, pageInvalidations: state.pageInvalidations,
-      fullFlushes: state.fullFlushes, blockSplits: state.blockSplits, vmallocAreas: state.areaCount)
+      fullFlushes: state.fullFlushes, blockSplits: state.blockSplits, vmallocAreas: state.areaCount,
+      pooledTablePages: state.tablePoolCount)
   }
 
   /// Where `virtualAddress` leads: the physical address, the attributes and the size of
@@ -77,9 +81,17 @@ public struct AddressSpace: @unchecked Sendable {
     _ = locked.withLock(cpu: CPU.current) { state in
       freeVmallocAreas(&state)
       freeTables(root, level: 0)
+      drainPool(&state)
     }
     try? frames.freePages(table(root), order: 0, owner: .pageTable)
     try? frames.freePages(header, order: 0, owner: .pageTable)
+  }
+
+  /// Gives the empty table pages the space keeps for reuse back to the frames (as the
+  /// allocators' `drainCaches` gives their caches back).
+  /// - Complexity: O(`tablePoolLimit`), under the lock.
+  public func releasePooledTables() {
+    _ = locked.withLock(cpu: CPU.current) { state in drainPool(&state) }
   }
 
   // MARK: Tables
@@ -165,6 +177,8 @@ public struct AddressSpaceStatistics: Equatable, Sendable {
   public let blockSplits: Int
   /// vmalloc areas and stacks live.
   public let vmallocAreas: Int
+  /// Empty table pages kept for reuse (not in `tablePages`).
+  public let pooledTablePages: Int
 }
 
 /// The state under an address space's lock.
@@ -175,6 +189,9 @@ struct SpaceState {
   var pageInvalidations = 0
   var fullFlushes = 0
   var blockSplits = 0
+  /// Empty table pages kept for reuse (`tablePoolLimit`), linked through entry 0.
+  var tablePool: UInt = 0
+  var tablePoolCount = 0
   // vmalloc (AddressSpace+Vmalloc.swift): the range, and the areas sorted by start in
   // a page run of `areaOrder`.
   var vmallocBase: UInt = 0

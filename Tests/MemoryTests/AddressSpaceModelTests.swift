@@ -42,9 +42,13 @@ final class VMFixture {
     }
   }
 
-  /// Table pages in use by every address space over these frames, counted by the
-  /// frames (the state page of each space is a `.pageTable` page too).
-  var pageTablePages: Int { frames.count(.pageTable) }
+  /// Table pages in use by `space` (the only address space over these frames), counted
+  /// by the frames (its state page is a `.pageTable` page too), once the space has
+  /// given back the empty tables it keeps for reuse.
+  func pageTablePages(_ space: AddressSpace) -> Int {
+    space.releasePooledTables()
+    return frames.count(.pageTable)
+  }
 }
 
 func hex(_ value: UInt) -> String { "0x" + String(value, radix: 16) }
@@ -404,7 +408,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     model.unmap(firstPage, count: windowPages)
     #expect(agreement.checkAll("after unmapping the window"))
     #expect(space.statistics.tablePages == 1)
-    #expect(fixture.pageTablePages == 2, "the root and the state page")
+    #expect(fixture.pageTablePages(space) == 2, "the root and the state page")
     space.destroy()
     #expect(frames.freePageCount == freeBefore)
     #expect(frames.count(.pageTable) == 0)
@@ -479,7 +483,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
 
     // Root, one level-1 table, level-2 tables for 8, 10 and 13 GiB, level-3 tables for
     // 10 GiB and 13 GiB + 2 MiB: 7, as the frames count them (less the state page).
-    #expect(fixture.pageTablePages - 1 == 7)
+    #expect(fixture.pageTablePages(space) - 1 == 7)
     #expect(space.statistics.tablePages == 7)
     #expect(space.statistics.mappedBytes == 2 * gib + 3 * twoMiB + 3 * page)
     #expect(space.checkInvariants() == nil)
@@ -496,10 +500,10 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     try space.map(va, pa, pages: 512, .kernelData)
     #expect(leaf(walker, va)?.level == 2)
     let before = space.statistics
-    let tablesBefore = fixture.pageTablePages
+    let tablesBefore = fixture.pageTablePages(space)
     #expect(try space.unmap(va + 256 * Self.page, pages: 1) == Self.page)
     #expect(space.statistics.blockSplits == before.blockSplits + 1)
-    #expect(fixture.pageTablePages == tablesBefore + 1)
+    #expect(fixture.pageTablePages(space) == tablesBefore + 1)
     #expect(isUnmapped(walker, space, va + 256 * Self.page))
     for index: UInt in 0..<512 where index != 256 {
       let found = leaf(walker, va + index * Self.page + 8)
@@ -611,7 +615,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(space.statistics.pageInvalidations == before.pageInvalidations + 16)
     #expect(space.statistics.fullFlushes == before.fullFlushes)
     #expect(space.statistics.tablePages == 1)
-    #expect(fixture.pageTablePages == 2)
+    #expect(fixture.pageTablePages(space) == 2)
     #expect(walker.walk(va) == .failure(.translation(level: 0)))
     // One page alone: one invalidation covers its three tables.
     try space.map(va, 0x100_0000_0000, pages: 1, .kernelData)
@@ -633,7 +637,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     var walks: [Result<TranslationWalker.Translation, TranslationWalker.Fault>]
 
     init(_ fixture: VMFixture, _ space: AddressSpace, _ walker: TranslationWalker, _ addresses: [UInt]) {
-      tablePages = fixture.pageTablePages
+      tablePages = fixture.pageTablePages(space)
       freePages = fixture.frames.freePageCount
       let figures = space.statistics
       statistics = [UInt(figures.tablePages), figures.mappedBytes, UInt(figures.blockSplits), UInt(figures.vmallocAreas)]
@@ -756,6 +760,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(leaf(walker, 2 * gib + 9 * page)?.level == 2)
     // Unmapping the whole block needs no frame.
     #expect(try space.unmap(2 * gib, pages: 512) == twoMiB)
+    space.releasePooledTables()
     #expect(frames.freePageCount == 2, "the emptied level-1 and level-2 tables came back")
     for page in held { try frames.freePages(page, order: 0) }
     try space.map(start, 0x5000_0000 + page, pages: 1024 + 8, .kernelData)
