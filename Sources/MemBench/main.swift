@@ -7,10 +7,11 @@ import KernelHeap
 import MemInit
 import PageFrames
 import Scenarios
+import VirtualMemory
 
 let json = CommandLine.arguments.contains("--json")
 let quick = CommandLine.arguments.contains("--quick")
-/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth, trace, threads).
+/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth, trace, threads, vm).
 /// `--trace FILE`: the recorded trace to replay (default bench/traces/python-json.trace.xz).
 let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
   i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
@@ -190,6 +191,21 @@ if wanted("threads") {
       if threads > 1 { record("threads", "\(kind.rawValue)-\(threads)t/1t", allocator, "ratio", value / single) }
     }
   }
+  withExtendedLifetime(machine) {}
+}
+
+// 9. Translation tables (VirtualMemory) over 64 MiB of simulated RAM, hosted maintenance.
+if wanted("vm") {
+  let machine = SimulatedMachine(bytes: 64 << 20)
+  let frames = simulatedFrames(machine)
+  let figures = vmFigures(frames: frames, iterations: quick ? 100_000 : 1_000_000, repetitions: repetitions)
+  record("vm", "map+unmap-4KiB", "project", "ns/pair", figures.pairWarm)
+  record("vm", "map+unmap-4KiB-cold", "project", "ns/pair", figures.pairCold)
+  record("vm", "unmap-512-pages", "project", "full_flushes", Double(figures.flushes512))
+  record("vm", "unmap-512-pages", "project", "page_invalidations", Double(figures.pageInvalidations512))
+  record("vm", "unmap-16-pages", "project", "full_flushes", Double(figures.flushes16))
+  record("vm", "unmap-16-pages", "project", "page_invalidations", Double(figures.pageInvalidations16))
+  record("vm", "vmalloc+vfree-16KiB", "project", "ns/pair", figures.vmallocPair)
   withExtendedLifetime(machine) {}
 }
 

@@ -37,20 +37,25 @@ import VirtualMemory
     }
   }
 
-  /// Areas one thread allocated and left for any thread to check and free.
+  /// Areas handed from one thread to the next: thread `i` puts into box `i + 1`
+  /// (modulo the threads) and takes from box `i`, so every area taken out was allocated
+  /// by another thread, whichever order the threads happen to run in.
   final class Mailbox: @unchecked Sendable {
     let lock = NSLock()
-    var areas: [(start: UInt, pages: Int, stamp: UInt64)] = []
-    func put(_ area: (start: UInt, pages: Int, stamp: UInt64)) {
+    var boxes: [[(start: UInt, pages: Int, stamp: UInt64)]]
+    init(threads: Int) { boxes = Array(repeating: [], count: threads) }
+    func put(_ area: (start: UInt, pages: Int, stamp: UInt64), from thread: Int) {
       lock.lock()
-      areas.append(area)
+      boxes[(thread + 1) % boxes.count].append(area)
       lock.unlock()
     }
-    func take() -> (start: UInt, pages: Int, stamp: UInt64)? {
+    func take(for thread: Int) -> (start: UInt, pages: Int, stamp: UInt64)? {
       lock.lock()
       defer { lock.unlock() }
-      return areas.popLast()
+      return boxes[thread].popLast()
     }
+    /// What is left (after every thread has finished).
+    var areas: [(start: UInt, pages: Int, stamp: UInt64)] { boxes.flatMap { $0 } }
   }
 
   static func run(
@@ -118,7 +123,7 @@ import VirtualMemory
             stamp += 100
             let area = (start: start, pages: (bytes + 4095) / 4096, stamp: stamp)
             stampArea(area, write: true, context)
-            if rng.below(2) == 0 { mailbox.put(area) } else { mine.append(area) }
+            if rng.below(2) == 0 { mailbox.put(area, from: index) } else { mine.append(area) }
             outcome.vmallocs += 1
           } catch {
             outcome.fail("\(context): vmalloc(\(bytes)): \(error)")
@@ -126,9 +131,10 @@ import VirtualMemory
         case 1:
           if !mine.isEmpty { free(mine.remove(at: rng.below(mine.count)), context) }
         default:
-          if let area = mailbox.take() {
+          if let area = mailbox.take(for: index) {
+            if area.stamp >> 48 == UInt64(index) { outcome.fail("\(context): took an area of its own from the mailbox") }
             free(area, context)
-            if area.stamp >> 48 != UInt64(index) { outcome.crossFrees += 1 }
+            outcome.crossFrees += 1
           }
         }
         continue
@@ -197,7 +203,7 @@ import VirtualMemory
     let models = (0..<Self.threads).map {
       PageModel(base: Self.windowBase + UInt($0) * Self.windowStride, bytes: Self.windowBytes)
     }
-    let mailbox = Mailbox()
+    let mailbox = Mailbox(threads: Self.threads)
     let outcomes = UnsafeMutablePointer<Outcome>.allocate(capacity: Self.threads)
     outcomes.initialize(repeating: Outcome(), count: Self.threads)
     defer {
@@ -224,7 +230,7 @@ import VirtualMemory
       crossFrees += outcome.crossFrees
     }
     #expect(calls == Self.threads * Self.operations)
-    #expect(vmallocs > 1000 && crossFrees > 100)
+    #expect(vmallocs > 1000 && crossFrees > 100, "\(vmallocs) vmallocs, \(crossFrees) freed by another thread")
     print("AddressSpace stress: \(calls) calls, \(vmallocs) vmallocs, \(crossFrees) freed by another thread; \(space.statistics)")
 
     // The walker over every window against its thread's model; the mailbox's areas.
