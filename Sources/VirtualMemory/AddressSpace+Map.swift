@@ -28,6 +28,7 @@ extension AddressSpace {
   func mapLocked(_ virtualAddress: UInt, _ physical: UInt, bytes: UInt, _ attributes: MapAttributes, _ state: inout SpaceState)
     -> VirtualMemoryError?
   {
+    if let done = mapFast(virtualAddress, physical, bytes: bytes, attributes, &state) { return done }
     let end = virtualAddress + bytes
     if let mapped = firstAddress(mapped: true, table: root, level: 0, base: 0, start: virtualAddress, end: end) {
       return VirtualMemoryError(.alreadyMapped, mapped)

@@ -23,6 +23,7 @@ extension AddressSpace {
 
   /// `unmap` with the lock held.
   func unmapLocked(_ virtualAddress: UInt, bytes: UInt, _ state: inout SpaceState) -> Result<UInt, VirtualMemoryError> {
+    if let unmapped = unmapFast(virtualAddress, bytes: bytes, &state) { return .success(unmapped) }
     let end = virtualAddress + bytes
     var changes = begin(&state)
     guard reserveSpares(splitsNeeded(at: virtualAddress) + splitsNeeded(at: end), &changes) else {
