@@ -65,19 +65,19 @@ BOOTS = [
     ("virt", "2G", "testkernel", ["quick"], True, 300, NUMA, "two NUMA memory nodes",
      [r"(?m)^device tree at 0x[0-9a-f]+ \(\d+ bytes\): 2 RAM ranges,",
       r"(?m)^RAM \[0x40000000, 0xc0000000\) 2048 MiB, from the device tree$",
-      r"(?m)^  free +\[0x[0-9a-f]+, 0xc0000000\) \d+ pages$"]),
+      r"(?m)^  free +\[0x[0-9a-f]+, 0xc0000000\) \d+ pages rw-$"]),
     ("virt", "1G", "testkernel.img", ["quick"], True, 300, ["-initrd", f"{DT}/initrd.img"], "raw image with -initrd",
-     [r"(?m)^  initrd +\[0x[0-9a-f]+, 0x[0-9a-f]+\) 74 pages$", r"initrd\n"]),
+     [r"(?m)^  initrd +\[0x[0-9a-f]+, 0x[0-9a-f]+\) 74 pages rw-$", r"initrd\n"]),
     ("virt", "1G", "testkernel", ["quick"], True, 300, ["-dtb", f"{DT}/virt-reserved.dtb"], "tree with /memreserve/ and /reserved-memory",
-     [r"(?m)^  reserved +\[0x4c000000, 0x4c010000\) 16 pages$",
-      r"(?m)^  no-map +\[0x50000000, 0x50200000\) 512 pages$",
-      r"(?m)^  reserved +\[0x51000000, 0x51004000\) 4 pages$"]),
+     [r"(?m)^  reserved +\[0x4c000000, 0x4c010000\) 16 pages rw-$",
+      r"(?m)^  no-map +\[0x50000000, 0x50200000\) 512 pages --- not mapped$",
+      r"(?m)^  reserved +\[0x51000000, 0x51004000\) 4 pages rw-$"]),
     ("virt", "1G", "testkernel.img", ["quick"], True, 300, ["-dtb", f"{DT}/virt-reserved.dtb"], "tree placed high, end not page aligned",
      [lambda out: dtb_region_check(out, high=True)]),
     ("raspi3b", "1G", "testkernel.img", ["quick"], True, 300, ["-dtb", f"{DT}/raspi3b.dtb"], "raw image with -dtb",
      [r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the device tree$",
-      r"(?m)^  reserved +\[0x00000000, 0x00001000\) 1 pages$",
-      r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages$",
+      r"(?m)^  reserved +\[0x00000000, 0x00001000\) 1 pages rw-$",
+      r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages --- not mapped$",
       lambda out: dtb_region_check(out, high=False)]),
     # Raspberry Pi 4B (QEMU 9+): RAM below 1 GiB from the mailbox or the tree, above it from
     # the board revision.
@@ -85,7 +85,7 @@ BOOTS = [
      [r"(?m)^SwiftKernelMemory: board raspi4b \(Raspberry Pi 4 Model B, 2048 MiB, revision 0x[0-9a-f]+\), entered at EL",
       r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the mailbox$",
       r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the board revision$", *CORES_ONLINE]),
-    ("raspi4b", "2G", "testkernel", [], True, 600, [], "", [r"(?m)^  free +\[0x[0-9a-f]+, 0x80000000\) \d+ pages$"]),
+    ("raspi4b", "2G", "testkernel", [], True, 600, [], "", [r"(?m)^  free +\[0x[0-9a-f]+, 0x80000000\) \d+ pages rw-$"]),
     # The SD card's kernel8.img as the Pi firmware starts it: at 0x200000, at EL2, x0 = DTB.
     # Its cores 1-3 wait in QEMU's boot stub, as in the firmware's armstub on hardware, and
     # are released through the same spin table.
@@ -98,7 +98,7 @@ BOOTS = [
     ("raspi4b", "2G", "testkernel.img", ["quick"], True, 600, ["-dtb", f"{DT}/raspi4b.dtb"], "raw image with -dtb",
      [r"(?m)^RAM \[0x00000000, 0x3c000000\) 960 MiB, from the device tree$",
       r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the board revision$",
-      r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages$",
+      r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages --- not mapped$",
       lambda out: dtb_region_check(out, high=False)]),
 ] + [(board, "1G", "testkernel", ["smp", f"seed={seed}", f"ops={SMP_OPS}"], True, SMP_TIMEOUT, [], "SMP stress", SMP_CHECKS)
       for board in ("virt", "raspi3b", "raspi4b") for seed in SMP_SEEDS[board]]
@@ -122,7 +122,7 @@ def dtb_region_check(out, high):
         return "no device tree or heap line"
     address, size = int(found.group(1), 16), int(found.group(2))
     start, end = address // 4096 * 4096, math.ceil((address + size) / 4096) * 4096
-    line = re.search(r"(?m)^  dtb +\[0x%08x, 0x%08x\) %d pages$" % (start, end, (end - start) // 4096), out)
+    line = re.search(r"(?m)^  dtb +\[0x%08x, 0x%08x\) %d pages rw-$" % (start, end, (end - start) // 4096), out)
     if not line:
         return f"no dtb region [{start:#x}, {end:#x}) in the map"
     if high and not (address >= int(heap.group(2), 16) and (address + size) % 4096 != 0):
@@ -307,7 +307,7 @@ def gdb_session():
     finally:
         qemu.kill()
         serial = qemu.communicate()[0].decode(errors="replace").replace("\r", "")
-    kernel_line = re.search(r"(?m)^  kernel +\[0x[0-9a-f]+, 0x[0-9a-f]+\) \d+ pages$", serial)
+    kernel_line = re.search(r"(?m)^  kernel +\[0x[0-9a-f]+, 0x[0-9a-f]+\) \d+ pages r-x, r--, rw-, --- guard$", serial)
     checks = [
         # With four cores gdb names the thread: "Thread 1 hit Breakpoint 1, ...".
         (r"(?m)^(Thread \d+ hit )?Breakpoint 1, (0x[0-9a-f]+ in )?\w*main \(", "the breakpoint in main was not hit"),

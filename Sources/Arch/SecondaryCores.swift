@@ -38,7 +38,7 @@ extension AArch64Platform {
   /// tree names no way for is released from boot.S's holding pen when cores wait there
   /// (virt without firmware starts every core at the kernel's entry), else reported
   /// ("cpu N: no way to start it ..."). Each started core gets a
-  /// kernel stack and an exception stack, both `stackBytes` from `allocateStack`, drops
+  /// kernel stack and an exception stack from `allocateStack`, drops
   /// to EL1 as the boot core did, enables FP/SIMD, installs the vectors and both stacks
   /// (SP_EL1, SP_EL0 with a canary word at its low end), finds its per-CPU block by its
   /// MPIDR (TPIDR_EL1), turns the MMU and caches on with the boot core's tables, prints
@@ -54,14 +54,16 @@ extension AArch64Platform {
   /// - Parameters:
   ///   - described: the device tree's cores, or nil without a readable tree.
   ///   - entry: what each started core runs once online; nil parks it at once.
-  ///   - stackBytes: each stack's size, a multiple of 16 (at least 64).
-  ///   - allocateStack: `stackBytes` bytes, 16-byte aligned, for core `cpu`, or nil.
+  ///   - stackBytes: the kernel stack's size, a multiple of 16 (at least 64).
+  ///   - exceptionStackBytes: the exception stack's, the same way.
+  ///   - allocateStack: a kernel stack (`exception` false: `stackBytes`) or an exception
+  ///     stack (`exceptionStackBytes`), 16-byte aligned, for core `cpu`, or nil.
   ///   - freeStack: gives back a stack whose core could not be started.
   /// - Returns: the cores online, 1 ... `maximumCores`.
   /// - Complexity: O(nodes² × tree size) for the numbering, plus the wait, at most the
   ///   time limit.
   public func startSecondaryCores(
-    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
+    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int, exceptionStackBytes: Int,
     allocateStack: (_ cpu: Int, _ exception: Bool) -> UnsafeMutableRawPointer?,
     freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer, _ exception: Bool) -> Void
   ) -> Int {
@@ -101,12 +103,12 @@ extension AArch64Platform {
         return
       }
       guard let exceptionStack = allocateStack(cpu, true) else {
-        reportCore(cpu, "no memory for its exception stack (bytes)", stackBytes)
+        reportCore(cpu, "no memory for its exception stack (bytes)", exceptionStackBytes)
         freeStack(cpu, stack, false)
         return
       }
       guard arch_cpu_prepare(UInt(cpu), core.mpidr, UInt(bitPattern: stack), stackBytes,
-                             UInt(bitPattern: exceptionStack), stackBytes, entry) == 0 else {
+                             UInt(bitPattern: exceptionStack), exceptionStackBytes, entry) == 0 else {
         reportCore(cpu, "its stacks, block or MPIDR refused (MPIDR)", Int(bitPattern: UInt(core.mpidr)), hex: true)
         freeStack(cpu, exceptionStack, true)
         freeStack(cpu, stack, false)

@@ -14,9 +14,13 @@ public nonisolated(unsafe) var bootMemInitNanoseconds: UInt64 = 0
 /// Virtual nanoseconds building the kernel map and switching to it took at boot.
 public nonisolated(unsafe) var bootKernelMapNanoseconds: UInt64 = 0
 
-/// Page order of each started core's kernel stack: 2^3 pages, 32 KiB, from the page
-/// frames (owner `.allocated`), with the canary word at its low end.
+/// Page order of each started core's kernel stack: 2^3 pages, 32 KiB, from vmalloc with
+/// a guard page below it (from the page frames, owner `.allocated`, without a kernel
+/// map), with the canary word at its low end.
 public let secondaryStackOrder = 3
+/// Page order of each started core's exception stack: 2^2 pages, 16 KiB (as the boot
+/// core's), from the page frames: usable before the core's MMU is on.
+public let secondaryExceptionStackOrder = 2
 
 extension Platform {
   /// Brings up memory and prints the banner and the memory map, then brings up the other
@@ -187,7 +191,7 @@ extension Platform {
           kput("kernel map: the device tree's MMIO could not be read; the board's own devices only\n")
         }
       }
-      guard let regions = kernelMapLayout(frames: frames, devices: devices) else {
+      guard let regions = kernelMapLayout(frames: frames, memory: layout.memory, devices: devices) else {
         panic("kernelMap", "more regions than KernelMapRegions holds", UInt(KernelMapRegions.capacity))
       }
       do throws(VirtualMemoryError) {
@@ -229,15 +233,19 @@ extension Platform {
     let stackBytes = Page.size << secondaryStackOrder
     let online = startSecondaryCores(
       described: cores, entry: secondaryEntry, stackBytes: stackBytes,
+      exceptionStackBytes: Page.size << secondaryExceptionStackOrder,
       allocateStack: { cpu, exception in
-        if !exception, let space = kernelAddressSpace {
+        if exception { return allocPages(order: secondaryExceptionStackOrder) }
+        if let space = kernelAddressSpace {
           guard let stack = try? space.allocateStack(bytes: stackBytes, cpu: cpu) else { return nil }
           return UnsafeMutableRawPointer(bitPattern: stack.bottom)
         }
         return allocPages(order: secondaryStackOrder)
       },
       freeStack: { _, stack, exception in
-        if !exception, let space = kernelAddressSpace {
+        if exception {
+          freePages(stack, order: secondaryExceptionStackOrder)
+        } else if let space = kernelAddressSpace {
           try? space.vfree(stack)
         } else {
           freePages(stack, order: secondaryStackOrder)
@@ -251,12 +259,14 @@ extension Platform {
     return layout
   }
 
-  /// Prints one line per region and a final line comparing the bytes the map accounts for
+  /// Prints one line per region (with the kernel map's permissions there, once it is in
+  /// use: `rw-`, `--- not mapped`, or one per section for the image) and a final line
+  /// comparing the bytes the map accounts for
   /// (plus any clamped above the identity map) with the RAM firmware reported
   /// (`map.ramSize`: in the kernel, the raw sum of the tree's memory `reg` sizes or of
   /// the mailbox's): `  total N pages [+ M clamped] = B bytes; firmware's RAM R bytes:
   /// exact` (or `MISMATCH`).
-  /// - Complexity: O(regions).
+  /// - Complexity: O(regions × kernel map regions²).
   public func printMemoryMap(_ map: MemoryMap, clampedPages: Int = 0) {
     kput("memory map:\n")
     for index in 0..<map.count {
@@ -269,7 +279,17 @@ extension Platform {
       kputHex(region.end, digits: 8)
       kput(") ")
       kputDecimal(UInt(region.pages))
-      kput(" pages\n")
+      kput(" pages")
+      if kernelAddressSpace != nil {
+        // What the kernel map allows there (the image: one per section).
+        var separator: StaticString = " "
+        kernelMapRegions.forEachPermission(from: region.start, to: region.end) { permissions in
+          kput(separator)
+          kput(permissions)
+          separator = ", "
+        }
+      }
+      kput("\n")
     }
     let accounted = map.totalPages + clampedPages
     kput("  total ")

@@ -7,27 +7,51 @@ import PageFrames
 import VirtualMemory
 
 extension Platform {
-  /// The kernel map's regions: the image's sections as the platform gives them, every
+  /// The kernel map's regions: the image's sections as the platform gives them; every
   /// RAM range of `frames` outside the image as the read-write, never executable direct
-  /// map, and the MMIO windows (`devices`) outside RAM as Device-nGnRE.
-  /// - Returns: the regions, or nil when they do not fit `KernelMapRegions.capacity`.
-  /// - Complexity: O(RAM ranges × windows).
-  public func kernelMapLayout(frames: PageFrameAllocator, devices: DeviceWindows) -> KernelMapRegions? {
+  /// map, less the reservations of `memory` that are not to be mapped as RAM: `no-map`
+  /// children of /reserved-memory (listed, left unmapped, as Linux leaves them out of
+  /// its linear map) and MMIO inside RAM (Device-nGnRE); and the MMIO windows
+  /// (`devices`, rounded out to 2 MiB) outside RAM as Device-nGnRE.
+  /// - Returns: the regions, or nil when they do not fit `KernelMapRegions.capacity`
+  ///   (or more than `PhysicalRanges.capacity` no-map and MMIO reservations).
+  /// - Complexity: O(reservations + RAM ranges × (reservations + windows)).
+  public func kernelMapLayout(frames: PageFrameAllocator, memory: BootMemory, devices: DeviceWindows) -> KernelMapRegions? {
     var regions = KernelMapRegions()
     kernelImageRegions(into: &regions)
     let image = kernelImage
-    var imageOnly = PhysicalRanges()
-    _ = imageOnly.append(PhysicalRange(start: image.start, end: image.end))
+    // What the direct map leaves out: the image (its sections are above), no-map and
+    // MMIO reservations, each rounded out to pages.
+    var excluded = PhysicalRanges()
+    guard excluded.append(PhysicalRange(start: image.start, end: image.end)) else { return nil }
+    let pageMask = UInt(Page.size - 1)
+    for index in 0..<memory.reservationCount {
+      let reservation = memory.reservation(index)
+      guard reservation.owner == .noMap || reservation.owner == .mmio, !reservation.range.isEmpty else { continue }
+      let start = reservation.range.start & ~pageMask
+      let end = reservation.range.end > UInt.max - pageMask ? UInt.max & ~pageMask : (reservation.range.end + pageMask) & ~pageMask
+      guard excluded.append(PhysicalRange(start: start, end: end)) else { return nil }
+      let unmapped = reservation.owner == .noMap
+      guard
+        regions.append(
+          KernelMapRegion(
+            start: start, end: end, attributes: unmapped ? [] : .kernelDevice, name: unmapped ? "no-map hole" : "MMIO"))
+      else { return nil }
+    }
+    excluded.sort()
     let ram = frames.ranges
     for index in 0..<ram.count {
       let range = ram[index]
-      guard regions.append(range.start, range.end, outside: imageOnly, attributes: .kernelData, name: "direct map") else {
+      guard regions.append(range.start, range.end, outside: excluded, attributes: .kernelData, name: "direct map") else {
         return nil
       }
     }
-    for index in 0..<devices.count {
-      let window = devices[index]
-      guard regions.append(window.start, window.end, outside: ram, attributes: .kernelDevice, name: "device") else {
+    // MMIO in 2 MiB blocks: outside RAM nothing else lives at those addresses, and one
+    // level-3 table less per window.
+    let windows = devices.rounded(to: Descriptor.span(level: 2))
+    for index in 0..<windows.count {
+      let window = windows[index]
+      guard regions.append(window.start, window.end, outside: ram, attributes: .kernelDevice, name: "MMIO") else {
         return nil
       }
     }

@@ -132,7 +132,7 @@ public protocol Platform: ConsoleOutput {
   /// stack (true: from the page frames, usable before the core's MMU is on);
   /// `freeStack` takes either back.
   func startSecondaryCores(
-    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
+    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int, exceptionStackBytes: Int,
     allocateStack: (_ cpu: Int, _ exception: Bool) -> UnsafeMutableRawPointer?,
     freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer, _ exception: Bool) -> Void
   ) -> Int

@@ -8,6 +8,8 @@ public struct AddressSpaceInvariantError: Error, Equatable, Sendable {
   /// The table page (or area start) where it was found.
   public let address: UInt
 
+  /// Same address and the same reason text.
+  /// - Complexity: O(1).
   public static func == (lhs: Self, rhs: Self) -> Bool {
     lhs.address == rhs.address && lhs.reason.utf8Start == rhs.reason.utf8Start
   }

@@ -65,6 +65,21 @@ public struct DeviceWindows: Sendable {
     count += 1
   }
 
+  /// These windows rounded out to multiples of `alignment` (a power of two, at least a
+  /// page) and merged again: fewer, larger windows that 2 MiB blocks can map without a
+  /// level-3 table each.
+  /// - Complexity: O(count²).
+  public func rounded(to alignment: UInt) -> DeviceWindows {
+    var result = DeviceWindows()
+    let mask = UInt64(alignment - 1)
+    for index in 0..<count {
+      let window = storage[index]
+      let end = UInt64(window.end)
+      result.add(start: UInt64(window.start) & ~mask, end: end > UInt64.max - mask ? end : (end + mask) & ~mask)
+    }
+    return result
+  }
+
   private mutating func remove(at index: Int) {
     var slot = index
     while slot + 1 < count {

@@ -24,10 +24,11 @@ public struct KernelMapRegion: Sendable {
     self.guardOfCPU = guardOfCPU
   }
 
-  /// `r`, `w`, `x` or `-` for each permission, then ` device` for MMIO.
+  /// `r`, `w`, `x` or `-` for each permission, then ` device nGnRE` for MMIO, or
+  /// `--- guard` / `--- not mapped` for a region left out.
   /// - Complexity: O(1).
   public var permissions: StaticString {
-    if attributes.isEmpty { return "--- guard" }
+    if attributes.isEmpty { return guardOfCPU >= 0 ? "--- guard" : "--- not mapped" }
     if attributes.contains(.device) { return "rw- device nGnRE" }
     if attributes.contains(.execute) { return "r-x" }
     return attributes.contains(.write) ? "rw-" : "r--"
@@ -60,6 +61,41 @@ public struct KernelMapRegions: Sendable {
   /// Region `index` (`0 ..< count`).
   /// - Complexity: O(1).
   public subscript(index: Int) -> KernelMapRegion { storage[index] }
+
+  /// Calls `body` with the permissions (`KernelMapRegion.permissions`) of the regions
+  /// that overlap `[start, end)`, each distinct one once, in address order; with
+  /// `--- not mapped` for any part no region covers.
+  /// - Complexity: O(count²).
+  public func forEachPermission(from start: UInt, to end: UInt, _ body: (StaticString) -> Void) {
+    var seen = InlineArray<8, UInt>(repeating: 0)
+    var seenCount = 0
+    var cursor = start
+    while cursor < end {
+      // The region that covers `cursor`, or the nearest one above it.
+      var next: KernelMapRegion? = nil
+      for index in 0..<count {
+        let region = storage[index]
+        guard region.end > cursor, region.start < end else { continue }
+        if next == nil || region.start < next.unsafelyUnwrapped.start { next = region }
+      }
+      let text: StaticString
+      if let region = next, region.start <= cursor {
+        text = region.permissions
+        cursor = region.end
+      } else {
+        text = "--- not mapped"
+        cursor = next?.start ?? end
+      }
+      let key = UInt(bitPattern: text.utf8Start)
+      var already = false
+      for index in 0..<seenCount where seen[index] == key { already = true }
+      if !already && seenCount < 8 {
+        seen[seenCount] = key
+        seenCount += 1
+        body(text)
+      }
+    }
+  }
 
   /// The region holding `address`, the last one added winning; nil outside all.
   /// - Complexity: O(count).

@@ -8,8 +8,11 @@
 /// page is Normal write-back memory, inner shareable. `.global` pages are shared by
 /// every address space (nG clear); others belong to the address space's ASID.
 public struct MapAttributes: OptionSet, Hashable, Sendable {
+  /// The set's bits: `read` 1, `write` 2, `execute` 4, `user` 8, `device` 16,
+  /// `global` 32.
   public let rawValue: UInt8
 
+  /// The set with the bits of `rawValue` (bits above `global` make it invalid).
   /// - Complexity: O(1).
   public init(rawValue: UInt8) { self.rawValue = rawValue }
 

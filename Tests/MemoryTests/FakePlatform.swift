@@ -87,7 +87,7 @@ final class FakePlatform: Platform {
   var coresWithoutTree: Int { 1 }
   func boardRAMEnd() -> UInt? { ramEnd }
   func startSecondaryCores(
-    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int,
+    described: DeviceTreeCores?, entry: SecondaryEntry?, stackBytes: Int, exceptionStackBytes: Int,
     allocateStack: (_ cpu: Int, _ exception: Bool) -> UnsafeMutableRawPointer?,
     freeStack: (_ cpu: Int, _ stack: UnsafeMutableRawPointer, _ exception: Bool) -> Void
   ) -> Int {

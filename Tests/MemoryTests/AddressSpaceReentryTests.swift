@@ -1,0 +1,93 @@
+import KernelSync
+import PageFrames
+import Testing
+@testable import VirtualMemory
+
+/// An address space entered again on a CPU that holds its lock (an exception handler
+/// that maps while its CPU is inside `map`), and vmalloc sizes that cannot be had.
+@Suite struct AddressSpaceReentryTests {
+  @Test("every call on a space whose lock this CPU holds is reentered, and changes nothing")
+  func reentered() throws {
+    let fixture = try VMFixture()
+    let space = try fixture.space()
+    try space.setVmallocRange(base: 1 << 40, limit: (1 << 40) + (1 << 30))
+    let va: UInt = 3 << 30
+    try space.map(va, 0x5000_0000, pages: 2, .kernelData)
+    let before = space.statistics
+    let free = fixture.frames.freePageCount
+    #expect(space.locked.acquireAcrossCalls(cpu: CPU.current))
+    func expectReentered(_ what: String, _ body: () throws(VirtualMemoryError) -> Void) {
+      do throws(VirtualMemoryError) {
+        try body()
+        Issue.record("\(what) ran with the lock held by this CPU")
+      } catch {
+        #expect(error.reason == .reentered, "\(what)")
+      }
+    }
+    expectReentered("map") { () throws(VirtualMemoryError) in try space.map(va + 8192, 0x6000_0000, pages: 1, .kernelData) }
+    expectReentered("unmap") { () throws(VirtualMemoryError) in _ = try space.unmap(va, pages: 2) }
+    expectReentered("protect") { () throws(VirtualMemoryError) in try space.protect(va, pages: 1, .kernelReadOnly) }
+    expectReentered("vmalloc") { () throws(VirtualMemoryError) in _ = try space.vmalloc(4096) }
+    expectReentered("vfree") { () throws(VirtualMemoryError) in try space.vfree(UnsafeMutableRawPointer(bitPattern: UInt(1 << 40))!) }
+    // translate reads without the lock instead of refusing: what an exception report needs.
+    #expect(space.translate(va)?.physical == 0x5000_0000)
+    #expect(space.locked.releaseAcrossCalls(cpu: CPU.current))
+    #expect(space.statistics == before)
+    #expect(fixture.frames.freePageCount == free)
+    #expect(space.translate(va + 8192) == nil)
+    #expect(space.translate(va + 4096)?.attributes == .kernelData)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+  }
+
+  @Test("vmalloc of 0 or fewer bytes is badCount; past the vmalloc range or the frames, outOfMemory with nothing kept")
+  func vmallocSizes() throws {
+    let fixture = try VMFixture(bytes: 16 << 20)
+    let space = try fixture.space()
+    for bytes in [0, -1, Int.min] {
+      do throws(VirtualMemoryError) {
+        _ = try space.vmalloc(bytes)
+        Issue.record("vmalloc(\(bytes)) succeeded")
+      } catch {
+        #expect(error.reason == .badCount)
+      }
+    }
+    // No range set: nowhere to put an area.
+    do throws(VirtualMemoryError) {
+      _ = try space.vmalloc(4096)
+      Issue.record("vmalloc without a range succeeded")
+    } catch {
+      #expect(error.reason == .outOfMemory)
+    }
+    try space.setVmallocRange(base: 1 << 40, limit: (1 << 40) + (64 << 12))
+    let free = fixture.frames.freePageCount
+    let tables = space.statistics.tablePages
+    for bytes in [65 << 12, 64 << 12, Int.max] {
+      do throws(VirtualMemoryError) {
+        _ = try space.vmalloc(bytes)
+        Issue.record("vmalloc(\(bytes)) fit a 64-page range with its guard page")
+      } catch {
+        #expect(error.reason == .outOfMemory || error.reason == .badCount)
+      }
+    }
+    // More pages than the 16 MiB of frames hold, in a range that has room for them.
+    let big = try VMFixture(bytes: 16 << 20)
+    let bigSpace = try big.space()
+    try bigSpace.setVmallocRange(base: 1 << 40, limit: (1 << 40) + (1 << 30))
+    let bigFree = big.frames.freePageCount
+    do throws(VirtualMemoryError) {
+      _ = try bigSpace.vmalloc(32 << 20)
+      Issue.record("vmalloc(32 MiB) on 16 MiB succeeded")
+    } catch {
+      #expect(error.reason == .outOfMemory)
+    }
+    bigSpace.releasePooledTables()
+    #expect(bigSpace.statistics.vmallocAreas == 0 && bigSpace.statistics.mappedBytes == 0)
+    #expect(big.frames.freePageCount == bigFree - 1, "all but the area list's page came back")
+    #expect(bigSpace.checkInvariants() == nil)
+    bigSpace.destroy()
+    #expect(big.frames.freePageCount == bigFree + 2, "and the root and state pages with destroy")
+    #expect(fixture.frames.freePageCount == free && space.statistics.tablePages == tables)
+    space.destroy()
+  }
+}
