@@ -360,6 +360,8 @@ FAULTS = [
                           r"  permission fault: instruction fetch from direct map \[0x[0-9a-f]+, 0x[0-9a-f]+\) rw-$"),
     ("virt", "vmalloc-guard", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0x96[0-9a-f]{6}: data abort, FAR 0x4000[0-9a-f]{8}\)\n"
                               r"  guard page of vmalloc area \[0x4000[0-9a-f]{8}, 0x4000[0-9a-f]{8}\)$"),
+    ("virt", "boot-stack-overflow", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0x96[0-9a-f]{6}: data abort, FAR 0x[0-9a-f]+\)\n"
+                                    r"  kernel stack overflow on cpu 0 \(guard page at 0x402[0-9a-f]{5}\)$"),
     ("raspi3b", "stack-overflow", r"(?m)^  kernel stack overflow on cpu 0 \(guard page at 0x4000[0-9a-f]{8}\)$"),
     ("raspi3b", "write-text", r"(?m)^  permission fault: write to \.text \[0x[0-9a-f]+, 0x[0-9a-f]+\) r-x$"),
 ]

@@ -6,7 +6,7 @@ import Arch
 
 /// The deliberate faults `fault=` may name.
 enum DeliberateFault {
-  case dataAbort, undefined, brk, stackCanary, stackOverflow, writeText, executeHeap, vmallocGuard
+  case dataAbort, undefined, brk, stackCanary, stackOverflow, bootStackOverflow, writeText, executeHeap, vmallocGuard
 }
 
 /// Operations per core the `smp` case accepts with `ops=N`: below the minimum too few
@@ -19,7 +19,7 @@ let badArgumentsExitStatus: Int32 = 2
 
 /// The valid words, printed with every refusal.
 let validArguments: StaticString =
-  "quick, scribble, text=HEX (end of .rodata, with scribble), smp, seed=N and ops=N (1000 to 10000000; with smp), bench, fault=data-abort|undefined|brk|stack-canary|stack-overflow|write-text|exec-heap|vmalloc-guard, fail-on-purpose"
+  "quick, scribble, text=HEX (end of .rodata, with scribble), smp, seed=N and ops=N (1000 to 10000000; with smp), bench, fault=data-abort|undefined|brk|stack-canary|stack-overflow|boot-stack-overflow|write-text|exec-heap|vmalloc-guard, fail-on-purpose"
 
 /// What the command line asks for. The first word is the program's name (QEMU's
 /// `arg=testkernel`) and is not checked.
@@ -80,6 +80,7 @@ struct TestArguments {
     if equals(word, "fault=brk") { fault = .brk; return nil }
     if equals(word, "fault=stack-canary") { fault = .stackCanary; return nil }
     if equals(word, "fault=stack-overflow") { fault = .stackOverflow; return nil }
+    if equals(word, "fault=boot-stack-overflow") { fault = .bootStackOverflow; return nil }
     if equals(word, "fault=write-text") { fault = .writeText; return nil }
     if equals(word, "fault=exec-heap") { fault = .executeHeap; return nil }
     if equals(word, "fault=vmalloc-guard") { fault = .vmallocGuard; return nil }

@@ -6,7 +6,8 @@
 // failing case, to prove the harness notices; `bench` runs the guest benchmark
 // (GuestBench.swift) instead of the cases; `fault=data-abort`, `fault=undefined` and
 // `fault=brk` take that exception, which the vectors report (exit status 4);
-// `fault=stack-overflow`, `write-text`, `exec-heap` and `vmalloc-guard` fault against
+// `fault=stack-overflow`, `boot-stack-overflow`, `write-text`, `exec-heap` and
+// `vmalloc-guard` fault against
 // the kernel map (status 4, the report naming the mapping);
 // `fault=stack-canary` overwrites a core's stack canary and exits (status 5); `smp`
 // runs only the SMP stress on every core (SMPCase.swift; `seed=N`, `ops=N` per core);
@@ -104,6 +105,9 @@ if arguments.fault == .stackOverflow {
   }
   arch_fault_stack_overflow(stack.top)
 }
+// The boot core's own stack (the image's), run off its low end into the linker
+// script's guard page.
+if arguments.fault == .bootStackOverflow { arch_fault_stack_overflow(0) }
 if arguments.fault == .writeText { arch_fault_write(arch_kernel_start() + 64) }
 if arguments.fault == .executeHeap {
   guard let code = kmalloc(64) else { Machine.panic("fault=exec-heap", "kmalloc failed", 64) }
