@@ -9,8 +9,8 @@ import VirtualMemory
 /// the kernel map is in use). Reads the tables without their lock.
 @_cdecl("arch_describe_fault")
 func archDescribeFault(_ far: UInt, _ esr: UInt64, _ instruction: Int32) {
-  guard let space = kernelAddressSpace else { return }
-  switch space.describeFault(at: far, regions: kernelMapRegions) {
+  guard let space = kernelAddressSpace, let regions = kernelMapRegions else { return }
+  switch space.describeFault(at: far, regions: regions) {
   case .stackOverflow(let cpu, let guardPage):
     kput("  kernel stack overflow on cpu ")
     kputDecimal(UInt(cpu))
@@ -29,7 +29,7 @@ func archDescribeFault(_ far: UInt, _ esr: UInt64, _ instruction: Int32) {
     kput("[")
     kputHex(start)
     kput(", ")
-    kputHex(start + bytes)
+    kputHex(start &+ bytes)
     kput(")\n")
   case .notMapped:
     kput("  FAR ")

@@ -7,6 +7,7 @@
 import ArchSupport
 import FlattenedDeviceTree
 import KernelPlatform
+import VirtualMemory
 
 private let stateOff = UInt32(ARCH_CPU_OFF)
 private let stateReleased = UInt32(ARCH_CPU_RELEASED)
@@ -83,8 +84,13 @@ extension AArch64Platform {
       switch cores.start(of: core) {
       case .psci(let conduit): method = conduit == .hvc ? ARCH_START_PSCI_HVC : ARCH_START_PSCI_SMC
       case .spinTable(let address):
-        // The word is written through the identity map: it must lie below its end.
-        guard address != 0, address & 7 == 0, address < UInt64(mappedLimit) else {
+        // The word is written through the identity map: it must lie below its end and,
+        // once the kernel map is in use, be mapped writable there (not in a no-map
+        // reservation, say).
+        let writable = kernelAddressSpace.map { space in
+          space.translate(UInt(truncatingIfNeeded: address))?.attributes.contains(.write) ?? false
+        } ?? true
+        guard address != 0, address & 7 == 0, address < UInt64(mappedLimit), writable else {
           reportCore(cpu, "no way to start it: cpu-release-addr not an aligned mapped word", Int(bitPattern: UInt(address)),
                      hex: true)
           return

@@ -23,19 +23,29 @@ void arch_vm_complete_invalidation(void) { __asm__ volatile("dsb ish\n isb" ::: 
 void arch_mmu_switch(uintptr_t root) {
   arch_kernel_ttbr0 = root;
   arch_cache_clean(&arch_kernel_ttbr0, sizeof arch_kernel_ttbr0);
-  // The early map walks the same way (mmu.c: TCR and MAIR as here) and both maps
-  // translate the code and data in use to the same addresses, so the switch needs no
-  // trampoline: the new root, then nothing of the old map left in any TLB.
+  // Both maps are the identity for the code running here, and both walk the same way
+  // (mmu.c: TCR and MAIR as here), but they map the same addresses with different block
+  // sizes and permissions, all global: with the MMU on, entries of both could meet in a
+  // TLB (a TLB conflict abort on hardware). So, in one block with no load or store: the
+  // MMU off (fetches go on at the same addresses), the new root, every TLB emptied, the
+  // MMU on again. The other cores are not running the kernel yet.
+  uint64_t sctlr;
   __asm__ volatile(
       "dsb ish\n"
-      "msr ttbr0_el1, %0\n"
+      "mrs %0, sctlr_el1\n"
+      "bic x9, %0, #1\n"
+      "msr sctlr_el1, x9\n"
+      "isb\n"
+      "msr ttbr0_el1, %1\n"
       "isb\n"
       "tlbi vmalle1is\n"
       "dsb ish\n"
       "isb\n"
-      :
+      "msr sctlr_el1, %0\n"
+      "isb\n"
+      : "=&r"(sctlr)
       : "r"((uint64_t)root)
-      : "memory");
+      : "x9", "memory");
 }
 
 #endif

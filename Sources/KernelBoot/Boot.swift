@@ -18,6 +18,8 @@ public nonisolated(unsafe) var bootKernelMapNanoseconds: UInt64 = 0
 /// a guard page below it (from the page frames, owner `.allocated`, without a kernel
 /// map), with the canary word at its low end.
 public let secondaryStackOrder = 3
+/// Page order of the kernel map's region list: 2 pages, 146 regions.
+public let kernelMapRegionsOrder = 1
 /// Page order of each started core's exception stack: 2^2 pages, 16 KiB (as the boot
 /// core's), from the page frames: usable before the core's MMU is on.
 public let secondaryExceptionStackOrder = 2
@@ -191,15 +193,22 @@ extension Platform {
           kput("kernel map: the device tree's MMIO could not be read; the board's own devices only\n")
         }
       }
-      guard let regions = kernelMapLayout(frames: frames, memory: layout.memory, devices: devices) else {
-        panic("kernelMap", "more regions than KernelMapRegions holds", UInt(KernelMapRegions.capacity))
+      // The regions, in pages of their own (kept: exception reports read them).
+      guard let regionMemory = allocPages(order: kernelMapRegionsOrder) else {
+        panic("kernelMap", "no memory for the kernel map's regions (order)", UInt(kernelMapRegionsOrder))
       }
+      let capacity = (Page.size << kernelMapRegionsOrder) / MemoryLayout<KernelMapRegion>.stride
+      var regions = KernelMapRegions(
+        storage: regionMemory.bindMemory(to: KernelMapRegion.self, capacity: capacity), capacity: capacity)
+      guard kernelMapLayout(frames: frames, memory: layout.memory, devices: devices, into: &regions) else {
+        panic("kernelMap", "more regions than the kernel map's list holds", UInt(capacity))
+      }
+      kernelMapRegions = regions
       do throws(VirtualMemoryError) {
         let space = try AddressSpace(frames: frames, maintenance: maintenance)
         try space.map(regions)
         try space.setVmallocRange(base: kernelVmallocRange.lowerBound, limit: kernelVmallocRange.upperBound)
         activateTranslation(root: space.root)
-        kernelMapRegions = regions
         kernelAddressSpace = space
       } catch {
         panic("kernelMap", error.reason.text, error.address)
@@ -222,8 +231,8 @@ extension Platform {
     kput(", ")
     kputHex(layout.heapEnd)
     kput(")\n")
-    if let space = kernelAddressSpace {
-      printKernelMap(kernelMapRegions, space: space, nanoseconds: bootKernelMapNanoseconds)
+    if let space = kernelAddressSpace, let regions = kernelMapRegions {
+      printKernelMap(regions, space: space, nanoseconds: bootKernelMapNanoseconds)
     }
 
     // 6. The other cores: each gets a kernel stack from vmalloc with a guard page below
@@ -280,10 +289,10 @@ extension Platform {
       kput(") ")
       kputDecimal(UInt(region.pages))
       kput(" pages")
-      if kernelAddressSpace != nil {
+      if kernelAddressSpace != nil, let regions = kernelMapRegions {
         // What the kernel map allows there (the image: one per section).
         var separator: StaticString = " "
-        kernelMapRegions.forEachPermission(from: region.start, to: region.end) { permissions in
+        regions.forEachPermission(from: region.start, to: region.end) { permissions in
           kput(separator)
           kput(permissions)
           separator = ", "

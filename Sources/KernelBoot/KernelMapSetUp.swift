@@ -13,37 +13,39 @@ extension Platform {
   /// children of /reserved-memory (listed, left unmapped, as Linux leaves them out of
   /// its linear map) and MMIO inside RAM (Device-nGnRE); and the MMIO windows
   /// (`devices`, rounded out to 2 MiB) outside RAM as Device-nGnRE.
-  /// - Returns: the regions, or nil when they do not fit `KernelMapRegions.capacity`
-  ///   (or more than `PhysicalRanges.capacity` no-map and MMIO reservations).
+  /// - Returns: whether they fit `regions` (appended to): false when they need more than
+  ///   the list's `capacity` (or more than `PhysicalRanges.capacity` no-map and
+  ///   MMIO reservations).
   /// - Complexity: O(reservations + RAM ranges × (reservations + windows)).
-  public func kernelMapLayout(frames: PageFrameAllocator, memory: BootMemory, devices: DeviceWindows) -> KernelMapRegions? {
-    var regions = KernelMapRegions()
+  public func kernelMapLayout(
+    frames: PageFrameAllocator, memory: BootMemory, devices: DeviceWindows, into regions: inout KernelMapRegions
+  ) -> Bool {
     kernelImageRegions(into: &regions)
     let image = kernelImage
     // What the direct map leaves out: the image (its sections are above), no-map and
     // MMIO reservations, each rounded out to pages.
     var excluded = PhysicalRanges()
-    guard excluded.append(PhysicalRange(start: image.start, end: image.end)) else { return nil }
+    guard excluded.append(PhysicalRange(start: image.start, end: image.end)) else { return false }
     let pageMask = UInt(Page.size - 1)
     for index in 0..<memory.reservationCount {
       let reservation = memory.reservation(index)
       guard reservation.owner == .noMap || reservation.owner == .mmio, !reservation.range.isEmpty else { continue }
       let start = reservation.range.start & ~pageMask
       let end = reservation.range.end > UInt.max - pageMask ? UInt.max & ~pageMask : (reservation.range.end + pageMask) & ~pageMask
-      guard excluded.append(PhysicalRange(start: start, end: end)) else { return nil }
+      guard excluded.append(PhysicalRange(start: start, end: end)) else { return false }
       let unmapped = reservation.owner == .noMap
       guard
         regions.append(
           KernelMapRegion(
             start: start, end: end, attributes: unmapped ? [] : .kernelDevice, name: unmapped ? "no-map hole" : "MMIO"))
-      else { return nil }
+      else { return false }
     }
     excluded.sort()
     let ram = frames.ranges
     for index in 0..<ram.count {
       let range = ram[index]
       guard regions.append(range.start, range.end, outside: excluded, attributes: .kernelData, name: "direct map") else {
-        return nil
+        return false
       }
     }
     // MMIO in 2 MiB blocks: outside RAM nothing else lives at those addresses, and one
@@ -52,10 +54,10 @@ extension Platform {
     for index in 0..<windows.count {
       let window = windows[index]
       guard regions.append(window.start, window.end, outside: ram, attributes: .kernelDevice, name: "MMIO") else {
-        return nil
+        return false
       }
     }
-    return regions
+    return true
   }
 }
 

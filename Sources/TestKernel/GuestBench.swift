@@ -159,7 +159,9 @@ func virtualMemoryBench() {
   let image = BoardPlatform().kernelImage
   let start = Clock.ticks
   if let map = try? AddressSpace(frames: space.frames, maintenance: .hosted) {
-    var regions = KernelMapRegions()
+    let storage = UnsafeMutablePointer<KernelMapRegion>.allocate(capacity: 16)
+    defer { storage.deallocate() }
+    var regions = KernelMapRegions(storage: storage, capacity: 16)
     BoardPlatform().kernelImageRegions(into: &regions)
     regions.append(KernelMapRegion(start: 0x4000_0000, end: image.start & ~0x1f_ffff, attributes: .kernelData, name: "direct map"))
     regions.append(KernelMapRegion(start: image.end, end: 0x1_4000_0000, attributes: .kernelData, name: "direct map"))

@@ -185,12 +185,14 @@ extension AddressSpace {
     }
     adjustCount(child, by: Descriptor.entries)
     maintenance.orderTableWrites()
+    // Between the break and the make nothing but the TLB maintenance touches memory:
+    // the state page may lie inside the block being split.
     store(table, index, 0)
     maintenance.beforeInvalidation()
     maintenance.invalidatePage(base)
     maintenance.completeInvalidation()
-    state.pageInvalidations += 1
     store(table, index, Descriptor.table(child))
+    state.pageInvalidations += 1
     state.tablePages += 1
     state.blockSplits += 1
     return child

@@ -99,7 +99,21 @@ extension AddressSpace {
       } else if Descriptor.isLeaf(bits, level: level) {
         if start <= entryBase && entryEnd <= end {
           if let attributes {
-            store(table, index, Descriptor.leaf(Descriptor.address(bits), attributes, level: level))
+            let replacement = Descriptor.leaf(Descriptor.address(bits), attributes, level: level)
+            if (bits ^ replacement) & Descriptor.memoryTypeMask != 0 {
+              // A new memory type (Normal and Device): break-before-make, as a split.
+              // Permissions alone may change in place (Arm ARM D8.16.1).
+              store(table, index, 0)
+              maintenance.beforeInvalidation()
+              maintenance.invalidatePage(entryBase)
+              maintenance.completeInvalidation()
+              store(table, index, replacement)
+              state.pageInvalidations += 1
+              index += 1
+              entryBase = entryEnd
+              continue
+            }
+            store(table, index, replacement)
           } else {
             store(table, index, 0)
             adjustCount(table, by: -1)

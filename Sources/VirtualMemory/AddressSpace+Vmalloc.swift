@@ -10,9 +10,11 @@ struct VmallocArea {
   /// 0 for vmalloc; a stack's CPU number + 1.
   var stackOwner: UInt16
 
-  var reservedStart: UInt { start - UInt(guardBelow) << 12 }
-  var end: UInt { start + UInt(pages) << 12 }
-  var reservedEnd: UInt { end + UInt(Page.size) }
+  // Wrapping: `vmallocArea(containing:)` reads records without the lock, and a torn
+  // read must give a wrong answer, never a trap.
+  var reservedStart: UInt { start &- UInt(guardBelow) << 12 }
+  var end: UInt { start &+ UInt(pages) << 12 }
+  var reservedEnd: UInt { end &+ UInt(Page.size) }
 }
 
 /// What `AddressSpace.vmallocArea(containing:)` finds: an area and whether the address
@@ -101,7 +103,8 @@ extension AddressSpace {
     let state = locked.snapshot.pointee
     guard let areas = state.areas else { return nil }
     var low = 0
-    var high = state.areaCount
+    // A racy read: never past the records the array it read can hold.
+    var high = max(0, min(state.areaCount, state.areaCapacity))
     while low < high {
       let middle = (low + high) / 2
       let area = areas[middle]
@@ -111,7 +114,7 @@ extension AddressSpace {
         low = middle + 1
       } else {
         return VmallocAreaDescription(
-          start: area.start, bytes: UInt(area.pages) << 12,
+          start: area.start, bytes: UInt(area.pages) &<< 12,
           stackOfCPU: area.stackOwner == 0 ? nil : Int(area.stackOwner) - 1,
           inGuardPage: address < area.start || address >= area.end)
       }

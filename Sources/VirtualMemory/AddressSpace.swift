@@ -67,9 +67,11 @@ public struct AddressSpace: @unchecked Sendable {
   }
 
   /// `translate` without the lock, for exception reports (a CPU that faulted inside
-  /// `map` holds it): a racy read that may see a change half done.
-  /// - Complexity: O(levels).
-  public func translateUnlocked(_ virtualAddress: UInt) -> AddressTranslation? { walk(virtualAddress) }
+  /// `map` holds it): a racy read that may see a change half done. It follows a table
+  /// descriptor only to a page the frames say is a page table, so a table freed and
+  /// reused under it never leads the walk outside RAM or into a device.
+  /// - Complexity: O(levels × log ranges).
+  public func translateUnlocked(_ virtualAddress: UInt) -> AddressTranslation? { walk(virtualAddress, checked: true) }
 
   /// Gives back every table page, the vmalloc pages and area list, and the state page.
   /// Nothing may use the space afterwards, through any copy.
@@ -122,7 +124,9 @@ public struct AddressSpace: @unchecked Sendable {
   }
 
   /// The leaf that maps `address`, found from the root.
-  func walk(_ address: UInt) -> AddressTranslation? {
+  /// The leaf that maps `address`, found from the root. `checked`: follow a table
+  /// descriptor only to a `.pageTable` page of the frames (the unlocked walk).
+  func walk(_ address: UInt, checked: Bool = false) -> AddressTranslation? {
     guard address < Descriptor.addressLimit else { return nil }
     var current = root
     for level in 0..<Descriptor.levels {
@@ -130,11 +134,12 @@ public struct AddressSpace: @unchecked Sendable {
       if Descriptor.isLeaf(bits, level: level) {
         let span = Descriptor.span(level: level)
         return AddressTranslation(
-          physical: Descriptor.address(bits) + address & (span - 1), attributes: Descriptor.attributes(ofLeaf: bits),
+          physical: Descriptor.address(bits) | address & (span - 1), attributes: Descriptor.attributes(ofLeaf: bits),
           bytes: span)
       }
       guard Descriptor.isTable(bits, level: level) else { return nil }
       current = Descriptor.address(bits)
+      if checked && frames.owner(ofPhysical: current) != .pageTable { return nil }
     }
     return nil
   }

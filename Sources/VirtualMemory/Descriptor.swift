@@ -28,6 +28,9 @@ public enum Descriptor {
   public static let privilegedExecuteNever: UInt64 = 1 << 53
   /// UXN, bit 54: never executable at EL0.
   public static let userExecuteNever: UInt64 = 1 << 54
+  /// The bits that give a leaf's memory type: AttrIndx and SH. Changing them needs
+  /// break-before-make; permission bits may change in place.
+  public static let memoryTypeMask: UInt64 = 7 << attributeIndexShift | innerShareable
   /// Output address, bits 47:12.
   public static let addressMask: UInt64 = 0x0000_ffff_ffff_f000
 

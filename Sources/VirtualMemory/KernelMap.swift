@@ -35,24 +35,31 @@ public struct KernelMapRegion: Sendable {
   }
 }
 
-/// The regions of the kernel map, in the order they were added (up to `capacity`).
-public struct KernelMapRegions: Sendable {
-  /// Most regions a map holds.
-  public static let capacity = 96
-  private var storage = InlineArray<96, KernelMapRegion>(
-    repeating: KernelMapRegion(start: 0, end: 0, attributes: [], name: ""))
+/// The regions of the kernel map, in the order they were added, in memory the caller
+/// gives (`capacity` regions): a small view that exception reports copy for free. Only
+/// the copy that appends sees its count grow: pass it `inout`.
+public struct KernelMapRegions: @unchecked Sendable {
+  /// Where the regions are.
+  private let storage: UnsafeMutablePointer<KernelMapRegion>
+  /// Most regions this list holds.
+  public let capacity: Int
   /// Regions held.
   public private(set) var count = 0
 
-  /// An empty list.
-  /// - Complexity: O(capacity).
-  public init() {}
+  /// An empty list over `capacity` regions at `storage` (which need not be initialized:
+  /// `KernelMapRegion` is a trivial type).
+  /// - Precondition: `storage` holds `capacity` regions and outlives every copy.
+  /// - Complexity: O(1).
+  public init(storage: UnsafeMutablePointer<KernelMapRegion>, capacity: Int) {
+    self.storage = storage
+    self.capacity = max(0, capacity)
+  }
 
   /// Adds a region; false (nothing added) when the list is full or the range is empty.
   /// - Complexity: O(1).
   @discardableResult
   public mutating func append(_ region: KernelMapRegion) -> Bool {
-    guard count < KernelMapRegions.capacity, region.start < region.end else { return false }
+    guard count < capacity, region.start < region.end else { return false }
     storage[count] = region
     count += 1
     return true
@@ -116,8 +123,9 @@ public let kernelVmallocRange: Range<UInt> = (1 << 46)..<((1 << 46) + (1 << 40))
 /// The kernel's address space, set by the boot sequence once the kernel map is built
 /// and in use; nil before (and in tests that do not build one).
 public nonisolated(unsafe) var kernelAddressSpace: AddressSpace? = nil
-/// The regions of the kernel map, for the memory map and fault reports.
-public nonisolated(unsafe) var kernelMapRegions = KernelMapRegions()
+/// The regions of the kernel map, for the memory map and fault reports: set by the boot
+/// sequence (over page frames of their own), nil before.
+public nonisolated(unsafe) var kernelMapRegions: KernelMapRegions? = nil
 
 extension AddressSpace {
   /// Maps every region of `regions` with attributes (guard regions stay unmapped), in
@@ -151,7 +159,7 @@ extension AddressSpace {
       return .permission(region: region.name, start: region.start, end: region.end, attributes: translation.attributes)
     }
     if let area = vmallocArea(containing: address) {
-      return .permission(region: "vmalloc area", start: area.start, end: area.start + area.bytes, attributes: translation.attributes)
+      return .permission(region: "vmalloc area", start: area.start, end: area.start &+ area.bytes, attributes: translation.attributes)
     }
     return .permission(region: "mapping", start: address & ~UInt(Page.size - 1), end: (address & ~UInt(Page.size - 1)) + UInt(Page.size), attributes: translation.attributes)
   }

@@ -90,4 +90,29 @@ import Testing
     #expect(fixture.frames.freePageCount == free && space.statistics.tablePages == tables)
     space.destroy()
   }
+
+  @Test("protect that changes the memory type (Normal to Device and back) is break-before-make, one invalidation each; permissions alone change in place")
+  func memoryTypeChange() throws {
+    let fixture = try VMFixture()
+    let space = try fixture.space()
+    let walker = fixture.walker(space)
+    let va: UInt = 5 << 30
+    try space.map(va, 0x7000_0000, pages: 4, .kernelData)
+    var before = space.statistics
+    try space.protect(va + 4096, pages: 1, .kernelDevice)
+    #expect(space.statistics.pageInvalidations == before.pageInvalidations + 1)
+    #expect(space.translate(va + 4096)?.attributes == .kernelDevice)
+    #expect(space.translate(va)?.attributes == .kernelData && space.translate(va + 8192)?.attributes == .kernelData)
+    if case .success(let leaf) = walker.walk(va + 4096) {
+      #expect(leaf.physical == 0x7000_1000 && leaf.device)
+    } else {
+      Issue.record("the walker found no leaf after the change of memory type")
+    }
+    before = space.statistics
+    try space.protect(va, pages: 2, .kernelReadOnly)  // one type change, one permission change
+    #expect(space.statistics.pageInvalidations == before.pageInvalidations + 2)
+    #expect(space.translate(va + 4096)?.attributes == .kernelReadOnly && space.translate(va)?.attributes == .kernelReadOnly)
+    #expect(space.checkInvariants() == nil)
+    space.destroy()
+  }
 }
