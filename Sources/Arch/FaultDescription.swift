@@ -45,7 +45,7 @@ func archDescribeFault(_ far: UInt, _ esr: UInt64, _ instruction: Int32) {
     kput(", ")
     kputHex(end)
     kput(") ")
-    kput(KernelMapRegion(start: start, end: end, attributes: attributes, name: region).permissions)
+    kput(attributes.permissions)
     kput("\n")
   }
 }

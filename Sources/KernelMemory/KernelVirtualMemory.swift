@@ -21,11 +21,8 @@ public func vmalloc(_ size: Int) -> UnsafeMutableRawPointer? {
 /// - Complexity: O(areas + pages).
 public func vfree(_ pointer: UnsafeMutableRawPointer?) {
   guard let pointer else { return }
-  guard let space = kernelAddressSpace else {
-    badInputHandler(BadInputReport(function: "vfree", reason: VirtualMemoryFailure.notVmallocArea.text, address: UInt(bitPattern: pointer)))
-    return
-  }
   do throws(VirtualMemoryError) {
+    guard let space = kernelAddressSpace else { throw VirtualMemoryError(.notVmallocArea, UInt(bitPattern: pointer)) }
     try space.vfree(pointer)
   } catch {
     badInputHandler(error.report("vfree"))

@@ -152,18 +152,10 @@ extension AddressSpace {
   /// Table pages the splits at boundary `address` need: a block that maps it but does
   /// not start there splits down to the level whose span `address` is a multiple of.
   func splitsNeeded(at address: UInt) -> Int {
-    guard address < Descriptor.addressLimit else { return 0 }
-    var current = root
-    for level in 0..<Descriptor.levels {
-      let bits = load(current, Descriptor.index(address, level: level))
-      if Descriptor.isLeaf(bits, level: level) {
-        guard level < 3, address & (Descriptor.span(level: level) - 1) != 0 else { return 0 }
-        return level == 1 && address & (Descriptor.span(level: 2) - 1) != 0 ? 2 : 1
-      }
-      guard Descriptor.isTable(bits, level: level) else { return 0 }
-      current = Descriptor.address(bits)
+    guard let level = leaf(address)?.level, level < 3, address & (Descriptor.span(level: level) - 1) != 0 else {
+      return 0
     }
-    return 0
+    return level == 1 && address & (Descriptor.span(level: 2) - 1) != 0 ? 2 : 1
   }
 
   /// Replaces the block at `index` of `table` (`level`, mapping `base`) with a table of

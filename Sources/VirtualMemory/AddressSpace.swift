@@ -127,16 +127,20 @@ public struct AddressSpace: @unchecked Sendable {
   /// The leaf that maps `address`, found from the root. `checked`: follow a table
   /// descriptor only to a `.pageTable` page of the frames (the unlocked walk).
   func walk(_ address: UInt, checked: Bool = false) -> AddressTranslation? {
+    guard let (bits, level) = leaf(address, checked: checked) else { return nil }
+    let span = Descriptor.span(level: level)
+    return AddressTranslation(
+      physical: Descriptor.address(bits) | address & (span - 1), attributes: Descriptor.attributes(ofLeaf: bits),
+      bytes: span)
+  }
+
+  /// The leaf descriptor that maps `address` and its level, or nil where nothing does.
+  func leaf(_ address: UInt, checked: Bool = false) -> (bits: UInt64, level: Int)? {
     guard address < Descriptor.addressLimit else { return nil }
     var current = root
     for level in 0..<Descriptor.levels {
       let bits = load(current, Descriptor.index(address, level: level))
-      if Descriptor.isLeaf(bits, level: level) {
-        let span = Descriptor.span(level: level)
-        return AddressTranslation(
-          physical: Descriptor.address(bits) | address & (span - 1), attributes: Descriptor.attributes(ofLeaf: bits),
-          bytes: span)
-      }
+      if Descriptor.isLeaf(bits, level: level) { return (bits, level) }
       guard Descriptor.isTable(bits, level: level) else { return nil }
       current = Descriptor.address(bits)
       if checked && frames.owner(ofPhysical: current) != .pageTable { return nil }

@@ -53,11 +53,6 @@ public enum Descriptor {
   @inline(__always)
   public static func index(_ address: UInt, level: Int) -> Int { Int(truncatingIfNeeded: (address >> UInt(39 - 9 * level)) & 511) }
 
-  /// Whether a leaf at `level` is a block (levels 1 and 2) or a page (level 3).
-  /// - Complexity: O(1).
-  @inline(__always)
-  public static func allowsLeaf(level: Int) -> Bool { level >= 1 }
-
   /// A table descriptor pointing at the table page at `physical`.
   /// - Complexity: O(1).
   @inline(__always)

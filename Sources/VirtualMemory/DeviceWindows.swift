@@ -89,28 +89,3 @@ public struct DeviceWindows: Sendable {
     count -= 1
   }
 }
-
-extension KernelMapRegions {
-  /// Appends `[start, end)` less every RAM range of `ram` (sorted), as `name` with
-  /// `attributes`; false when the list filled up.
-  /// - Complexity: O(RAM ranges).
-  public mutating func append(
-    _ start: UInt, _ end: UInt, outside ram: PhysicalRanges, attributes: MapAttributes, name: StaticString
-  ) -> Bool {
-    var cursor = start
-    for index in 0..<ram.count where cursor < end {
-      let range = ram[index]
-      guard range.end > cursor else { continue }
-      guard range.start < end else { break }
-      if range.start > cursor {
-        guard append(KernelMapRegion(start: cursor, end: range.start, attributes: attributes, name: name)) else { return false }
-      }
-      cursor = max(cursor, range.end)
-    }
-    if cursor < end {
-      return append(KernelMapRegion(start: cursor, end: end, attributes: attributes, name: name))
-    }
-    return true
-  }
-}
-

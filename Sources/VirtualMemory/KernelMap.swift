@@ -24,14 +24,12 @@ public struct KernelMapRegion: Sendable {
     self.guardOfCPU = guardOfCPU
   }
 
-  /// `r`, `w`, `x` or `-` for each permission, then ` device nGnRE` for MMIO, or
-  /// `--- guard` / `--- not mapped` for a region left out.
+  /// Its attributes' `permissions`, or `--- guard` / `--- not mapped` for a region
+  /// left out.
   /// - Complexity: O(1).
   public var permissions: StaticString {
     if attributes.isEmpty { return guardOfCPU >= 0 ? "--- guard" : "--- not mapped" }
-    if attributes.contains(.device) { return "rw- device nGnRE" }
-    if attributes.contains(.execute) { return "r-x" }
-    return attributes.contains(.write) ? "rw-" : "r--"
+    return attributes.permissions
   }
 }
 
@@ -113,6 +111,30 @@ public struct KernelMapRegions: @unchecked Sendable {
       index -= 1
     }
     return nil
+  }
+}
+
+extension KernelMapRegions {
+  /// Appends `[start, end)` less every RAM range of `ram` (sorted), as `name` with
+  /// `attributes`; false when the list filled up.
+  /// - Complexity: O(RAM ranges).
+  public mutating func append(
+    _ start: UInt, _ end: UInt, outside ram: PhysicalRanges, attributes: MapAttributes, name: StaticString
+  ) -> Bool {
+    var cursor = start
+    for index in 0..<ram.count where cursor < end {
+      let range = ram[index]
+      guard range.end > cursor else { continue }
+      guard range.start < end else { break }
+      if range.start > cursor {
+        guard append(KernelMapRegion(start: cursor, end: range.start, attributes: attributes, name: name)) else { return false }
+      }
+      cursor = max(cursor, range.end)
+    }
+    if cursor < end {
+      return append(KernelMapRegion(start: cursor, end: end, attributes: attributes, name: name))
+    }
+    return true
   }
 }
 

@@ -38,6 +38,16 @@ public struct MapAttributes: OptionSet, Hashable, Sendable {
   /// Kernel MMIO: Device-nGnRE, read and write, never execute.
   public static let kernelDevice: MapAttributes = [.read, .write, .device, .global]
 
+  /// The permissions as the boot log prints them: `r-x`, `r--`, `rw-`, or
+  /// `rw- device nGnRE` for MMIO; `---` for the empty set.
+  /// - Complexity: O(1).
+  public var permissions: StaticString {
+    if isEmpty { return "---" }
+    if contains(.device) { return "rw- device nGnRE" }
+    if contains(.execute) { return "r-x" }
+    return contains(.write) ? "rw-" : "r--"
+  }
+
   /// Whether the set can be expressed and respects W^X: readable, not writable and
   /// executable at once, and not device memory that executes.
   /// - Complexity: O(1).
