@@ -34,6 +34,16 @@ extension HeapCore {
     largeBytes -= pages << Page.shift
   }
 
+  /// Gives the pages of a located large allocation past its first `keep` back to the
+  /// page allocator (a shrinking reallocate).
+  mutating func shrinkLarge(_ run: UnsafeMutableRawPointer, pages: Int, to keep: Int) {
+    guard keep < pages, let frames = frames else { return }
+    // Cannot throw: `locate` found this run, owned by `.heapLarge`, headed here, and
+    // 1 <= keep < pages.
+    guard (try? frames.shrinkContiguous(run, pages: pages, keep: keep, owner: .heapLarge)) != nil else { return }
+    largeBytes -= (pages - keep) << Page.shift
+  }
+
   /// Claims one page run for a block of `need` bytes: the largest free run up to the
   /// growth step, at least what `need` requires, within the ceiling. Smaller runs are
   /// tried when a larger one cannot be had.

@@ -105,7 +105,9 @@ extension HeapCore {
         return .done(nil)
       }
       let current = pages << Page.shift
-      return size <= current && size > Heap.largeRequestThreshold ? .done(pointer) : .move(current)
+      guard size <= current && size > Heap.largeRequestThreshold else { return .move(current) }
+      shrinkLarge(run, pages: pages, to: Page.count(forBytes: size))
+      return .done(pointer)
     case .block(let block):
       if size == 0 {
         release(block)

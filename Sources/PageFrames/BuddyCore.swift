@@ -178,7 +178,7 @@ struct BuddyCore {
     setFreeHead(order, UInt32(index))
   }
 
-  private mutating func removeFree(_ index: Int, order: Int) {
+  mutating func removeFree(_ index: Int, order: Int) {
     let next = entries[index].next
     let prev = entries[index].prev
     if prev == PageEntry.none {

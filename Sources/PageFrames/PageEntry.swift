@@ -62,6 +62,16 @@ public struct PageEntry: Sendable {
     return ownerBits | UInt64(UInt8(truncatingIfNeeded: order)) << orderShift | UInt64(flagBlockHead) << flagsShift
   }
 
+  /// The order field of a packed word.
+  @inline(__always)
+  static func order(ofWord word: UInt64) -> Int { Int(UInt8(truncatingIfNeeded: word >> orderShift)) }
+
+  /// `word` with its order field set to `order`.
+  @inline(__always)
+  static func word(_ word: UInt64, withOrder order: Int) -> UInt64 {
+    (word & ~(0xFF << orderShift)) | UInt64(UInt8(truncatingIfNeeded: order)) << orderShift
+  }
+
   /// Who uses the page (an unknown byte reads as `.mmio`, which nothing frees).
   public var owner: PageOwner {
     get { PageOwner(rawValue: field(PageEntry.ownerShift)) ?? .mmio }

@@ -48,17 +48,21 @@ extension PageFrameAllocator {
 
   /// Allocates `pages` physically contiguous pages, any count, page aligned.
   ///
-  /// Up to 1024 pages it takes the smallest buddy run that holds them and gives the
-  /// tail back at once (Linux's alloc_pages_exact). Beyond that, or when no such run is
-  /// free, it drains every CPU's hot cache and scans the page array for the lowest run
-  /// of free blocks that is long enough. With memory fragmented it returns nil although
-  /// enough pages may be free in total: it never moves allocated pages.
+  /// A power of two up to 1024 pages is one buddy block. Any other count is placed in
+  /// a stretch of free blocks, flush against the allocated memory beside it, and the
+  /// parts of the blocks it cuts go back at once (so repeated runs of, say, 768 pages
+  /// fill the 256-page tails the previous ones left instead of keeping one each). When
+  /// that finds nothing it drains every CPU's hot cache, tries again, and last scans the
+  /// page array for the lowest run of free blocks that is long enough. With memory
+  /// fragmented it returns nil although enough pages may be free in total: it never
+  /// moves allocated pages.
   ///
   /// - Parameters: as `allocPages`, with `pages` in 1...pageCount (more pages than are
   ///   free return nil at once).
   /// - Returns: a direct-map pointer to the first page, or nil (nothing changes then).
-  /// - Complexity: O(maxOrder + pages) when a buddy run serves it; O(pageCount) for the
-  ///   scan. Plus zeroing when asked.
+  /// - Complexity: O(maxOrder + pages) for a buddy block; for a packed run O(pages) plus
+  ///   O(maxOrder) per block of the stretches it examines (at most 8 per order); the
+  ///   scan O(pageCount). Plus zeroing when asked.
   public func allocContiguous(
     pages: Int, owner: PageOwner = .allocated, tag: UInt32 = 0, zeroed: Bool = true
   ) -> UnsafeMutableRawPointer? {
@@ -66,17 +70,18 @@ extension PageFrameAllocator {
     guard pages > 0, pages <= freePageCount, owner.isAllocatable else { return nil }
     let cpu = CPU.current
     var found: Int? = nil
-    if pages <= Page.maxOrderPages {
-      let order = Page.order(forPages: pages)
-      found = takeFromBuddy(order: order, cpu: cpu, drainFirst: false) { core, index in
-        if pages < 1 << order { core.freeSpan(index + pages, index + (1 << order)) }
+    let isPowerOfTwo = pages & (pages - 1) == 0
+    if isPowerOfTwo && pages <= Page.maxOrderPages {
+      found = takeFromBuddy(order: Page.order(forPages: pages), cpu: cpu, drainFirst: false) { core, index in
         core.markContiguous(index, pages: pages, owner: owner, tag: tag)
       }
     }
-    if found == nil {
-      drainHotPages()
+    for attempt in 0..<2 where found == nil {
+      if attempt == 1 { drainHotPages() }
       found = buddy.withLock(cpu: cpu) { core -> Int? in
-        guard let index = core.takeScannedRun(pages) else { return nil }
+        // Packed against used memory first, then the lowest run the page array holds.
+        guard let index = (isPowerOfTwo ? nil : core.takePackedRun(pages)) ?? (attempt == 1 ? core.takeScannedRun(pages) : nil)
+        else { return nil }
         core.markContiguous(index, pages: pages, owner: owner, tag: tag)
         return index
       } ?? nil
@@ -148,6 +153,29 @@ extension PageFrameAllocator {
     guard pages > 0 else { throw PageFrameError(.badOrder, physical) }
     let (index, word) = try validateRun(physical: physical, pages: pages, owner: owner)
     try PageFrameAllocator.check(freeToBuddy(index, pages: pages, owner: owner, word: word, cpu: CPU.current), physical)
+  }
+
+  /// Gives back the tail of a run from `allocContiguous`: the first `keep` pages stay
+  /// allocated as a run of `keep` pages (free it with `pages: keep` from then on), the
+  /// rest merge into the free lists.
+  ///
+  /// - Throws: `PageFrameError` as `freeContiguous` for a run that is not `owner`'s
+  ///   `pages`-page run, and `badOrder` for `keep` outside 1...`pages` (`keep == pages`
+  ///   changes nothing); nothing is changed when it throws.
+  /// - Complexity: O(log ranges + pages) entry writes plus O(maxOrder) per block freed.
+  public func shrinkContiguous(_ run: UnsafeMutableRawPointer, pages: Int, keep: Int, owner: PageOwner = .allocated) throws(PageFrameError) {
+    let physical = self.physical(of: run)
+    guard pages > 0, keep >= 1, keep <= pages else { throw PageFrameError(.badOrder, physical) }
+    let (index, word) = try validateRun(physical: physical, pages: pages, owner: owner)
+    guard keep < pages else { return }
+    let order = keep & (keep - 1) == 0 ? keep.trailingZeroBitCount : PageEntry.noOrder
+    let entries = self.entries
+    let outcome = buddy.withLock(cpu: CPU.current) { core -> PageFrameFailure? in
+      guard entries.claimRun(index, expected: word, replacement: PageEntry.word(word, withOrder: order)) else { return .notAllocated }
+      core.shrinkClaimedRun(index, pages: pages, keep: keep, owner: owner)
+      return nil
+    }
+    try PageFrameAllocator.check(outcome, physical)
   }
 
   /// Frees validated run `index` of `pages` pages into the buddy core, if its head still

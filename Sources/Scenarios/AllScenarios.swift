@@ -1,4 +1,4 @@
 /// Every shared scenario, in the order the test kernel runs them.
 public func allScenarios() -> [Scenario] {
-  heapScenarios() + pageScenarios() + memInitScenarios() + kernelMemoryScenarios() + slabScenarios() + modelScenarios()
+  heapScenarios() + pageScenarios() + packedRunScenarios() + memInitScenarios() + kernelMemoryScenarios() + slabScenarios() + modelScenarios()
 }
