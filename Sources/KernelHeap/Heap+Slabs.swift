@@ -282,16 +282,18 @@ extension Heap {
   /// nil (then it is a block, a large allocation or bad input, all decided under the
   /// heap lock). Read without a lock: a slab's run, cache and check word do not change
   /// while one of its objects is live, and the caller re-checks under the cache lock.
+  /// The page's entry says `.slab` and where the run starts; the header's check word,
+  /// which mixes in this heap's secret, says it is one of this heap's slabs (the run
+  /// head's tag is not read).
   /// - Complexity: O(log ranges): one page-entry lookup.
   @inline(__always)
   func slabHolding(_ pointer: UnsafeMutableRawPointer) -> Slab? {
     let address = UInt(bitPattern: pointer)
     guard address & 15 == 0, address < config.pointee.initialStart || address >= config.pointee.initialEnd,
       let frames = config.pointee.frames,
-      let found = frames.runEntry(containing: frames.physical(of: pointer)),
-      found.head.ownerRawValue == PageOwner.slab.rawValue, found.head.next == config.pointee.tag
+      let pagesIn = frames.pagesIntoRun(containing: frames.physical(of: pointer), owner: .slab)
     else { return nil }
-    let slab = Slab(address: Page.roundDown(address) &- UInt(bitPattern: found.pagesIn) << UInt(Page.shift))
+    let slab = Slab(address: Page.roundDown(address) &- UInt(bitPattern: pagesIn) << UInt(Page.shift))
     guard slab.check == Slab.checkWord(slab.address, slab.cacheAddress, config.pointee.slabSecret) else { return nil }
     return slab
   }

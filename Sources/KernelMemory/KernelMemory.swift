@@ -63,8 +63,14 @@ public struct KernelMemory: ~Copyable {
     do {
       try heap.deallocate(pointer)
     } catch {
-      badInputHandler(error.report(function))
+      KernelMemory.report(error, function)
     }
+  }
+
+  /// Reports a refused free, out of line: the free path keeps a small frame.
+  @inline(never)
+  private static func report(_ error: HeapError, _ function: StaticString) {
+    badInputHandler(error.report(function))
   }
 
   /// Resizes a heap allocation as `Heap.reallocate`; bad input is reported and gets nil.

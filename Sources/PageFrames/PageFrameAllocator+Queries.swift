@@ -58,6 +58,22 @@ extension PageFrameAllocator {
 }
 
 extension PageFrameAllocator {
+  /// How many pages into a run of `owner` the page holding `physical` lies, from that
+  /// page's own entry (one load): nil when the page is outside RAM or not `owner`'s.
+  /// The head's entry is not read, so the caller confirms the run some other way (a
+  /// slab checks its header's check word).
+  /// - Complexity: O(log ranges); O(1) with one range.
+  @inlinable @inline(__always)
+  public func pagesIntoRun(containing physical: UInt, owner: PageOwner) -> Int? {
+    guard let index = pageIndex(ofPhysical: physical) else { return nil }
+    let entry = entries.loadEntry(index)
+    guard entry.ownerRawValue == owner.rawValue else { return nil }
+    if entry.isBlockHead { return 0 }
+    let head = Int(entry.next)
+    guard head < index else { return nil }
+    return index &- head
+  }
+
   /// The tag word of the allocated run that page `index` heads (`allocPages`'s `tag`),
   /// for the run's owner to keep a count in: a page-table page holds its number of valid
   /// entries there. Read and written with relaxed atomics, by the owner only.
