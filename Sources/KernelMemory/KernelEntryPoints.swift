@@ -129,8 +129,11 @@ public func allocPages(order: Int, owner: PageOwner = .allocated) -> UnsafeMutab
 }
 
 /// `pages` zeroed, physically contiguous pages (any count, beyond order 10 too), or nil
-/// when no run that long is free. See `PageFrameAllocator.allocContiguous`.
-/// - Complexity: O(pages) from a buddy run up to 1024 pages, else an O(RAM pages) scan.
+/// when no run that long is free. A count that is not a power of two is placed against
+/// used memory, and the pages of the blocks it cuts that it does not use go back at
+/// once. See `PageFrameAllocator.allocContiguous`.
+/// - Complexity: O(pages) plus a bounded look at the free lists; O(RAM pages) for the
+///   scan it falls back to when memory is fragmented.
 public func allocContiguous(pages: Int, owner: PageOwner = .allocated) -> UnsafeMutableRawPointer? {
   kernelMemory.allocContiguous(pages: pages, owner: owner, function: "allocContiguous")
 }
@@ -153,4 +156,12 @@ public func freePages(_ run: UnsafeMutableRawPointer, order: Int, owner: PageOwn
 /// - Complexity: O(log ranges + pages) entry writes plus merges.
 public func freeContiguous(_ run: UnsafeMutableRawPointer, pages: Int, owner: PageOwner = .allocated) {
   kernelMemory.freePages(run, pages: pages, owner: owner, function: "freeContiguous")
+}
+
+/// Gives back all but the first `keep` pages of a run from `allocContiguous`; from then
+/// on it is a run of `keep` pages. Bad input (as for `freeContiguous`, or `keep` outside
+/// 1...`pages`) is reported as "shrinkContiguous: reason address" and changes nothing.
+/// - Complexity: O(log ranges + pages) entry writes plus merges.
+public func shrinkContiguous(_ run: UnsafeMutableRawPointer, pages: Int, keep: Int, owner: PageOwner = .allocated) {
+  kernelMemory.shrinkContiguous(run, pages: pages, keep: keep, owner: owner, function: "shrinkContiguous")
 }

@@ -138,6 +138,18 @@ public struct KernelMemory: ~Copyable {
     }
   }
 
+  /// Shrinks a run from `allocContiguous` to its first `keep` pages; bad input is
+  /// reported as "function: reason address" and changes nothing.
+  /// - Complexity: as `PageFrameAllocator.shrinkContiguous`.
+  public func shrinkContiguous(_ run: UnsafeMutableRawPointer, pages: Int, keep: Int, owner: PageOwner, function: StaticString) {
+    guard let frames = ready(function, UInt(bitPattern: run))?.frames else { return }
+    do throws(PageFrameError) {
+      try frames.shrinkContiguous(run, pages: pages, keep: keep, owner: owner)
+    } catch {
+      badInputHandler(error.report(function))
+    }
+  }
+
   /// See `kmemDrainCaches`.
   /// - Complexity: as `kmemDrainCaches`.
   public func drainCaches() {

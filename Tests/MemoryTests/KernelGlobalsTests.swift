@@ -35,8 +35,9 @@ struct KernelGlobalsTests {
     freePage(page)
     freePages(page, order: 1)
     freeContiguous(page, pages: 3)
+    shrinkContiguous(page, pages: 3, keep: 1)
     #expect(reported() == ["kmalloc", "kcalloc", "kmallocAligned", "krealloc", "kfree", "allocPage", "allocPages",
-      "allocContiguous", "freePage", "freePages", "freeContiguous"].map { "\($0): \(notSetUp)" })
+      "allocContiguous", "freePage", "freePages", "freeContiguous", "shrinkContiguous"].map { "\($0): \(notSetUp)" })
     #expect(heapCheck().map { "\($0.reason)" } == notSetUp)
 
     // A memInit that throws (a heap size that cannot hold a heap) leaves it not set up.
