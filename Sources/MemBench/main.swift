@@ -193,6 +193,23 @@ if wanted("threads") {
   withExtendedLifetime(machine) {}
 }
 
+// 8b. Producer/consumer (ProducerConsumer.swift): 64-byte objects allocated on one
+// thread, handed through a ring, freed on another; against one thread doing the same
+// through the ring. The project row against glibc's, jemalloc's and mimalloc's.
+if wanted("threads") {
+  let figures = producerConsumerFigures(pairs: quick ? 200_000 : 2_000_000, repetitions: repetitions, including: measured)
+  for figure in figures {
+    record("threads", "prodcons64-2t", figure.allocator, "ns/pair", figure.twoThreads)
+    record("threads", "prodcons64-1t", figure.allocator, "ns/pair", figure.oneThread)
+    record("threads", "prodcons64-2t/1t", figure.allocator, "ratio", figure.twoThreads / figure.oneThread)
+  }
+  if let project = figures.first(where: { $0.allocator == "project" }) {
+    for baseline in figures where baseline.allocator != "project" {
+      record("threads", "prodcons64-2t", "project/\(baseline.allocator)", "ratio", project.twoThreads / baseline.twoThreads)
+    }
+  }
+}
+
 // 9. Translation tables (VirtualMemory) over 64 MiB of simulated RAM, hosted maintenance.
 if wanted("vm") {
   let machine = SimulatedMachine(bytes: 64 << 20)
