@@ -225,6 +225,21 @@ if wanted("vm") {
   withExtendedLifetime(machine) {}
 }
 
+// 10. RAM at the first failed request over 512 MiB (Exhaustion.swift): kmalloc(3 MiB)
+// repeated, and random kmalloc 16 B ... 400 KiB with order-1 page runs over several seeds
+// (their mean and their max).
+if wanted("exhaustion") {
+  let large = repeatedLargeExhaustion()
+  record("exhaustion", "3MiB-repeated", "project", "free_percent_at_failure", large.freePercent)
+  record("exhaustion", "3MiB-repeated", "project", "largest_free_run_KiB", large.largestFreeRunKiB)
+  let seeds = quick ? 4 : 8
+  let mixed = (1...seeds).map { mixedExhaustion(seed: UInt64($0)) }
+  for (label, combine) in [("mean", { (v: [Double]) in v.reduce(0, +) / Double(v.count) }), ("max", { $0.max()! })] {
+    record("exhaustion", "mixed-\(seeds)seeds-\(label)", "project", "free_percent_at_failure", combine(mixed.map(\.freePercent)))
+    record("exhaustion", "mixed-\(seeds)seeds-\(label)", "project", "largest_free_run_KiB", combine(mixed.map(\.largestFreeRunKiB)))
+  }
+}
+
 // Ratios from this run.
 for r in results where r.allocator == "project" && (r.workload == "lifo" || r.workload == "random" || r.workload == "scaling" || r.workload == "trace") {
   for baseline in ["seed-list", "glibc", "jemalloc", "mimalloc"] {
@@ -239,9 +254,11 @@ if let few = results.find("scaling", "holes=10", "project"), let many = results.
 
 if !json {
   func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-  print(pad("workload", 18) + pad("parameter", 22) + pad("allocator", 20) + pad("metric", 10) + "value")
+  // The metric column widens for a long name (the exhaustion rows').
+  let metricWidth = max(10, (results.map(\.metric.count).max() ?? 0) + 2)
+  print(pad("workload", 18) + pad("parameter", 22) + pad("allocator", 20) + pad("metric", metricWidth) + "value")
   for r in results {
     let shown = r.value >= 100 ? String(Int(r.value.rounded())) : String(Double(Int(r.value * 1000)) / 1000)
-    print(pad(r.workload, 18) + pad(r.parameter, 22) + pad(r.allocator, 20) + pad(r.metric, 10) + shown)
+    print(pad(r.workload, 18) + pad(r.parameter, 22) + pad(r.allocator, 20) + pad(r.metric, metricWidth) + shown)
   }
 }
