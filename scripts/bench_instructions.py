@@ -164,12 +164,14 @@ def main():
             print(json.dumps({"workload": workload, "parameter": parameter, "allocator": allocator,
                               "metric": metric, "value": value}, separators=(",", ":")))
     else:
-        # membench's table: the same columns and the same rounding.
-        metric_width = max(10, max(len(r[3]) for r in results) + 2)
-        print("workload".ljust(18) + "parameter".ljust(22) + "allocator".ljust(20) + "metric".ljust(metric_width) + "value")
-        for workload, parameter, allocator, metric, value in results:
+        # membench's table: the same columns (widened for a longer entry) and rounding.
+        widths = [max(least, max(len(r[i]) for r in results) + 2) for i, least in enumerate((18, 22, 20, 10))]
+        header = ("workload", "parameter", "allocator", "metric")
+        print("".join(h.ljust(w) for h, w in zip(header, widths)) + "value")
+        for row in results:
+            value = row[4]
             shown = str(int(round(value))) if value >= 100 else str(int(value * 1000) / 1000)
-            print(workload.ljust(18) + parameter.ljust(22) + allocator.ljust(20) + metric.ljust(metric_width) + shown)
+            print("".join(c.ljust(w) for c, w in zip(row[:4], widths)) + shown)
     return 0
 
 

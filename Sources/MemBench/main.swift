@@ -254,11 +254,12 @@ if let few = results.find("scaling", "holes=10", "project"), let many = results.
 
 if !json {
   func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-  // The metric column widens for a long name (the exhaustion rows').
-  let metricWidth = max(10, (results.map(\.metric.count).max() ?? 0) + 2)
-  print(pad("workload", 18) + pad("parameter", 22) + pad("allocator", 20) + pad("metric", metricWidth) + "value")
+  // A column widens for a longer entry (the trace's parameters, the exhaustion metrics).
+  let columns = results.map { [$0.workload, $0.parameter, $0.allocator, $0.metric] }
+  let widths = [18, 22, 20, 10].enumerated().map { column, least in max(least, (columns.map { $0[column].count }.max() ?? 0) + 2) }
+  print(pad("workload", widths[0]) + pad("parameter", widths[1]) + pad("allocator", widths[2]) + pad("metric", widths[3]) + "value")
   for r in results {
     let shown = r.value >= 100 ? String(Int(r.value.rounded())) : String(Double(Int(r.value * 1000)) / 1000)
-    print(pad(r.workload, 18) + pad(r.parameter, 22) + pad(r.allocator, 20) + pad(r.metric, metricWidth) + shown)
+    print(pad(r.workload, widths[0]) + pad(r.parameter, widths[1]) + pad(r.allocator, widths[2]) + pad(r.metric, widths[3]) + shown)
   }
 }
