@@ -4,7 +4,7 @@
 #   make matrix [ONLY=text] [JOBS=2]         kernel + test kernel over 77 QEMU configurations, against QEMU's -m, hashes, -d guest_errors
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make symbolize [BOARD=..] [ELF=..] < report   an exception report as function file:line
-#   make bench [JSON=1] [ONLY=threads]        host benchmark against the seed list and glibc
+#   make bench [JSON=1] [ONLY=threads] [QUICK=1]  host benchmark against the seed list, glibc, jemalloc and mimalloc; instructions per pair (callgrind)
 #   make bench-qemu                           guest instructions per operation (-icount)
 #   make bench-plot                           PNG plots of `make bench` into docs/
 #   make fuzz [SECONDS=60]                    libFuzzer + AddressSanitizer on the model run
@@ -109,8 +109,15 @@ host-test:
 qemu-test: qemu tools
 	$(PYTHON) scripts/run_tests.py --skip-host
 
+# jemalloc and mimalloc (which membench loads with dlopen) and valgrind come from Debian's
+# packages when missing (scripts/install_bench_tools.sh; a failed install skips them).
+# After membench (or alone with ONLY=instructions), scripts/bench_instructions.py counts
+# instructions per malloc+free pair under callgrind, libkmalloc.so preloaded for the project
+# (built when missing, as `make preload` does).
 bench:
-	$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,) $(if $(ONLY),--only $(ONLY),)
+	@bash scripts/install_bench_tools.sh
+	$(if $(filter instructions,$(ONLY)),,$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,) $(if $(ONLY),--only $(ONLY),) $(if $(QUICK),--quick,))
+	$(if $(filter-out instructions,$(ONLY)),,$(PYTHON) scripts/bench_instructions.py $(if $(JSON),--json,) $(if $(QUICK),--quick,))
 
 bench-qemu: qemu
 	$(PYTHON) scripts/bench_qemu.py $(if $(JSON),--json,)

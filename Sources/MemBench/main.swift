@@ -1,6 +1,6 @@
-// `make bench`: this project's heap against the seed's best-fit list and glibc on the
-// same traces in the same run, plus the page-frame figures. Fixed seeds; `--json` prints
-// one object per line {workload, parameter, allocator, metric, value}.
+// `make bench`: this project's heap against the seed's best-fit list, glibc, jemalloc and
+// mimalloc on the same traces in the same run, plus the page-frame figures. Fixed seeds;
+// `--json` prints one object per line {workload, parameter, allocator, metric, value}.
 import KernelMemory
 import Glibc
 import KernelHeap
@@ -11,15 +11,24 @@ import VirtualMemory
 
 let json = CommandLine.arguments.contains("--json")
 let quick = CommandLine.arguments.contains("--quick")
-/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth, trace, threads, vm).
+/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth, trace, threads, vm, exhaustion).
 /// `--trace FILE`: the recorded trace to replay (default bench/traces/python-json.trace.xz).
 let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
   i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
 }
 func wanted(_ workload: String) -> Bool { only == nil || only == workload }
-/// `--allocator A,B`: measure just these allocators (project, seed-list, glibc).
+/// `--allocator A,B`: measure just these allocators (project, seed-list, glibc, jemalloc, mimalloc).
 let onlyAllocators: [Substring]? = CommandLine.arguments.firstIndex(of: "--allocator").flatMap { i in
   i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1].split(separator: ",") : nil
+}
+/// Whether `--allocator` leaves `allocator` in.
+func measured(_ allocator: String) -> Bool { onlyAllocators?.contains(Substring(allocator)) ?? true }
+
+// jemalloc and mimalloc (DynamicMalloc.swift) are loaded before anything runs or is
+// printed: for jemalloc's static TLS membench may have to run itself again.
+if ["lifo", "random", "scaling", "trace", "threads"].contains(where: wanted) {
+  if measured("jemalloc") { _ = MallocLibraries.jemalloc }
+  if measured("mimalloc") { _ = MallocLibraries.mimalloc }
 }
 var results: [(workload: String, parameter: String, allocator: String, metric: String, value: Double)] = []
 
@@ -40,26 +49,23 @@ extension Array where Element == (workload: String, parameter: String, allocator
 
 let repetitions = quick ? 3 : 5
 
+/// Records each allocator's median from `interleavedMedians`.
+func recordInterleaved(_ workload: String, _ parameter: String, _ metric: String, _ medians: [(allocator: String, value: Double)]) {
+  for (allocator, value) in medians { record(workload, parameter, allocator, metric, value) }
+}
+
 // 1. LIFO micro.
 for size in [16, 64, 256, 1024, 4096] where wanted("lifo") {
-  let iterations = quick ? 200_000 : 2_000_000
-  var project = ProjectKernel()
-  var seed = SeedBestFitList(bytes: arenaBytes)
-  var glibc = GlibcMalloc()
-  record("lifo", "\(size)", "project", "ns/pair", median((0..<repetitions).map { _ in lifo(&project, size: size, iterations: iterations) }))
-  record("lifo", "\(size)", "seed-list", "ns/pair", median((0..<repetitions).map { _ in lifo(&seed, size: size, iterations: iterations) }))
-  record("lifo", "\(size)", "glibc", "ns/pair", median((0..<repetitions).map { _ in lifo(&glibc, size: size, iterations: iterations) }))
+  let measurement = LifoMeasurement(size: size, iterations: quick ? 200_000 : 2_000_000)
+  recordInterleaved("lifo", "\(size)", "ns/pair", interleavedMedians(
+    measurement, seedList: (measurement, arenaBytes), repetitions: repetitions, including: measured))
 }
 
 // 2. Random actions, talc-style.
 for max in [200, 1000, 3000] where wanted("random") {
-  let trace = randomTrace(max: max, operations: quick ? 200_000 : 2_000_000, seed: UInt64(max))
-  var project = ProjectKernel()
-  var seed = SeedBestFitList(bytes: arenaBytes)
-  var glibc = GlibcMalloc()
-  record("random", "max=\(max)", "project", "ns/op", median((0..<repetitions).map { _ in replay(&project, trace) }))
-  record("random", "max=\(max)", "seed-list", "ns/op", median((0..<repetitions).map { _ in replay(&seed, trace) }))
-  record("random", "max=\(max)", "glibc", "ns/op", median((0..<repetitions).map { _ in replay(&glibc, trace) }))
+  let measurement = TraceMeasurement(trace: randomTrace(max: max, operations: quick ? 200_000 : 2_000_000, seed: UInt64(max)))
+  recordInterleaved("random", "max=\(max)", "ns/op", interleavedMedians(
+    measurement, seedList: (measurement, arenaBytes), repetitions: repetitions, including: measured))
 }
 
 // 3. Heap efficiency at the first failure.
@@ -78,15 +84,14 @@ for max in [1000, 4096] where wanted("efficiency") {
   record("efficiency", "max=\(max)", "seed-list", "min", seedValues.min()!)
 }
 
-// 4. Scaling with free holes present.
+// 4. Scaling with free holes present (the seed list with fewer iterations: its no-fit
+// walk grows with the holes).
 for holes in [10, 100, 1000, 5000] where wanted("scaling") {
   let iterations = quick ? 20_000 : 200_000
-  var project = ProjectKernel()
-  var seed = SeedBestFitList(bytes: arenaBytes)
-  var glibc = GlibcMalloc()
-  record("scaling", "holes=\(holes)", "project", "ns/pair", median((0..<repetitions).map { _ in scaling(&project, holes: holes, iterations: iterations) }))
-  record("scaling", "holes=\(holes)", "seed-list", "ns/pair", median((0..<repetitions).map { _ in scaling(&seed, holes: holes, iterations: max(1000, iterations / max(1, holes / 10))) }))
-  record("scaling", "holes=\(holes)", "glibc", "ns/pair", median((0..<repetitions).map { _ in scaling(&glibc, holes: holes, iterations: iterations) }))
+  recordInterleaved("scaling", "holes=\(holes)", "ns/pair", interleavedMedians(
+    ScalingMeasurement(holes: holes, iterations: iterations),
+    seedList: (ScalingMeasurement(holes: holes, iterations: max(1000, iterations / max(1, holes / 10))), arenaBytes),
+    repetitions: repetitions, including: measured))
 }
 
 // 5. Page frames.
@@ -142,26 +147,20 @@ for workload in GrowthWorkload.allCases where wanted("growth") {
   if !outcome.intact { print("growth \(name): a block or page lost its mark") }
 }
 
-// 7. A real program's allocations (bench/traces): the whole trace for this heap and
-// glibc; the seed list walks every segment per allocation, so all three also replay its
-// first 20,000 events.
+// 7. A real program's allocations (bench/traces): the whole trace for this heap, glibc,
+// jemalloc and mimalloc; the seed list walks every segment per allocation, so all five
+// also replay its first 20,000 events. Each replay starts on a fresh project machine.
 if wanted("trace") {
   let path = CommandLine.arguments.firstIndex(of: "--trace").flatMap { i in
     i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
   } ?? "bench/traces/python-json.trace.xz"
   if let trace = RecordedTrace(path: path, name: "python-json") {
     let runs = quick ? 1 : 3
-    var project = ProjectKernel()
-    var glibc = GlibcMalloc()
-    let parameter = "\(trace.name)-\(trace.events.count)"
-    record("trace", parameter, "project", "ns/op", median((0..<runs).map { _ in replay(&project, trace) ?? .nan }))
-    record("trace", parameter, "glibc", "ns/op", median((0..<runs).map { _ in replay(&glibc, trace) ?? .nan }))
-    let head = trace.prefix(20_000)
-    let headParameter = "\(trace.name)-first-\(head.events.count)"
-    var seed = SeedBestFitList(bytes: 64 << 20)
-    record("trace", headParameter, "project", "ns/op", median((0..<repetitions).map { _ in replay(&project, head) ?? .nan }))
-    record("trace", headParameter, "seed-list", "ns/op", median((0..<repetitions).map { _ in replay(&seed, head) ?? .nan }))
-    record("trace", headParameter, "glibc", "ns/op", median((0..<repetitions).map { _ in replay(&glibc, head) ?? .nan }))
+    recordInterleaved("trace", "\(trace.name)-\(trace.events.count)", "ns/op", interleavedMedians(
+      RecordedTraceMeasurement(trace: trace), seedList: nil, repetitions: runs, including: measured))
+    let head = RecordedTraceMeasurement(trace: trace.prefix(20_000))
+    recordInterleaved("trace", "\(trace.name)-first-\(head.trace.events.count)", "ns/op", interleavedMedians(
+      head, seedList: (head, 64 << 20), repetitions: repetitions, including: measured))
   } else {
     print("trace: \(path) could not be read (xz missing?)")
   }
@@ -194,6 +193,23 @@ if wanted("threads") {
   withExtendedLifetime(machine) {}
 }
 
+// 8b. Producer/consumer (ProducerConsumer.swift): 64-byte objects allocated on one
+// thread, handed through a ring, freed on another; against one thread doing the same
+// through the ring. The project row against glibc's, jemalloc's and mimalloc's.
+if wanted("threads") {
+  let figures = producerConsumerFigures(pairs: quick ? 200_000 : 2_000_000, repetitions: repetitions, including: measured)
+  for figure in figures {
+    record("threads", "prodcons64-2t", figure.allocator, "ns/pair", figure.twoThreads)
+    record("threads", "prodcons64-1t", figure.allocator, "ns/pair", figure.oneThread)
+    record("threads", "prodcons64-2t/1t", figure.allocator, "ratio", figure.twoThreads / figure.oneThread)
+  }
+  if let project = figures.first(where: { $0.allocator == "project" }) {
+    for baseline in figures where baseline.allocator != "project" {
+      record("threads", "prodcons64-2t", "project/\(baseline.allocator)", "ratio", project.twoThreads / baseline.twoThreads)
+    }
+  }
+}
+
 // 9. Translation tables (VirtualMemory) over 64 MiB of simulated RAM, hosted maintenance.
 if wanted("vm") {
   let machine = SimulatedMachine(bytes: 64 << 20)
@@ -209,9 +225,24 @@ if wanted("vm") {
   withExtendedLifetime(machine) {}
 }
 
+// 10. RAM at the first failed request over 512 MiB (Exhaustion.swift): kmalloc(3 MiB)
+// repeated, and random kmalloc 16 B ... 400 KiB with order-1 page runs over several seeds
+// (their mean and their max).
+if wanted("exhaustion") {
+  let large = repeatedLargeExhaustion()
+  record("exhaustion", "3MiB-repeated", "project", "free_percent_at_failure", large.freePercent)
+  record("exhaustion", "3MiB-repeated", "project", "largest_free_run_KiB", large.largestFreeRunKiB)
+  let seeds = quick ? 4 : 8
+  let mixed = (1...seeds).map { mixedExhaustion(seed: UInt64($0)) }
+  for (label, combine) in [("mean", { (v: [Double]) in v.reduce(0, +) / Double(v.count) }), ("max", { $0.max()! })] {
+    record("exhaustion", "mixed-\(seeds)seeds-\(label)", "project", "free_percent_at_failure", combine(mixed.map(\.freePercent)))
+    record("exhaustion", "mixed-\(seeds)seeds-\(label)", "project", "largest_free_run_KiB", combine(mixed.map(\.largestFreeRunKiB)))
+  }
+}
+
 // Ratios from this run.
 for r in results where r.allocator == "project" && (r.workload == "lifo" || r.workload == "random" || r.workload == "scaling" || r.workload == "trace") {
-  for baseline in ["seed-list", "glibc"] {
+  for baseline in ["seed-list", "glibc", "jemalloc", "mimalloc"] {
     if let b = results.find(r.workload, r.parameter, baseline) {
       record(r.workload, r.parameter, "project/\(baseline)", "ratio", r.value / b)
     }
@@ -223,9 +254,12 @@ if let few = results.find("scaling", "holes=10", "project"), let many = results.
 
 if !json {
   func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-  print(pad("workload", 18) + pad("parameter", 22) + pad("allocator", 20) + pad("metric", 10) + "value")
+  // A column widens for a longer entry (the trace's parameters, the exhaustion metrics).
+  let columns = results.map { [$0.workload, $0.parameter, $0.allocator, $0.metric] }
+  let widths = [18, 22, 20, 10].enumerated().map { column, least in max(least, (columns.map { $0[column].count }.max() ?? 0) + 2) }
+  print(pad("workload", widths[0]) + pad("parameter", widths[1]) + pad("allocator", widths[2]) + pad("metric", widths[3]) + "value")
   for r in results {
     let shown = r.value >= 100 ? String(Int(r.value.rounded())) : String(Double(Int(r.value * 1000)) / 1000)
-    print(pad(r.workload, 18) + pad(r.parameter, 22) + pad(r.allocator, 20) + pad(r.metric, 10) + shown)
+    print(pad(r.workload, widths[0]) + pad(r.parameter, widths[1]) + pad(r.allocator, widths[2]) + pad(r.metric, widths[3]) + shown)
   }
 }
