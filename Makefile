@@ -117,6 +117,7 @@ qemu-test: qemu tools
 bench:
 	@bash scripts/install_bench_tools.sh
 	$(if $(filter instructions,$(ONLY)),,$(SWIFT) run -c release --scratch-path .build-bench membench $(if $(JSON),--json,) $(if $(ONLY),--only $(ONLY),) $(if $(QUICK),--quick,))
+	$(if $(filter-out instructions,$(ONLY)),,@bash scripts/build_preload.sh >/dev/null)
 	$(if $(filter-out instructions,$(ONLY)),,$(PYTHON) scripts/bench_instructions.py $(if $(JSON),--json,) $(if $(QUICK),--quick,))
 
 bench-qemu: qemu
