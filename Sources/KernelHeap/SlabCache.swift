@@ -56,13 +56,20 @@ struct SlabCache {
   static let kindObjectCache: UInt = 0x0bca
   /// Empty slabs kept on the partial list before further ones are given back.
   static let keepEmpty = 1
-  /// The largest slab: 2^3 pages.
+  /// The largest slab for objects up to `smallObjectLimit`: 2^3 pages.
   static let maximumSlabOrder = 3
+  /// The largest slab for larger objects: 2^5 pages (31 objects of 4 KiB).
+  static let maximumLargeSlabOrder = 5
+  /// Objects up to this size take the first slab order that wastes at most a tenth;
+  /// larger ones the first that wastes at most a thirty-second (a 96-byte header in a
+  /// slab of 2 KiB objects costs a whole object, 6% of a 32 KiB slab but 3% of 64 KiB).
+  static let smallObjectLimit = 1024
   /// The largest object an `ObjectCache` takes.
   static let maximumObjectSize = 4096
 
   /// The layout for objects of `size` bytes at `alignment`: the smallest slab order
-  /// (up to 3) that wastes at most a tenth of the slab, else the least wasteful one.
+  /// (up to 3) that wastes at most a tenth of the slab, else the least wasteful one;
+  /// above `smallObjectLimit` the smallest (up to 5) that wastes at most a 32nd.
   /// nil for a size or alignment out of range.
   static func layout(size: Int, alignment: Int) -> (slot: Int, first: Int, capacity: Int, order: Int)? {
     guard size >= 1, size <= maximumObjectSize, alignment >= 16, alignment <= Page.size,
@@ -72,7 +79,9 @@ struct SlabCache {
     let first = (Slab.headerBytes + alignment - 1) & ~(alignment - 1)
     var best: (slot: Int, first: Int, capacity: Int, order: Int)? = nil
     var bestWaste = Int.max
-    for order in 0...maximumSlabOrder {
+    let large = slot > smallObjectLimit
+    let (highest, wasteShare) = large ? (maximumLargeSlabOrder, 32) : (maximumSlabOrder, 10)
+    for order in 0...highest {
       let bytes = Page.size << order
       let capacity = min((bytes - first) / slot, Slab.maximumObjects)
       guard capacity >= 1 else { continue }
@@ -82,7 +91,7 @@ struct SlabCache {
         best = (slot, first, capacity, order)
         bestWaste = waste
       }
-      if waste * 10 <= bytes { return (slot, first, capacity, order) }
+      if waste * wasteShare <= bytes { return (slot, first, capacity, order) }
     }
     return best
   }

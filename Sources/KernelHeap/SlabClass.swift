@@ -1,7 +1,8 @@
 /// The size classes kmalloc serves from slabs: 16-byte steps up to 256, then eight
-/// classes per doubling up to `SlabClass.limit` (1 KiB):
+/// classes per doubling up to `SlabClass.limit` (4 KiB):
 ///
-///     16 32 48 ... 240 256 | 288 320 352 384 416 448 480 512 | 576 640 ... 960 1024
+///     16 32 48 ... 240 256 | 288 320 ... 480 512 | 576 640 ... 1024 | 1152 ... 2048 |
+///     2304 2560 2816 3072 3328 3584 3840 4096
 ///
 /// A request is rounded up to its class: at most 15 bytes are unused up to 256, and at
 /// most an eighth of the object above (257 in 288), about a sixteenth on average. A
@@ -9,9 +10,9 @@
 /// which slab objects do not have.
 public enum SlabClass {
   /// The largest request served by a slab; larger ones go to the TLSF heap.
-  public static let limit = 1024
+  public static let limit = 4096
   /// Number of classes.
-  public static let count = 32
+  public static let count = 48
   /// Classes of 16-byte steps (16 ... 256).
   static let linearCount = 16
   /// log2 of the first size of the stepped part (256).
@@ -39,7 +40,7 @@ public enum SlabClass {
   /// lookup, one byte load instead of the arithmetic of `index`. Each heap keeps a copy
   /// in its control block.
   /// - Complexity: O(granules).
-  static func granuleTable() -> InlineArray<65, UInt8> {
+  static func granuleTable() -> InlineArray<257, UInt8> {
     InlineArray { granule in UInt8(truncatingIfNeeded: index(forRequest: granule &* 16)) }
   }
 

@@ -120,7 +120,8 @@ func kernelMemoryScenarios() -> [Scenario] {
       guard let (frames, heap) = makeMachine(memory, &e) else { return }
       let startFree = frames.freePageCount
       var fill: [UnsafeMutableRawPointer] = []
-      while heap.statistics.largestFreeBlock >= 4096, let p = heap.allocate(4000) { fill.append(p) }
+      // TLSF blocks (above the slab limit) until no 6000-byte block fits any more.
+      while heap.statistics.largestFreeBlock >= 6400, let p = heap.allocate(6000) { fill.append(p) }
       e.expect(heap.statistics.arenas == 1, "the initial arena filled without growth", UInt(heap.statistics.arenas))
       let first = heap.allocate(8000)
       let grownFree = frames.freePageCount
@@ -141,8 +142,8 @@ func kernelMemoryScenarios() -> [Scenario] {
     Scenario("kmem.ownership_from_page_entries") { memory, e in
       guard let (frames, heap) = makeMachine(memory, &e) else { return }
       // A second heap over the same page frames: each refuses the other's pointers.
-      guard let otherStart = frames.allocPages(order: 4, zeroed: false),
-        let other = Heap(start: otherStart, size: 16 * Page.size, zeroFill: memory.zeroFill, frames: frames, slots: scenarioSlots)
+      guard let otherStart = frames.allocPages(order: 5, zeroed: false),
+        let other = Heap(start: otherStart, size: 32 * Page.size, zeroFill: memory.zeroFill, frames: frames, slots: scenarioSlots)
       else { return e.expect(false, "second heap", 0) }
       let big = heap.allocate(200 << 10)!
       let grown = other.allocate(100 << 10)!
@@ -161,7 +162,7 @@ func kernelMemoryScenarios() -> [Scenario] {
       try? frames.freePage(page)
       try? heap.deallocate(big)
       try? other.deallocate(grown)
-      try? frames.freePages(otherStart, order: 4)
+      try? frames.freePages(otherStart, order: 5)
       e.expect(heap.check() == nil && other.check() == nil && frames.checkInvariants() == nil, "refusals changed nothing", 0)
     },
   ]

@@ -30,9 +30,9 @@ struct IndependentHeapsTests {
     }
     let startFree = frames.map(\.freePageCount)
     var live: [[UnsafeMutableRawPointer]] = Array(repeating: [], count: 4)
-    // 3 MiB per heap in 3000-byte blocks plus one large request each: every heap grows.
+    // 5 MB per heap in 5000-byte TLSF blocks plus one large request each: every heap grows.
     for round in 0..<1000 {
-      for i in 0..<4 { live[i].append(try #require(heaps[i].allocate(round == 0 ? 300 << 10 : 3000))) }
+      for i in 0..<4 { live[i].append(try #require(heaps[i].allocate(round == 0 ? 300 << 10 : 5000))) }
     }
     for i in 0..<4 {
       #expect(heaps[i].statistics.arenas > 1)

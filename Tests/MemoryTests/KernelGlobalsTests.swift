@@ -77,7 +77,7 @@ struct KernelGlobalsTests {
     let p = try #require(kmalloc(100))
     #expect(frames.owner(ofPhysical: frames.physical(of: p)) == .slab)
     kfree(p)
-    let medium = try #require(kmalloc(2000))
+    let medium = try #require(kmalloc(6000))
     #expect(frames.owner(ofPhysical: frames.physical(of: medium)) == .heap)
     kfree(medium)
     let map = MemoryMap(frames)

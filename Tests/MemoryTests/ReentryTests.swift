@@ -51,7 +51,7 @@ import Testing
     let heap = try #require(part)
     let cpu = CPU.current
     let small = try #require(heap.allocate(48))
-    let block = try #require(heap.allocate(4000))
+    let block = try #require(heap.allocate(5000))
     let used = heap.statistics.usedBytes
     let caches = try #require(heap.config.pointee.classCaches)
     let cache = heap.classCache(caches, (cpu & (heap.slots - 1)) * SlabClass.count + SlabClass.index(forRequest: 48))
@@ -59,7 +59,7 @@ import Testing
       #expect(throws: HeapError(.reentered, UInt(bitPattern: small))) { try heap.deallocate(small) }
     }
     _ = heap.core.withLock(cpu: cpu) { _ in
-      #expect(heap.allocate(4000) == nil)
+      #expect(heap.allocate(5000) == nil)
       #expect(throws: HeapError(.reentered, UInt(bitPattern: block))) { try heap.deallocate(block) }
       #expect(heap.check()?.reason.description == "checked from inside the heap (lock held)")
     }
