@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"project": "tab:blue", "seed-list": "tab:red", "glibc": "tab:gray"}
+COLORS = {"project": "tab:blue", "seed-list": "tab:red", "glibc": "tab:gray", "jemalloc": "tab:orange", "mimalloc": "tab:green"}
 
 
 def load(path):
@@ -32,8 +32,10 @@ def value(rows, workload, parameter, allocator, metric):
 def scaling(rows, out):
     holes = [10, 100, 1000, 5000]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for allocator in ("project", "seed-list", "glibc"):
+    for allocator in ("project", "seed-list", "glibc", "jemalloc", "mimalloc"):
         ys = [value(rows, "scaling", f"holes={h}", allocator, "ns/pair") for h in holes]
+        if None in ys:
+            continue  # an allocator the run skipped
         ax.plot(holes, ys, marker="o", label=allocator, color=COLORS[allocator])
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -71,10 +73,12 @@ def efficiency(rows, out):
 def random_actions(rows, out):
     params = ["max=200", "max=1000", "max=3000"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    width = 0.38
-    for i, allocator in enumerate(("project", "glibc")):
+    shown = [a for a in ("project", "glibc", "jemalloc", "mimalloc")
+             if None not in [value(rows, "random", p, a, "ns/op") for p in params]]
+    width = 0.8 / len(shown)
+    for i, allocator in enumerate(shown):
         ys = [value(rows, "random", p, allocator, "ns/op") for p in params]
-        bars = ax.bar([j + (i - 0.5) * width for j in range(len(params))], ys, width, label=allocator,
+        bars = ax.bar([j + (i - (len(shown) - 1) / 2) * width for j in range(len(params))], ys, width, label=allocator,
                       color=COLORS[allocator])
         ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.set_xticks(range(len(params)), params)
