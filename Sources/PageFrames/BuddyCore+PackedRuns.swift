@@ -57,9 +57,8 @@ extension BuddyCore {
         rightBounded = true
         break
       }
-      let word = entries.loadWord(end)
-      let blockOrder = PageEntry.order(ofWord: word)
-      guard blockOrder <= Page.maxOrder, word == PageEntry.ownedWord(.free, order: blockOrder, head: true) else {
+      let blockOrder = PageEntry.order(ofWord: entries.loadWord(end))
+      guard blockOrder <= Page.maxOrder, headsFreeBlock(end, order: blockOrder) else {
         rightBounded = true
         break
       }
@@ -77,7 +76,7 @@ extension BuddyCore {
     for order in 0...Page.maxOrder {
       let head = limit - (1 << order)
       guard head >= first else { return nil }
-      if entries.loadWord(head) == PageEntry.ownedWord(.free, order: order, head: true) { return head }
+      if headsFreeBlock(head, order: order) { return head }
     }
     return nil
   }
@@ -88,7 +87,7 @@ extension BuddyCore {
     let frameShift = layout.range(ofIndex: index).frameShift
     for order in 0...Page.maxOrder {
       let head = ((frameShift + index) & ~((1 << order) - 1)) - frameShift
-      if entries.loadWord(head) == PageEntry.ownedWord(.free, order: order, head: true) { return head }
+      if headsFreeBlock(head, order: order) { return head }
     }
     // Unreachable: `packedStart` placed the run inside free blocks.
     return index

@@ -113,7 +113,7 @@ struct BuddyCore {
     while current < Page.maxOrder {
       let buddy = ((frameShift + head) ^ (1 << current)) - frameShift
       guard buddy >= range.firstIndex, buddy + (1 << current) <= range.limit,
-        entries.loadWord(buddy) == PageEntry.ownedWord(.free, order: current, head: true)
+        headsFreeBlock(buddy, order: current)
       else { break }
       removeFree(buddy, order: current)
       entries.setWord(buddy, 0)
@@ -146,8 +146,13 @@ struct BuddyCore {
 
   /// `markRun` for a run of any length.
   mutating func markContiguous(_ index: Int, pages: Int, owner: PageOwner, tag: UInt32) {
-    let order = pages & (pages - 1) == 0 ? pages.trailingZeroBitCount : PageEntry.noOrder
-    BuddyCore.markRun(index, pages: pages, order: order, owner: owner, tag: tag, entries: entries, counts: counts)
+    BuddyCore.markRun(index, pages: pages, order: PageEntry.runOrder(pages: pages), owner: owner, tag: tag, entries: entries, counts: counts)
+  }
+
+  /// Whether page `index` heads a free block of `order` on the lists.
+  @inline(__always)
+  func headsFreeBlock(_ index: Int, order: Int) -> Bool {
+    entries.loadWord(index) == PageEntry.ownedWord(.free, order: order, head: true)
   }
 
   /// Frees run `index` of `pages` pages of `owner`, whose head `claimRun` took: zeroes

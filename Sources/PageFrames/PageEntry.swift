@@ -62,6 +62,11 @@ public struct PageEntry: Sendable {
     return ownerBits | UInt64(UInt8(truncatingIfNeeded: order)) << orderShift | UInt64(flagBlockHead) << flagsShift
   }
 
+  /// The order field of a run of `pages` pages: its buddy order for a power of two,
+  /// `noOrder` for any other length.
+  @inline(__always)
+  static func runOrder(pages: Int) -> Int { pages & (pages - 1) == 0 ? pages.trailingZeroBitCount : noOrder }
+
   /// The order field of a packed word.
   @inline(__always)
   static func order(ofWord word: UInt64) -> Int { Int(UInt8(truncatingIfNeeded: word >> orderShift)) }

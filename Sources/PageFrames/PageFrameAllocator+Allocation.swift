@@ -168,10 +168,9 @@ extension PageFrameAllocator {
     guard pages > 0, keep >= 1, keep <= pages else { throw PageFrameError(.badOrder, physical) }
     let (index, word) = try validateRun(physical: physical, pages: pages, owner: owner)
     guard keep < pages else { return }
-    let order = keep & (keep - 1) == 0 ? keep.trailingZeroBitCount : PageEntry.noOrder
     let entries = self.entries
     let outcome = buddy.withLock(cpu: CPU.current) { core -> PageFrameFailure? in
-      guard entries.claimRun(index, expected: word, replacement: PageEntry.word(word, withOrder: order)) else { return .notAllocated }
+      guard entries.claimRun(index, expected: word, replacement: PageEntry.word(word, withOrder: PageEntry.runOrder(pages: keep))) else { return .notAllocated }
       core.shrinkClaimedRun(index, pages: pages, keep: keep, owner: owner)
       return nil
     }
