@@ -173,6 +173,11 @@ public struct Heap {
   ///   allocation. A large request costs `PageFrameAllocator.allocContiguous`.
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
+    if let pool = config.pointee.guardedPool, pool.shouldSample(cpu: cpu),
+      let object = pool.allocate(size: size, alignment: Block.alignment, cache: 0)
+    {
+      return object
+    }
     if size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches,
       let object = classCache(caches, (cpu & config.pointee.slotMask) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
         .withLock(cpu: cpu, { cache in slabAllocate(&cache) }) ?? nil
@@ -213,6 +218,11 @@ public struct Heap {
     if alignment <= Block.alignment || size > Heap.largeRequestThreshold && config.pointee.frames != nil {
       return allocate(size)
     }
+    if let pool = config.pointee.guardedPool, pool.shouldSample(cpu: CPU.current),
+      let object = pool.allocate(size: size, alignment: alignment, cache: 0)
+    {
+      return object
+    }
     return core.withLock(cpu: CPU.current) { $0.allocateAlignedBlock(size, alignment: alignment) } ?? nil
   }
 
@@ -236,6 +246,10 @@ public struct Heap {
   ///   allocation or giving an arena back costs O(its pages) entry writes.
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
+    if let pool = config.pointee.guardedPool, pool.contains(UInt(bitPattern: pointer)) {
+      pool.free(pointer, cache: 0)
+      return
+    }
     let cpu = CPU.current
     // A slab object: under its cache's lock, whichever CPU's cache that is.
     let freed: Void? = try withSlabLocked(holding: pointer, cpu: cpu) { (cache, slab, index) throws(HeapError) in
@@ -274,6 +288,9 @@ public struct Heap {
   /// - Complexity: O(log ranges) in place (the owner lookup); O(size) when it moves.
   public func reallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
     guard let pointer else { return allocate(size) }
+    if let pool = config.pointee.guardedPool, pool.contains(UInt(bitPattern: pointer)) {
+      return reallocate(pooled: pointer, in: pool, to: size)
+    }
     // In place (or freed) under the owning lock; a move allocates, copies and frees
     // with no lock held (the caller owns the old allocation meanwhile).
     let copyBytes: Int
@@ -317,6 +334,10 @@ public struct Heap {
   /// - Throws: as `deallocate` for a pointer that is not a live allocation.
   /// - Complexity: O(log ranges).
   public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
+    if let pool = config.pointee.guardedPool, pool.contains(UInt(bitPattern: pointer)) {
+      guard let size = pool.size(of: pointer) else { throw HeapError(.doubleFree, UInt(bitPattern: pointer)) }
+      return size
+    }
     let cpu = CPU.current
     let inSlab = try withSlabLocked(holding: pointer, cpu: cpu) { (cache, _, _) throws(HeapError) -> Int in
       guard cache.kind == SlabCache.kindSizeClass else { throw HeapError(.wrongCache, UInt(bitPattern: pointer)) }

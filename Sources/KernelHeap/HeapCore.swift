@@ -27,6 +27,8 @@ struct HeapConfig {
   /// First block and end (one past the sentinel) of the initial arena.
   let initialStart: UInt
   let initialEnd: UInt
+  /// The sampling detector's pool, when one is attached (`Heap.attach(_:)`).
+  var guardedPool: GuardedPool? = nil
 }
 
 /// The TLSF allocator at the heart of the heap, single-threaded: segregated free lists

@@ -111,7 +111,13 @@ public struct ObjectCache {
   /// CPU is inside the heap already.
   /// - Complexity: O(1); a new slab costs one page-run allocation.
   public func allocate() -> UnsafeMutableRawPointer? {
-    cache.withLock(cpu: CPU.current) { state in isLive(state) ? heap.slabAllocate(&state) : nil } ?? nil
+    if let pool = heap.config.pointee.guardedPool, pool.shouldSample(cpu: CPU.current) {
+      let geometry = cache.snapshot.pointee
+      if isLive(geometry), let object = pool.allocate(size: geometry.requestedSize, alignment: geometry.alignment, cache: serial) {
+        return object
+      }
+    }
+    return cache.withLock(cpu: CPU.current) { state in isLive(state) ? heap.slabAllocate(&state) : nil } ?? nil
   }
 
   /// Returns an object to the cache.
@@ -124,6 +130,7 @@ public struct ObjectCache {
     let cpu = CPU.current
     guard let live = cache.withLock(cpu: cpu, { isLive($0) }) else { throw HeapError(.reentered, UInt(bitPattern: object)) }
     guard live else { throw HeapError(.cacheDestroyed, UInt(bitPattern: object)) }
+    if let pool = heap.config.pointee.guardedPool, pool.free(object, cache: serial) { return }
     let mine = cache.address
     let freed: Void? = try heap.withSlabLocked(holding: object, cpu: cpu) { (state, slab, index) throws(HeapError) in
       guard slab.cacheAddress == UInt(bitPattern: mine), isLive(state) else { throw HeapError(.wrongCache, UInt(bitPattern: object)) }
