@@ -77,6 +77,7 @@ static void halt(void) {
 }
 
 extern void arch_describe_fault(uint64_t far, uint64_t esr, int instruction) __attribute__((weak));
+extern int kernel_describe_pool_fault(uint64_t far, int is_write) __attribute__((weak));
 
 // Called by vectors.S with the frame it pushed. Returns only for a handled probe.
 void arch_exception(uint64_t kind, uint64_t *frame) {
@@ -121,7 +122,13 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
   report_put(")\n");
   // What the kernel map says about FAR (Arch/FaultDescription.swift; absent from a kernel
   // built without Arch's Swift side).
-  if ((kind & 3) == 0 && (ec == EC_DABT_SAME || ec == EC_IABT_SAME) && arch_describe_fault) {
+  // A data abort in the sampling detector's pool is a memory bug it classifies
+  // (KernelBoot/KernelGuardedPool.swift); anything else is described by the kernel map.
+  int described = 0;
+  if ((kind & 3) == 0 && ec == EC_DABT_SAME && kernel_describe_pool_fault) {
+    described = kernel_describe_pool_fault(frame[FRAME_FAR], (esr >> 6) & 1);
+  }
+  if (!described && (kind & 3) == 0 && (ec == EC_DABT_SAME || ec == EC_IABT_SAME) && arch_describe_fault) {
     arch_describe_fault(frame[FRAME_FAR], esr, ec == EC_IABT_SAME);
   }
   for (int i = 0; i < 31; i++) {
@@ -204,6 +211,8 @@ void arch_fault_stack_overflow(uintptr_t stack_top) {
 
 void arch_fault_write(uintptr_t address) { *(volatile uint32_t *)address = 0; }
 
+uint8_t arch_fault_read(uintptr_t address) { return *(volatile uint8_t *)address; }
+
 void arch_fault_execute(uintptr_t address) {
   // `ret`, made visible to instruction fetch, then called.
   *(volatile uint32_t *)address = 0xd65f03c0u;
@@ -261,3 +270,18 @@ void arch_power_off(void) {
 }
 
 #endif
+
+// The return addresses of the calling stack, innermost first, by its frame records
+// (bounded by this core's stack, as the exception report's backtrace).
+long arch_capture_stack(uint64_t *out, long capacity) {
+  uint64_t fp = (uint64_t)__builtin_frame_address(0);
+  long depth = 0;
+  while (depth < capacity && on_stack(fp)) {
+    const uint64_t *record = (const uint64_t *)fp;
+    if (record[1] == 0) break;
+    out[depth++] = record[1];
+    if (record[0] <= fp) break;
+    fp = record[0];
+  }
+  return depth;
+}

@@ -3,11 +3,12 @@
 #if arch(arm64) && os(none)
 import Arch
 
-/// `Platform.bootMemory(secondaryEntry:)` on `BoardPlatform`.
+/// `Platform.bootMemory(secondaryEntry:kfenceInterval:)` on `BoardPlatform`: `kfenceInterval`
+/// nil reads `kfence=N` from /chosen/bootargs (off without it).
 /// Preconditions: as `Platform.bootMemory`: once, by the boot core, before any allocation.
 /// - Complexity: as `Platform.bootMemory`.
 @discardableResult
-public func bootMemory(secondaryEntry: SecondaryEntry? = nil) -> BootLayout {
-  BoardPlatform().bootMemory(secondaryEntry: secondaryEntry)
+public func bootMemory(secondaryEntry: SecondaryEntry? = nil, kfenceInterval: Int? = nil) -> BootLayout {
+  BoardPlatform().bootMemory(secondaryEntry: secondaryEntry, kfenceInterval: kfenceInterval)
 }
 #endif

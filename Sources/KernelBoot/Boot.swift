@@ -29,14 +29,16 @@ extension Platform {
   /// cores. Returns the layout.
   /// Panics ("memInit: reason address") if RAM cannot hold the kernel, array and heap.
   /// Afterwards `kernelMemory` is set up: kmalloc, kfree, allocPage and the rest work, and
-  /// every core that came online runs `secondaryEntry` (nil: it parks at once).
+  /// every core that came online runs `secondaryEntry` (nil: it parks at once). With
+  /// `kfenceInterval` (or, when it is nil, `kfence=N` in /chosen/bootargs) above 0 the
+  /// sampling memory-error detector is on (`setUpKernelGuardedPool`).
   ///
   /// Preconditions: called once, by the boot core, before any allocation; installs the
   /// kernel-wide `badInputHandler` and `kernelMemory`.
   /// - Complexity: O(RAM pages) for memInit, plus the wait for the cores (the platform's
   ///   time limit).
   @discardableResult
-  public func bootMemory(secondaryEntry: SecondaryEntry? = nil) -> BootLayout {
+  public func bootMemory(secondaryEntry: SecondaryEntry? = nil, kfenceInterval: Int? = nil) -> BootLayout {
     // 0. How the package tells the cores apart, before the first lock is taken; bad
     //    input anywhere in the memory subsystem stops the kernel with a precise line.
     CPU.install(cpuNumbering, count: maximumCores)
@@ -215,6 +217,18 @@ extension Platform {
       }
       bootKernelMapNanoseconds = nanoseconds(since: mapStart)
     }
+
+    // 4b. The sampling memory-error detector (KFENCE), when asked for: `kfence=N` in
+    //     /chosen/bootargs (QEMU's -append), or the caller's interval.
+    var kfence = kfenceInterval ?? 0
+    if kfenceInterval == nil, let arguments = try? flattenedTree?.bootArguments() {
+      switch commandLineValue(arguments, named: "kfence") {
+      case .some(.some(let value)): kfence = value
+      case .some(.none): kput("kfence: the value of kfence= is not a number; off\n")
+      case .none: break
+      }
+    }
+    if kfence > 0 { setUpKernelGuardedPool(interval: kfence) }
 
     // 5. Report: the memory map, each kind's range and page count, and the total against
     //    the RAM firmware reported.

@@ -57,9 +57,9 @@ public struct GuardedPoolReport {
     return Int(bitPattern: address &- object.address)
   }
 
-  /// Prints the report through `hooks.write`, then calls `hooks.fatal`. `stack` is the
-  /// current call's (a free's; a fault handler prints its own).
-  func write(_ hooks: GuardedPoolHooks, stack: InlineArray<16, UInt>?, depth: Int, cpu: Int) {
+  /// Prints the report through `hooks.write`, then calls `hooks.fatal` when `fatal`.
+  /// `stack` is the current call's (a free's; a fault handler prints its own).
+  func write(_ hooks: GuardedPoolHooks, stack: InlineArray<16, UInt>?, depth: Int, cpu: Int, fatal: Bool = true) {
     var out = ReportText(hooks)
     out.put(kind.key)
     out.put(": ")
@@ -114,7 +114,7 @@ public struct GuardedPoolReport {
     }
     if let stack { out.stack("  this call on cpu ", cpu, stack, depth) }
     out.flush()
-    hooks.fatal(hooks.context)
+    if fatal { hooks.fatal(hooks.context) }
   }
 }
 
@@ -155,12 +155,13 @@ extension GuardedPool {
     return GuardedPoolReport(kind: isWrite ? .outOfBoundsWrite : .outOfBoundsRead, address: address, slot: best.slot, record: records[best.slot])
   }
 
-  /// Prints the report of a fault at `address` (see `describeFault`) and calls the fatal
-  /// hook. Returns false, printing nothing, for an address outside the pool.
+  /// Prints the report of a fault at `address` (see `describeFault`), then calls the
+  /// fatal hook when `fatal` (a kernel's exception handler prints its registers first and
+  /// ends the run itself). Returns false, printing nothing, for an address outside the pool.
   /// - Complexity: O(1).
-  public func reportFault(at address: UInt, isWrite: Bool) -> Bool {
+  public func reportFault(at address: UInt, isWrite: Bool, fatal: Bool = true) -> Bool {
     guard let report = describeFault(at: address, isWrite: isWrite) else { return false }
-    report.write(hooks, stack: nil, depth: 0, cpu: CPU.current)
+    report.write(hooks, stack: nil, depth: 0, cpu: CPU.current, fatal: fatal)
     return true
   }
 }

@@ -19,7 +19,7 @@ let badArgumentsExitStatus: Int32 = 2
 
 /// The valid words, printed with every refusal.
 let validArguments: StaticString =
-  "quick, scribble, text=HEX (end of .rodata, with scribble), smp, seed=N and ops=N (1000 to 10000000; with smp), bench, fault=data-abort|undefined|brk|stack-canary|stack-overflow|boot-stack-overflow|write-text|exec-heap|vmalloc-guard, fail-on-purpose"
+  "quick, scribble, text=HEX (end of .rodata, with scribble), smp, seed=N and ops=N (1000 to 10000000; with smp), bench, fault=data-abort|undefined|brk|stack-canary|stack-overflow|boot-stack-overflow|write-text|exec-heap|vmalloc-guard|kfence-BUG (with kfence=N; BUG: see KfenceFaults.swift), kfence=N, fail-on-purpose"
 
 /// What the command line asks for. The first word is the program's name (QEMU's
 /// `arg=testkernel`) and is not checked.
@@ -33,6 +33,10 @@ struct TestArguments {
   var operations: Int? = nil
   var bench = false
   var fault: DeliberateFault? = nil
+  /// `fault=kfence-...`: a planted memory bug for the sampling detector (KfenceFaults.swift).
+  var plantedBug: PlantedBug? = nil
+  /// `kfence=N`: sample one allocation in N (0: off); nil leaves it to /chosen/bootargs.
+  var kfence: Int? = nil
   var failOnPurpose = false
   /// The first bad word (offset and length in the command line) and why, or nil.
   var problem: (start: Int, length: Int, reason: StaticString)? = nil
@@ -59,9 +63,12 @@ struct TestArguments {
     if problem == nil && (seed != nil || operations != nil) && !smp {
       problem = (0, 0, "seed= and ops= apply only with smp")
     }
-    let modes = (smp ? 1 : 0) + (bench ? 1 : 0) + (fault != nil ? 1 : 0)
+    let modes = (smp ? 1 : 0) + (bench ? 1 : 0) + (fault != nil ? 1 : 0) + (plantedBug != nil ? 1 : 0)
     if problem == nil && modes > 1 {
       problem = (0, 0, "smp, bench and fault= exclude one another")
+    }
+    if problem == nil && plantedBug != nil && (kfence ?? 0) == 0 {
+      problem = (0, 0, "fault=kfence-... needs kfence=N (N >= 1)")
     }
     if problem == nil && textEnd != nil && !scribble {
       problem = (0, 0, "text= applies only with scribble")
@@ -103,6 +110,18 @@ struct TestArguments {
       }
       guard let number = parseNumber(digits, radix: 16), number > 0 else { return "text= needs a hexadecimal address" }
       textEnd = UInt(number)
+      return nil
+    }
+    if let value = value(of: word, after: "fault=kfence-") {
+      guard let bug = PlantedBug(value) else { return "unknown fault" }
+      plantedBug = bug
+      return nil
+    }
+    if let value = value(of: word, after: "kfence=") {
+      guard let number = parseNumber(value, radix: 10), number <= 1_000_000_000 else {
+        return "kfence= needs a decimal number up to 1000000000"
+      }
+      kfence = Int(number)
       return nil
     }
     if value(of: word, after: "fault=") != nil { return "unknown fault" }

@@ -64,7 +64,7 @@ func report(_ name: StaticString, _ e: Expectations) {
 // With `smp` the other cores wait for the stress (SMPCase.swift); otherwise they
 // come online and park.
 let smpRequested = arguments.smp && arguments.problem == nil
-let bootLayout = bootMemory(secondaryEntry: smpRequested ? smpSecondaryEntry : nil)
+let bootLayout = bootMemory(secondaryEntry: smpRequested ? smpSecondaryEntry : nil, kfenceInterval: arguments.kfence)
 if arguments.problem != nil {
   withUnsafeBytes(of: commandLine) { refuseArguments($0, arguments) }
 }
@@ -117,6 +117,9 @@ if arguments.fault == .vmallocGuard {
   guard let area = vmalloc(16 << 10) else { Machine.panic("fault=vmalloc-guard", "vmalloc failed", 16 << 10) }
   arch_fault_write(UInt(bitPattern: area) + (16 << 10))
 }
+// Planted memory bugs: the sampling detector must classify each and the kernel exit
+// with status 4 (KfenceFaults.swift).
+if let bug = arguments.plantedBug { plant(bug) }
 // An overwritten stack canary (the last core's, as if its stack had overflowed): the
 // exit path must report it with the core's number and exit with status 5.
 if arguments.fault == .stackCanary {

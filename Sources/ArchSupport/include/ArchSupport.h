@@ -62,6 +62,13 @@ void arch_fault_brk(void);
 /// `ret` written at `address` and called.
 void arch_fault_stack_overflow(uintptr_t stack_top);
 void arch_fault_write(uintptr_t address);
+
+/// Writes up to `capacity` return addresses of the calling stack into `out`, innermost
+/// first, following the frame records within this core's stack; returns how many.
+long arch_capture_stack(uint64_t *_Nonnull out, long capacity);
+
+/// Reads a byte at `address` (a deliberate fault when it is not mapped readable).
+uint8_t arch_fault_read(uintptr_t address);
 void arch_fault_execute(uintptr_t address);
 void arch_fault_stack_canary(unsigned long cpu);
 
