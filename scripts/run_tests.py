@@ -367,6 +367,65 @@ FAULTS = [
 ]
 
 
+# Planted memory bugs for the sampling detector (fault=kfence-BUG kfence=1 on virt):
+# (bug, the report line expected, whether a data abort reports it, whether the object
+# was freed before).
+OBJECT = r"0x[0-9a-f]+: {what} the {freed}{size}-byte object at 0x[0-9a-f]+ \({cache}, slot \d+\)$"
+KFENCE_BUGS = [
+    ("oob-write", "kfence-oob-write: out-of-bounds write at", "1 byte right of", 32, "kmalloc", True, False),
+    ("oob-read", "kfence-oob-read: out-of-bounds read at", "1 byte right of", 32, "kmalloc", True, False),
+    ("underflow-write", "kfence-oob-write: out-of-bounds write at", "4 bytes left of", 48, "kmalloc", True, False),
+    ("underflow-read", "kfence-oob-read: out-of-bounds read at", "1 byte left of", 48, "kmalloc", True, False),
+    ("uaf-write", "kfence-uaf-write: use-after-free write at", "byte 8 of", 64, "kmalloc", True, True),
+    ("uaf-read", "kfence-uaf-read: use-after-free read at", "the start of", 64, "kmalloc", True, True),
+    ("double-free", "kfence-double-free: double free of", "the start of", 64, "kmalloc", False, True),
+    ("invalid-free", "kfence-invalid-free: invalid free of", "byte 16 of", 64, "kmalloc", False, False),
+    ("canary", "kfence-canary: canary bytes overwritten at", "1 byte right of", 13, "kmalloc", False, False),
+    ("cache-oob-write", "kfence-oob-write: out-of-bounds write at", "1 byte right of", 48, "object cache #\\d+", True, False),
+    ("cache-uaf-read", "kfence-uaf-read: use-after-free read at", "byte 40 of", 80, "object cache #\\d+", True, True),
+    ("cache-double-free", "kfence-double-free: double free of", "the start of", 96, "object cache #\\d+", False, True),
+    ("cache-wrong-free", "kfence-invalid-free: invalid free of", "the start of", 64, "kmalloc", False, False),
+    ("realloc-uaf", "kfence-uaf-read: use-after-free read at", "byte 8 of", 40, "kmalloc", True, True),
+    ("aligned-oob-write", "kfence-oob-write: out-of-bounds write at", "29 bytes right of", 100, "kmalloc", True, False),
+    ("calloc-oob-read", "kfence-oob-read: out-of-bounds read at", "13 bytes right of", 100, "kmalloc", True, False),
+]
+
+
+def kfence_boot(bug, line, what, size, cache, faults, freed):
+    """A planted bug with every allocation sampled: the detector's report line (its key,
+    the offset, the object's size and cache), the allocation stack (and the free's), which
+    scripts/symbolize resolves to the planting function, and exit status 4."""
+    label = f"fault=kfence-{bug} kfence=1 on virt"
+    print(f"== {label}", flush=True)
+    out, status, elapsed = run_qemu(qemu_command("virt", "1G", "testkernel", [f"fault=kfence-{bug}", "kfence=1"]), 60)
+    problems = []
+    if status != 4:
+        problems.append(f"exit status {status}, expected 4")
+    expected = "(?m)^" + re.escape(line) + " " + OBJECT.format(what=re.escape(what), freed="freed " if freed else "",
+                                                              size=size, cache=cache)
+    if not re.search(expected, out):
+        problems.append("no report line matching " + expected)
+    if faults and not re.search(r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0x96[0-9a-f]{6}: data abort, FAR 0x[0-9a-f]+\)$", out):
+        problems.append("no data abort reported before the detector's line")
+    stacks = ["allocated"] + (["freed"] if freed else [])
+    for stack in stacks:
+        if not re.search(rf"(?m)^  {stack} on cpu 0, backtrace:( 0x[0-9a-f]+)+$", out):
+            problems.append(f"no {stack} stack")
+    if not problems:
+        lines = subprocess.run([sys.executable, "scripts/symbolize", ".build-virt/release/testkernel"], input=out,
+                               capture_output=True, text=True).stdout
+        sections = re.split(r"(?m)^(allocated on cpu 0:|freed on cpu 0:|exception at .*)$", lines)
+        named = {sections[i]: sections[i + 1] for i in range(1, len(sections) - 1, 2)}
+        for stack in stacks:
+            if "plant(_:)" not in named.get(f"{stack} on cpu 0:", ""):
+                problems.append(f"scripts/symbolize did not name plant(_:) in the {stack} stack:\n" + lines)
+    for problem in problems:
+        print("  " + problem)
+    if problems:
+        print(out[-2500:])
+    count(not problems, f"{label}: exit {status}, {elapsed:.1f} s")
+
+
 def run_qemu(cmd, timeout):
     """(output, exit status or None on a hang, seconds)."""
     started = time.time()
@@ -621,6 +680,8 @@ def main():
     for board, fault, expected in FAULTS:
         if qemu_has(board):
             fault_boot(board, fault, expected)
+    for bug in KFENCE_BUGS:
+        kfence_boot(*bug)
     for board in ("virt", "raspi3b"):
         canary_boot(board)
     for board in BOARDS:

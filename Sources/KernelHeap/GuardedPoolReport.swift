@@ -78,7 +78,7 @@ public struct GuardedPoolReport {
       out.put(": ")
       if offset < 0 {
         out.decimal(-offset)
-        out.put(" bytes left of")
+        out.put(offset == -1 ? " byte left of" : " bytes left of")
       } else if offset >= object.size {
         out.decimal(offset - object.size + 1)
         out.put(offset - object.size == 0 ? " byte right of" : " bytes right of")
