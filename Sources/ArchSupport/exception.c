@@ -269,8 +269,6 @@ void arch_power_off(void) {
   halt();
 }
 
-#endif
-
 // The return addresses of the calling stack, innermost first, by its frame records
 // (bounded by this core's stack, as the exception report's backtrace).
 long arch_capture_stack(uint64_t *out, long capacity) {
@@ -285,3 +283,6 @@ long arch_capture_stack(uint64_t *out, long capacity) {
   }
   return depth;
 }
+
+#endif
+

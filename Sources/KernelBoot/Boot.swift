@@ -228,7 +228,10 @@ extension Platform {
       case .none: break
       }
     }
+    #if arch(arm64) && os(none)
+    // The pool's hooks are the MMU's and the console's (KernelGuardedPool.swift).
     if kfence > 0 { setUpKernelGuardedPool(interval: kfence) }
+    #endif
 
     // 5. Report: the memory map, each kind's range and page count, and the total against
     //    the RAM firmware reported.
