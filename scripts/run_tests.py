@@ -101,7 +101,14 @@ BOOTS = [
       r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages --- not mapped$",
       lambda out: dtb_region_check(out, high=False)]),
 ] + [(board, "1G", "testkernel", ["smp", f"seed={seed}", f"ops={SMP_OPS}"], True, SMP_TIMEOUT, [], "SMP stress", SMP_CHECKS)
-      for board in ("virt", "raspi3b", "raspi4b") for seed in SMP_SEEDS[board]]
+      for board in ("virt", "raspi3b", "raspi4b") for seed in SMP_SEEDS[board]] + [
+    # The sampling detector on: from /chosen/bootargs in the kernel; every allocation of
+    # the SMP stress sampled (frees from other cores included) with no report.
+    ("virt", "1G", "kernel", [], True, 60, ["-append", "kfence=1"], "kfence=1 in /chosen/bootargs",
+     [r"(?m)^kfence: 255 slots at \[0x[0-9a-f]+, 0x[0-9a-f]+\), one allocation in 1 per cpu$"]),
+    ("virt", "1G", "testkernel", ["smp", "seed=1", f"ops={SMP_OPS}", "kfence=1"], True, SMP_TIMEOUT, [],
+     "SMP stress, every allocation sampled",
+     SMP_CHECKS + [r"(?m)^kfence: 255 slots at \[0x[0-9a-f]+, 0x[0-9a-f]+\), one allocation in 1 per cpu$"])]
 
 BOARDS = ("raspi3b", "raspi4b", "virt")
 
