@@ -34,7 +34,7 @@ public struct GuardedPool {
   /// The default number of slots, as Linux's KFENCE (255 objects in 2 MiB).
   public static let defaultSlots = 255
   /// The default sampling interval: one allocation in this many per CPU.
-  public static let defaultInterval = 4096
+  public static let defaultInterval = 65536
   /// Most slots a pool may have.
   public static let maximumSlots = 1 << 15
   /// The byte that fills a slot page around its object, xor the low three address bits.
@@ -121,15 +121,29 @@ public struct GuardedPool {
   /// - Complexity: O(1).
   @inline(__always)
   public func shouldSample(cpu: Int) -> Bool {
-    let count = countdown(cpu)
+    GuardedPool.countDown(control + GuardedPool.countdownsOffset, cpu & cpuSlotMask) && refill(cpu)
+  }
+
+  /// Counts one allocation in countdown `slot` of `countdowns`: true when it reached
+  /// zero (the caller then calls `refill`). The heap's fast path calls this with the
+  /// countdowns' address from its own control block.
+  @inline(__always)
+  static func countDown(_ countdowns: UnsafeMutableRawPointer, _ slot: Int) -> Bool {
+    let count = (countdowns + slot &<< 6).assumingMemoryBound(to: Int.self)
     let left = count.pointee &- 1
-    if left > 0 {
-      count.pointee = left
-      return false
-    }
-    count.pointee = interval
+    count.pointee = left
+    return left <= 0
+  }
+
+  /// Restarts `cpu`'s countdown after it reached zero; true (the allocation is sampled).
+  @inline(never)
+  public func refill(_ cpu: Int) -> Bool {
+    countdown(cpu).pointee = interval
     return true
   }
+
+  /// The address of the countdowns, for the heap's fast path.
+  var countdowns: UnsafeMutableRawPointer { control + GuardedPool.countdownsOffset }
 
   // MARK: Allocation and free
 
@@ -264,22 +278,49 @@ public struct GuardedPool {
   @inline(__always)
   static func canaryByte(_ address: UInt) -> UInt8 { canary ^ UInt8(truncatingIfNeeded: address & 7) }
 
-  /// Fills `page` with canary bytes but for `[object, object + size)`.
+  /// The canary bytes of an 8-byte aligned word: byte i is `canary ^ i`.
+  static let canaryWord: UInt64 = {
+    var word: UInt64 = 0
+    for index in 0..<8 { word |= UInt64(canary ^ UInt8(index)) << UInt64(8 * index) }
+    return word
+  }()
+
+  /// Fills `page` with canary bytes but for `[object, object + size)`, a word at a time
+  /// where whole words fall outside the object.
   static func fillCanary(page: UInt, except object: UInt, size: Int) {
+    let end = object &+ UInt(size)
+    let words = UnsafeMutablePointer<UInt64>(bitPattern: page).unsafelyUnwrapped
     let bytes = UnsafeMutablePointer<UInt8>(bitPattern: page).unsafelyUnwrapped
-    let first = Int(object &- page)
-    for offset in 0..<Page.size where offset < first || offset >= first &+ size {
-      bytes[offset] = canaryByte(page &+ UInt(offset))
+    // Words wholly before the object, the bytes around its ends, words wholly after.
+    let firstWord = Int((object &- page) >> 3)
+    let lastWord = Int((end &- page &+ 7) >> 3)
+    for index in 0..<firstWord { words[index] = canaryWord }
+    for offset in (firstWord << 3)..<min(lastWord << 3, Page.size) {
+      let address = page &+ UInt(offset)
+      if address < object || address >= end { bytes[offset] = canaryByte(address) }
     }
+    for index in lastWord..<(Page.size >> 3) { words[index] = canaryWord }
   }
 
   /// The first byte of `page` outside the object that no longer holds its canary, or nil.
   static func firstCorruptCanary(page: UInt, object: UInt, size: Int) -> UInt? {
+    let end = object &+ UInt(size)
+    let words = UnsafePointer<UInt64>(bitPattern: page).unsafelyUnwrapped
     let bytes = UnsafePointer<UInt8>(bitPattern: page).unsafelyUnwrapped
-    let first = Int(object &- page)
-    for offset in 0..<Page.size where offset < first || offset >= first &+ size {
-      if bytes[offset] != canaryByte(page &+ UInt(offset)) { return page &+ UInt(offset) }
+    let firstWord = Int((object &- page) >> 3)
+    let lastWord = Int((end &- page &+ 7) >> 3)
+    func firstBad(inWord index: Int) -> UInt? {
+      for offset in (index << 3)..<((index + 1) << 3) where bytes[offset] != canaryByte(page &+ UInt(offset)) {
+        return page &+ UInt(offset)
+      }
+      return nil
     }
+    for index in 0..<firstWord where words[index] != canaryWord { return firstBad(inWord: index) }
+    for offset in (firstWord << 3)..<min(lastWord << 3, Page.size) {
+      let address = page &+ UInt(offset)
+      if (address < object || address >= end) && bytes[offset] != canaryByte(address) { return address }
+    }
+    for index in lastWord..<(Page.size >> 3) where words[index] != canaryWord { return firstBad(inWord: index) }
     return nil
   }
 

@@ -173,9 +173,7 @@ public struct Heap {
   ///   allocation. A large request costs `PageFrameAllocator.allocContiguous`.
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
-    if let pool = config.pointee.guardedPool, pool.shouldSample(cpu: cpu),
-      let object = pool.allocate(size: size, alignment: Block.alignment, cache: 0)
-    {
+    if let pool = sampled(cpu), let object = pool.allocate(size: size, alignment: Block.alignment, cache: 0) {
       return object
     }
     if size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches,
@@ -218,9 +216,7 @@ public struct Heap {
     if alignment <= Block.alignment || size > Heap.largeRequestThreshold && config.pointee.frames != nil {
       return allocate(size)
     }
-    if let pool = config.pointee.guardedPool, pool.shouldSample(cpu: CPU.current),
-      let object = pool.allocate(size: size, alignment: alignment, cache: 0)
-    {
+    if let pool = sampled(CPU.current), let object = pool.allocate(size: size, alignment: alignment, cache: 0) {
       return object
     }
     return core.withLock(cpu: CPU.current) { $0.allocateAlignedBlock(size, alignment: alignment) } ?? nil
@@ -246,10 +242,7 @@ public struct Heap {
   ///   allocation or giving an arena back costs O(its pages) entry writes.
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
-    if let pool = config.pointee.guardedPool, pool.contains(UInt(bitPattern: pointer)) {
-      pool.free(pointer, cache: 0)
-      return
-    }
+    if inPool(pointer) { return freePooled(pointer, cache: 0) }
     let cpu = CPU.current
     // A slab object: under its cache's lock, whichever CPU's cache that is.
     let freed: Void? = try withSlabLocked(holding: pointer, cpu: cpu) { (cache, slab, index) throws(HeapError) in

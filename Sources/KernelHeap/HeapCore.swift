@@ -29,6 +29,12 @@ struct HeapConfig {
   let initialEnd: UInt
   /// The sampling detector's pool, when one is attached (`Heap.attach(_:)`).
   var guardedPool: GuardedPool? = nil
+  /// The pool's per-CPU countdowns (`GuardedPool.countdown`), nil without a pool: the
+  /// allocation fast path loads this one word to know whether it counts at all.
+  var sampleCountdowns: UnsafeMutableRawPointer? = nil
+  /// The pool's range (`poolBytes` 0 without a pool): a free checks it with one compare.
+  var poolStart: UInt = 0
+  var poolBytes: UInt = 0
 }
 
 /// The TLSF allocator at the heart of the heap, single-threaded: segregated free lists

@@ -111,7 +111,7 @@ public struct ObjectCache {
   /// CPU is inside the heap already.
   /// - Complexity: O(1); a new slab costs one page-run allocation.
   public func allocate() -> UnsafeMutableRawPointer? {
-    if let pool = heap.config.pointee.guardedPool, pool.shouldSample(cpu: CPU.current) {
+    if let pool = heap.sampled(CPU.current) {
       let geometry = cache.snapshot.pointee
       if isLive(geometry), let object = pool.allocate(size: geometry.requestedSize, alignment: geometry.alignment, cache: serial) {
         return object

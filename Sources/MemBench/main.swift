@@ -11,7 +11,7 @@ import VirtualMemory
 
 let json = CommandLine.arguments.contains("--json")
 let quick = CommandLine.arguments.contains("--quick")
-/// `--only NAME`: run just that workload (lifo, random, efficiency, scaling, pages, growth, trace, threads, vm, exhaustion).
+/// `--only NAME`: run just that workload (lifo, random, kfence, efficiency, scaling, pages, growth, trace, threads, vm, exhaustion).
 /// `--trace FILE`: the recorded trace to replay (default bench/traces/python-json.trace.xz).
 let only: String? = CommandLine.arguments.firstIndex(of: "--only").flatMap { i in
   i + 1 < CommandLine.arguments.count ? CommandLine.arguments[i + 1] : nil
@@ -66,6 +66,24 @@ for max in [200, 1000, 3000] where wanted("random") {
   let measurement = TraceMeasurement(trace: randomTrace(max: max, operations: quick ? 200_000 : 2_000_000, seed: UInt64(max)))
   recordInterleaved("random", "max=\(max)", "ns/op", interleavedMedians(
     measurement, seedList: (measurement, arenaBytes), repetitions: repetitions, including: measured))
+}
+
+// 2b. The sampling detector's cost at its default interval, against the same heap without it.
+if wanted("kfence") {
+  let interval = GuardedPool.defaultInterval
+  let rows: [(String, Double, Double, Int)] = [
+    { let o = samplingOverhead(LifoMeasurement(size: 64, iterations: quick ? 200_000 : 2_000_000), interval: interval, repetitions: repetitions * 2)
+      return ("lifo 64", o.off, o.on, o.sampled) }(),
+    { let o = samplingOverhead(TraceMeasurement(trace: randomTrace(max: 1000, operations: quick ? 200_000 : 2_000_000, seed: 1000)),
+        interval: interval, repetitions: repetitions * 2)
+      return ("random max=1000", o.off, o.on, o.sampled) }(),
+  ]
+  for (parameter, off, on, sampled) in rows {
+    record("kfence", parameter, "project", "ns/op", off)
+    record("kfence", parameter, "project+kfence", "ns/op", on)
+    record("kfence", parameter, "project+kfence/project", "overhead %", (on / off - 1) * 100)
+    record("kfence", parameter, "project+kfence", "sampled", Double(sampled))
+  }
 }
 
 // 3. Heap efficiency at the first failure.
