@@ -1,54 +1,66 @@
+import KernelSync
+
 // The sampling detector's side of the heap: attaching a `GuardedPool`, and resizing its
 // objects. `allocate`, `deallocate`, `usableSize` and the object caches route to the pool
 // themselves (a countdown per CPU, and one range check on free).
 extension Heap {
-  /// Attaches `pool`: from now on one allocation in `pool.interval` per CPU (kmalloc,
-  /// aligned kmalloc up to a page, object caches) comes from it, and its objects are
-  /// freed, resized and measured through this heap as any other.
-  /// - Returns: false, changing nothing, when a pool is attached already or the pool's
-  ///   CPU slots are not the heap's (`slots`).
+  /// Attaches `pool`: from now on one allocation in `pool.interval` of each size class
+  /// on each CPU (kmalloc, and aligned kmalloc up to a page), and of each object cache
+  /// made afterwards, comes from it; its objects are freed, resized and measured through
+  /// this heap as any other. The count lives in each cache, beside its current slab: the
+  /// fast path decrements it whether a pool is attached or not, so attaching one adds
+  /// nothing to it.
+  /// - Returns: false, changing nothing, when a pool is attached already.
   /// - Precondition: no other CPU uses the heap yet (boot, or a host test's set-up).
-  /// - Complexity: O(1).
+  /// - Complexity: O(size classes × CPU slots).
   @discardableResult
   public func attach(_ pool: GuardedPool) -> Bool {
     guard config.pointee.guardedPool == nil else { return false }
-    guard pool.cpuSlotMask == config.pointee.slotMask else { return false }
     config.pointee.guardedPool = pool
-    config.pointee.sampleCountdowns = pool.countdowns
-    config.pointee.poolStart = pool.base
-    config.pointee.poolBytes = pool.end &- pool.base
+    config.pointee.sampleInterval = pool.interval
+    _ = core.withLock(cpu: CPU.current) { $0.sampleCountdown = pool.interval }
+    if let caches = config.pointee.classCaches {
+      let cpu = CPU.current
+      for index in 0..<classCacheCount {
+        _ = classCache(caches, index).withLock(cpu: cpu) { $0.sampleCountdown = pool.interval }
+      }
+    }
     return true
   }
 
   /// The attached pool, if any.
   public var guardedPool: GuardedPool? { config.pointee.guardedPool }
 
-  /// Whether `pointer` lies in the attached pool's range (false without a pool).
+  /// Whether `pointer` lies in the attached pool's range (false without a pool). Only
+  /// the slow paths ask: a pool address is never in the direct map of RAM, so the
+  /// page-entry lookup of the fast paths never takes it for a slab object.
   @inline(__always)
   func inPool(_ pointer: UnsafeMutableRawPointer) -> Bool {
-    UInt(bitPattern: pointer) &- config.pointee.poolStart < config.pointee.poolBytes
+    guard let pool = config.pointee.guardedPool else { return false }
+    return pool.contains(UInt(bitPattern: pointer))
   }
 
-  /// `deallocate` of a pointer in the pool's range.
-  @inline(never)
-  func freePooled(_ pointer: UnsafeMutableRawPointer, cache: UInt) {
-    config.pointee.guardedPool?.free(pointer, cache: cache)
-  }
-
-  /// The pool that serves this allocation on `cpu`, out of line.
-  @inline(never)
-  func samplingPool(_ cpu: Int) -> GuardedPool? {
-    guard let pool = config.pointee.guardedPool else { return nil }
-    return pool.refill(cpu) ? pool : nil
-  }
-
-  /// Whether this allocation on `cpu` is the sampled one: one load and a branch without
-  /// a pool, a per-CPU count with one.
+  /// Counts one allocation from `cache`: true when it is the one to sample (the count
+  /// then restarts). Called with the cache's lock held.
   @inline(__always)
-  func sampled(_ cpu: Int) -> GuardedPool? {
-    guard let countdowns = config.pointee.sampleCountdowns, GuardedPool.countDown(countdowns, cpu & config.pointee.slotMask)
-    else { return nil }
-    return samplingPool(cpu)
+  func takeSample(_ cache: inout SlabCache) -> Bool { takeSample(&cache.sampleCountdown) }
+
+  /// Counts one allocation on `countdown` (a cache's, or the heap core's for aligned
+  /// blocks): true when it is the one to sample; the count then restarts.
+  @inline(__always)
+  func takeSample(_ countdown: inout Int) -> Bool {
+    let left = countdown &- 1
+    countdown = left
+    guard left <= 0 else { return false }
+    countdown = config.pointee.sampleInterval
+    return true
+  }
+
+  /// An object of `size` bytes at `alignment` from the attached pool for `cache`
+  /// (0: kmalloc), or nil (no pool, or none it can serve).
+  @inline(never)
+  func allocateSampled(_ size: Int, alignment: Int, cache: UInt) -> UnsafeMutableRawPointer? {
+    config.pointee.guardedPool?.allocate(size: size, alignment: alignment, cache: cache)
   }
 
   /// `reallocate` of a pool object: a new allocation (sampled or not), the bytes

@@ -173,14 +173,31 @@ public struct Heap {
   ///   allocation. A large request costs `PageFrameAllocator.allocContiguous`.
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
-    if let pool = sampled(cpu), let object = pool.allocate(size: size, alignment: Block.alignment, cache: 0) {
-      return object
-    }
     if size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches,
       let object = classCache(caches, (cpu & config.pointee.slotMask) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
-        .withLock(cpu: cpu, { cache in slabAllocate(&cache) }) ?? nil
+        .withLock(cpu: cpu, { cache in takeSample(&cache) ? nil : slabAllocate(&cache) }) ?? nil
     {
       return object
+    }
+    return allocateSlowly(size, cpu: cpu)
+  }
+
+  /// What a cache's lock hands back instead of an object when the allocation is the
+  /// sampled one (object caches, aligned blocks): never an object's address.
+  static let sampleMarker = UnsafeMutableRawPointer(bitPattern: 1).unsafelyUnwrapped
+
+  /// `allocate` when its size-class cache gave nothing: the sampled allocation (the
+  /// cache's countdown just restarted; it goes to the pool, outside the cache's lock,
+  /// or back to the cache when the pool cannot serve it), or a request for the heap lock.
+  @inline(never)
+  private func allocateSlowly(_ size: Int, cpu: Int) -> UnsafeMutableRawPointer? {
+    if config.pointee.guardedPool != nil, size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches {
+      let cache = classCache(caches, (cpu & config.pointee.slotMask) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
+      // Read without the lock: a wrong guess only samples one allocation more or less.
+      if cache.snapshot.pointee.sampleCountdown == config.pointee.sampleInterval {
+        if let object = allocateSampled(size, alignment: Block.alignment, cache: 0) { return object }
+        if let object = cache.withLock(cpu: cpu, { cache in slabAllocate(&cache) }) ?? nil { return object }
+      }
     }
     return allocateUnderHeapLock(size, cpu: cpu)
   }
@@ -216,10 +233,13 @@ public struct Heap {
     if alignment <= Block.alignment || size > Heap.largeRequestThreshold && config.pointee.frames != nil {
       return allocate(size)
     }
-    if let pool = sampled(CPU.current), let object = pool.allocate(size: size, alignment: alignment, cache: 0) {
-      return object
-    }
-    return core.withLock(cpu: CPU.current) { $0.allocateAlignedBlock(size, alignment: alignment) } ?? nil
+    let cpu = CPU.current
+    let object = core.withLock(cpu: cpu) { core in
+      takeSample(&core.sampleCountdown) ? Heap.sampleMarker : core.allocateAlignedBlock(size, alignment: alignment)
+    } ?? nil
+    guard object == Heap.sampleMarker else { return object }
+    return allocateSampled(size, alignment: alignment, cache: 0)
+      ?? core.withLock(cpu: cpu) { $0.allocateAlignedBlock(size, alignment: alignment) } ?? nil
   }
 
   /// Allocates `count * size` zeroed bytes; nil if the product overflows.
@@ -242,7 +262,6 @@ public struct Heap {
   ///   allocation or giving an arena back costs O(its pages) entry writes.
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
-    if inPool(pointer) { return freePooled(pointer, cache: 0) }
     let cpu = CPU.current
     // A slab object: under its cache's lock, whichever CPU's cache that is.
     let freed: Void? = try withSlabLocked(holding: pointer, cpu: cpu) { (cache, slab, index) throws(HeapError) in
@@ -257,6 +276,7 @@ public struct Heap {
   /// bad input), under the heap lock. Out of line, so the slab fast path keeps a small frame.
   @inline(never)
   private func deallocateUnderHeapLock(_ pointer: UnsafeMutableRawPointer, cpu: Int) throws(HeapError) {
+    if let pool = config.pointee.guardedPool, pool.free(pointer, cache: 0) { return }
     let done: Void? = try core.withLock(cpu: cpu) { (core) throws(HeapError) in
       switch try core.locate(pointer) {
       case .block(let block): core.release(block)
@@ -281,9 +301,7 @@ public struct Heap {
   /// - Complexity: O(log ranges) in place (the owner lookup); O(size) when it moves.
   public func reallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
     guard let pointer else { return allocate(size) }
-    if let pool = config.pointee.guardedPool, pool.contains(UInt(bitPattern: pointer)) {
-      return reallocate(pooled: pointer, in: pool, to: size)
-    }
+    if inPool(pointer), let pool = config.pointee.guardedPool { return reallocate(pooled: pointer, in: pool, to: size) }
     // In place (or freed) under the owning lock; a move allocates, copies and frees
     // with no lock held (the caller owns the old allocation meanwhile).
     let copyBytes: Int
@@ -327,7 +345,7 @@ public struct Heap {
   /// - Throws: as `deallocate` for a pointer that is not a live allocation.
   /// - Complexity: O(log ranges).
   public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
-    if let pool = config.pointee.guardedPool, pool.contains(UInt(bitPattern: pointer)) {
+    if inPool(pointer), let pool = config.pointee.guardedPool {
       guard let size = pool.size(of: pointer) else { throw HeapError(.doubleFree, UInt(bitPattern: pointer)) }
       return size
     }

@@ -29,12 +29,9 @@ struct HeapConfig {
   let initialEnd: UInt
   /// The sampling detector's pool, when one is attached (`Heap.attach(_:)`).
   var guardedPool: GuardedPool? = nil
-  /// The pool's per-CPU countdowns (`GuardedPool.countdown`), nil without a pool: the
-  /// allocation fast path loads this one word to know whether it counts at all.
-  var sampleCountdowns: UnsafeMutableRawPointer? = nil
-  /// The pool's range (`poolBytes` 0 without a pool): a free checks it with one compare.
-  var poolStart: UInt = 0
-  var poolBytes: UInt = 0
+  /// The pool's sampling interval: what each cache's countdown restarts from (`Int.max`
+  /// without a pool).
+  var sampleInterval = Int.max
 }
 
 /// The TLSF allocator at the heart of the heap, single-threaded: segregated free lists
@@ -45,6 +42,8 @@ struct HeapConfig {
 /// `SpinLocked.withLock`, so every method here runs with that lock held.
 struct HeapCore {
   var firstLevelBitmap: UInt32 = 0
+  /// Aligned allocations left before the sampling detector takes one (`Heap.attach`).
+  var sampleCountdown = Int.max
   /// Bytes of the control block and every arena: what the heap has claimed.
   var claimedBytes = 0
   /// Payload bytes of allocated blocks (block size - header). Free bytes and counts

@@ -68,9 +68,11 @@ public struct ObjectCache {
     let made = heap.cacheList.withLock(cpu: cpu) { list -> (SpinLocked<SlabCache>, UInt)? in
       let serial = list.made &+ 1
       func state(_ cell: SpinLocked<SlabCache>) -> SlabCache {
-        SlabCache(
+        var state = SlabCache(
           size: objectSize, alignment: aligned, kind: SlabCache.kindObjectCache,
           address: UInt(bitPattern: cell.address), heapSecret: secret, serial: serial)
+        state.sampleCountdown = heap.config.pointee.sampleInterval
+        return state
       }
       let cache: SpinLocked<SlabCache>
       if let slot = list.takeRetired() {
@@ -111,13 +113,15 @@ public struct ObjectCache {
   /// CPU is inside the heap already.
   /// - Complexity: O(1); a new slab costs one page-run allocation.
   public func allocate() -> UnsafeMutableRawPointer? {
-    if let pool = heap.sampled(CPU.current) {
-      let geometry = cache.snapshot.pointee
-      if isLive(geometry), let object = pool.allocate(size: geometry.requestedSize, alignment: geometry.alignment, cache: serial) {
-        return object
-      }
-    }
-    return cache.withLock(cpu: CPU.current) { state in isLive(state) ? heap.slabAllocate(&state) : nil } ?? nil
+    let cpu = CPU.current
+    let object = cache.withLock(cpu: cpu) { state in
+      isLive(state) ? (heap.takeSample(&state) ? Heap.sampleMarker : heap.slabAllocate(&state)) : nil
+    } ?? nil
+    guard object == Heap.sampleMarker else { return object }
+    // The sampled allocation: from the pool outside the lock, else as usual.
+    let geometry = cache.snapshot.pointee
+    return heap.allocateSampled(geometry.requestedSize, alignment: geometry.alignment, cache: serial)
+      ?? cache.withLock(cpu: cpu) { state in isLive(state) ? heap.slabAllocate(&state) : nil } ?? nil
   }
 
   /// Returns an object to the cache.

@@ -22,6 +22,10 @@ struct SlabCache {
   var full: UInt = 0
   /// Empty slabs on the partial list.
   var emptySlabs = 0
+  /// Allocations left before the sampling detector takes one (`Heap.attach`); without a
+  /// pool it starts at `Int.max` and never runs out, so the fast path is the same
+  /// with the detector on or off.
+  var sampleCountdown = Int.max
   /// Slabs the cache holds: current, partial and full.
   var slabs = 0
   /// Bytes from one object's start to the next (the object size rounded to the alignment).

@@ -81,16 +81,33 @@ final class PoolMachine {
 
 @Suite(.serialized)
 struct GuardedPoolTests {
-  @Test("one allocation in N is sampled, and objects sit at the page's end in even slots, at its start in odd ones")
-  func samplingAndPlacement() throws {
-    let machine = try PoolMachine(slots: 16, interval: 3)
+  @Test("one allocation in N of a size class is sampled; aligned allocations and object caches count apart")
+  func samplingInterval() throws {
+    let machine = try PoolMachine(slots: 64, interval: 3)
+    for index in 1...30 {
+      let pointer = try #require(machine.heap.allocate(40))
+      #expect(machine.pool.contains(UInt(bitPattern: pointer)) == (index % 3 == 0), "allocation \(index)")
+    }
+    // Another size class has a count of its own, as have aligned blocks and each cache.
+    let other = (1...3).map { _ in machine.heap.allocate(700)! }
+    #expect(other.map { machine.pool.contains(UInt(bitPattern: $0)) } == [false, false, true])
+    let aligned = (1...3).map { _ in machine.heap.allocate(100, alignment: 256)! }
+    #expect(aligned.map { machine.pool.contains(UInt(bitPattern: $0)) } == [false, false, true])
+    #expect(aligned.allSatisfy { UInt(bitPattern: $0) % 256 == 0 })
+    let cache = try #require(ObjectCache(heap: machine.heap, objectSize: 72))
+    let objects = (1...3).map { _ in cache.allocate()! }
+    #expect(objects.map { machine.pool.contains(UInt(bitPattern: $0)) } == [false, false, true])
+    #expect(machine.pool.statistics.sampled == 13)
+  }
+
+  @Test("objects sit flush with the page's end in even slots, at its start in odd ones, and are usable end to end")
+  func placement() throws {
+    let machine = try PoolMachine(slots: 32, interval: 1)
     var pooled: [UnsafeMutableRawPointer] = []
     for index in 1...30 {
-      let size = 1 + (index * 37) % 300
+      let size = 1 + (index * 137) % 4096
       let pointer = try #require(machine.heap.allocate(size))
-      let inPool = machine.pool.contains(UInt(bitPattern: pointer))
-      #expect(inPool == (index % 3 == 0), "allocation \(index)")
-      guard inPool, let slot = machine.slot(of: pointer) else { continue }
+      let slot = try #require(machine.slot(of: pointer))
       pooled.append(pointer)
       let address = UInt(bitPattern: pointer)
       if slot % 2 == 0 {
@@ -104,9 +121,10 @@ struct GuardedPoolTests {
       // The object is writable end to end (a real mapping).
       memset(pointer, 0x5a, size)
     }
-    #expect(pooled.count == 10 && machine.pool.statistics.live == 10)
+    #expect(machine.pool.statistics.live == 30)
     for pointer in pooled { try machine.heap.deallocate(pointer) }
     #expect(machine.recorder.accessible.isEmpty && machine.recorder.fatalCalls == 0 && machine.pool.statistics.live == 0)
+    #expect(machine.heap.check() == nil)
   }
 
   @Test("freed slots are reused first in, first out, after every other slot")
