@@ -278,49 +278,46 @@ public struct GuardedPool {
   @inline(__always)
   static func canaryByte(_ address: UInt) -> UInt8 { canary ^ UInt8(truncatingIfNeeded: address & 7) }
 
-  /// The canary bytes of an 8-byte aligned word: byte i is `canary ^ i`.
-  static let canaryWord: UInt64 = {
-    var word: UInt64 = 0
-    for index in 0..<8 { word |= UInt64(canary ^ UInt8(index)) << UInt64(8 * index) }
-    return word
-  }()
+  /// The canary bytes of an 8-byte aligned word: byte i is `canary ^ i`, little-endian
+  /// (`GuardedPoolTests` checks it against `canaryByte`).
+  static let canaryWord: UInt64 = 0xadac_afae_a9a8_abaa
 
-  /// Fills `page` with canary bytes but for `[object, object + size)`, a word at a time
-  /// where whole words fall outside the object.
+  /// The parts of `page` around the object `[object, end)`: the whole words before it,
+  /// the bytes before it in its first word, the bytes after it in its last word, the
+  /// whole words after it (as word indices and byte offsets).
+  @inline(__always)
+  static func canaryParts(page: UInt, object: UInt, end: UInt) -> (wordsBefore: Int, bytesBefore: Range<Int>, bytesAfter: Range<Int>, wordsAfter: Int) {
+    let start = Int(object &- page), stop = Int(end &- page)
+    let headWord = start >> 3, tailWord = (stop + 7) >> 3
+    return (headWord, (headWord << 3)..<start, stop..<min(tailWord << 3, Page.size), tailWord)
+  }
+
+  /// Fills `page` with canary bytes but for `[object, object + size)`: whole words where
+  /// they fall outside the object, bytes in the words it shares.
   static func fillCanary(page: UInt, except object: UInt, size: Int) {
-    let end = object &+ UInt(size)
+    let parts = canaryParts(page: page, object: object, end: object &+ UInt(size))
     let words = UnsafeMutablePointer<UInt64>(bitPattern: page).unsafelyUnwrapped
     let bytes = UnsafeMutablePointer<UInt8>(bitPattern: page).unsafelyUnwrapped
-    // Words wholly before the object, the bytes around its ends, words wholly after.
-    let firstWord = Int((object &- page) >> 3)
-    let lastWord = Int((end &- page &+ 7) >> 3)
-    for index in 0..<firstWord { words[index] = canaryWord }
-    for offset in (firstWord << 3)..<min(lastWord << 3, Page.size) {
-      let address = page &+ UInt(offset)
-      if address < object || address >= end { bytes[offset] = canaryByte(address) }
-    }
-    for index in lastWord..<(Page.size >> 3) { words[index] = canaryWord }
+    for index in 0..<parts.wordsBefore { words[index] = canaryWord }
+    for offset in parts.bytesBefore { bytes[offset] = canaryByte(page &+ UInt(offset)) }
+    for offset in parts.bytesAfter { bytes[offset] = canaryByte(page &+ UInt(offset)) }
+    for index in parts.wordsAfter..<(Page.size >> 3) { words[index] = canaryWord }
   }
 
   /// The first byte of `page` outside the object that no longer holds its canary, or nil.
   static func firstCorruptCanary(page: UInt, object: UInt, size: Int) -> UInt? {
-    let end = object &+ UInt(size)
+    let parts = canaryParts(page: page, object: object, end: object &+ UInt(size))
     let words = UnsafePointer<UInt64>(bitPattern: page).unsafelyUnwrapped
     let bytes = UnsafePointer<UInt8>(bitPattern: page).unsafelyUnwrapped
-    let firstWord = Int((object &- page) >> 3)
-    let lastWord = Int((end &- page &+ 7) >> 3)
-    func firstBad(inWord index: Int) -> UInt? {
-      for offset in (index << 3)..<((index + 1) << 3) where bytes[offset] != canaryByte(page &+ UInt(offset)) {
-        return page &+ UInt(offset)
-      }
+    func firstBad(_ offsets: Range<Int>) -> UInt? {
+      for offset in offsets where bytes[offset] != canaryByte(page &+ UInt(offset)) { return page &+ UInt(offset) }
       return nil
     }
-    for index in 0..<firstWord where words[index] != canaryWord { return firstBad(inWord: index) }
-    for offset in (firstWord << 3)..<min(lastWord << 3, Page.size) {
-      let address = page &+ UInt(offset)
-      if (address < object || address >= end) && bytes[offset] != canaryByte(address) { return address }
+    for index in 0..<parts.wordsBefore where words[index] != canaryWord { return firstBad((index << 3)..<((index + 1) << 3)) }
+    if let bad = firstBad(parts.bytesBefore) ?? firstBad(parts.bytesAfter) { return bad }
+    for index in parts.wordsAfter..<(Page.size >> 3) where words[index] != canaryWord {
+      return firstBad((index << 3)..<((index + 1) << 3))
     }
-    for index in lastWord..<(Page.size >> 3) where words[index] != canaryWord { return firstBad(inWord: index) }
     return nil
   }
 

@@ -198,6 +198,10 @@ struct GuardedPoolTests {
 
   @Test("a write next to the object is found by the canary check on free, and the object stays live")
   func canary() throws {
+    // The word the fill uses holds the bytes the check expects.
+    for index in 0..<8 {
+      #expect(UInt8(truncatingIfNeeded: GuardedPool.canaryWord >> UInt64(8 * index)) == GuardedPool.canaryByte(UInt(index)))
+    }
     let machine = try PoolMachine(slots: 8, interval: 1)
     for (size, offset) in [(13, 13), (13, 15), (100, -1), (4000, 4000)] {
       let pointer = try #require(machine.heap.allocate(size))
