@@ -5,7 +5,10 @@ Boots the test kernel with the semihosting argument `bench` under QEMU's
 `-icount shift=0`, where the guest's virtual clock advances one nanosecond per executed
 instruction, so the counter difference around a loop is its instruction count. The
 figures are deterministic: the same image gives the same counts on any host.
-Prints a table (or, with --json, one object per line).
+Prints a table (or, with --json, one object per line). Two more boots of virt measure the
+sampling detector: its kmalloc+kfree rows with `kfence=65536` (the default interval; the
+fast path must not change) and with `kfence=1` (every allocation sampled: the cost of one
+sampled pair).
 """
 import json
 import re
@@ -17,10 +20,10 @@ from run_tests import build, qemu_command
 BOARDS = ["raspi3b", "virt"]
 
 
-def run(board):
+def run(board, extra_args=()):
     if not build(board, "testkernel"):
         sys.exit(f"testkernel for {board} did not build")
-    cmd = qemu_command(board, "1G", "testkernel", ["bench"], extra=["-icount", "shift=0"])
+    cmd = qemu_command(board, "1G", "testkernel", ["bench", *extra_args], extra=["-icount", "shift=0"])
     out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600).stdout
     out = out.decode(errors="replace").replace("\r", "")
     rows = re.findall(r"^bench (.+): (\d+) ([a-z ]+)/op \((\d+) ops\)$", out, re.M)
@@ -37,9 +40,20 @@ units = {}
 def main():
     results = {board: run(board) for board in BOARDS}
     names = list(results[BOARDS[0]])
+    # The detector's rows (virt): the kmalloc rows again with the pool attached.
+    for interval in (65536, 1):
+        sampled = run("virt", [f"kfence={interval}"])
+        for name in [n for n in names if n.startswith("kmalloc")]:
+            row = f"{name}, kfence={interval}"
+            units[row] = units[name]
+            for board in BOARDS:
+                results[board][row] = sampled[name] if board == "virt" else "-"
+    names = list(results["virt"])
     if "--json" in sys.argv:
         for board in results:
             for name in names:
+                if results[board][name] == "-":
+                    continue
                 print(json.dumps({"workload": "vm" if name.startswith("vm ") else "guest", "parameter": name,
                                   "allocator": board, "metric": units[name] + "/op", "value": results[board][name]}))
         return
