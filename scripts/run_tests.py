@@ -374,10 +374,11 @@ FAULTS = [
 ]
 
 
-# Planted memory bugs for the sampling detector (fault=kfence-BUG kfence=1 on virt):
-# (bug, the report line expected, whether a data abort reports it, whether the object
-# was freed before).
-OBJECT = r"0x[0-9a-f]+: {what} the {freed}{size}-byte object at 0x[0-9a-f]+ \({cache}, slot \d+\)$"
+# Planted memory bugs for the sampling detector (fault=kfence-BUG kfence=1 on virt, two
+# of them on raspi3b too): (bug, the report line's start, the offset's words, the object's
+# size and cache, whether a data abort reports it, whether the object was freed before,
+# what the line ends with after the object).
+OBJECT = r"0x[0-9a-f]+: {what} the {freed}{size}-byte object at 0x[0-9a-f]+ \({cache}, slot \d+\){tail}$"
 KFENCE_BUGS = [
     ("oob-write", "kfence-oob-write: out-of-bounds write at", "1 byte right of", 32, "kmalloc", True, False),
     ("oob-read", "kfence-oob-read: out-of-bounds read at", "1 byte right of", 32, "kmalloc", True, False),
@@ -391,25 +392,26 @@ KFENCE_BUGS = [
     ("cache-oob-write", "kfence-oob-write: out-of-bounds write at", "1 byte right of", 48, "object cache #\\d+", True, False),
     ("cache-uaf-read", "kfence-uaf-read: use-after-free read at", "byte 40 of", 80, "object cache #\\d+", True, True),
     ("cache-double-free", "kfence-double-free: double free of", "the start of", 96, "object cache #\\d+", False, True),
-    ("cache-wrong-free", "kfence-invalid-free: invalid free of", "the start of", 64, "kmalloc", False, False),
+    ("cache-wrong-free", "kfence-invalid-free: invalid free of", "the start of", 64, "kmalloc", False, False,
+     ", freed as another cache's object"),
     ("realloc-uaf", "kfence-uaf-read: use-after-free read at", "byte 8 of", 40, "kmalloc", True, True),
     ("aligned-oob-write", "kfence-oob-write: out-of-bounds write at", "29 bytes right of", 100, "kmalloc", True, False),
     ("calloc-oob-read", "kfence-oob-read: out-of-bounds read at", "13 bytes right of", 100, "kmalloc", True, False),
 ]
 
 
-def kfence_boot(bug, line, what, size, cache, faults, freed):
+def kfence_boot(bug, line, what, size, cache, faults, freed, tail="", board="virt"):
     """A planted bug with every allocation sampled: the detector's report line (its key,
     the offset, the object's size and cache), the allocation stack (and the free's), which
     scripts/symbolize resolves to the planting function, and exit status 4."""
-    label = f"fault=kfence-{bug} kfence=1 on virt"
+    label = f"fault=kfence-{bug} kfence=1 on {board}"
     print(f"== {label}", flush=True)
-    out, status, elapsed = run_qemu(qemu_command("virt", "1G", "testkernel", [f"fault=kfence-{bug}", "kfence=1"]), 60)
+    out, status, elapsed = run_qemu(qemu_command(board, "1G", "testkernel", [f"fault=kfence-{bug}", "kfence=1"]), 60)
     problems = []
     if status != 4:
         problems.append(f"exit status {status}, expected 4")
     expected = "(?m)^" + re.escape(line) + " " + OBJECT.format(what=re.escape(what), freed="freed " if freed else "",
-                                                              size=size, cache=cache)
+                                                              size=size, cache=cache, tail=re.escape(tail))
     if not re.search(expected, out):
         problems.append("no report line matching " + expected)
     if faults and not re.search(r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0x96[0-9a-f]{6}: data abort, FAR 0x[0-9a-f]+\)$", out):
@@ -419,7 +421,7 @@ def kfence_boot(bug, line, what, size, cache, faults, freed):
         if not re.search(rf"(?m)^  {stack} on cpu 0, backtrace:( 0x[0-9a-f]+)+$", out):
             problems.append(f"no {stack} stack")
     if not problems:
-        lines = subprocess.run([sys.executable, "scripts/symbolize", ".build-virt/release/testkernel"], input=out,
+        lines = subprocess.run([sys.executable, "scripts/symbolize", f".build-{board}/release/testkernel"], input=out,
                                capture_output=True, text=True).stdout
         sections = re.split(r"(?m)^(allocated on cpu 0:|freed on cpu 0:|exception at .*)$", lines)
         named = {sections[i]: sections[i + 1] for i in range(1, len(sections) - 1, 2)}
@@ -689,6 +691,10 @@ def main():
             fault_boot(board, fault, expected)
     for bug in KFENCE_BUGS:
         kfence_boot(*bug)
+    # The same detector on a Pi's kernel map.
+    for bug in KFENCE_BUGS[:1] + KFENCE_BUGS[5:6]:
+        if qemu_has("raspi3b"):
+            kfence_boot(*bug, board="raspi3b")
     for board in ("virt", "raspi3b"):
         canary_boot(board)
     for board in BOARDS:

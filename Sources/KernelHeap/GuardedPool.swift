@@ -218,7 +218,8 @@ public struct GuardedPool {
         return GuardedPoolReport(kind: kind, address: address, slot: slot, record: record.pointee)
       }
       guard record.pointee.object == address, record.pointee.cache == cache else {
-        return GuardedPoolReport(kind: .invalidFree, address: address, slot: slot, record: record.pointee)
+        return GuardedPoolReport(
+          kind: .invalidFree, address: address, slot: slot, record: record.pointee, wrongCache: record.pointee.object == address)
       }
       let page = page(ofSlot: slot)
       if let corrupted = GuardedPool.firstCorruptCanary(page: page, object: address, size: record.pointee.size) {

@@ -36,11 +36,16 @@ public struct GuardedPoolReport {
   public let slot: Int?
   let record: GuardedSlot?
 
-  init(kind: Kind, address: UInt, slot: Int?, record: GuardedSlot?) {
+  /// A free of a live object's start through the wrong door: `kfree` of an object
+  /// cache's object, or an object cache's free of another's.
+  public let wrongCache: Bool
+
+  init(kind: Kind, address: UInt, slot: Int?, record: GuardedSlot?, wrongCache: Bool = false) {
     self.kind = kind
     self.address = address
     self.slot = slot
     self.record = record
+    self.wrongCache = wrongCache
   }
 
   /// The object's first byte, its size and its cache (0 for kmalloc, else an object
@@ -101,7 +106,7 @@ public struct GuardedPoolReport {
       }
       out.put(", slot ")
       out.decimal(slot ?? 0)
-      out.put(")")
+      out.put(wrongCache ? "), freed as another cache's object" : ")")
     } else {
       out.put(": no object of the pool")
     }
