@@ -332,6 +332,19 @@ public struct GuardedPool {
     }
   }
 
+  /// Live pool objects of `cache` (an object cache's serial, 0 for kmalloc): an object
+  /// cache is not destroyed while one is live.
+  /// - Complexity: O(slots).
+  public func liveObjects(ofCache cache: UInt) -> Int {
+    locked.withLock(cpu: CPU.current) { _ in
+      var count = 0
+      for slot in 0..<slotCount where records[slot].state == GuardedSlot.stateAllocated && records[slot].cache == cache {
+        count += 1
+      }
+      return count
+    } ?? 0
+  }
+
   // MARK: Statistics
 
   /// Objects live in the pool, allocations it served, and sampled allocations it

@@ -174,9 +174,10 @@ public struct ObjectCache {
   /// call through any handle to it is refused. Safe while other CPUs still call it: a
   /// call that took the cache's lock first finishes (an allocation then makes destroy
   /// refuse), one that comes after is refused.
-  /// - Throws: `cacheInUse` while objects are live, `cacheDestroyed` when destroyed
+  /// - Throws: `cacheInUse` while objects are live (in its slabs, or sampled into the
+  ///   heap's guarded pool), `cacheDestroyed` when destroyed
   ///   already, `reentered`; nothing changes then.
-  /// - Complexity: O(slabs).
+  /// - Complexity: O(slabs), plus O(pool slots) with a guarded pool attached.
   public func destroy() throws(HeapError) {
     let cpu = CPU.current
     let slot = UInt(bitPattern: cache.address) - UInt(ObjectCacheList.cellOffset)
@@ -184,7 +185,9 @@ public struct ObjectCache {
       cache.withLock(cpu: cpu) { state -> HeapFailure? in
         // Two CPUs destroying one cache: the second finds it dead under the locks.
         guard isLive(state) else { return .cacheDestroyed }
-        guard heap.liveObjects(state) == 0 else { return .cacheInUse }
+        guard heap.liveObjects(state) == 0, (heap.guardedPool?.liveObjects(ofCache: serial) ?? 0) == 0 else {
+          return .cacheInUse
+        }
         heap.shrink(&state)
         state.check = 0
         list.retire(slot)

@@ -270,8 +270,11 @@ struct GuardedPoolTests {
     machine.recorder.text = []
     try machine.heap.deallocate(object)
     #expect(machine.recorder.report.hasPrefix("kfence-invalid-free:") && machine.pool.size(of: object) == 200)
+    // The cache is in use while its pool object is live.
+    #expect(throws: HeapError(.cacheInUse, UInt(bitPattern: cache.cache.address))) { try cache.destroy() }
     try cache.free(object)
     #expect(machine.pool.statistics.live == 0)
+    try cache.destroy()
     #expect(machine.recorder.fatalCalls == 1)
   }
 }
