@@ -34,10 +34,10 @@ func contains(_ bytes: UnsafeRawBufferPointer, _ length: Int, _ text: StaticStri
 }
 
 /// bzero against a byte-by-byte reference: sizes 0...4100 at five start offsets, with
-/// guard bytes on both sides that must survive.
-func bzeroCase() -> Expectations {
+/// guard bytes on both sides that must survive, in `pages` (two pages, freed here).
+func bzeroCase(_ pages: UnsafeMutableRawPointer) -> Expectations {
   var e = Expectations()
-  let buffer = allocPages(order: 1)!.assumingMemoryBound(to: UInt8.self)
+  let buffer = pages.assumingMemoryBound(to: UInt8.self)
   let guardBytes = 64
   for offset in [0, 1, 3, 8, 15] {
     var size = 0
