@@ -65,9 +65,12 @@ public struct GuardedPool {
   ///   - base: page aligned; the pages there must be inaccessible, and `hooks` must be
   ///     able to make each slot page accessible.
   ///   - slots: 1 ... `maximumSlots`.
-  ///   - interval: sample one allocation in this many per CPU slot; at least 1.
-  ///   - cpuSlots: a power of two: CPU `n` counts in countdown `n % cpuSlots`.
+  ///   - interval: sample one allocation in this many; at least 1. A heap the pool is
+  ///     attached to counts in each of its caches; `shouldSample` counts per CPU slot.
+  ///   - cpuSlots: a power of two: CPU `n` counts in `shouldSample`'s countdown
+  ///     `n % cpuSlots`.
   ///   - control: 64-byte aligned, `controlBytes(slots:cpuSlots:)` bytes.
+  ///   - hooks: the platform's page protection, stack capture, report output and end.
   /// - Returns: nil when a parameter is out of range (nothing written).
   /// - Complexity: O(slots).
   public init?(

@@ -6,9 +6,18 @@ import PageFrames
 public struct GuardedPoolReport {
   /// The class of bug, each with a key tests and tools match (`key`).
   public enum Kind: Equatable, Sendable {
-    case outOfBoundsRead, outOfBoundsWrite
-    case useAfterFreeRead, useAfterFreeWrite
-    case doubleFree, invalidFree
+    /// A read in a guard page next to an object.
+    case outOfBoundsRead
+    /// A write in a guard page next to an object.
+    case outOfBoundsWrite
+    /// A read of a freed object's page.
+    case useAfterFreeRead
+    /// A write to a freed object's page.
+    case useAfterFreeWrite
+    /// A second free of a pool object.
+    case doubleFree
+    /// A free of an address that is not a live object's start, or through the wrong cache.
+    case invalidFree
     /// Bytes next to the object were written (found when it is freed).
     case canary
     /// A fault in the pool that touches no object: a page never used, say.
@@ -29,6 +38,7 @@ public struct GuardedPoolReport {
     }
   }
 
+  /// The class of bug.
   public let kind: Kind
   /// The address accessed, freed, or the first corrupted canary byte.
   public let address: UInt
