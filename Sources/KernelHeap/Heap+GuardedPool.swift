@@ -5,24 +5,43 @@ import KernelSync
 // themselves (a countdown per CPU, and one range check on free).
 extension Heap {
   /// Attaches `pool`: from now on one allocation in `pool.interval` of each size class
-  /// on each CPU (kmalloc, and aligned kmalloc up to a page), and of each object cache
-  /// made afterwards, comes from it; its objects are freed, resized and measured through
+  /// on each CPU (kmalloc, and aligned kmalloc up to a page) and of each object cache
+  /// comes from it; its objects are freed, resized and measured through
   /// this heap as any other. The count lives in each cache, beside its current slab: the
   /// fast path decrements it whether a pool is attached or not, so attaching one adds
   /// nothing to it.
   /// - Returns: false, changing nothing, when a pool is attached already.
   /// - Precondition: no other CPU uses the heap yet (boot, or a host test's set-up).
-  /// - Complexity: O(size classes × CPU slots).
+  /// - Complexity: O(size classes × CPU slots + object caches).
   @discardableResult
   public func attach(_ pool: GuardedPool) -> Bool {
     guard config.pointee.guardedPool == nil else { return false }
     config.pointee.guardedPool = pool
-    config.pointee.sampleInterval = pool.interval
-    _ = core.withLock(cpu: CPU.current) { $0.sampleCountdown = pool.interval }
+    setSamplingInterval(pool.interval)
+    return true
+  }
+
+  /// Samples one allocation in `interval` from now on (as Linux's
+  /// `kfence.sample_interval`, which can change at run time), in every cache: the size
+  /// classes, the heap core's aligned blocks and every object cache. 0 pauses sampling
+  /// (the pool's live objects stay checked).
+  /// - Returns: false, changing nothing, without a pool or for a negative interval.
+  /// - Complexity: O(size classes × CPU slots + object caches).
+  @discardableResult
+  public func setSamplingInterval(_ interval: Int) -> Bool {
+    guard config.pointee.guardedPool != nil, interval >= 0 else { return false }
+    let count = interval == 0 ? Int.max : interval
+    config.pointee.sampleInterval = count
+    let cpu = CPU.current
+    _ = core.withLock(cpu: cpu) { $0.sampleCountdown = count }
     if let caches = config.pointee.classCaches {
-      let cpu = CPU.current
       for index in 0..<classCacheCount {
-        _ = classCache(caches, index).withLock(cpu: cpu) { $0.sampleCountdown = pool.interval }
+        _ = classCache(caches, index).withLock(cpu: cpu) { $0.sampleCountdown = count }
+      }
+    }
+    _ = cacheList.withLock(cpu: cpu) { list in
+      list.forEachSlot { slot in
+        _ = ObjectCacheList.cache(inSlot: slot).withLock(cpu: cpu) { $0.sampleCountdown = count }
       }
     }
     return true

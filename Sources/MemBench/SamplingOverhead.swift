@@ -1,7 +1,7 @@
-// `make bench ONLY=kfence`: what the sampling detector costs the fast path. Two kernel
-// memory objects built alike, one with a GuardedPool attached at the default interval
-// (mprotect pages, glibc's backtrace for the stacks, as the preload library), measured
-// with their repetitions interleaved in the same run.
+// `make bench ONLY=kfence`: what the sampling detector costs the fast path. One kernel
+// memory object with a GuardedPool attached (mprotect pages, glibc's backtrace for the
+// stacks), measured with sampling paused and at the default interval, the repetitions
+// alternating in the same run on the same memory.
 import Glibc
 import KernelHeap
 import KernelMemory
@@ -43,22 +43,25 @@ struct SampledKernel: BenchAllocator {
   @inline(__always) mutating func free(_ pointer: UnsafeMutableRawPointer) { kernel.free(pointer) }
 }
 
-/// Medians of `measurement` on the heap without and with the detector, repetitions
-/// interleaved, and the pool's sampled count.
+/// Medians of `measurement` on one heap with a pool attached, sampling paused
+/// (`setSamplingInterval(0)`: the detector off) and at `interval`, the repetitions
+/// alternating in the same run on the same memory, and the pool's sampled count.
 func samplingOverhead<M: AllocatorMeasurement>(_ measurement: M, interval: Int, repetitions: Int) -> (off: Double, on: Double, sampled: Int) {
-  var off = ProjectKernel()
-  var on = SampledKernel(interval: interval)
+  var heap = SampledKernel(interval: interval)
   var offSamples: [Double] = [], onSamples: [Double] = []
-  for repetition in 0..<repetitions {
-    // Alternate which goes first, so neither always runs on a warmer machine.
-    if repetition % 2 == 0 {
-      offSamples.append(measurement.measure(&off))
-      onSamples.append(measurement.measure(&on))
-    } else {
-      onSamples.append(measurement.measure(&on))
-      offSamples.append(measurement.measure(&off))
-    }
+  for repetition in 0..<(2 * repetitions) {
+    let on = repetition % 4 == 1 || repetition % 4 == 2
+    heap.kernel.heap.setSamplingInterval(on ? interval : 0)
+    let value = measurement.measure(&heap)
+    if on { onSamples.append(value) } else { offSamples.append(value) }
   }
   func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
-  return (median(offSamples), median(onSamples), on.pool.statistics.sampled)
+  return (median(offSamples), median(onSamples), heap.pool.statistics.sampled)
+}
+
+/// ns per kmalloc+kfree pair of `size` bytes with every allocation sampled (interval 1):
+/// what one sampled pair costs, guard pages, canaries and stacks included.
+func sampledPairNanoseconds(size: Int, pairs: Int) -> Double {
+  var heap = SampledKernel(interval: 1)
+  return lifo(&heap, size: size, iterations: pairs)
 }

@@ -84,6 +84,13 @@ if wanted("kfence") {
     record("kfence", parameter, "project+kfence/project", "overhead %", (on / off - 1) * 100)
     record("kfence", parameter, "project+kfence", "sampled", Double(sampled))
   }
+  // What one sampled pair costs, and so what sampling at the default interval adds to
+  // each pair on average (one allocation in `interval` takes the sampled path).
+  let sampledPair = sampledPairNanoseconds(size: 64, pairs: quick ? 2_000 : 20_000)
+  let offPair = rows[0].1
+  record("kfence", "lifo 64 sampled", "project+kfence", "ns/pair", sampledPair)
+  record("kfence", "lifo 64 at the default interval", "project+kfence/project", "amortized overhead %",
+         (sampledPair - offPair) / Double(interval) / offPair * 100)
 }
 
 // 3. Heap efficiency at the first failure.

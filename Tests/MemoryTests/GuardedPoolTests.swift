@@ -98,6 +98,14 @@ struct GuardedPoolTests {
     let objects = (1...3).map { _ in cache.allocate()! }
     #expect(objects.map { machine.pool.contains(UInt(bitPattern: $0)) } == [false, false, true])
     #expect(machine.pool.statistics.sampled == 13)
+    // Paused, nothing is sampled; at 2, every second allocation of a class, object
+    // caches made before included.
+    #expect(machine.heap.setSamplingInterval(0))
+    for _ in 0..<20 { #expect(!machine.pool.contains(UInt(bitPattern: machine.heap.allocate(40)!))) }
+    #expect(!machine.pool.contains(UInt(bitPattern: cache.allocate()!)))
+    #expect(machine.heap.setSamplingInterval(2) && !machine.heap.setSamplingInterval(-1))
+    #expect((1...6).map { _ in machine.pool.contains(UInt(bitPattern: machine.heap.allocate(40)!)) } == [false, true, false, true, false, true])
+    #expect((1...4).map { _ in machine.pool.contains(UInt(bitPattern: cache.allocate()!)) } == [false, true, false, true])
   }
 
   @Test("objects sit flush with the page's end in even slots, at its start in odd ones, and are usable end to end")
