@@ -324,9 +324,13 @@ static uintptr_t pool_base, pool_end;
 static long pool_interval;
 /// The program's SIGSEGV disposition before the library's handler.
 static struct sigaction previous_segv;
-/// Set by the library's constructor once glibc's backtrace has run once (its first call
-/// loads libgcc_s, which allocates): until then stacks are left empty.
+/// Set once glibc's backtrace has run once (its first call loads libgcc_s, which
+/// allocates; prime_stacks): until then stacks are left empty.
 static bool stacks_ready;
+/// Set by the library's constructor: libc is initialized, so loading a library is safe
+/// (the first malloc may come from inside the dynamic loader, before that).
+static _Atomic bool constructed;
+static _Atomic bool primed;
 /// This thread is inside backtrace: a malloc from there records no stack.
 static _Thread_local bool capturing;
 /// This library's code: frames there are left out of the stacks.
@@ -384,12 +388,15 @@ static __attribute__((noinline)) void capture_call(void) {
   call_depth = (int)capture_frames(call_frames, STACK_DEPTH, 0);
 }
 
-/// After an allocation: when it is a pool object, its caller's stack goes to its record.
-static inline void note_allocation(void *pointer) {
-  if (__builtin_expect(!pool_contains((uintptr_t)pointer), 1)) return;
+static __attribute__((noinline)) void note_pool_allocation(void *pointer) {
   uintptr_t frames[STACK_DEPTH];
   long depth = capture_frames(frames, STACK_DEPTH, 0);
   if (depth > 0) kmalloc_pool_note_allocation(pointer, frames, depth);
+}
+
+/// After an allocation: when it is a pool object, its caller's stack goes to its record.
+static inline void note_allocation(void *pointer) {
+  if (__builtin_expect(pool_contains((uintptr_t)pointer), 0)) note_pool_allocation(pointer);
 }
 
 /// Waits until no other thread is printing a report (that thread aborts the process).
@@ -673,6 +680,8 @@ static bool initialize(void) {
   return true;
 }
 
+static void prime_stacks(void);
+
 /// Sets up on the first call. False when the caller must not use the heap: set-up
 /// failed, or this is a recursive call from inside the set-up.
 static __attribute__((noinline)) bool start_slow(void) {
@@ -692,6 +701,7 @@ static __attribute__((noinline)) bool start_slow(void) {
   pthread_mutex_unlock(&init_lock);
   // Outside the lock: pthread_atfork may allocate.
   if (registerFork) pthread_atfork(fork_prepare, fork_parent, fork_child);
+  if (registerFork && atomic_load(&constructed)) prime_stacks();
   return atomic_load(&state) == READY;
 }
 
@@ -700,18 +710,24 @@ static inline bool started(void) {
   return start_slow();
 }
 
-/// With the detector on: finds this library's code and calls backtrace once (its first
-/// call loads libgcc_s, which allocates), so that stacks are recorded from now on. A
-/// constructor: it runs after libc's initialization, where loading a library is safe,
-/// which the first malloc (possibly made inside the dynamic loader) is not.
-__attribute__((constructor)) static void kmalloc_start_stacks(void) {
-  if (!started() || !pool_base) return;
+/// With the detector on, once the heap is set up and libc initialized: finds this
+/// library's code and calls backtrace once (its first call loads libgcc_s, which
+/// allocates), so that stacks are recorded from now on.
+static void prime_stacks(void) {
+  if (!pool_base || atomic_exchange(&primed, true)) return;
   dl_iterate_phdr(find_own_text, NULL);
   void *frames[4];
   capturing = true;
   backtrace(frames, 4);
   capturing = false;
   stacks_ready = true;
+}
+
+/// Runs after libc's initialization (and before the program's constructors): primes
+/// the stacks when the heap was set up already, else the set-up will.
+__attribute__((constructor)) static void kmalloc_constructed(void) {
+  atomic_store(&constructed, true);
+  if (atomic_load(&state) == READY) prime_stacks();
 }
 
 /// Before a heap call: with KMALLOC_TRACE the trace mutex (whether it was taken),

@@ -363,9 +363,10 @@ def compare(program, glibc, kmalloc, sampling=None):
     detector = DETECTOR_REPORT.search(kmalloc.stderr)
     if detector:
         return f"detector reported: {detector.group(0).decode(errors='replace')[:200]}"
-    if sampling and "KMALLOC_SAMPLE" in sampling and kmalloc.exit_line and \
-            f" sample_interval={sampling['KMALLOC_SAMPLE']} " not in kmalloc.exit_line:
-        return f"detector not on at KMALLOC_SAMPLE={sampling['KMALLOC_SAMPLE']}: {kmalloc.exit_line.strip()[-160:]}"
+    interval = sampling.get("KMALLOC_SAMPLE") if sampling else None
+    needle = f" sample_interval={interval} " if interval else " sample_interval="
+    if sampling and interval != "0" and kmalloc.exit_line and needle not in kmalloc.exit_line:
+        return f"detector not on at KMALLOC_SAMPLE={interval or 'default'}: {kmalloc.exit_line.strip()[-160:]}"
     if kmalloc.status != glibc.status:
         tail = kmalloc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         return f"{describe_status(kmalloc.status)}, glibc {describe_status(glibc.status)}: {tail[0][:200]}"
