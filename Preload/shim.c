@@ -325,8 +325,9 @@ static long pool_interval;
 /// The program's SIGSEGV disposition before the library's handler.
 static struct sigaction previous_segv;
 /// Set once glibc's backtrace has run once (its first call loads libgcc_s, which
-/// allocates; prime_stacks): until then stacks are left empty.
-static bool stacks_ready;
+/// allocates; prime_stacks, at the first pool allocation): until then stacks are left
+/// empty. A process that never gets a pool object never loads libgcc_s.
+static _Atomic bool stacks_ready;
 /// Set by the library's constructor: libc is initialized, so loading a library is safe
 /// (the first malloc may come from inside the dynamic loader, before that).
 static _Atomic bool constructed;
@@ -359,7 +360,7 @@ bool kmalloc_pool_protect(void *context, uintptr_t page, bool accessible) {
 /// is `start` when it is found (a fault: the faulting instruction), else from the first
 /// frame outside this library.
 static long capture_frames(uintptr_t *out, long capacity, uintptr_t start) {
-  if (!stacks_ready || capturing || capacity <= 0) return 0;
+  if (!atomic_load_explicit(&stacks_ready, memory_order_acquire) || capturing || capacity <= 0) return 0;
   capturing = true;
   void *frames[CAPTURE_DEPTH];
   int depth = backtrace(frames, CAPTURE_DEPTH);
@@ -388,13 +389,18 @@ static __attribute__((noinline)) void capture_call(void) {
   call_depth = (int)capture_frames(call_frames, STACK_DEPTH, 0);
 }
 
+static void prime_stacks(void);
+
 static __attribute__((noinline)) void note_pool_allocation(void *pointer) {
+  if (!atomic_load_explicit(&stacks_ready, memory_order_acquire)) prime_stacks();
   uintptr_t frames[STACK_DEPTH];
   long depth = capture_frames(frames, STACK_DEPTH, 0);
   if (depth > 0) kmalloc_pool_note_allocation(pointer, frames, depth);
 }
 
-/// After an allocation: when it is a pool object, its caller's stack goes to its record.
+/// After an allocation (outside every lock of the library's: the first one may load
+/// libgcc_s, which allocates): when it is a pool object, its caller's stack goes to its
+/// record.
 static inline void note_allocation(void *pointer) {
   if (__builtin_expect(pool_contains((uintptr_t)pointer), 0)) note_pool_allocation(pointer);
 }
@@ -680,8 +686,6 @@ static bool initialize(void) {
   return true;
 }
 
-static void prime_stacks(void);
-
 /// Sets up on the first call. False when the caller must not use the heap: set-up
 /// failed, or this is a recursive call from inside the set-up.
 static __attribute__((noinline)) bool start_slow(void) {
@@ -701,7 +705,6 @@ static __attribute__((noinline)) bool start_slow(void) {
   pthread_mutex_unlock(&init_lock);
   // Outside the lock: pthread_atfork may allocate.
   if (registerFork) pthread_atfork(fork_prepare, fork_parent, fork_child);
-  if (registerFork && atomic_load(&constructed)) prime_stacks();
   return atomic_load(&state) == READY;
 }
 
@@ -710,25 +713,21 @@ static inline bool started(void) {
   return start_slow();
 }
 
-/// With the detector on, once the heap is set up and libc initialized: finds this
-/// library's code and calls backtrace once (its first call loads libgcc_s, which
-/// allocates), so that stacks are recorded from now on.
+/// At the first pool allocation once libc is initialized: finds this library's code and
+/// calls backtrace once (its first call loads libgcc_s, which allocates; those
+/// allocations record no stack), so that stacks are recorded from now on.
 static void prime_stacks(void) {
-  if (!pool_base || atomic_exchange(&primed, true)) return;
+  if (!atomic_load(&constructed) || atomic_exchange(&primed, true)) return;
   dl_iterate_phdr(find_own_text, NULL);
   void *frames[4];
   capturing = true;
   backtrace(frames, 4);
   capturing = false;
-  stacks_ready = true;
+  atomic_store_explicit(&stacks_ready, true, memory_order_release);
 }
 
-/// Runs after libc's initialization (and before the program's constructors): primes
-/// the stacks when the heap was set up already, else the set-up will.
-__attribute__((constructor)) static void kmalloc_constructed(void) {
-  atomic_store(&constructed, true);
-  if (atomic_load(&state) == READY) prime_stacks();
-}
+/// Runs after libc's initialization (and before the program's constructors).
+__attribute__((constructor)) static void kmalloc_constructed(void) { atomic_store(&constructed, true); }
 
 /// Before a heap call: with KMALLOC_TRACE the trace mutex (whether it was taken),
 /// else nothing; the heap's own per-CPU locks do the rest.
@@ -825,10 +824,10 @@ static void *aligned_common(size_t alignment, size_t size) {
          (alignment <= PAGE || tries++ < 2) && more(size + alignment))
     result = aligned_locked(alignment, size);
   if (size > LARGE_THRESHOLD && result) took_large(size);
-  note_allocation(result);
   count_call(OP_ALIGNED, !result);
   trace('a', alignment, size, result, NULL);
   release(locked);
+  note_allocation(result);
   return result;
 }
 
@@ -838,10 +837,10 @@ EXPORT void *malloc(size_t size) {
   void *result = kheap_malloc(size);
   while (__builtin_expect(!result, 0) && more(size)) result = kheap_malloc(size);
   if (size > LARGE_THRESHOLD && result) took_large(size);
-  note_allocation(result);
   count_call(OP_MALLOC, !result);
   trace('m', 0, size, result, NULL);
   release(locked);
+  note_allocation(result);
   if (!result) errno = ENOMEM;
   return result;
 }
@@ -885,10 +884,10 @@ EXPORT void *calloc(size_t count, size_t size) {
     while (__builtin_expect(!result, 0) && more(bytes)) result = kheap_calloc(count, size);
   }
   if (bytes > LARGE_THRESHOLD && result) took_large(bytes);
-  note_allocation(result);
   count_call(OP_CALLOC, !result);
   trace('c', 0, bytes, result, NULL);
   release(locked);
+  note_allocation(result);
   if (!result) errno = ENOMEM;
   return result;
 }
@@ -925,10 +924,10 @@ EXPORT void *realloc(void *pointer, size_t size) {
     if (pooled) call_depth = 0;
   }
   if (size > LARGE_THRESHOLD && result && result != pointer) took_large(size);
-  if (result != pointer) note_allocation(result);
   count_call(OP_REALLOC, !result && size != 0);
   trace('r', 0, size, result, pointer);
   release(locked);
+  if (result != pointer) note_allocation(result);
   if (!result && size != 0) errno = ENOMEM;
   return result;
 }
