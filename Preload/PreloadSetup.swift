@@ -166,7 +166,8 @@ public func kmallocPoolBytes(_ slots: Int, _ out: UnsafeMutablePointer<Int>) -> 
 /// Builds the sampling detector over `range` (`kmalloc_pool_bytes` bytes, PROT_NONE,
 /// page aligned) and `control` (read-write, 64-byte aligned), with the shim's hooks
 /// (mprotect, glibc's backtrace, stderr, abort), and attaches it to the heap: one
-/// allocation in `interval` per CPU slot comes from it from now on.
+/// allocation in `interval` (`GuardedPool.defaultInterval` when below 1) of each size
+/// class on each CPU slot comes from it from now on.
 /// - Returns: false when the heap is not set up, a parameter is out of range, or a pool
 ///   is attached already (nothing attached then).
 @_cdecl("kmalloc_pool_setup")
@@ -176,7 +177,8 @@ public func kmallocPoolSetup(_ range: UnsafeMutableRawPointer, _ control: Unsafe
     context: nil, setAccessible: kmalloc_pool_protect, captureStack: kmalloc_pool_capture, write: kmalloc_pool_write,
     fatal: kmalloc_pool_fatal)
   guard let pool = GuardedPool(
-    base: UInt(bitPattern: range), slots: slots, interval: interval, cpuSlots: heap.slots, control: control, hooks: hooks)
+    base: UInt(bitPattern: range), slots: slots, interval: interval >= 1 ? interval : GuardedPool.defaultInterval,
+    cpuSlots: heap.slots, control: control, hooks: hooks)
   else { return false }
   return heap.attach(pool)
 }
@@ -210,8 +212,9 @@ public func kmallocPoolNoteAllocation(_ pointer: UnsafeMutableRawPointer, _ fram
   kernelMemory.heap?.guardedPool?.recordAllocationStack(of: pointer, frames: frames, depth: depth)
 }
 
-/// The pool's counts for KMALLOC_STATS: `out[0...2]` = objects live, allocations
-/// served, sampled allocations it could not serve. False when no pool is attached.
+/// The pool's counts for KMALLOC_STATS: `out[0...3]` = objects live, allocations
+/// served, sampled allocations it could not serve, the interval. False when no pool is
+/// attached.
 @_cdecl("kmalloc_pool_counts")
 public func kmallocPoolCounts(_ out: UnsafeMutablePointer<Int>) -> Bool {
   guard let pool = kernelMemory.heap?.guardedPool else { return false }
@@ -219,5 +222,6 @@ public func kmallocPoolCounts(_ out: UnsafeMutablePointer<Int>) -> Bool {
   out[0] = counts.live
   out[1] = counts.sampled
   out[2] = counts.missed
+  out[3] = pool.interval
   return true
 }

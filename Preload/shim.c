@@ -23,7 +23,8 @@
 //  - KMALLOC_TRACE=path: a binary log of every call (format below; "%p" in the path
 //    becomes the pid, and forked children trace only then);
 //  - the sampling detector (KernelHeap's GuardedPool, KFENCE/GWP-ASan): one allocation
-//    in KMALLOC_SAMPLE (default 4096, 0: off) per CPU slot comes from a pool of
+//    in KMALLOC_SAMPLE (default GuardedPool.defaultInterval, 65536; 0: off) of each
+//    size class on each CPU slot comes from a pool of
 //    KMALLOC_SAMPLE_SLOTS (default 255) guarded pages. Its hooks are here (mprotect,
 //    glibc's backtrace, stderr with symbolized stacks, abort), and a SIGSEGV handler
 //    that reports a fault in the pool and hands every other one to the program's
@@ -312,7 +313,8 @@ static inline void trace(uint8_t op, size_t alignment, size_t size, void *result
 // the stack themselves instead, where only C frames lie between them and the program:
 // after an allocation that returned a pool object (kmalloc_pool_note_allocation), and
 // before a free or realloc of one (handed to the pool through kmalloc_pool_capture).
-#define DEFAULT_SAMPLE 4096
+/// KMALLOC_SAMPLE unset: GuardedPool.defaultInterval (kmalloc_pool_setup).
+#define DEFAULT_SAMPLE (-1)
 #define DEFAULT_SAMPLE_SLOTS 255
 /// Frames kept per stack (GuardedSlot.stackDepth), and frames asked of backtrace: the
 /// library's own frames come first and are left out.
@@ -321,7 +323,6 @@ static inline void trace(uint8_t op, size_t alignment, size_t size, void *result
 
 /// The pool's range, [pool_base, pool_end); both 0 when the detector is off.
 static uintptr_t pool_base, pool_end;
-static long pool_interval;
 /// The program's SIGSEGV disposition before the library's handler.
 static struct sigaction previous_segv;
 /// Set once glibc's backtrace has run once (its first call loads libgcc_s, which
@@ -536,7 +537,7 @@ static void segv_handler(int signal_number, siginfo_t *info, void *context) {
 /// it has none. Called by initialize, before any other thread can use the heap.
 static void pool_start(void) {
   long interval = env_number("KMALLOC_SAMPLE", DEFAULT_SAMPLE);
-  if (interval <= 0) return;
+  if (interval == 0) return;
   long slots = env_number("KMALLOC_SAMPLE_SLOTS", DEFAULT_SAMPLE_SLOTS);
   long bytes[2];
   if (!kmalloc_pool_bytes(slots, bytes)) {
@@ -555,7 +556,6 @@ static void pool_start(void) {
   }
   pool_base = (uintptr_t)range;
   pool_end = pool_base + (uintptr_t)bytes[0];
-  pool_interval = interval;
   stack_t current;
   if (sigaltstack(NULL, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
     size_t size = 64 << 10;
@@ -1038,10 +1038,10 @@ __attribute__((destructor)) static void kmalloc_exit(void) {
     out = put_decimal(out, (unsigned long)counts[3]);
     out = put_text(out, " large_pages=", 13);
     out = put_decimal(out, (unsigned long)counts[4]);
-    long pool[3];
+    long pool[4];
     if (kmalloc_pool_counts(pool)) {
       out = put_text(out, " sample_interval=", 17);
-      out = put_decimal(out, (unsigned long)pool_interval);
+      out = put_decimal(out, (unsigned long)pool[3]);
       out = put_text(out, " sampled=", 9);
       out = put_decimal(out, (unsigned long)pool[1]);
       out = put_text(out, " sample_missed=", 15);

@@ -386,7 +386,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run (default 600, quick 60)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--sample", type=int, default=None,
-                        help="KMALLOC_SAMPLE for the library's runs (default: the library's, 4096; 1: every allocation)")
+                        help="KMALLOC_SAMPLE for the library's runs (default: the library's, 65536; 1: every allocation)")
     parser.add_argument("--sample-slots", type=int, default=None, help="KMALLOC_SAMPLE_SLOTS (default: the library's, 255)")
     args = parser.parse_args()
     sampling = {}
