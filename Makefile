@@ -12,7 +12,8 @@
 #   make asan-test                            the host tests under AddressSanitizer (but the SMP stress)
 #   make tsan-test                            the thread tests (locks, SMP stress) under ThreadSanitizer
 #   make preload                              .build-preload/libkmalloc.so: the heap as an LD_PRELOAD malloc
-#   make realworld [QUICK=1] [RUNS=3]         real programs with libkmalloc.so against glibc
+#   make realworld [QUICK=1] [RUNS=3] [SAMPLE=N]  real programs with libkmalloc.so against glibc (SAMPLE: KMALLOC_SAMPLE)
+#   make preload-kfence                       planted memory bugs against libkmalloc.so's sampling detector
 #   make docs                                 DocC API documentation into .build-docs/; fails on an undocumented public symbol
 #   make example                              build Examples/MinimalKernel (a kernel of its own on the package) and boot it on virt
 
@@ -45,7 +46,7 @@ SEMIHOSTING ?= 1
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   $(if $(filter 0,$(SEMIHOSTING)),,-semihosting-config enable=on,target=native)
 
-.PHONY: all kernel testkernel image run symbolize debug test matrix host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld docs example clean
+.PHONY: all kernel testkernel image run symbolize debug test matrix host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld preload-kfence docs example clean
 
 all: kernel
 
@@ -169,12 +170,20 @@ tsan-test:
 
 # KernelHeap and PageFrames in Embedded Swift for x86_64 Linux, with the C names from
 # Preload/shim.c (scripts/build_preload.sh); `realworld` compares real programs' output,
-# wall time and peak RSS with it preloaded and with glibc (scripts/realworld.py).
+# wall time and peak RSS with it preloaded and with glibc (scripts/realworld.py), the
+# library's sampling detector at its default interval unless SAMPLE=N (KMALLOC_SAMPLE;
+# SAMPLE_SLOTS=N: KMALLOC_SAMPLE_SLOTS); `preload-kfence` runs the planted memory bugs of
+# Preload/kfence_test.c against the detector with KMALLOC_SAMPLE=1
+# (scripts/preload_kfence.py).
 preload:
 	bash scripts/build_preload.sh
 
 realworld: preload tools
-	$(PYTHON) scripts/realworld.py $(if $(QUICK),--quick,) $(if $(RUNS),--runs $(RUNS),)
+	$(PYTHON) scripts/realworld.py $(if $(QUICK),--quick,) $(if $(RUNS),--runs $(RUNS),) \
+	  $(if $(SAMPLE),--sample $(SAMPLE),) $(if $(SAMPLE_SLOTS),--sample-slots $(SAMPLE_SLOTS),)
+
+preload-kfence: preload
+	$(PYTHON) scripts/preload_kfence.py
 
 # The API documentation of the public modules, one combined DocC archive, made by
 # swift-docc-plugin from the machine's local package copies: KMEM_DOCS=1 adds the plugin

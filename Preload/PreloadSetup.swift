@@ -120,14 +120,20 @@ public func kmallocCounts(_ out: UnsafeMutablePointer<Int>) {
   out[4] = frames.count(.heapLarge)
 }
 
-/// Takes every lock of the heap, then of the page allocator, and keeps them (the shim's
-/// pthread_atfork prepare handler): a fork then never copies a lock another thread holds.
+/// Takes every lock of the heap, then of the page allocator, then the sampling
+/// detector's pool lock (a leaf), and keeps them (the shim's pthread_atfork prepare
+/// handler): a fork then never copies a lock another thread holds.
 /// - Returns: false, with nothing held, when not set up or a lock refused (this thread is
 ///   inside the allocator: a fork from a signal handler).
 @_cdecl("kmalloc_fork_lock")
 public func kmallocForkLock() -> Bool {
   guard let heap = kernelMemory.heap, let frames = kernelMemory.frames, heap.lockAll() else { return false }
   guard frames.lockAll() else {
+    heap.unlockAll()
+    return false
+  }
+  if let pool = heap.guardedPool, !pool.lockAll() {
+    frames.unlockAll()
     heap.unlockAll()
     return false
   }
@@ -139,6 +145,83 @@ public func kmallocForkLock() -> Bool {
 @_cdecl("kmalloc_fork_unlock")
 public func kmallocForkUnlock() {
   guard let heap = kernelMemory.heap, let frames = kernelMemory.frames else { return }
+  heap.guardedPool?.unlockAll()
   frames.unlockAll()
   heap.unlockAll()
+}
+
+// MARK: The sampling detector (KMALLOC_SAMPLE)
+
+/// The address range and control block a pool of `slots` slots needs, for the heap's
+/// CPU slots: `out[0]` = bytes of address space (`GuardedPool.rangeBytes`), `out[1]` =
+/// bytes of control block. False when the heap is not set up or `slots` is out of range.
+@_cdecl("kmalloc_pool_bytes")
+public func kmallocPoolBytes(_ slots: Int, _ out: UnsafeMutablePointer<Int>) -> Bool {
+  guard let heap = kernelMemory.heap, slots >= 1, slots <= GuardedPool.maximumSlots else { return false }
+  out[0] = GuardedPool.rangeBytes(slots: slots)
+  out[1] = GuardedPool.controlBytes(slots: slots, cpuSlots: heap.slots)
+  return true
+}
+
+/// Builds the sampling detector over `range` (`kmalloc_pool_bytes` bytes, PROT_NONE,
+/// page aligned) and `control` (read-write, 64-byte aligned), with the shim's hooks
+/// (mprotect, glibc's backtrace, stderr, abort), and attaches it to the heap: one
+/// allocation in `interval` (`GuardedPool.defaultInterval` when below 1) of each size
+/// class on each CPU slot comes from it from now on.
+/// - Returns: false when the heap is not set up, a parameter is out of range, or a pool
+///   is attached already (nothing attached then).
+@_cdecl("kmalloc_pool_setup")
+public func kmallocPoolSetup(_ range: UnsafeMutableRawPointer, _ control: UnsafeMutableRawPointer, _ slots: Int, _ interval: Int) -> Bool {
+  guard let heap = kernelMemory.heap else { return false }
+  let hooks = GuardedPoolHooks(
+    context: nil, setAccessible: kmalloc_pool_protect, captureStack: kmalloc_pool_capture, write: kmalloc_pool_write,
+    fatal: kmalloc_pool_fatal)
+  guard let pool = GuardedPool(
+    base: UInt(bitPattern: range), slots: slots, interval: interval >= 1 ? interval : GuardedPool.defaultInterval,
+    cpuSlots: heap.slots, control: control, hooks: hooks)
+  else { return false }
+  return heap.attach(pool)
+}
+
+/// The shim's SIGSEGV handler, for a fault at `address` in the pool's range: prints the
+/// report (`GuardedPool.reportFault`) and calls the fatal hook, which aborts. False,
+/// printing nothing, when no pool is attached or the address is outside it.
+@_cdecl("kmalloc_pool_fault")
+public func kmallocPoolFault(_ address: UInt, _ isWrite: Bool) -> Bool {
+  guard let pool = kernelMemory.heap?.guardedPool else { return false }
+  return pool.reportFault(at: address, isWrite: isWrite)
+}
+
+/// malloc_usable_size of a pointer in the pool's range: the size asked for, for a live
+/// object's start. Anything else (a freed object, an interior pointer, a guard page) is
+/// reported as the read of that address it is (a use after free for a freed object),
+/// and the fatal hook aborts; -1 when no pool is attached.
+@_cdecl("kmalloc_pool_usable")
+public func kmallocPoolUsable(_ pointer: UnsafeMutableRawPointer) -> Int {
+  guard let pool = kernelMemory.heap?.guardedPool else { return -1 }
+  if let size = pool.size(of: pointer) { return size }
+  _ = pool.reportFault(at: UInt(bitPattern: pointer), isWrite: false)
+  return 0
+}
+
+/// After an allocation returned `pointer`, a pool object: records `depth` frames of the
+/// caller's stack as its allocation stack (the pool's own capture, inside the Swift
+/// frames, cannot walk past them).
+@_cdecl("kmalloc_pool_note_allocation")
+public func kmallocPoolNoteAllocation(_ pointer: UnsafeMutableRawPointer, _ frames: UnsafePointer<UInt>, _ depth: Int) {
+  kernelMemory.heap?.guardedPool?.recordAllocationStack(of: pointer, frames: frames, depth: depth)
+}
+
+/// The pool's counts for KMALLOC_STATS: `out[0...3]` = objects live, allocations
+/// served, sampled allocations it could not serve, the interval. False when no pool is
+/// attached.
+@_cdecl("kmalloc_pool_counts")
+public func kmallocPoolCounts(_ out: UnsafeMutablePointer<Int>) -> Bool {
+  guard let pool = kernelMemory.heap?.guardedPool else { return false }
+  let counts = pool.statistics
+  out[0] = counts.live
+  out[1] = counts.sampled
+  out[2] = counts.missed
+  out[3] = pool.interval
+  return true
 }

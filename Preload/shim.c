@@ -21,7 +21,14 @@
 //  - KMALLOC_STATS=1 (or =/path, appended): "kmalloc: pid=N started" when set up, and
 //    a line of counts at exit, "kmalloc: pid=N malloc=... ";
 //  - KMALLOC_TRACE=path: a binary log of every call (format below; "%p" in the path
-//    becomes the pid, and forked children trace only then).
+//    becomes the pid, and forked children trace only then);
+//  - the sampling detector (KernelHeap's GuardedPool, KFENCE/GWP-ASan): one allocation
+//    in KMALLOC_SAMPLE (default GuardedPool.defaultInterval, 65536; 0: off) of each
+//    size class on each CPU slot comes from a pool of
+//    KMALLOC_SAMPLE_SLOTS (default 255) guarded pages. Its hooks are here (mprotect,
+//    glibc's backtrace, stderr with symbolized stacks, abort), and a SIGSEGV handler
+//    that reports a fault in the pool and hands every other one to the program's
+//    previous handler.
 //
 // Trace file (raw, little-endian): a 16-byte header, "KMTRACE1", u32 record size (32),
 // u32 pid; then 32-byte records, one per call in the order the heap saw them:
@@ -33,8 +40,11 @@
 // scripts/kmalloc_trace.py turns it into the replay format (small reused ids).
 #define _GNU_SOURCE
 #include <errno.h>
+#include <execinfo.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -42,6 +52,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "kmalloc_preload.h"
@@ -61,6 +73,12 @@ bool kmalloc_release_more(size_t request);
 void kmalloc_counts(long *out);
 bool kmalloc_fork_lock(void);
 void kmalloc_fork_unlock(void);
+bool kmalloc_pool_bytes(long slots, long *out);
+bool kmalloc_pool_setup(void *range, void *control, long slots, long interval);
+bool kmalloc_pool_fault(uintptr_t address, bool is_write);
+long kmalloc_pool_usable(void *pointer);
+void kmalloc_pool_note_allocation(void *pointer, const uintptr_t *frames, long depth);
+bool kmalloc_pool_counts(long *out);
 // Preload/cpu.c (with ks_current_cpu).
 unsigned ks_current_cpu(void);
 void ks_forget_cpu(void);
@@ -170,6 +188,19 @@ static size_t env_size(const char *name, size_t fallback) {
   return value ? value : fallback;
 }
 
+/// A decimal number from the environment, 0 included; `fallback` when unset, empty or
+/// not all digits.
+static long env_number(const char *name, long fallback) {
+  const char *text = getenv(name);
+  if (!text || !*text) return fallback;
+  long value = 0;
+  for (; *text; text++) {
+    if (*text < '0' || *text > '9' || value > (1L << 40)) return fallback;
+    value = value * 10 + (*text - '0');
+  }
+  return value;
+}
+
 // MARK: Counters (KMALLOC_STATS)
 
 enum { OP_MALLOC, OP_CALLOC, OP_REALLOC, OP_FREE, OP_ALIGNED, OP_FAILED, OP_COUNT };
@@ -268,6 +299,296 @@ static inline void trace(uint8_t op, size_t alignment, size_t size, void *result
   if (trace_count == TRACE_RECORDS || trace_unbuffered) trace_flush();
 }
 
+// MARK: The sampling detector (KMALLOC_SAMPLE)
+
+// KernelHeap's GuardedPool over memory mapped here: its address range PROT_NONE (slot
+// pages between guard pages), its control block read-write. The heap sends one
+// allocation in KMALLOC_SAMPLE per CPU slot to it (Heap.attach). A bad access faults:
+// the SIGSEGV handler below asks the pool what it was (kmalloc_pool_fault), which prints
+// the report through kmalloc_pool_write and ends in kmalloc_pool_fatal (abort). A bad
+// free or a corrupted canary is found by the pool itself, in free.
+//
+// Stacks: glibc's backtrace unwinds with the .eh_frame tables, which the Embedded Swift
+// objects do not have, so it cannot be called from inside the heap. The C names capture
+// the stack themselves instead, where only C frames lie between them and the program:
+// after an allocation that returned a pool object (kmalloc_pool_note_allocation), and
+// before a free or realloc of one (handed to the pool through kmalloc_pool_capture).
+/// KMALLOC_SAMPLE unset: GuardedPool.defaultInterval (kmalloc_pool_setup).
+#define DEFAULT_SAMPLE (-1)
+#define DEFAULT_SAMPLE_SLOTS 255
+/// Frames kept per stack (GuardedSlot.stackDepth), and frames asked of backtrace: the
+/// library's own frames come first and are left out.
+#define STACK_DEPTH 16
+#define CAPTURE_DEPTH (STACK_DEPTH + 6)
+
+/// The pool's range, [pool_base, pool_end); both 0 when the detector is off.
+static uintptr_t pool_base, pool_end;
+/// The program's SIGSEGV disposition before the library's handler.
+static struct sigaction previous_segv;
+/// Set once glibc's backtrace has run once (its first call loads libgcc_s, which
+/// allocates; prime_stacks, at the first pool allocation): until then stacks are left
+/// empty. A process that never gets a pool object never loads libgcc_s.
+static _Atomic bool stacks_ready;
+/// Set by the library's constructor: libc is initialized, so loading a library is safe
+/// (the first malloc may come from inside the dynamic loader, before that).
+static _Atomic bool constructed;
+static _Atomic bool primed;
+/// This thread is inside backtrace: a malloc from there records no stack.
+static _Thread_local bool capturing;
+/// This library's code: frames there are left out of the stacks.
+static uintptr_t own_text_start, own_text_end;
+/// The stack of the faulting access being reported, printed by kmalloc_pool_fatal.
+static _Thread_local int access_depth = -1;
+static _Thread_local uintptr_t access_frames[STACK_DEPTH];
+/// The stack of this thread's free or realloc of a pool object, for the pool's record.
+static _Thread_local int call_depth;
+static _Thread_local uintptr_t call_frames[STACK_DEPTH];
+/// The thread printing a report (its id + 1); another thread's report waits for it
+/// (and the process aborts meanwhile).
+static _Atomic long report_owner;
+/// The report line being assembled (the pool writes in chunks).
+static char report_line[2048];
+static size_t report_length;
+
+static inline bool pool_contains(uintptr_t address) { return address - pool_base < pool_end - pool_base; }
+
+bool kmalloc_pool_protect(void *context, uintptr_t page, bool accessible) {
+  (void)context;
+  return mprotect((void *)page, PAGE, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+}
+
+/// Up to `capacity` frames of the calling stack into `out`: from the frame whose address
+/// is `start` when it is found (a fault: the faulting instruction), else from the first
+/// frame outside this library.
+static long capture_frames(uintptr_t *out, long capacity, uintptr_t start) {
+  if (!atomic_load_explicit(&stacks_ready, memory_order_acquire) || capturing || capacity <= 0) return 0;
+  capturing = true;
+  void *frames[CAPTURE_DEPTH];
+  int depth = backtrace(frames, CAPTURE_DEPTH);
+  capturing = false;
+  int first = 0;
+  if (start) {
+    while (first < depth && (uintptr_t)frames[first] != start) first++;
+    if (first == depth) first = 0;
+  }
+  if (first == 0)
+    while (first < depth && (uintptr_t)frames[first] - own_text_start < own_text_end - own_text_start) first++;
+  long count = 0;
+  for (int index = first; index < depth && count < capacity; index++) out[count++] = (uintptr_t)frames[index];
+  return count;
+}
+
+long kmalloc_pool_capture(void *context, uintptr_t *buffer, long capacity) {
+  (void)context;
+  long count = 0;
+  for (; count < call_depth && count < capacity; count++) buffer[count] = call_frames[count];
+  return count;
+}
+
+/// Before a free or realloc of a pool object: its caller's stack, for the pool.
+static __attribute__((noinline)) void capture_call(void) {
+  call_depth = (int)capture_frames(call_frames, STACK_DEPTH, 0);
+}
+
+static void prime_stacks(void);
+
+static __attribute__((noinline)) void note_pool_allocation(void *pointer) {
+  if (!atomic_load_explicit(&stacks_ready, memory_order_acquire)) prime_stacks();
+  uintptr_t frames[STACK_DEPTH];
+  long depth = capture_frames(frames, STACK_DEPTH, 0);
+  if (depth > 0) kmalloc_pool_note_allocation(pointer, frames, depth);
+}
+
+/// After an allocation (outside every lock of the library's: the first one may load
+/// libgcc_s, which allocates): when it is a pool object, its caller's stack goes to its
+/// record.
+static inline void note_allocation(void *pointer) {
+  if (__builtin_expect(pool_contains((uintptr_t)pointer), 0)) note_pool_allocation(pointer);
+}
+
+/// Waits until no other thread is printing a report (that thread aborts the process).
+static void report_begin(void) {
+  long me = (long)gettid() + 1, expected = 0;
+  while (!atomic_compare_exchange_strong(&report_owner, &expected, me)) {
+    if (expected == me) return;
+    expected = 0;
+    struct timespec pause = {0, 1000000};
+    nanosleep(&pause, NULL);
+  }
+}
+
+/// One report line to stderr; after a "backtrace:" line, each of its addresses on a line
+/// of its own, "    #N module(function+0xoffset) [0xaddress]" (backtrace_symbols_fd:
+/// names of exported functions; a program's own show with -rdynamic, else module+offset
+/// for addr2line).
+static void report_put_line(const char *line, size_t length) {
+  write_all(2, line, length);
+  const char *mark = memmem(line, length, "backtrace:", 10);
+  if (!mark) return;
+  const char *cursor = mark + 10, *end = line + length;
+  int number = 0;
+  while (cursor < end) {
+    while (cursor < end && (*cursor == ' ' || *cursor == '\n')) cursor++;
+    if (end - cursor < 3 || cursor[0] != '0' || cursor[1] != 'x') break;
+    uintptr_t address = 0;
+    for (cursor += 2; cursor < end; cursor++) {
+      char c = *cursor;
+      int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (digit < 0) break;
+      address = address << 4 | (uintptr_t)digit;
+    }
+    char prefix[32];
+    char *out = put_text(prefix, "    #", 5);
+    out = put_decimal(out, (unsigned long)number++);
+    *out++ = ' ';
+    write_all(2, prefix, (size_t)(out - prefix));
+    void *frame = (void *)address;
+    backtrace_symbols_fd(&frame, 1, 2);
+  }
+}
+
+static void report_flush_line(void) {
+  if (report_length > 0) report_put_line(report_line, report_length);
+  report_length = 0;
+}
+
+void kmalloc_pool_write(void *context, const uint8_t *bytes, long count) {
+  (void)context;
+  report_begin();
+  for (long index = 0; index < count; index++) {
+    report_line[report_length++] = (char)bytes[index];
+    if (bytes[index] == '\n' || report_length == sizeof report_line) report_flush_line();
+  }
+}
+
+void kmalloc_pool_fatal(void *context) {
+  (void)context;
+  report_begin();
+  report_flush_line();
+  if (access_depth >= 0) {
+    // "  this access on cpu N, backtrace: 0x... 0x...", as the pool's own stack lines.
+    char line[64 + STACK_DEPTH * 20];
+    char *out = put_text(line, "  this access on cpu ", 21);
+    out = put_decimal(out, (unsigned long)ks_current_cpu());
+    out = put_text(out, ", backtrace:", 12);
+    for (int index = 0; index < access_depth; index++) {
+      *out++ = ' ';
+      out = put_hex(out, access_frames[index]);
+    }
+    *out++ = '\n';
+    report_put_line(line, (size_t)(out - line));
+  }
+  char line[128];
+  char *out = put_text(line, "kmalloc: pid=", 13);
+  out = put_decimal(out, (unsigned long)getpid());
+  static const char tail[] = " memory error found by the sampling detector, aborting\n";
+  out = put_text(out, tail, sizeof tail - 1);
+  write_all(2, line, (size_t)(out - line));
+  abort();
+}
+
+/// A fault the library does not report: as the program's own disposition would have it.
+/// A handler of the program's is called; for the default action (or ignoring) that
+/// disposition is put back and the fault happens again when this handler returns (a
+/// SIGSEGV sent with kill is raised again instead).
+static void chain_segv(int signal_number, siginfo_t *info, void *context) {
+  struct sigaction previous = previous_segv;
+  bool has_info = (previous.sa_flags & SA_SIGINFO) != 0;
+  if (!has_info && (previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN)) {
+    if (previous.sa_handler == SIG_IGN && info->si_code <= 0) return;
+    sigaction(signal_number, &previous, NULL);
+    if (info->si_code <= 0) raise(signal_number);  // pending until this handler returns
+    return;
+  }
+  if (previous.sa_flags & SA_RESETHAND) {
+    struct sigaction reset = {0};
+    reset.sa_handler = SIG_DFL;
+    sigaction(signal_number, &reset, NULL);
+  }
+  sigset_t saved;
+  pthread_sigmask(SIG_BLOCK, &previous.sa_mask, &saved);
+  if (has_info) {
+    previous.sa_sigaction(signal_number, info, context);
+  } else {
+    previous.sa_handler(signal_number);
+  }
+  pthread_sigmask(SIG_SETMASK, &saved, NULL);
+}
+
+static void segv_handler(int signal_number, siginfo_t *info, void *context) {
+  uintptr_t address = (uintptr_t)info->si_addr;
+  if (info->si_code > 0 && pool_contains(address)) {
+    bool is_write = false;
+    uintptr_t pc = 0;
+#if defined(__x86_64__)
+    ucontext_t *state = context;
+    is_write = (state->uc_mcontext.gregs[REG_ERR] & 2) != 0;  // the page fault's W bit
+    pc = (uintptr_t)state->uc_mcontext.gregs[REG_RIP];
+#endif
+    access_depth = (int)capture_frames(access_frames, STACK_DEPTH, pc);
+    if (kmalloc_pool_fault(address, is_write)) return;  // not reached: the report aborts
+    access_depth = -1;
+  }
+  chain_segv(signal_number, info, context);
+}
+
+/// With KMALLOC_SAMPLE not 0: maps the pool, attaches it to the heap (kmalloc_pool_setup)
+/// and installs the SIGSEGV handler, with an alternate signal stack for this thread when
+/// it has none. Called by initialize, before any other thread can use the heap.
+static void pool_start(void) {
+  long interval = env_number("KMALLOC_SAMPLE", DEFAULT_SAMPLE);
+  if (interval == 0) return;
+  long slots = env_number("KMALLOC_SAMPLE_SLOTS", DEFAULT_SAMPLE_SLOTS);
+  long bytes[2];
+  if (!kmalloc_pool_bytes(slots, bytes)) {
+    static const char message[] = "kmalloc: KMALLOC_SAMPLE_SLOTS out of range (1 ... 32768): detector off\n";
+    write_all(2, message, sizeof message - 1);
+    return;
+  }
+  void *range = mmap(NULL, (size_t)bytes[0], PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void *control = mmap(NULL, (size_t)bytes[1], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (range == MAP_FAILED || control == MAP_FAILED || !kmalloc_pool_setup(range, control, slots, interval)) {
+    if (range != MAP_FAILED) munmap(range, (size_t)bytes[0]);
+    if (control != MAP_FAILED) munmap(control, (size_t)bytes[1]);
+    static const char message[] = "kmalloc: cannot set up the sampling detector: detector off\n";
+    write_all(2, message, sizeof message - 1);
+    return;
+  }
+  pool_base = (uintptr_t)range;
+  pool_end = pool_base + (uintptr_t)bytes[0];
+  stack_t current;
+  if (sigaltstack(NULL, &current) == 0 && (current.ss_flags & SS_DISABLE)) {
+    size_t size = 64 << 10;
+    void *stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (stack != MAP_FAILED) {
+      stack_t alternate = {.ss_sp = stack, .ss_size = size, .ss_flags = 0};
+      sigaltstack(&alternate, NULL);
+    }
+  }
+  struct sigaction action = {0};
+  action.sa_sigaction = segv_handler;
+  action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGSEGV, &action, &previous_segv);
+}
+
+static int find_own_text(struct dl_phdr_info *info, size_t size, void *data) {
+  (void)size;
+  (void)data;
+  uintptr_t self = (uintptr_t)&kmalloc_pool_capture;
+  for (int index = 0; index < info->dlpi_phnum; index++) {
+    const ElfW(Phdr) *header = &info->dlpi_phdr[index];
+    if (header->p_type != PT_LOAD || !(header->p_flags & PF_X)) continue;
+    uintptr_t start = info->dlpi_addr + header->p_vaddr;
+    if (self - start < header->p_memsz) {
+      own_text_start = start;
+      own_text_end = start + header->p_memsz;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 // MARK: Set-up, locking, fork
 
 /// Allocations made by a recursive call while the set-up itself runs (nothing in it is
@@ -356,6 +677,7 @@ static bool initialize(void) {
     out = put_text(out, " started\n", 9);
     stats_write(line, (size_t)(out - line));
   }
+  pool_start();
   const char *trace_path = getenv("KMALLOC_TRACE");
   if (trace_path && *trace_path && strlen(trace_path) < sizeof trace_template) {
     strcpy(trace_template, trace_path);
@@ -390,6 +712,22 @@ static inline bool started(void) {
   if (__builtin_expect(atomic_load_explicit(&state, memory_order_acquire) == READY, 1)) return true;
   return start_slow();
 }
+
+/// At the first pool allocation once libc is initialized: finds this library's code and
+/// calls backtrace once (its first call loads libgcc_s, which allocates; those
+/// allocations record no stack), so that stacks are recorded from now on.
+static void prime_stacks(void) {
+  if (!atomic_load(&constructed) || atomic_exchange(&primed, true)) return;
+  dl_iterate_phdr(find_own_text, NULL);
+  void *frames[4];
+  capturing = true;
+  backtrace(frames, 4);
+  capturing = false;
+  atomic_store_explicit(&stacks_ready, true, memory_order_release);
+}
+
+/// Runs after libc's initialization (and before the program's constructors).
+__attribute__((constructor)) static void kmalloc_constructed(void) { atomic_store(&constructed, true); }
 
 /// Before a heap call: with KMALLOC_TRACE the trace mutex (whether it was taken),
 /// else nothing; the heap's own per-CPU locks do the rest.
@@ -427,7 +765,7 @@ static __attribute__((noinline)) bool more(size_t bytes) {
 /// The length of the page run `pointer` heads as a large allocation, or 0 (an arena
 /// block, or bad input: then the caller's own call reports it).
 static inline size_t large_run_bytes(void *pointer) {
-  if (((uintptr_t)pointer & (PAGE - 1)) != 0) return 0;
+  if (((uintptr_t)pointer & (PAGE - 1)) != 0 || pool_contains((uintptr_t)pointer)) return 0;
   quiet = true;
   long bytes = kheap_usable_size(pointer);
   quiet = false;
@@ -489,6 +827,7 @@ static void *aligned_common(size_t alignment, size_t size) {
   count_call(OP_ALIGNED, !result);
   trace('a', alignment, size, result, NULL);
   release(locked);
+  note_allocation(result);
   return result;
 }
 
@@ -501,6 +840,7 @@ EXPORT void *malloc(size_t size) {
   count_call(OP_MALLOC, !result);
   trace('m', 0, size, result, NULL);
   release(locked);
+  note_allocation(result);
   if (!result) errno = ENOMEM;
   return result;
 }
@@ -509,9 +849,15 @@ EXPORT void free(void *pointer) {
   if (!pointer || in_bootstrap(pointer)) return;
   if (!started()) return;
   bool locked = acquire();
-  size_t large = large_run_bytes(pointer);
-  if (large) give_back(pointer, large);
-  kheap_free(pointer);
+  if (pool_contains((uintptr_t)pointer)) {
+    capture_call();
+    kheap_free(pointer);
+    call_depth = 0;
+  } else {
+    size_t large = large_run_bytes(pointer);
+    if (large) give_back(pointer, large);
+    kheap_free(pointer);
+  }
   count_call(OP_FREE, false);
   trace('f', 0, 0, NULL, pointer);
   release(locked);
@@ -541,6 +887,7 @@ EXPORT void *calloc(size_t count, size_t size) {
   count_call(OP_CALLOC, !result);
   trace('c', 0, bytes, result, NULL);
   release(locked);
+  note_allocation(result);
   if (!result) errno = ENOMEM;
   return result;
 }
@@ -570,13 +917,17 @@ EXPORT void *realloc(void *pointer, size_t size) {
       kheap_free(pointer);
     }
   } else {
+    bool pooled = pool_contains((uintptr_t)pointer);
+    if (pooled) capture_call();
     result = kheap_realloc(pointer, size);
     while (__builtin_expect(!result, 0) && size != 0 && more(size)) result = kheap_realloc(pointer, size);
+    if (pooled) call_depth = 0;
   }
   if (size > LARGE_THRESHOLD && result && result != pointer) took_large(size);
   count_call(OP_REALLOC, !result && size != 0);
   trace('r', 0, size, result, pointer);
   release(locked);
+  if (result != pointer) note_allocation(result);
   if (!result && size != 0) errno = ENOMEM;
   return result;
 }
@@ -638,7 +989,17 @@ EXPORT size_t malloc_usable_size(void *pointer) {
   if (in_bootstrap(pointer)) return *(size_t *)((char *)pointer - 8);
   if (!started()) return 0;
   bool locked = acquire();
-  long size = kheap_usable_size(pointer);
+  // A pool pointer that is no live object's start is reported by the detector (a freed
+  // object's as a use after free) rather than as the heap's bad input.
+  long size;
+  if (pool_contains((uintptr_t)pointer)) {
+    // Reported as an access when it is no live object: its stack is this call's.
+    access_depth = (int)capture_frames(access_frames, STACK_DEPTH, 0);
+    size = kmalloc_pool_usable(pointer);
+    access_depth = -1;
+  } else {
+    size = kheap_usable_size(pointer);
+  }
   release(locked);
   return size > 0 ? (size_t)size : 0;
 }
@@ -677,6 +1038,17 @@ __attribute__((destructor)) static void kmalloc_exit(void) {
     out = put_decimal(out, (unsigned long)counts[3]);
     out = put_text(out, " large_pages=", 13);
     out = put_decimal(out, (unsigned long)counts[4]);
+    long pool[4];
+    if (kmalloc_pool_counts(pool)) {
+      out = put_text(out, " sample_interval=", 17);
+      out = put_decimal(out, (unsigned long)pool[3]);
+      out = put_text(out, " sampled=", 9);
+      out = put_decimal(out, (unsigned long)pool[1]);
+      out = put_text(out, " sample_missed=", 15);
+      out = put_decimal(out, (unsigned long)pool[2]);
+      out = put_text(out, " sampled_live=", 14);
+      out = put_decimal(out, (unsigned long)pool[0]);
+    }
     *out++ = '\n';
     stats_write(line, (size_t)(out - line));
   }

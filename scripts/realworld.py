@@ -6,6 +6,7 @@ checks that the two give the same output and exit status, and prints each progra
 best wall time and peak RSS as ratios to glibc, plus the median ratios.
 
     scripts/realworld.py [--quick] [--runs N] [--only NAME[,NAME]] [--lib PATH]
+                         [--sample N] [--sample-slots N]
 
 --quick: smaller inputs, one run each, well under a minute; prints one line a program,
 `PASS <name>` or `FAIL <name>: <reason>` (or `SKIP <name>: <reason>` when the program
@@ -14,6 +15,13 @@ program failed: output or exit status not glibc's, a crash, a report from the he
 stderr ("free: double free 0x..."), or a run that did not use the library (each run
 sets KMALLOC_STATS to a file, and the program's own process must have written its exit
 line there).
+
+The library's sampling detector is on in every run, at its default interval unless
+--sample N (KMALLOC_SAMPLE=N; 1 sends every allocation up to a page to the guarded pool
+while it has a free slot) or --sample-slots N (KMALLOC_SAMPLE_SLOTS) say otherwise. A
+detector report on stderr (`kfence-...: ...`) fails the program; with --sample, so does
+an exit line without the detector's counts, and each PASS line gives how many
+allocations the pool served.
 
 Each run goes through .build-preload/kmrun (Preload/kmrun.c), which forks the program,
 sets its LD_PRELOAD, and measures its wall time and peak RSS: ru_maxrss from wait4, the
@@ -38,6 +46,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_LIB = os.path.join(ROOT, ".build-preload", "libkmalloc.so")
 # A line the heap's report hook writes (Preload/shim.c, kmalloc_report).
 REPORT = re.compile(rb"^(free|realloc|malloc_usable_size|malloc|calloc|posix_memalign|aligned_alloc|kmalloc): .* 0x[0-9a-f]+$", re.M)
+# The first line of a report of the sampling detector (GuardedPoolReport).
+DETECTOR_REPORT = re.compile(rb"^kfence-[a-z-]+: .*$", re.M)
 
 
 class Program:
@@ -56,7 +66,7 @@ class Program:
 
 
 class Run:
-    def __init__(self, status, wall, maxrss_kib, digest, stderr, loaded, reports, timed_out):
+    def __init__(self, status, wall, maxrss_kib, digest, stderr, loaded, reports, timed_out, exit_line=""):
         self.status = status
         self.wall = wall
         self.maxrss_kib = maxrss_kib
@@ -65,6 +75,8 @@ class Run:
         self.loaded = loaded
         self.reports = reports
         self.timed_out = timed_out
+        # The library's KMALLOC_STATS exit line for the program's own process.
+        self.exit_line = exit_line
 
 
 def find_python():
@@ -197,7 +209,9 @@ def prepare(work, quick, python, has_tests, lib):
         programs.append(Program("python-json-malloc", [python, workload] + sizes,
                                 env={"PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}))
         if has_tests:
-            tests = ["test.test_json", "test.test_list"] if quick else ["test.test_json", "test.test_dict", "test.test_list", "test.test_re"]
+            tests = ["test.test_json", "test.test_dict", "test.test_list"]
+            if not quick:
+                tests.append("test.test_re")
             programs.append(Program(
                 "python-tests", [python, "-m", "unittest", "-q"] + tests, cwd=work, env={"PYTHONHASHSEED": "0"},
                 normalize_stderr=lambda err: re.sub(rb"Ran (\d+) tests? in [0-9.]+s", rb"Ran \1 tests", err)))
@@ -254,10 +268,11 @@ def file_digest(path):
     return digest.hexdigest()
 
 
-def run_once(program, preload, lib, run_dir, timeout):
+def run_once(program, preload, lib, run_dir, timeout, sampling=None):
     """One run through kmrun (a small process, so that ru_maxrss is the program's: Linux
     keeps it across execve); without kmrun, straight from here, where every RSS is at
-    least this script's own."""
+    least this script's own. `sampling`: environment for the library's runs
+    (KMALLOC_SAMPLE...)."""
     os.makedirs(run_dir, exist_ok=True)
     stdout_path = os.path.join(run_dir, "stdout")
     stderr_path = os.path.join(run_dir, "stderr")
@@ -267,11 +282,13 @@ def run_once(program, preload, lib, run_dir, timeout):
         if os.path.exists(path):
             os.unlink(path)
     env = dict(os.environ)
-    for name in ("LD_PRELOAD", "KMALLOC_STATS", "KMALLOC_TRACE", "MALLOC_CHECK_", "MALLOC_PERTURB_"):
+    for name in ("LD_PRELOAD", "KMALLOC_STATS", "KMALLOC_TRACE", "KMALLOC_SAMPLE", "KMALLOC_SAMPLE_SLOTS",
+                 "MALLOC_CHECK_", "MALLOC_PERTURB_"):
         env.pop(name, None)
     env.update(program.env)
     if preload:
         env["KMALLOC_STATS"] = stats_path
+        env.update(sampling or {})
     kmrun = os.path.join(os.path.dirname(lib), "kmrun")
     if os.access(kmrun, os.X_OK):
         argv = [kmrun, result_path, lib if preload else ""] + program.argv
@@ -319,23 +336,37 @@ def run_once(program, preload, lib, run_dir, timeout):
     if program.extra_output:
         digest.update(program.extra_output(run_dir))
     loaded = False
+    exit_line = ""
     if preload and os.path.exists(stats_path):
         with open(stats_path) as handle:
-            loaded = any(line.startswith(f"kmalloc: pid={pid} ") for line in handle)
-    reports = [match.group(0).decode(errors="replace") for match in REPORT.finditer(stderr)] if preload else []
-    return Run(process.returncode, wall, maxrss, digest.hexdigest(), stderr, loaded, reports, bool(timed_out))
+            mine = [line for line in handle if line.startswith(f"kmalloc: pid={pid} ")]
+        loaded = bool(mine)
+        exit_line = next((line for line in mine if " malloc=" in line), "")
+    reports = []
+    if preload:
+        reports = [match.group(0).decode(errors="replace") for match in REPORT.finditer(stderr)]
+        reports += [match.group(0).decode(errors="replace") for match in DETECTOR_REPORT.finditer(stderr)]
+    return Run(process.returncode, wall, maxrss, digest.hexdigest(), stderr, loaded, reports, bool(timed_out),
+               exit_line)
 
 
 def describe_status(status):
     return f"signal {-status}" if status < 0 else f"exit {status}"
 
 
-def compare(program, glibc, kmalloc):
+def compare(program, glibc, kmalloc, sampling=None):
     """None when the kmalloc run is as good as glibc's, else the reason."""
     if kmalloc.timed_out:
         return "timed out"
     if not kmalloc.loaded:
         return "library not loaded (no KMALLOC_STATS line from the program's process)"
+    detector = DETECTOR_REPORT.search(kmalloc.stderr)
+    if detector:
+        return f"detector reported: {detector.group(0).decode(errors='replace')[:200]}"
+    interval = sampling.get("KMALLOC_SAMPLE") if sampling else None
+    needle = f" sample_interval={interval} " if interval else " sample_interval="
+    if sampling and interval != "0" and kmalloc.exit_line and needle not in kmalloc.exit_line:
+        return f"detector not on at KMALLOC_SAMPLE={interval or 'default'}: {kmalloc.exit_line.strip()[-160:]}"
     if kmalloc.status != glibc.status:
         tail = kmalloc.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
         return f"{describe_status(kmalloc.status)}, glibc {describe_status(glibc.status)}: {tail[0][:200]}"
@@ -354,7 +385,15 @@ def main():
     parser.add_argument("--lib", default=DEFAULT_LIB)
     parser.add_argument("--timeout", type=float, default=None, help="seconds per run (default 600, quick 60)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="KMALLOC_SAMPLE for the library's runs (default: the library's, 65536; 1: every allocation)")
+    parser.add_argument("--sample-slots", type=int, default=None, help="KMALLOC_SAMPLE_SLOTS (default: the library's, 255)")
     args = parser.parse_args()
+    sampling = {}
+    if args.sample is not None:
+        sampling["KMALLOC_SAMPLE"] = str(args.sample)
+    if args.sample_slots is not None:
+        sampling["KMALLOC_SAMPLE_SLOTS"] = str(args.sample_slots)
     runs = args.runs or (1 if args.quick else 3)
     timeout = args.timeout or (60 if args.quick else 600)
     lib = os.path.abspath(args.lib)
@@ -382,7 +421,9 @@ def main():
             if not shutil.which(tool):
                 skipped.append((tool, "not installed"))
         if not args.quick:
-            print(f"python: {python}; {runs} run(s) per allocator; library {os.path.relpath(lib, ROOT)}")
+            setting = " ".join(f"{name}={value}" for name, value in sampling.items()) or "the library's defaults"
+            print(f"python: {python}; {runs} run(s) per allocator; library {os.path.relpath(lib, ROOT)}; "
+                  f"sampling detector: {setting}")
             print(f"{'program':20} {'glibc s':>8} {'kmalloc s':>9} {'wall':>6} {'glibc MiB':>9} {'kmalloc MiB':>11} {'RSS':>6}")
         results = []
         failures = 0
@@ -390,12 +431,13 @@ def main():
             glibc_runs, kmalloc_runs, reason = [], [], None
             for index in range(runs):
                 glibc = run_once(program, False, lib, os.path.join(work, program.name, f"glibc-{index}"), timeout)
-                kmalloc = run_once(program, True, lib, os.path.join(work, program.name, f"kmalloc-{index}"), timeout)
+                kmalloc = run_once(program, True, lib, os.path.join(work, program.name, f"kmalloc-{index}"), timeout,
+                                   sampling)
                 glibc_runs.append(glibc)
                 kmalloc_runs.append(kmalloc)
                 if glibc.digest != glibc_runs[0].digest or glibc.status != glibc_runs[0].status:
                     reason = "glibc runs differ from each other: the program's output is not deterministic"
-                reason = reason or compare(program, glibc_runs[0], kmalloc)
+                reason = reason or compare(program, glibc_runs[0], kmalloc, sampling)
                 if reason:
                     break
             if reason:
@@ -409,9 +451,11 @@ def main():
             wall_ratio = kmalloc_wall / glibc_wall if glibc_wall > 0 else float("nan")
             rss_ratio = kmalloc_rss / glibc_rss if glibc_rss > 0 else float("nan")
             results.append((program.name, wall_ratio, rss_ratio))
+            served = re.search(r" sampled=(\d+)", kmalloc_runs[-1].exit_line)
+            pool = f", pool served {served.group(1)}" if sampling and served else ""
             if args.quick:
                 print(f"PASS {program.name} (wall {wall_ratio:.2f}x, RSS {rss_ratio:.2f}x: "
-                      f"{kmalloc_rss:.1f} MiB, glibc {glibc_rss:.1f})", flush=True)
+                      f"{kmalloc_rss:.1f} MiB, glibc {glibc_rss:.1f}{pool})", flush=True)
             else:
                 print(f"{program.name:20} {glibc_wall:8.3f} {kmalloc_wall:9.3f} {wall_ratio:5.2f}x "
                       f"{glibc_rss:9.1f} {kmalloc_rss:11.1f} {rss_ratio:5.2f}x", flush=True)

@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """`make test`: the host suite (swift test), every QEMU boot test, real programs on the
-preload library (`make realworld QUICK=1`), about 15 configurations of `make matrix`
+preload library (`make realworld QUICK=1`), the planted memory bugs against the preload
+library's sampling detector (`make preload-kfence`) and the real programs again with
+every allocation sampled (KMALLOC_SAMPLE=1), about 15 configurations of `make matrix`
 (scripts/matrix.py), a kernel of one's own built from
 docs/your-kernel.md and from Examples/MinimalKernel and booted, `make docs` (no
 undocumented public symbol), 60 s of heap fuzzing,
@@ -11,7 +13,8 @@ hang or a non-zero exit status. The harness self-test boots the test kernel with
 deliberately failing case and passes only if that boot is reported as failing.
 Ends with one line: `N passed, N failed` (and `, N skipped` when a board cannot be booted), counting each test once, in one unit (a test
 case): each host test case, each guest case, each boot of the demo kernel, the harness
-self-test, each real program of `make realworld QUICK=1`, each consumer kernel, the
+self-test, each real program of `make realworld QUICK=1` (and of its KMALLOC_SAMPLE=1
+run), each case of `make preload-kfence`, each consumer kernel, the
 docs build, the fuzz run and the sanitizer run. A test-kernel boot counts its guest cases;
 it adds one failure of its own only when the boot itself goes wrong beyond a failing
 case (a crash, a hang, no summary, or an exit status that disagrees with the summary).
@@ -588,7 +591,9 @@ def realworld():
     global passed, failed, skipped
     print("== realworld: real programs on libkmalloc.so against glibc (quick)", flush=True)
     started = time.time()
+    global preload_built
     built = capture(["make", "-s", "preload"])
+    preload_built = built.returncode == 0
     if built.returncode != 0:
         print(built.stdout[-3000:])
         count(False, "build the preload library (make preload)")
@@ -606,6 +611,48 @@ def realworld():
     if proc.returncode != 0 and not fails or not passes:
         count(False, f"realworld ended with exit {proc.returncode} and {len(passes)} passing programs")
     print(f"realworld: {len(passes)} passed, {len(fails)} failed, {len(skips)} skipped ({time.time() - started:.0f} s)", flush=True)
+
+
+preload_built = False
+
+
+def preload_kfence():
+    """The preload library's sampling detector: `make preload-kfence` (the planted
+    memory bugs of Preload/kfence_test.c and its clean programs, KMALLOC_SAMPLE=1, each
+    case one test), then the quick real programs with KMALLOC_SAMPLE=1 (each one test,
+    as in realworld: output and exit status as glibc's, and no report)."""
+    global passed, failed, skipped
+    print("== preload-kfence: planted memory bugs against libkmalloc.so's sampling detector (KMALLOC_SAMPLE=1)", flush=True)
+    started = time.time()
+    if not preload_built:
+        count(False, "preload-kfence: no preload library (make preload failed)")
+        return
+    proc = capture([sys.executable, "scripts/preload_kfence.py"])
+    out = proc.stdout
+    print(re.sub(r"(?m)^\d+ passed, \d+ failed.*\n?", "", out).rstrip())
+    passes = re.findall(r"^PASS ", out, re.M)
+    fails = re.findall(r"^FAIL ", out, re.M)
+    passed += len(passes)
+    failed += len(fails)
+    if proc.returncode != 0 and not fails or not passes:
+        count(False, f"preload_kfence.py ended with exit {proc.returncode} and {len(passes)} passing cases")
+    print(f"preload-kfence: {len(passes)} passed, {len(fails)} failed ({time.time() - started:.0f} s)", flush=True)
+
+    print("== realworld with KMALLOC_SAMPLE=1: real programs, every allocation sampled while the pool has room", flush=True)
+    started = time.time()
+    proc = capture([sys.executable, "scripts/realworld.py", "--quick", "--sample", "1"])
+    out = re.sub(r"(?m)^(PASS|FAIL|SKIP) ", r"\1 sample=1 ", proc.stdout)
+    print(re.sub(r"(?m)^\d+ passed, \d+ failed.*\n?", "", out).rstrip())
+    passes = re.findall(r"^PASS ", out, re.M)
+    fails = re.findall(r"^FAIL ", out, re.M)
+    skips = re.findall(r"^SKIP ", out, re.M)
+    passed += len(passes)
+    failed += len(fails)
+    skipped += len(skips)
+    if proc.returncode != 0 and not fails or not passes:
+        count(False, f"realworld --sample 1 ended with exit {proc.returncode} and {len(passes)} passing programs")
+    print(f"realworld sample=1: {len(passes)} passed, {len(fails)} failed, {len(skips)} skipped "
+          f"({time.time() - started:.0f} s)", flush=True)
 
 
 def consumer():
@@ -712,6 +759,7 @@ def main():
         docs()
     if "--skip-host" not in sys.argv:
         realworld()
+        preload_kfence()
         fuzz(60)
         fuzz(30, "fuzz-dtb", "dtbfuzz")
         asan_tests()

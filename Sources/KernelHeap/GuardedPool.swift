@@ -348,6 +348,38 @@ public struct GuardedPool {
     } ?? 0
   }
 
+  /// Records `depth` frames from `frames` as the allocation stack of `pointer`, a live
+  /// pool object, in place of what `allocate` captured: for a platform whose stack walk
+  /// cannot pass through the allocator's own frames and that captures the caller's stack
+  /// once the allocation has returned (the preload library: glibc's backtrace stops at
+  /// the first Swift frame, which has no unwind table). Does nothing for any other
+  /// pointer.
+  /// - Complexity: O(stack depth).
+  package func recordAllocationStack(of pointer: UnsafeMutableRawPointer, frames: UnsafePointer<UInt>, depth: Int) {
+    let address = UInt(bitPattern: pointer)
+    guard let slot = slot(holding: address) else { return }
+    let count = min(max(0, depth), GuardedSlot.stackDepth)
+    _ = locked.withLock(cpu: CPU.current) { _ in
+      let record = records + slot
+      guard record.pointee.state == GuardedSlot.stateAllocated, record.pointee.object == address else { return }
+      for index in 0..<GuardedSlot.stackDepth { record.pointee.allocationStack[index] = index < count ? frames[index] : 0 }
+      record.pointee.allocationDepth = count
+    }
+  }
+
+  // MARK: Fork
+
+  /// Takes the pool lock and keeps it until `unlockAll`: for a fork (the preload
+  /// library's pthread_atfork prepare handler), after `Heap.lockAll` (an object cache's
+  /// `destroy` takes the pool lock under the heap's; its holder takes no other lock).
+  /// - Returns: false, with nothing held, when this CPU holds it already.
+  /// - Complexity: O(1) plus the wait.
+  package func lockAll() -> Bool { locked.acquireAcrossCalls(cpu: CPU.current) }
+
+  /// Releases what `lockAll` took, from the CPU (thread) that took it.
+  /// - Complexity: O(1).
+  package func unlockAll() { locked.releaseAcrossCalls(cpu: CPU.current) }
+
   // MARK: Statistics
 
   /// Objects live in the pool, allocations it served, and sampled allocations it
