@@ -72,10 +72,10 @@ for max in [200, 1000, 3000] where wanted("random") {
 if wanted("kfence") {
   let interval = GuardedPool.defaultInterval
   let rows: [(String, Double, Double, Int)] = [
-    { let o = samplingOverhead(LifoMeasurement(size: 64, iterations: quick ? 200_000 : 2_000_000), interval: interval, repetitions: repetitions * 2)
+    { let o = samplingOverhead(LifoMeasurement(size: 64, iterations: quick ? 100_000 : 1_000_000), interval: interval, repetitions: repetitions * 4)
       return ("lifo 64", o.off, o.on, o.sampled) }(),
-    { let o = samplingOverhead(TraceMeasurement(trace: randomTrace(max: 1000, operations: quick ? 200_000 : 2_000_000, seed: 1000)),
-        interval: interval, repetitions: repetitions * 2)
+    { let o = samplingOverhead(TraceMeasurement(trace: randomTrace(max: 1000, operations: quick ? 100_000 : 1_000_000, seed: 1000)),
+        interval: interval, repetitions: repetitions * 4)
       return ("random max=1000", o.off, o.on, o.sampled) }(),
   ]
   for (parameter, off, on, sampled) in rows {
