@@ -2,8 +2,9 @@ import KernelSync
 import PageFrames
 
 /// A sampling memory-error detector: Linux's KFENCE, GWP-ASan in Scudo and Chrome. One
-/// allocation in `interval` (counted per CPU slot) is served from a pool of guarded slots
-/// instead of the heap:
+/// allocation in `interval` is served from a pool of guarded slots instead of the heap
+/// (a `Heap` it is attached to counts in each of its caches; `shouldSample` counts per
+/// CPU slot for other callers):
 ///
 ///     base ─► | guard | slot 0 | guard | slot 1 | guard | ... | slot n-1 | guard |
 ///
@@ -120,33 +121,20 @@ public struct GuardedPool {
   // MARK: Sampling
 
   /// Counts one allocation on `cpu`: true for the one in `interval` that should come
-  /// from the pool. A plain (unlocked) per-CPU count: a lost update only shifts a sample.
+  /// from the pool, for an allocator that keeps no count of its own (a `Heap` counts in
+  /// its caches). A plain (unlocked) per-CPU count: a lost update only shifts a sample.
   /// - Complexity: O(1).
   @inline(__always)
   public func shouldSample(cpu: Int) -> Bool {
-    GuardedPool.countDown(control + GuardedPool.countdownsOffset, cpu & cpuSlotMask) && refill(cpu)
-  }
-
-  /// Counts one allocation in countdown `slot` of `countdowns`: true when it reached
-  /// zero (the caller then calls `refill`). The heap's fast path calls this with the
-  /// countdowns' address from its own control block.
-  @inline(__always)
-  static func countDown(_ countdowns: UnsafeMutableRawPointer, _ slot: Int) -> Bool {
-    let count = (countdowns + slot &<< 6).assumingMemoryBound(to: Int.self)
+    let count = countdown(cpu)
     let left = count.pointee &- 1
-    count.pointee = left
-    return left <= 0
-  }
-
-  /// Restarts `cpu`'s countdown after it reached zero; true (the allocation is sampled).
-  @inline(never)
-  public func refill(_ cpu: Int) -> Bool {
-    countdown(cpu).pointee = interval
+    guard left <= 0 else {
+      count.pointee = left
+      return false
+    }
+    count.pointee = interval
     return true
   }
-
-  /// The address of the countdowns, for the heap's fast path.
-  var countdowns: UnsafeMutableRawPointer { control + GuardedPool.countdownsOffset }
 
   // MARK: Allocation and free
 

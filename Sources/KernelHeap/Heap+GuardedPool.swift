@@ -1,8 +1,9 @@
 import KernelSync
 
-// The sampling detector's side of the heap: attaching a `GuardedPool`, and resizing its
-// objects. `allocate`, `deallocate`, `usableSize` and the object caches route to the pool
-// themselves (a countdown per CPU, and one range check on free).
+// The sampling detector's side of the heap: attaching a `GuardedPool`, the sampling
+// count each cache keeps, and resizing pool objects. `allocate`, the object caches and
+// aligned allocations take the sampled allocation to the pool; `deallocate`,
+// `reallocate` and `usableSize` find pool objects on their slow paths.
 extension Heap {
   /// Attaches `pool`: from now on one allocation in `pool.interval` of each size class
   /// on each CPU (kmalloc, and aligned kmalloc up to a page) and of each object cache

@@ -106,6 +106,8 @@ struct GuardedPoolTests {
     #expect(machine.heap.setSamplingInterval(2) && !machine.heap.setSamplingInterval(-1))
     #expect((1...6).map { _ in machine.pool.contains(UInt(bitPattern: machine.heap.allocate(40)!)) } == [false, true, false, true, false, true])
     #expect((1...4).map { _ in machine.pool.contains(UInt(bitPattern: cache.allocate()!)) } == [false, true, false, true])
+    // The pool's own per-CPU count, for allocators without one: every third call.
+    #expect((1...6).map { _ in machine.pool.shouldSample(cpu: 0) } == [false, false, true, false, false, true])
   }
 
   @Test("objects sit flush with the page's end in even slots, at its start in odd ones, and are usable end to end")
