@@ -588,7 +588,6 @@ def realworld():
     KernelHeap and PageFrames sources in Embedded Swift for x86_64 Linux) and with glibc;
     each program is one test, failing when its output or exit status differs, it
     reports bad input, or the library was not loaded."""
-    global passed, failed, skipped
     print("== realworld: real programs on libkmalloc.so against glibc (quick)", flush=True)
     started = time.time()
     global preload_built
@@ -599,8 +598,14 @@ def realworld():
         count(False, "build the preload library (make preload)")
         return
     proc = capture([sys.executable, "scripts/realworld.py", "--quick"])
-    out = proc.stdout
-    # Its own closing count is left out: this harness's last line is the only total.
+    tally_runner(proc.stdout, proc.returncode, "realworld", "programs", started)
+
+
+def tally_runner(out, returncode, label, what, started):
+    """Counts a sub-runner's `PASS`/`FAIL`/`SKIP` lines, one test each, and prints its
+    output without its own closing count (this harness's last line is the only total).
+    A runner that failed without a FAIL line, or passed nothing, is one failure more."""
+    global passed, failed, skipped
     print(re.sub(r"(?m)^\d+ passed, \d+ failed.*\n?", "", out).rstrip())
     passes = re.findall(r"^PASS ", out, re.M)
     fails = re.findall(r"^FAIL ", out, re.M)
@@ -608,9 +613,9 @@ def realworld():
     passed += len(passes)
     failed += len(fails)
     skipped += len(skips)
-    if proc.returncode != 0 and not fails or not passes:
-        count(False, f"realworld ended with exit {proc.returncode} and {len(passes)} passing programs")
-    print(f"realworld: {len(passes)} passed, {len(fails)} failed, {len(skips)} skipped ({time.time() - started:.0f} s)", flush=True)
+    if returncode != 0 and not fails or not passes:
+        count(False, f"{label} ended with exit {returncode} and {len(passes)} passing {what}")
+    print(f"{label}: {len(passes)} passed, {len(fails)} failed, {len(skips)} skipped ({time.time() - started:.0f} s)", flush=True)
 
 
 preload_built = False
@@ -621,38 +626,19 @@ def preload_kfence():
     memory bugs of Preload/kfence_test.c and its clean programs, KMALLOC_SAMPLE=1, each
     case one test), then the quick real programs with KMALLOC_SAMPLE=1 (each one test,
     as in realworld: output and exit status as glibc's, and no report)."""
-    global passed, failed, skipped
     print("== preload-kfence: planted memory bugs against libkmalloc.so's sampling detector (KMALLOC_SAMPLE=1)", flush=True)
     started = time.time()
     if not preload_built:
         count(False, "preload-kfence: no preload library (make preload failed)")
         return
     proc = capture([sys.executable, "scripts/preload_kfence.py"])
-    out = proc.stdout
-    print(re.sub(r"(?m)^\d+ passed, \d+ failed.*\n?", "", out).rstrip())
-    passes = re.findall(r"^PASS ", out, re.M)
-    fails = re.findall(r"^FAIL ", out, re.M)
-    passed += len(passes)
-    failed += len(fails)
-    if proc.returncode != 0 and not fails or not passes:
-        count(False, f"preload_kfence.py ended with exit {proc.returncode} and {len(passes)} passing cases")
-    print(f"preload-kfence: {len(passes)} passed, {len(fails)} failed ({time.time() - started:.0f} s)", flush=True)
+    tally_runner(proc.stdout, proc.returncode, "preload-kfence", "cases", started)
 
     print("== realworld with KMALLOC_SAMPLE=1: real programs, every allocation sampled while the pool has room", flush=True)
     started = time.time()
     proc = capture([sys.executable, "scripts/realworld.py", "--quick", "--sample", "1"])
     out = re.sub(r"(?m)^(PASS|FAIL|SKIP) ", r"\1 sample=1 ", proc.stdout)
-    print(re.sub(r"(?m)^\d+ passed, \d+ failed.*\n?", "", out).rstrip())
-    passes = re.findall(r"^PASS ", out, re.M)
-    fails = re.findall(r"^FAIL ", out, re.M)
-    skips = re.findall(r"^SKIP ", out, re.M)
-    passed += len(passes)
-    failed += len(fails)
-    skipped += len(skips)
-    if proc.returncode != 0 and not fails or not passes:
-        count(False, f"realworld --sample 1 ended with exit {proc.returncode} and {len(passes)} passing programs")
-    print(f"realworld sample=1: {len(passes)} passed, {len(fails)} failed, {len(skips)} skipped "
-          f"({time.time() - started:.0f} s)", flush=True)
+    tally_runner(out, proc.returncode, "realworld sample=1", "programs", started)
 
 
 def consumer():
