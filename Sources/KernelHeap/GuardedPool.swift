@@ -147,7 +147,7 @@ public struct GuardedPool {
     guard size >= 1, size <= Page.size, alignment >= 1, alignment <= Page.size, alignment & (alignment - 1) == 0 else {
       return nil
     }
-    var stack = InlineArray<16, UInt>(repeating: 0)
+    var stack = StackFrames(repeating: 0)
     let depth = capture(&stack)
     let cpu = CPU.current
     let hooks = hooks
@@ -194,7 +194,7 @@ public struct GuardedPool {
   public func free(_ pointer: UnsafeMutableRawPointer, cache: UInt) -> Bool {
     let address = UInt(bitPattern: pointer)
     guard contains(address) else { return false }
-    var stack = InlineArray<16, UInt>(repeating: 0)
+    var stack = StackFrames(repeating: 0)
     let depth = capture(&stack)
     let cpu = CPU.current
     let hooks = hooks
@@ -232,16 +232,9 @@ public struct GuardedPool {
       state.live -= 1
       return nil
     }
-    switch problem {
-    case .some(.some(let report)):
-      report.write(hooks, stack: stack, depth: depth, cpu: cpu)
-    case .some(.none):
-      break
-    case .none:
-      // This CPU holds the pool lock already (a free from an interrupt handler that
-      // interrupted the pool): the object stays live.
-      break
-    }
+    // nil: freed, or this CPU holds the pool lock already (a free from an interrupt
+    // handler that interrupted the pool), and the object stays live.
+    if case .some(.some(let report)) = problem { report.write(hooks, stack: stack, depth: depth, cpu: cpu) }
     return true
   }
 
@@ -250,7 +243,7 @@ public struct GuardedPool {
   /// - Complexity: O(1).
   public func size(of pointer: UnsafeMutableRawPointer) -> Int? {
     let address = UInt(bitPattern: pointer)
-    guard contains(address), let slot = slot(holding: address) else { return nil }
+    guard let slot = slot(holding: address) else { return nil }
     let record = records[slot]
     guard record.state == GuardedSlot.stateAllocated, record.object == address else { return nil }
     return record.size
@@ -315,7 +308,7 @@ public struct GuardedPool {
 
   // MARK: Stacks
 
-  func capture(_ stack: inout InlineArray<16, UInt>) -> Int {
+  func capture(_ stack: inout StackFrames) -> Int {
     let hooks = hooks
     return withUnsafeMutableBytes(of: &stack) { bytes in
       let frames = bytes.baseAddress.unsafelyUnwrapped.bindMemory(to: UInt.self, capacity: GuardedSlot.stackDepth)

@@ -74,7 +74,7 @@ public struct GuardedPoolReport {
 
   /// Prints the report through `hooks.write`, then calls `hooks.fatal` when `fatal`.
   /// `stack` is the current call's (a free's; a fault handler prints its own).
-  func write(_ hooks: GuardedPoolHooks, stack: InlineArray<16, UInt>?, depth: Int, cpu: Int, fatal: Bool = true) {
+  func write(_ hooks: GuardedPoolHooks, stack: StackFrames?, depth: Int, cpu: Int, fatal: Bool = true) {
     var out = ReportText(hooks)
     out.put(kind.key)
     out.put(": ")
@@ -229,7 +229,7 @@ struct ReportText {
     }
   }
 
-  mutating func stack(_ label: StaticString, _ cpu: Int, _ frames: InlineArray<16, UInt>, _ depth: Int) {
+  mutating func stack(_ label: StaticString, _ cpu: Int, _ frames: StackFrames, _ depth: Int) {
     put(label)
     decimal(cpu)
     put(", backtrace:")

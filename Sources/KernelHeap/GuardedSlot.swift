@@ -1,9 +1,12 @@
+/// Return addresses of one recorded call, innermost first (`GuardedSlot.stackDepth`).
+typealias StackFrames = InlineArray<16, UInt>
+
 /// The record of one slot of a `GuardedPool`: where its object is, what it is, and the
 /// stacks of the calls that allocated and freed it (kept after the free, for
 /// use-after-free reports). Written under the pool lock; read without it by fault
 /// reports.
 struct GuardedSlot {
-  /// Stack frames recorded per call.
+  /// Stack frames recorded per call: `StackFrames`' count.
   static let stackDepth = 16
 
   static let stateUnused: UInt8 = 0
@@ -22,8 +25,8 @@ struct GuardedSlot {
   var freeingCPU: Int = 0
   var allocationDepth: Int = 0
   var freeDepth: Int = 0
-  var allocationStack = InlineArray<16, UInt>(repeating: 0)
-  var freeStack = InlineArray<16, UInt>(repeating: 0)
+  var allocationStack = StackFrames(repeating: 0)
+  var freeStack = StackFrames(repeating: 0)
 }
 
 /// The state behind the pool lock: the ring of slots waiting for reuse and the counts.

@@ -51,13 +51,13 @@ extension Heap {
   /// The attached pool, if any.
   public var guardedPool: GuardedPool? { config.pointee.guardedPool }
 
-  /// Whether `pointer` lies in the attached pool's range (false without a pool). Only
-  /// the slow paths ask: a pool address is never in the direct map of RAM, so the
-  /// page-entry lookup of the fast paths never takes it for a slab object.
+  /// The attached pool when `pointer` lies in its range, else nil. Only the slow paths
+  /// ask: a pool address is never in the direct map of RAM, so the page-entry lookup of
+  /// the fast paths never takes it for a slab object.
   @inline(__always)
-  func inPool(_ pointer: UnsafeMutableRawPointer) -> Bool {
-    guard let pool = config.pointee.guardedPool else { return false }
-    return pool.contains(UInt(bitPattern: pointer))
+  func pool(holding pointer: UnsafeMutableRawPointer) -> GuardedPool? {
+    guard let pool = config.pointee.guardedPool, pool.contains(UInt(bitPattern: pointer)) else { return nil }
+    return pool
   }
 
   /// Counts one allocation from `cache`: true when it is the one to sample (the count

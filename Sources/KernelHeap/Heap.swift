@@ -156,6 +156,12 @@ public struct Heap {
     SpinLocked(at: caches + index &* SlabCache.cellBytes)
   }
 
+  /// The size-class cache of `cpu` for a request of `size` bytes (0 ... `SlabClass.limit`).
+  @inline(__always)
+  func classCache(_ caches: UnsafeMutableRawPointer, size: Int, cpu: Int) -> SpinLocked<SlabCache> {
+    classCache(caches, (cpu & config.pointee.slotMask) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
+  }
+
   /// The page allocator this heap grows from, if any.
   public var frames: PageFrameAllocator? { config.pointee.frames }
 
@@ -174,7 +180,7 @@ public struct Heap {
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
     if size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches,
-      let object = classCache(caches, (cpu & config.pointee.slotMask) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
+      let object = classCache(caches, size: size, cpu: cpu)
         .withLock(cpu: cpu, { cache in takeSample(&cache) ? nil : slabAllocate(&cache) }) ?? nil
     {
       return object
@@ -192,7 +198,7 @@ public struct Heap {
   @inline(never)
   private func allocateSlowly(_ size: Int, cpu: Int) -> UnsafeMutableRawPointer? {
     if config.pointee.guardedPool != nil, size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches {
-      let cache = classCache(caches, (cpu & config.pointee.slotMask) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
+      let cache = classCache(caches, size: size, cpu: cpu)
       // Read without the lock: a wrong guess only samples one allocation more or less.
       if cache.snapshot.pointee.sampleCountdown == config.pointee.sampleInterval {
         if let object = allocateSampled(size, alignment: Block.alignment, cache: 0) { return object }
@@ -301,7 +307,7 @@ public struct Heap {
   /// - Complexity: O(log ranges) in place (the owner lookup); O(size) when it moves.
   public func reallocate(_ pointer: UnsafeMutableRawPointer?, to size: Int) throws(HeapError) -> UnsafeMutableRawPointer? {
     guard let pointer else { return allocate(size) }
-    if inPool(pointer), let pool = config.pointee.guardedPool { return reallocate(pooled: pointer, in: pool, to: size) }
+    if let pool = pool(holding: pointer) { return reallocate(pooled: pointer, in: pool, to: size) }
     // In place (or freed) under the owning lock; a move allocates, copies and frees
     // with no lock held (the caller owns the old allocation meanwhile).
     let copyBytes: Int
@@ -345,7 +351,7 @@ public struct Heap {
   /// - Throws: as `deallocate` for a pointer that is not a live allocation.
   /// - Complexity: O(log ranges).
   public func usableSize(_ pointer: UnsafeMutableRawPointer) throws(HeapError) -> Int {
-    if inPool(pointer), let pool = config.pointee.guardedPool {
+    if let pool = pool(holding: pointer) {
       guard let size = pool.size(of: pointer) else { throw HeapError(.doubleFree, UInt(bitPattern: pointer)) }
       return size
     }
