@@ -68,11 +68,11 @@ extension Heap {
         }
         if let failure = checkSlab(slab, cache, frames) { return failure }
         if list == Slab.listFull {
-          guard slab.freeHead == 0, slab.fresh == cache.capacity else {
+          guard slab.headIndex == Slab.noObject, slab.fresh == cache.capacity else {
             return HeapCheckFailure(reason: "slab on the full list has free objects", address: address)
           }
         } else {
-          guard slab.freeHead != 0 else { return HeapCheckFailure(reason: "slab on the partial list has no free object", address: address) }
+          guard slab.headIndex != Slab.noObject else { return HeapCheckFailure(reason: "slab on the partial list has no free object", address: address) }
           if slab.inUse == 0 { empty += 1 }
         }
         slabs += 1
@@ -114,13 +114,14 @@ extension Heap {
     // The free list: distinct used free objects (a second visit would need a freed
     // object twice, which the length bound catches).
     var listed = 0
-    var object = slab.freeHead
-    while object != 0 {
-      guard listed < fresh - slab.inUse, let index = cache.objectIndex(object, in: slab), index < fresh,
-        !slab.isAllocated(index)
-      else { return HeapCheckFailure(reason: "slab free list holds a bad entry or loops", address: object) }
+    var next = SlabCache.link(slab.headIndex)
+    while next != Slab.endOfList {
+      guard listed < fresh - slab.inUse, next < UInt(fresh), !slab.isAllocated(Int(next)) else {
+        return HeapCheckFailure(reason: "slab free list holds a bad entry or loops", address: next < UInt(fresh) ? cache.objectAddress(Int(next), in: slab) : address)
+      }
       listed += 1
-      object = cache.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
+      let object = cache.objectAddress(Int(next), in: slab)
+      next = cache.encode(UnsafeRawPointer(bitPattern: object).unsafelyUnwrapped.load(as: UInt.self), at: object)
     }
     guard listed == fresh - slab.inUse || slab.quarantined else {
       return HeapCheckFailure(reason: "slab free list misses free objects", address: address)

@@ -17,28 +17,20 @@ extension Heap {
     let current = cache.current
     if current != 0 {
       let slab = Slab(address: current)
-      // The header may have been overrun from the slab below: its check word first,
-      // then the head and its index must agree before either is used.
-      guard slab.check == Slab.checkWord(current, cache.address, config.pointee.slabSecret) else { return abandonCurrent(&cache) }
-      let object = slab.freeHead
-      if object != 0 {
-        let index = slab.headIndex
-        guard index < cache.capacity, object == cache.objectAddress(index, in: slab) else {
-          return abandonCurrent(&cache)
+      // The header may have been overrun from the slab below: its check word first.
+      guard slab.check == current ^ cache.slabCheckBase else { return abandonCurrent(&cache) }
+      let index = slab.headIndex
+      // `noObject` (an empty list) fails this compare too.
+      if UInt(index) < UInt(bitPattern: cache.capacity) {
+        let object = cache.objectAddress(Int(index), in: slab)
+        let next = cache.encode(UnsafeRawPointer(bitPattern: object).unsafelyUnwrapped.load(as: UInt.self), at: object)
+        // The link must end the list or name another used, free object of this slab.
+        if next == Slab.endOfList || next < UInt(slab.fresh) && next != UInt(index) && !slab.isAllocated(Int(next)) {
+          slab.headIndex = UInt32(truncatingIfNeeded: next)
+        } else {
+          cutFreeList(slab, at: object)
         }
-        var next = cache.encode(UnsafeRawPointer(bitPattern: object)!.load(as: UInt.self), at: object)
-        if next != 0 {
-          // The link must name another used, free object of this slab.
-          if let nextIndex = cache.objectIndex(next, in: slab), nextIndex < slab.fresh, nextIndex != index,
-            !slab.isAllocated(nextIndex)
-          {
-            slab.headIndex = nextIndex
-          } else {
-            next = cutFreeList(slab, at: object)
-          }
-        }
-        slab.freeHead = next
-        return hand(object, index, slab)
+        return hand(object, Int(index), slab)
       }
     }
     return slabAllocateSlow(&cache)
@@ -56,10 +48,10 @@ extension Heap {
   /// and cut the slab's free list there instead of following it. The objects behind the
   /// cut stay unused until the slab empties and goes back to the page allocator.
   @inline(never)
-  private func cutFreeList(_ slab: Slab, at object: UInt) -> UInt {
+  private func cutFreeList(_ slab: Slab, at object: UInt) {
     badInputHandler(HeapError(.freeListCorrupted, object).report("slab_alloc"))
     slab.quarantined = true
-    return 0
+    slab.headIndex = Slab.noObject
   }
 
   /// The current slab's header fails its checks (overwritten, by an overflow out of
@@ -133,9 +125,8 @@ extension Heap {
   func slabFree(_ cache: inout SlabCache, _ slab: Slab, index: Int) {
     let object = cache.objectAddress(index, in: slab)
     slab.bitmapWord(index).pointee &= ~Slab.bit(index)
-    UnsafeMutableRawPointer(bitPattern: object)!.storeBytes(of: cache.encode(slab.freeHead, at: object), as: UInt.self)
-    slab.freeHead = object
-    slab.headIndex = index
+    UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped.storeBytes(of: cache.encode(SlabCache.link(slab.headIndex), at: object), as: UInt.self)
+    slab.headIndex = UInt32(truncatingIfNeeded: index)
     let inUse = slab.inUse &- 1
     slab.inUse = inUse
     if slab.list != Slab.listCurrent && (inUse == 0 || slab.list == Slab.listFull) { slabFreeSlow(slab, &cache) }
@@ -289,8 +280,8 @@ extension Heap {
   @inline(__always)
   func slabHolding(_ pointer: UnsafeMutableRawPointer) -> Slab? {
     let address = UInt(bitPattern: pointer)
-    guard address & 15 == 0, address < config.pointee.initialStart || address >= config.pointee.initialEnd,
-      let frames = config.pointee.frames,
+    // The initial region's pages are not `.slab` pages, or not RAM at all.
+    guard address & 15 == 0, let frames = config.pointee.frames,
       let pagesIn = frames.pagesIntoRun(containing: frames.physical(of: pointer), owner: .slab)
     else { return nil }
     let slab = Slab(address: Page.roundDown(address) &- UInt(bitPattern: pagesIn) << UInt(Page.shift))

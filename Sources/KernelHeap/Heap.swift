@@ -178,6 +178,13 @@ public struct Heap {
   /// - Complexity: O(1): two bitmap scans, at most one split; growth adds one page-run
   ///   allocation. A large request costs `PageFrameAllocator.allocContiguous`.
   public func allocate(_ size: Int) -> UnsafeMutableRawPointer? {
+    if let object = allocateFast(size) { return object }
+    return allocateGenerally(size)
+  }
+
+  /// `allocate` past its fast path: every case, the usual one included.
+  @inline(never)
+  func allocateGenerally(_ size: Int) -> UnsafeMutableRawPointer? {
     let cpu = CPU.current
     if size <= SlabClass.limit, size >= 0, let caches = config.pointee.classCaches,
       let object = classCache(caches, size: size, cpu: cpu)
@@ -268,6 +275,13 @@ public struct Heap {
   ///   allocation or giving an arena back costs O(its pages) entry writes.
   public func deallocate(_ pointer: UnsafeMutableRawPointer?) throws(HeapError) {
     guard let pointer else { return }
+    if freeFast(pointer) { return }
+    try deallocateGenerally(pointer)
+  }
+
+  /// `deallocate` past its fast path: every case, the usual one included.
+  @inline(never)
+  func deallocateGenerally(_ pointer: UnsafeMutableRawPointer) throws(HeapError) {
     let cpu = CPU.current
     // A slab object: under its cache's lock, whichever CPU's cache that is.
     let freed: Void? = try withSlabLocked(holding: pointer, cpu: cpu) { (cache, slab, index) throws(HeapError) in

@@ -6,7 +6,8 @@ import KernelSync
 ///     +0   check      address ^ cache ^ the heap's secret: a slab header that was
 ///                     overwritten (or a forged one) fails it
 ///     +8   cache      the `SlabCache` the slab belongs to
-///     +16  freeHead   first free object, 0 when none (see `SlabCache.encode`)
+///     +16  headIndex  the index of the first free object, `noObject` when none (UInt32)
+///     +20  4 bytes unused
 ///     +24  next       links of the partial or full list (slab addresses)
 ///     +32  previous
 ///     +40  inUse      objects handed out (UInt32)
@@ -14,11 +15,13 @@ import KernelSync
 ///     +46  list       where the slab is: `listFull`, `listPartial`, `listCurrent` (UInt8)
 ///     +47  quarantined  1 when its free list was found overwritten and cut (UInt8)
 ///     +48  bitmap     4 x 64 bits, bit i set <=> object i is allocated
-///     +80  headIndex  the index of `freeHead`'s object (UInt32; the fast path needs no
-///                     division for it), and 12 bytes unused
+///     +80  16 bytes unused
 ///     +96  objects (at the cache's `firstOffset`)
 ///
-/// Free objects hold the next free object's address, encoded, in their first 8 bytes.
+/// The free list is a list of object indices: the header holds the first, and each free
+/// object holds the next one's, encoded (`SlabCache.encode`), in its first 8 bytes. An
+/// index needs no division to become an address or a bitmap bit on the fast paths, and
+/// a decoded link is checked with one compare against `fresh`.
 /// Objects at index `fresh` and above were never used and are not on the list: a new
 /// slab costs no writes to its objects.
 struct Slab {
@@ -30,9 +33,15 @@ struct Slab {
   static let listFull: UInt8 = 0
   static let listPartial: UInt8 = 1
   static let listCurrent: UInt8 = 2
+  /// `headIndex` of an empty free list, and the link the last free object holds: above
+  /// every index, so one unsigned compare against the capacity rejects it.
+  static let noObject: UInt32 = .max
+  /// The end of the list as a free object's decoded link: `noObject` sign-extended.
+  static let endOfList: UInt = .max
 
   @inline(__always) init(_ base: UnsafeMutableRawPointer) { self.base = base }
-  @inline(__always) init(address: UInt) { base = UnsafeMutableRawPointer(bitPattern: address)! }
+  /// The slab at `address`, which is not 0 (not checked).
+  @inline(__always) init(address: UInt) { base = UnsafeMutableRawPointer(bitPattern: address).unsafelyUnwrapped }
 
   @inline(__always) var address: UInt { UInt(bitPattern: base) }
 
@@ -49,9 +58,10 @@ struct Slab {
   var cache: SpinLocked<SlabCache> {
     @inline(__always) get { SpinLocked(at: UnsafeMutableRawPointer(bitPattern: cacheAddress)!) }
   }
-  var freeHead: UInt {
-    @inline(__always) get { base.load(fromByteOffset: 16, as: UInt.self) }
-    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 16, as: UInt.self) }
+  /// The first free object's index, or `noObject`.
+  var headIndex: UInt32 {
+    @inline(__always) get { base.load(fromByteOffset: 16, as: UInt32.self) }
+    @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 16, as: UInt32.self) }
   }
   var next: UInt {
     @inline(__always) get { base.load(fromByteOffset: 24, as: UInt.self) }
@@ -64,10 +74,6 @@ struct Slab {
   var inUse: Int {
     @inline(__always) get { Int(base.load(fromByteOffset: 40, as: UInt32.self)) }
     @inline(__always) nonmutating set { base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 40, as: UInt32.self) }
-  }
-  var headIndex: Int {
-    @inline(__always) get { Int(base.load(fromByteOffset: 80, as: UInt32.self)) }
-    @inline(__always) nonmutating set { base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 80, as: UInt32.self) }
   }
   var fresh: Int {
     @inline(__always) get { Int(base.load(fromByteOffset: 44, as: UInt16.self)) }
@@ -103,7 +109,7 @@ struct Slab {
   func initialize(cache: UInt, secret: UInt) {
     check = Slab.checkWord(address, cache, secret)
     cacheAddress = cache
-    freeHead = 0
+    headIndex = Slab.noObject
     next = 0
     previous = 0
     inUse = 0

@@ -14,40 +14,47 @@ import PageFrames
 /// (a free moves a slab from there to the partial list). Only slow paths move slabs. Empty slabs on the partial list beyond
 /// `keepEmpty` go back to the page allocator.
 struct SlabCache {
+  // The fields the fast paths read come first, in the pairs they read together (one
+  // load-pair instruction each on AArch64).
+
   /// Slab being allocated from (its address), or 0.
   var current: UInt = 0
+  /// Allocations left before the sampling detector takes one (`Heap.attach`); without a
+  /// pool it starts at `Int.max` and never runs out, so the fast path is the same
+  /// with the detector on or off.
+  var sampleCountdown = Int.max
+  /// The cache's address and the heap's slab secret mixed: a slab of this cache at
+  /// `address` carries `address ^ slabCheckBase` (`Slab.checkWord`).
+  let slabCheckBase: UInt
+  let capacity: Int
+  /// Offset of object 0 from the slab's start: the header, rounded to the alignment.
+  let firstOffset: Int
+  /// Bytes from one object's start to the next (the object size rounded to the alignment).
+  let slotSize: Int
+  /// Mixed into every free-list link this cache stores.
+  let secret: UInt
+  /// `kindSizeClass` (kmalloc) or `kindObjectCache`.
+  let kind: UInt
+  /// `capacity * slotSize`: offsets from object 0 below this are inside some object.
+  let objectsBytes: UInt
+  /// floor(2^32 / slotSize) + 1: object index = offset * reciprocal >> 32, exact for
+  /// every offset inside a slab (offset * (reciprocal * slotSize - 2^32) < 2^15 * 2^12).
+  let reciprocal: UInt64
+
   /// Newest slab on the partial list, or 0.
   var partial: UInt = 0
   /// Newest slab on the full list, or 0.
   var full: UInt = 0
   /// Empty slabs on the partial list.
   var emptySlabs = 0
-  /// Allocations left before the sampling detector takes one (`Heap.attach`); without a
-  /// pool it starts at `Int.max` and never runs out, so the fast path is the same
-  /// with the detector on or off.
-  var sampleCountdown = Int.max
   /// Slabs the cache holds: current, partial and full.
   var slabs = 0
-  /// Bytes from one object's start to the next (the object size rounded to the alignment).
-  let slotSize: Int
-  /// floor(2^32 / slotSize) + 1: object index = offset * reciprocal >> 32, exact for
-  /// every offset inside a slab (offset * (reciprocal * slotSize - 2^32) < 2^15 * 2^12).
-  let reciprocal: UInt64
-  /// Offset of object 0 from the slab's start: the header, rounded to the alignment.
-  let firstOffset: Int
-  let capacity: Int
-  /// `capacity * slotSize`: offsets from object 0 below this are inside some object.
-  let objectsBytes: UInt
   let slabOrder: Int
-  /// Mixed into every free-list link this cache stores.
-  let secret: UInt
   /// `checkWord(...)` while the cache exists, 0 once destroyed.
   var check: UInt
   /// Which object cache of its heap this is (1, 2, ...; 0 for the size classes), so a
   /// handle to a destroyed cache never matches a new cache made at the same address.
   let serial: UInt
-  /// `kindSizeClass` (kmalloc) or `kindObjectCache`.
-  let kind: UInt
   let alignment: Int
   let requestedSize: Int
   /// The address of the cache's lock and state: its identity in slab headers.
@@ -115,6 +122,7 @@ struct SlabCache {
     objectsBytes = UInt(layout.capacity * layout.slot)
     slabOrder = layout.order
     secret = SlabCache.mix(heapSecret ^ address)
+    slabCheckBase = address ^ heapSecret
     check = SlabCache.checkWord(address: address, heapSecret: heapSecret, kind: kind, serial: serial)
     self.serial = serial
     self.kind = kind
@@ -123,9 +131,15 @@ struct SlabCache {
     self.address = address
   }
 
-  /// A free-list link as stored in the free object at `slot`.
+  /// A free-list link (the next free object's index, or `Slab.noObject`) as stored in
+  /// the free object at `slot`; applied to a stored word it decodes it.
   @inline(__always)
   func encode(_ next: UInt, at slot: UInt) -> UInt { next ^ secret ^ slot }
+
+  /// The link word for a free-list index as the header holds it: indices unchanged,
+  /// `Slab.noObject` as `Slab.endOfList` (all ones, one compare on the pop path).
+  @inline(__always)
+  static func link(_ index: UInt32) -> UInt { UInt(bitPattern: Int(Int32(bitPattern: index))) }
 
   /// The index of the object starting at `address` in `slab`, or nil when `address` is
   /// not an object start there (inside the header, past the last object, or inside an

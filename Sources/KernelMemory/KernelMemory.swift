@@ -60,6 +60,7 @@ public struct KernelMemory: ~Copyable {
   /// - Complexity: O(log ranges), as `Heap.deallocate`.
   public func free(_ pointer: UnsafeMutableRawPointer?, function: StaticString) {
     guard let pointer, let heap = ready(function, UInt(bitPattern: pointer))?.heap else { return }
+    if heap.deallocateOnFastPath(pointer) { return }
     do {
       try heap.deallocate(pointer)
     } catch {

@@ -133,6 +133,17 @@ public enum CPU {
   @inlinable @inline(__always)
   public static var current: Int { Int(ks_current_cpu()) }
 
+  /// The calling CPU's number as a fast path wants it: inline with no call on bare
+  /// metal, nil whenever `current` would have to call (a kind other than
+  /// `.perCPURegister`, a refused number). A path that gets nil falls back to one that
+  /// uses `current`. Hosted builds: `current`.
+  /// - Complexity: O(1).
+  @inlinable @inline(__always)
+  public static var currentWithoutCalls: Int? {
+    let number = ks_current_cpu_inline()
+    return number == .max ? nil : Int(number)
+  }
+
   /// The hint for one turn of a wait loop: `yield` on AArch64, `pause` on x86, and on
   /// hosted builds the thread gives up its time slice (the awaited thread may be
   /// descheduled on the same core).

@@ -66,6 +66,18 @@ public struct SpinLocked<State>: @unchecked Sendable {
     return try body(&state.pointee)
   }
 
+  /// Runs `body` on the state with the lock held by `cpu` when the lock is free at the
+  /// first look, then releases it; nil (nothing run) when anyone holds it, `cpu`
+  /// included. For a fast path that never waits or calls: a caller that gets nil takes
+  /// its general path, with `withLock`.
+  /// - Complexity: O(1) plus `body`.
+  @inlinable @inline(__always)
+  public func withLockIfFree<R>(cpu: Int, _ body: (inout State) -> R) -> R? {
+    guard ks_try_acquire(base.assumingMemoryBound(to: UInt32.self), UInt32(truncatingIfNeeded: cpu) &+ 1) == 0 else { return nil }
+    defer { lock.release() }
+    return body(&state.pointee)
+  }
+
   /// Runs `body` on the state of a lock that `cpu` holds already (taken by an enclosing
   /// `withLock` or `withLocked`).
   /// - Returns: `body`'s result; nil when `cpu` does not hold the lock (nothing runs).

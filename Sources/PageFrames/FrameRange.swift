@@ -58,9 +58,21 @@ extension UnsafeMutablePointer where Pointee == FrameLayout {
   }
 
   /// The range holding `physical`, or nil in a hole or outside RAM.
-  /// - Complexity: O(log ranges).
+  /// - Complexity: O(1) in the first range (one compare); O(log ranges) elsewhere.
   @inlinable @inline(__always)
   func range(ofPhysical physical: UInt) -> FrameRange? {
+    // The first range first: every range on a board with one, and the low RAM of the
+    // others, without the search's loads.
+    let first = pointee.ranges[0]
+    if physical &- first.base < first.end &- first.base { return first }
+    return rangeBySearch(ofPhysical: physical)
+  }
+
+  /// `range(ofPhysical:)` past the first range: a binary search of the ranges. Inline,
+  /// so that a lookup on a fast path stays free of calls.
+  /// - Complexity: O(log ranges).
+  @inlinable @inline(__always)
+  func rangeBySearch(ofPhysical physical: UInt) -> FrameRange? {
     var low = 0
     var high = pointee.rangeCount &- 1
     while low < high {
@@ -83,7 +95,11 @@ extension UnsafeMutablePointer where Pointee == FrameLayout {
   /// - Complexity: O(log ranges).
   @inlinable @inline(__always)
   func pageIndex(ofPhysical physical: UInt) -> Int? {
-    guard let range = range(ofPhysical: physical) else { return nil }
+    // The first range's entries start at index 0.
+    let first = pointee.ranges[0]
+    let offset = physical &- first.base
+    if offset < first.end &- first.base { return Int(truncatingIfNeeded: offset >> UInt(Page.shift)) }
+    guard let range = rangeBySearch(ofPhysical: physical) else { return nil }
     // Cannot wrap: base <= physical < end, and the indices fit the array.
     return range.firstIndex &+ Int(truncatingIfNeeded: (physical &- range.base) >> UInt(Page.shift))
   }

@@ -1,4 +1,5 @@
 import KernelSync
+import KernelSyncAtomics
 
 // What the allocator can tell without changing anything: counts and ownership.
 extension PageFrameAllocator {
@@ -66,10 +67,11 @@ extension PageFrameAllocator {
   @inlinable @inline(__always)
   public func pagesIntoRun(containing physical: UInt, owner: PageOwner) -> Int? {
     guard let index = pageIndex(ofPhysical: physical) else { return nil }
-    let entry = entries.loadEntry(index)
-    guard entry.ownerRawValue == owner.rawValue else { return nil }
-    if entry.isBlockHead { return 0 }
-    let head = Int(entry.next)
+    // The word, then `next` only for a page inside a run: the free path's two loads.
+    let word = entries.loadWord(index)
+    guard UInt8(truncatingIfNeeded: word >> PageEntry.ownerShift) == owner.rawValue else { return nil }
+    if word >> PageEntry.flagsShift & UInt64(PageEntry.flagBlockHead) != 0 { return 0 }
+    let head = Int(ks_load_relaxed32(entries.nextPointer(index)))
     guard head < index else { return nil }
     return index &- head
   }

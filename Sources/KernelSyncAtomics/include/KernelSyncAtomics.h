@@ -160,6 +160,29 @@ KS_INLINE unsigned ks_current_cpu(void) {
 }
 #endif
 
+/// `ks_current_cpu` without its calls, for fast paths that must stay leaf functions:
+/// the number when the per-CPU register's kind is installed and the number is in
+/// range, otherwise `UINT32_MAX` (the caller then takes its general path, which calls
+/// `ks_current_cpu` and so says what is wrong). Hosted: `ks_current_cpu()`.
+#if defined(__linux__) || defined(__APPLE__)
+KS_INLINE uint32_t ks_current_cpu_inline(void) { return ks_current_cpu(); }
+#else
+KS_INLINE uint32_t ks_current_cpu_inline(void) {
+  uint32_t limit = ks_cpu_numbering.register_limit;
+  if (__builtin_expect(limit == 0, 0)) return UINT32_MAX;
+#if defined(__aarch64__)
+  const uint32_t *block = (const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
+#elif defined(__riscv)
+  const uint32_t *block;
+  __asm__("mv %0, tp" : "=r"(block));
+#else
+#error "ks_current_cpu_inline: no per-CPU register for this bare-metal architecture"
+#endif
+  uint32_t number = *block;
+  return __builtin_expect(number < limit, 1) ? number : UINT32_MAX;
+}
+#endif
+
 /// The word KernelHeap's heap tags are counted in (serials.c): zero at start, changed
 /// only with the atomics above.
 uint32_t *ks_heap_tag_word(void);
