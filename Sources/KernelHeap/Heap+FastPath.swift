@@ -62,8 +62,10 @@ extension Heap {
   /// `deallocateOnFastPath`, inline.
   @inline(__always)
   func freeFast(_ pointer: UnsafeMutableRawPointer) -> Bool {
-    guard let cpu = CPU.currentWithoutCalls, let slab = slabHolding(pointer) else { return false }
+    guard let cpu = CPU.currentWithoutCalls, let slab = slabRun(holding: pointer) else { return false }
+    // A size class's slab: an object cache's carries `Slab.objectCacheMark` as well.
     let check = slab.check
+    guard check == Slab.checkWord(slab.address, slab.cacheAddress, config.pointee.slabSecret) else { return false }
     return SpinLocked<SlabCache>(at: UnsafeMutableRawPointer(bitPattern: slab.cacheAddress).unsafelyUnwrapped)
       .withLockIfFree(cpu: cpu) { cache in push(pointer, slab, check, &cache) } ?? false
   }
@@ -71,8 +73,8 @@ extension Heap {
   /// `freeFast` under the cache's lock.
   @inline(__always)
   private func push(_ pointer: UnsafeMutableRawPointer, _ slab: Slab, _ check: UInt, _ cache: inout SlabCache) -> Bool {
-    // Unchanged since `slabHolding` read it: still this cache's slab.
-    guard slab.check == check, cache.kind == SlabCache.kindSizeClass else { return false }
+    // Unchanged since it was read before the lock: still this size class's slab.
+    guard slab.check == check else { return false }
     let object = UInt(bitPattern: pointer)
     guard let index = cache.objectIndex(object, in: slab), slab.isAllocated(index) else { return false }
     let inUse = slab.inUse &- 1

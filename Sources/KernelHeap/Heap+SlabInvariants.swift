@@ -95,7 +95,7 @@ extension Heap {
 
   private func checkSlab(_ slab: Slab, _ cache: SlabCache, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
     let address = slab.address
-    guard slab.cacheAddress == cache.address, slab.check == Slab.checkWord(address, cache.address, config.pointee.slabSecret) else {
+    guard slab.cacheAddress == cache.address, slab.check == address ^ cache.slabCheckBase else {
       return HeapCheckFailure(reason: "slab header check word wrong", address: address)
     }
     let capacity = cache.capacity

@@ -110,7 +110,7 @@ extension Heap {
       return run
     }) ?? nil else { return nil }
     let slab = Slab(run)
-    slab.initialize(cache: cache.address, secret: config.pointee.slabSecret)
+    slab.initialize(cache: cache.address, checkBase: cache.slabCheckBase)
     cache.slabs += 1
     return slab
   }
@@ -279,13 +279,20 @@ extension Heap {
   /// - Complexity: O(log ranges): one page-entry lookup.
   @inline(__always)
   func slabHolding(_ pointer: UnsafeMutableRawPointer) -> Slab? {
+    guard let slab = slabRun(holding: pointer), slab.hasValidCheck(secret: config.pointee.slabSecret) else { return nil }
+    return slab
+  }
+
+  /// Where the `.slab` page run holding `pointer` starts, from the page's entry, or nil;
+  /// nothing in the run is read. The caller checks the header's check word.
+  /// - Complexity: O(log ranges): one page-entry lookup; O(1) in the first RAM range.
+  @inline(__always)
+  func slabRun(holding pointer: UnsafeMutableRawPointer) -> Slab? {
     let address = UInt(bitPattern: pointer)
     // The initial region's pages are not `.slab` pages, or not RAM at all.
     guard address & 15 == 0, let frames = config.pointee.frames,
-      let pagesIn = frames.pagesIntoRun(containing: frames.physical(of: pointer), owner: .slab)
+      let pagesIn = frames.pagesIntoRun(at: pointer, owner: .slab)
     else { return nil }
-    let slab = Slab(address: Page.roundDown(address) &- UInt(bitPattern: pagesIn) << UInt(Page.shift))
-    guard slab.check == Slab.checkWord(slab.address, slab.cacheAddress, config.pointee.slabSecret) else { return nil }
-    return slab
+    return Slab(address: Page.roundDown(address) &- UInt(bitPattern: pagesIn) << UInt(Page.shift))
   }
 }

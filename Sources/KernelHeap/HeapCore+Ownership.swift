@@ -141,7 +141,7 @@ extension HeapCore {
   /// header's check, the object-start check and the double-free check.
   @inline(__always)
   func locateSlabObject(_ pointer: UnsafeMutableRawPointer, slab: Slab) throws(HeapError) -> Allocation {
-    guard slab.check == Slab.checkWord(slab.address, slab.cacheAddress, slabSecret) else {
+    guard slab.hasValidCheck(secret: slabSecret) else {
       throw HeapError(.corruptSlab, UInt(bitPattern: pointer))
     }
     return try HeapCore.locateObject(pointer, inCheckedSlab: slab)

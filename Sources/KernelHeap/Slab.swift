@@ -99,15 +99,29 @@ struct Slab {
   @inline(__always)
   func isAllocated(_ index: Int) -> Bool { bitmapWord(index).pointee & Slab.bit(index) != 0 }
 
-  /// The check word a header of `cache` at `address` carries, for a heap secret.
+  /// The check word a header of size-class cache `cache` at `address` carries, for a
+  /// heap secret; an object cache's slab carries it with `objectCacheMark` mixed in,
+  /// so kfree's fast path tells the two kinds apart with the one compare it makes anyway.
   @inline(__always)
   static func checkWord(_ address: UInt, _ cache: UInt, _ secret: UInt) -> UInt {
     address ^ cache ^ secret
   }
 
-  /// Writes a fresh header: no object used, the bitmap clear.
-  func initialize(cache: UInt, secret: UInt) {
-    check = Slab.checkWord(address, cache, secret)
+  /// Mixed into the check word of an object cache's slabs.
+  static let objectCacheMark: UInt = 0x0bca_5eed_0000_0000
+
+  /// Whether the header's check word is intact for a slab of either kind of cache.
+  @inline(__always)
+  func hasValidCheck(secret: UInt) -> Bool {
+    let plain = Slab.checkWord(address, cacheAddress, secret)
+    let check = self.check
+    return check == plain || check == plain ^ Slab.objectCacheMark
+  }
+
+  /// Writes a fresh header for the cache at `cache` whose `slabCheckBase` is
+  /// `checkBase`: no object used, the bitmap clear.
+  func initialize(cache: UInt, checkBase: UInt) {
+    check = address ^ checkBase
     cacheAddress = cache
     headIndex = Slab.noObject
     next = 0

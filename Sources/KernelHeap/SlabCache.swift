@@ -23,8 +23,9 @@ struct SlabCache {
   /// pool it starts at `Int.max` and never runs out, so the fast path is the same
   /// with the detector on or off.
   var sampleCountdown = Int.max
-  /// The cache's address and the heap's slab secret mixed: a slab of this cache at
-  /// `address` carries `address ^ slabCheckBase` (`Slab.checkWord`).
+  /// The cache's address and the heap's slab secret mixed (and `Slab.objectCacheMark`
+  /// for an object cache): a slab of this cache at `address` carries
+  /// `address ^ slabCheckBase` (`Slab.checkWord`).
   let slabCheckBase: UInt
   let capacity: Int
   /// Offset of object 0 from the slab's start: the header, rounded to the alignment.
@@ -122,7 +123,7 @@ struct SlabCache {
     objectsBytes = UInt(layout.capacity * layout.slot)
     slabOrder = layout.order
     secret = SlabCache.mix(heapSecret ^ address)
-    slabCheckBase = address ^ heapSecret
+    slabCheckBase = address ^ heapSecret ^ (kind == SlabCache.kindObjectCache ? Slab.objectCacheMark : 0)
     check = SlabCache.checkWord(address: address, heapSecret: heapSecret, kind: kind, serial: serial)
     self.serial = serial
     self.kind = kind

@@ -23,6 +23,11 @@ struct FrameRange {
 /// the start of the metadata region, in front of the per-CPU records.
 @usableFromInline
 struct FrameLayout {
+  /// The first range as the direct map shows it: its first byte's address and its
+  /// length (0 without ranges), side by side so that a lookup on a free path loads
+  /// them as one pair and needs no physical address.
+  @usableFromInline var firstWindowStart: UInt = 0
+  @usableFromInline var firstWindowBytes: UInt = 0
   let pageCount: Int
   @usableFromInline let directMapOffset: Int
   let zeroFill: ZeroFill

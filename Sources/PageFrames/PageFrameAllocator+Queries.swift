@@ -67,6 +67,25 @@ extension PageFrameAllocator {
   @inlinable @inline(__always)
   public func pagesIntoRun(containing physical: UInt, owner: PageOwner) -> Int? {
     guard let index = pageIndex(ofPhysical: physical) else { return nil }
+    return pagesIntoRun(ofPage: index, owner: owner)
+  }
+
+  /// `pagesIntoRun(containing:owner:)` for a direct-map pointer: in the first RAM
+  /// range the page index is the pointer's offset into it, with no physical address
+  /// and no search.
+  /// - Complexity: O(1) in the first range; O(log ranges) elsewhere.
+  @inlinable @inline(__always)
+  public func pagesIntoRun(at pointer: UnsafeRawPointer, owner: PageOwner) -> Int? {
+    let offset = UInt(bitPattern: pointer) &- layout.pointee.firstWindowStart
+    if offset < layout.pointee.firstWindowBytes {
+      return pagesIntoRun(ofPage: Int(truncatingIfNeeded: offset >> UInt(Page.shift)), owner: owner)
+    }
+    return pagesIntoRun(containing: UInt(bitPattern: Int(bitPattern: pointer) &- directMapOffset), owner: owner)
+  }
+
+  /// `pagesIntoRun` for entry `index` (below `pageCount`).
+  @inlinable @inline(__always) @usableFromInline
+  func pagesIntoRun(ofPage index: Int, owner: PageOwner) -> Int? {
     // The word, then `next` only for a page inside a run: the free path's two loads.
     let word = entries.loadWord(index)
     guard UInt8(truncatingIfNeeded: word >> PageEntry.ownerShift) == owner.rawValue else { return nil }

@@ -139,6 +139,11 @@ public struct PageFrameAllocator {
       firstIndex += range.pages
     }
     layout.pointee.rangeCount = ranges.count
+    if ranges.count > 0 {
+      let first = ranges[0]
+      layout.pointee.firstWindowStart = UInt(bitPattern: Int(bitPattern: first.start) &+ directMapOffset)
+      layout.pointee.firstWindowBytes = first.end - first.start
+    }
     entries = (metadata + PageFrameAllocator.stateBytes(slots: slots)).bindMemory(to: PageEntry.self, capacity: total)
     for slot in 0..<slots {
       let record = metadata + PageFrameAllocator.layoutBytes + slot * CPUPageCache.stride
