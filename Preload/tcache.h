@@ -91,7 +91,7 @@ static inline void tcache_leave(struct tcache *cache) {
 /// thread's bin, refilled when empty, or the sampled pool object when the class's
 /// countdown ran out; NULL when the caller must ask the heap (the cache is off or
 /// busy, or the heap had no object).
-static inline void *tcache_malloc(size_t size) {
+static inline __attribute__((always_inline)) void *tcache_malloc(size_t size) {
   struct tcache *cache = &tcache_self;
   unsigned size_class = tcache_class_of_granule[(size + 15) >> 4];
   if (__builtin_expect(cache->state != TCACHE_ACTIVE, 0)) return tcache_malloc_slow(size, size_class, false);
@@ -123,7 +123,7 @@ static inline void *tcache_malloc(size_t size) {
 /// free of `pointer` (not a pool object): true when the bin took it, or it was found in
 /// the bin already and reported as a double free; false when it is no live size-class
 /// object (the heap frees or reports it) or the cache is off or busy.
-static inline bool tcache_free(void *pointer) {
+static inline __attribute__((always_inline)) bool tcache_free(void *pointer) {
   struct tcache *cache = &tcache_self;
   if (__builtin_expect(cache->state != TCACHE_ACTIVE, 0)) return tcache_free_slow(pointer);
   long size_class = kmalloc_slab_class(pointer);
