@@ -4,6 +4,7 @@
 // holds state of its own beyond the heap handle.
 import KernelHeap
 import KernelMemory
+import PageFrames
 
 /// The installed heap, kept beside `kernelMemory` so the cache's calls load one word.
 nonisolated(unsafe) var threadCacheHeap: Heap? = nil
@@ -37,7 +38,7 @@ public func kmallocTake(_ sizeClass: Int, _ buffer: UnsafeMutablePointer<UnsafeM
 @_cdecl("kmalloc_return")
 public func kmallocReturn(_ objects: UnsafePointer<UnsafeMutableRawPointer>, _ count: Int) -> Int {
   guard let heap = threadCacheHeap else { return 0 }
-  return heap.returnObjects(objects, count: count, function: "free")
+  return heap.returnObjects(objects, count: count) { error in badInputHandler(error.report("free")) }
 }
 
 /// The sampled allocation of `size` bytes (`Heap.allocateFromPool`), or nil.

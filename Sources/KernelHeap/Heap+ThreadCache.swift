@@ -68,17 +68,18 @@ extension Heap {
   /// Frees `objects[0 ..< count]`, each as `deallocate` would: consecutive objects of
   /// one cache (whichever CPU's) share one hold of its lock. An object that is no live
   /// size-class object (a double free across two callers' batches, say) is handed to
-  /// `deallocate` on its own, and what it throws is reported to `badInputHandler` as a
-  /// call of `function`; the others are freed all the same.
+  /// `deallocate` on its own, and what that throws goes to `refused` (with no lock
+  /// held); the others are freed all the same.
   /// - Parameters:
   ///   - objects: the pointers; the array itself is not changed.
   ///   - count: how many, 0 or more.
-  ///   - function: the name bad input is reported under (the C call that freed it).
+  ///   - refused: called once per object `deallocate` refused, with its error (the
+  ///     preload library reports it as a bad `free`).
   /// - Returns: the objects freed (`count` less those refused).
   /// - Complexity: O(count · log ranges), one lock hold per run of one cache.
   @discardableResult
   public func returnObjects(
-    _ objects: UnsafePointer<UnsafeMutableRawPointer>, count: Int, function: StaticString
+    _ objects: UnsafePointer<UnsafeMutableRawPointer>, count: Int, refused: (HeapError) -> Void
   ) -> Int {
     let cpu = CPU.current
     let secret = config.pointee.slabSecret
@@ -113,7 +114,7 @@ extension Heap {
         try deallocate(objects[first])
         freed &+= 1
       } catch {
-        badInputHandler(error.report(function))
+        refused(error)
       }
       next &+= 1
     }
