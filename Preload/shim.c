@@ -840,7 +840,7 @@ static void *aligned_common(size_t alignment, size_t size) {
 EXPORT void *malloc(size_t size) {
   if (!started()) return bootstrap_alloc(size, 16);
   bool locked = acquire();
-  void *result = size <= TCACHE_LIMIT ? tcache_malloc(size) : NULL;
+  void *result = size <= TCACHE_LIMIT && tcache_enabled ? tcache_malloc(size) : NULL;
   if (__builtin_expect(!result, 0)) {
     result = kheap_malloc(size);
     while (__builtin_expect(!result, 0) && more(size)) result = kheap_malloc(size);
@@ -862,7 +862,7 @@ EXPORT void free(void *pointer) {
     capture_call();
     kheap_free(pointer);
     call_depth = 0;
-  } else if (!tcache_free(pointer)) {
+  } else if (!tcache_enabled || !tcache_free(pointer)) {
     size_t large = large_run_bytes(pointer);
     if (large) give_back(pointer, large);
     kheap_free(pointer);
@@ -888,7 +888,7 @@ EXPORT void *calloc(size_t count, size_t size) {
     result = kheap_malloc(bytes);
     while (!result && more(bytes)) result = kheap_malloc(bytes);
     if (result) madvise(result, (bytes + PAGE - 1) & ~(PAGE - 1), MADV_DONTNEED);
-  } else if (bytes <= TCACHE_LIMIT && (result = tcache_malloc(bytes)) != NULL) {
+  } else if (bytes <= TCACHE_LIMIT && tcache_enabled && (result = tcache_malloc(bytes)) != NULL) {
     memset(result, 0, bytes);
   } else {
     result = kheap_calloc(count, size);
@@ -927,7 +927,7 @@ EXPORT void *realloc(void *pointer, size_t size) {
       give_back(pointer, large);
       kheap_free(pointer);
     }
-  } else if (pointer && !pool_contains((uintptr_t)pointer) && tcache_holds(pointer, "realloc")) {
+  } else if (tcache_enabled && pointer && !pool_contains((uintptr_t)pointer) && tcache_holds(pointer, "realloc")) {
     result = NULL;  // freed already: reported as the heap would
   } else {
     bool pooled = pool_contains((uintptr_t)pointer);
@@ -1010,7 +1010,7 @@ EXPORT size_t malloc_usable_size(void *pointer) {
     access_depth = (int)capture_frames(access_frames, STACK_DEPTH, 0);
     size = kmalloc_pool_usable(pointer);
     access_depth = -1;
-  } else if (tcache_holds(pointer, "malloc_usable_size")) {
+  } else if (tcache_enabled && tcache_holds(pointer, "malloc_usable_size")) {
     size = 0;  // freed already: reported as the heap would
   } else {
     size = kheap_usable_size(pointer);

@@ -25,8 +25,7 @@ uint8_t tcache_class_of_granule[TCACHE_GRANULES];
 uint16_t tcache_capacity[TCACHE_CLASSES];
 uintptr_t tcache_link_secret, tcache_key_secret;
 
-/// Whether set-up turned the cache on; threads start theirs at their first call.
-static bool enabled;
+bool tcache_enabled;
 /// The detector's interval (0: no detector): each thread's countdowns start there.
 static long sample_interval;
 /// The key whose destructor empties an exiting thread's bins.
@@ -72,13 +71,13 @@ void tcache_start(long max_count, long interval) {
   tcache_key_secret = (uintptr_t)mix(seeds[1] ^ 0x746361636865ull) | 1;
   if (pthread_key_create(&exit_key, thread_exit) != 0) return;
   sample_interval = interval;
-  enabled = true;
+  tcache_enabled = true;
 }
 
 /// A thread's first call: its countdowns, and the key that flushes its bins at exit.
 /// False when the cache stays off for this thread.
 static bool thread_start(struct tcache *cache) {
-  if (!enabled) {
+  if (!tcache_enabled) {
     cache->state = TCACHE_OFF;
     return false;
   }

@@ -51,6 +51,10 @@ struct tcache {
 };
 
 extern _Thread_local struct tcache tcache_self;
+/// Whether set-up turned the cache on (read-only afterwards); threads start theirs at
+/// their first call. The shim tests it first, so that with the cache off its calls
+/// cost one load.
+extern bool tcache_enabled;
 extern uint8_t tcache_class_of_granule[TCACHE_GRANULES];
 extern uint16_t tcache_capacity[TCACHE_CLASSES];
 extern uintptr_t tcache_link_secret, tcache_key_secret;
