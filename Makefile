@@ -14,6 +14,7 @@
 #   make preload                              .build-preload/libkmalloc.so: the heap as an LD_PRELOAD malloc
 #   make realworld [QUICK=1] [RUNS=3] [SAMPLE=N]  real programs with libkmalloc.so against glibc (SAMPLE: KMALLOC_SAMPLE)
 #   make preload-kfence                       planted memory bugs against libkmalloc.so's sampling detector
+#   make preload-tcache                       libkmalloc.so's per-thread cache against the heap without it
 #   make docs                                 DocC API documentation into .build-docs/; fails on an undocumented public symbol
 #   make example                              build Examples/MinimalKernel (a kernel of its own on the package) and boot it on virt
 
@@ -46,7 +47,7 @@ SEMIHOSTING ?= 1
 QEMU_FLAGS = $(QEMU_$(BOARD)) -display none -monitor none -serial stdio \
   $(if $(filter 0,$(SEMIHOSTING)),,-semihosting-config enable=on,target=native)
 
-.PHONY: all kernel testkernel image run symbolize debug test matrix host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld preload-kfence docs example clean
+.PHONY: all kernel testkernel image run symbolize debug test matrix host-test qemu-test qemu tools bench bench-qemu bench-plot fuzz fuzz-dtb asan-test tsan-test preload realworld preload-kfence preload-tcache docs example clean
 
 all: kernel
 
@@ -174,7 +175,8 @@ tsan-test:
 # library's sampling detector at its default interval unless SAMPLE=N (KMALLOC_SAMPLE;
 # SAMPLE_SLOTS=N: KMALLOC_SAMPLE_SLOTS); `preload-kfence` runs the planted memory bugs of
 # Preload/kfence_test.c against the detector with KMALLOC_SAMPLE=1
-# (scripts/preload_kfence.py).
+# (scripts/preload_kfence.py); `preload-tcache` runs Preload/tcache_test.c's cases for
+# the per-thread cache with it on and off (scripts/preload_tcache.py).
 preload:
 	bash scripts/build_preload.sh
 
@@ -184,6 +186,9 @@ realworld: preload tools
 
 preload-kfence: preload
 	$(PYTHON) scripts/preload_kfence.py
+
+preload-tcache: preload
+	$(PYTHON) scripts/preload_tcache.py
 
 # The API documentation of the public modules, one combined DocC archive, made by
 # swift-docc-plugin from the machine's local package copies: KMEM_DOCS=1 adds the plugin

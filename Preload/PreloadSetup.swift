@@ -77,6 +77,7 @@ public func kmallocSetup(_ base: UnsafeMutableRawPointer, _ bytes: Int, _ chunk:
   releaseCursor = first + heapBytes
   releaseEnd = last
   releaseNext(atLeast: 0)
+  rememberHeapForThreadCache()
   return true
 }
 

@@ -57,6 +57,7 @@
 #include <unistd.h>
 
 #include "kmalloc_preload.h"
+#include "tcache.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -79,6 +80,7 @@ bool kmalloc_pool_fault(uintptr_t address, bool is_write);
 long kmalloc_pool_usable(void *pointer);
 void kmalloc_pool_note_allocation(void *pointer, const uintptr_t *frames, long depth);
 bool kmalloc_pool_counts(long *out);
+long kmalloc_slab_objects(void);
 // Preload/cpu.c (with ks_current_cpu).
 unsigned ks_current_cpu(void);
 void ks_forget_cpu(void);
@@ -678,6 +680,10 @@ static bool initialize(void) {
     stats_write(line, (size_t)(out - line));
   }
   pool_start();
+  // The per-thread cache counts the detector's interval itself (tcache.c).
+  long pool[4];
+  long interval = kmalloc_pool_counts(pool) ? pool[3] : 0;
+  tcache_start(env_is_zero("KMALLOC_SLABS") ? 0 : env_number("KMALLOC_TCACHE", TCACHE_DEFAULT_COUNT), interval);
   const char *trace_path = getenv("KMALLOC_TRACE");
   if (trace_path && *trace_path && strlen(trace_path) < sizeof trace_template) {
     strcpy(trace_template, trace_path);
@@ -834,8 +840,11 @@ static void *aligned_common(size_t alignment, size_t size) {
 EXPORT void *malloc(size_t size) {
   if (!started()) return bootstrap_alloc(size, 16);
   bool locked = acquire();
-  void *result = kheap_malloc(size);
-  while (__builtin_expect(!result, 0) && more(size)) result = kheap_malloc(size);
+  void *result = size <= TCACHE_LIMIT && tcache_enabled ? tcache_malloc(size) : NULL;
+  if (__builtin_expect(!result, 0)) {
+    result = kheap_malloc(size);
+    while (__builtin_expect(!result, 0) && more(size)) result = kheap_malloc(size);
+  }
   if (size > LARGE_THRESHOLD && result) took_large(size);
   count_call(OP_MALLOC, !result);
   trace('m', 0, size, result, NULL);
@@ -853,7 +862,7 @@ EXPORT void free(void *pointer) {
     capture_call();
     kheap_free(pointer);
     call_depth = 0;
-  } else {
+  } else if (!tcache_enabled || !tcache_free(pointer)) {
     size_t large = large_run_bytes(pointer);
     if (large) give_back(pointer, large);
     kheap_free(pointer);
@@ -879,6 +888,8 @@ EXPORT void *calloc(size_t count, size_t size) {
     result = kheap_malloc(bytes);
     while (!result && more(bytes)) result = kheap_malloc(bytes);
     if (result) madvise(result, (bytes + PAGE - 1) & ~(PAGE - 1), MADV_DONTNEED);
+  } else if (bytes <= TCACHE_LIMIT && tcache_enabled && (result = tcache_malloc(bytes)) != NULL) {
+    memset(result, 0, bytes);
   } else {
     result = kheap_calloc(count, size);
     while (__builtin_expect(!result, 0) && more(bytes)) result = kheap_calloc(count, size);
@@ -916,6 +927,8 @@ EXPORT void *realloc(void *pointer, size_t size) {
       give_back(pointer, large);
       kheap_free(pointer);
     }
+  } else if (tcache_enabled && pointer && !pool_contains((uintptr_t)pointer) && tcache_holds(pointer, "realloc")) {
+    result = NULL;  // freed already: reported as the heap would
   } else {
     bool pooled = pool_contains((uintptr_t)pointer);
     if (pooled) capture_call();
@@ -997,6 +1010,8 @@ EXPORT size_t malloc_usable_size(void *pointer) {
     access_depth = (int)capture_frames(access_frames, STACK_DEPTH, 0);
     size = kmalloc_pool_usable(pointer);
     access_depth = -1;
+  } else if (tcache_enabled && tcache_holds(pointer, "malloc_usable_size")) {
+    size = 0;  // freed already: reported as the heap would
   } else {
     size = kheap_usable_size(pointer);
   }
@@ -1012,6 +1027,9 @@ __attribute__((destructor)) static void kmalloc_exit(void) {
   trace_flush();
   trace_unbuffered = true;
   if (stats_target[0]) {
+    // This thread's bins back first, so that the heap's count of live objects is the
+    // program's (other threads' bins went back when they exited).
+    tcache_flush_thread();
     long counts[5] = {0};
     kmalloc_counts(counts);
     static const char *names[OP_FAILED] = {" malloc=", " calloc=", " realloc=", " free=", " aligned="};
@@ -1049,6 +1067,8 @@ __attribute__((destructor)) static void kmalloc_exit(void) {
       out = put_text(out, " sampled_live=", 14);
       out = put_decimal(out, (unsigned long)pool[0]);
     }
+    out = put_text(out, " slab_objects=", 14);
+    out = put_decimal(out, (unsigned long)kmalloc_slab_objects());
     *out++ = '\n';
     stats_write(line, (size_t)(out - line));
   }

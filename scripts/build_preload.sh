@@ -60,13 +60,13 @@ compile FlattenedDeviceTree "$ROOT"/Sources/FlattenedDeviceTree/*.swift
 compile MemInit "$ROOT"/Sources/MemInit/*.swift
 compile VirtualMemory "$ROOT"/Sources/VirtualMemory/*.swift
 compile KernelMemory "$ROOT"/Sources/KernelMemory/*.swift
-compile KernelMallocPreload "$ROOT"/Preload/PreloadSetup.swift -- -I "$ROOT/Preload/include"
+compile KernelMallocPreload "$ROOT"/Preload/PreloadSetup.swift "$ROOT"/Preload/PreloadThreadCache.swift -- -I "$ROOT/Preload/include"
 
 echo "clang libkmalloc.so"
 flock "$LOCK" "$CLANG" -shared -fPIC -O2 -fvisibility=hidden -ftls-model=initial-exec -std=c11 -Wall -Wextra \
   -I "$ROOT/Preload/include" \
   -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Preload/cpu.c" "$ROOT/Sources/KernelSyncAtomics/serials.c" "$ROOT/Sources/KernelSyncAtomics/numbering.c" \
-  "$ROOT/Preload/shim.c" "$OUT/obj/KernelSync.o" "$OUT/obj/PageFrames.o" "$OUT/obj/KernelHeap.o" \
+  "$ROOT/Preload/shim.c" "$ROOT/Preload/tcache.c" "$OUT/obj/KernelSync.o" "$OUT/obj/PageFrames.o" "$OUT/obj/KernelHeap.o" \
   "$OUT/obj/FlattenedDeviceTree.o" "$OUT/obj/MemInit.o" "$OUT/obj/VirtualMemory.o" "$OUT/obj/KernelMemory.o" "$OUT/obj/KernelMallocPreload.o" \
   -Wl,--version-script="$ROOT/Preload/exports.map" -Wl,-z,now -Wl,--no-undefined -lpthread \
   -o "$OUT/libkmalloc.so.tmp"

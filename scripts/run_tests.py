@@ -2,7 +2,8 @@
 """`make test`: the host suite (swift test), every QEMU boot test, real programs on the
 preload library (`make realworld QUICK=1`), the planted memory bugs against the preload
 library's sampling detector (`make preload-kfence`) and the real programs again with
-every allocation sampled (KMALLOC_SAMPLE=1), about 15 configurations of `make matrix`
+every allocation sampled (KMALLOC_SAMPLE=1), the preload library's per-thread cache
+against the heap without it (`make preload-tcache`), about 15 configurations of `make matrix`
 (scripts/matrix.py), a kernel of one's own built from
 docs/your-kernel.md and from Examples/MinimalKernel and booted, `make docs` (no
 undocumented public symbol), 60 s of heap fuzzing,
@@ -14,7 +15,7 @@ deliberately failing case and passes only if that boot is reported as failing.
 Ends with one line: `N passed, N failed` (and `, N skipped` when a board cannot be booted), counting each test once, in one unit (a test
 case): each host test case, each guest case, each boot of the demo kernel, the harness
 self-test, each real program of `make realworld QUICK=1` (and of its KMALLOC_SAMPLE=1
-run), each case of `make preload-kfence`, each consumer kernel, the
+run), each case of `make preload-kfence` and of `make preload-tcache`, each consumer kernel, the
 docs build, the fuzz run and the sanitizer run. A test-kernel boot counts its guest cases;
 it adds one failure of its own only when the boot itself goes wrong beyond a failing
 case (a crash, a hang, no summary, or an exit status that disagrees with the summary).
@@ -641,6 +642,18 @@ def preload_kfence():
     tally_runner(out, proc.returncode, "realworld sample=1", "programs", started)
 
 
+def preload_tcache():
+    """The preload library's per-thread cache: `make preload-tcache` (Preload/tcache_test.c's
+    cases with the cache on and with KMALLOC_TCACHE=0, each case one test)."""
+    print("== preload-tcache: libkmalloc.so's per-thread cache against the heap without it", flush=True)
+    started = time.time()
+    if not preload_built:
+        count(False, "preload-tcache: no preload library (make preload failed)")
+        return
+    proc = capture([sys.executable, "scripts/preload_tcache.py"])
+    tally_runner(proc.stdout, proc.returncode, "preload-tcache", "cases", started)
+
+
 def consumer():
     """A kernel of one's own on the package (scripts/check_consumer.py): a new package
     made of docs/your-kernel.md's files, and Examples/MinimalKernel, each built and
@@ -746,6 +759,7 @@ def main():
     if "--skip-host" not in sys.argv:
         realworld()
         preload_kfence()
+        preload_tcache()
         fuzz(60)
         fuzz(30, "fuzz-dtb", "dtbfuzz")
         asan_tests()
