@@ -139,20 +139,26 @@ unsigned ks_cpu_number_refused(unsigned number);
 #if defined(__linux__) || defined(__APPLE__)
 unsigned ks_current_cpu(void);
 #else
+/// The calling CPU's per-CPU block, from the architecture's per-CPU register: its first
+/// word is the CPU's number (`KS_CPU_REGISTER`).
+KS_INLINE const uint32_t *ks_cpu_block(void) {
+#if defined(__aarch64__)
+  return (const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
+#elif defined(__riscv)
+  // `tp` holds the per-CPU block's address in the kernel (Linux keeps its current
+  // task there; here nothing else uses it).
+  const uint32_t *block;
+  __asm__("mv %0, tp" : "=r"(block));
+  return block;
+#else
+#error "ks_cpu_block: no per-CPU register for this bare-metal architecture"
+#endif
+}
+
 KS_INLINE unsigned ks_current_cpu(void) {
   uint32_t limit = ks_cpu_numbering.register_limit;
   if (__builtin_expect(limit != 0, 1)) {
-#if defined(__aarch64__)
-    const uint32_t *block = (const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
-#elif defined(__riscv)
-    // `tp` holds the per-CPU block's address in the kernel (Linux keeps its current
-    // task there; here nothing else uses it).
-    const uint32_t *block;
-    __asm__("mv %0, tp" : "=r"(block));
-#else
-#error "ks_current_cpu: no per-CPU register for this bare-metal architecture"
-#endif
-    unsigned number = *block;
+    unsigned number = *ks_cpu_block();
     if (__builtin_expect(number < limit, 1)) return number;
     return ks_cpu_number_refused(number);
   }
@@ -170,15 +176,7 @@ KS_INLINE uint32_t ks_current_cpu_inline(void) { return ks_current_cpu(); }
 KS_INLINE uint32_t ks_current_cpu_inline(void) {
   uint32_t limit = ks_cpu_numbering.register_limit;
   if (__builtin_expect(limit == 0, 0)) return UINT32_MAX;
-#if defined(__aarch64__)
-  const uint32_t *block = (const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
-#elif defined(__riscv)
-  const uint32_t *block;
-  __asm__("mv %0, tp" : "=r"(block));
-#else
-#error "ks_current_cpu_inline: no per-CPU register for this bare-metal architecture"
-#endif
-  uint32_t number = *block;
+  uint32_t number = *ks_cpu_block();
   return __builtin_expect(number < limit, 1) ? number : UINT32_MAX;
 }
 #endif
