@@ -24,15 +24,14 @@ import argparse
 import os
 import re
 import resource
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_LIB = os.path.join(ROOT, ".build-preload", "libkmalloc.so")
-SOURCE = os.path.join(ROOT, "Preload", "kfence_test.c")
+import preload_harness
+
+DEFAULT_LIB = preload_harness.DEFAULT_LIB
 
 # Stack lines each kind of report has (after the first line).
 FAULT = ("allocated", "this access")
@@ -88,19 +87,6 @@ CLEAN = {
     "segv_program_handler": (0, r"^recovered 1$"),
 }
 STDOUT = {"segv_chain_then_overflow": r"^recovered 1$"}
-
-
-def build(out_dir):
-    """Compiles the cases; returns (path, error)."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not compiler:
-        return None, "no C compiler (cc) found"
-    binary = os.path.join(out_dir, "kfence_test")
-    proc = subprocess.run([compiler, "-O0", "-g", "-rdynamic", "-pthread", "-w", "-o", binary, SOURCE],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None, f"{compiler} failed: {proc.stderr.strip()[-500:]}"
-    return binary, None
 
 
 def stack_block(stderr, label):
@@ -181,18 +167,10 @@ def main():
     parser.add_argument("--verbose", action="store_true", help="print the stderr of failing cases")
     parser.add_argument("--timeout", type=float, default=30)
     args = parser.parse_args()
-    lib = os.path.abspath(args.lib)
-    if not os.path.exists(lib):
-        print(f"FAIL preload: {lib} missing (make preload)")
-        print("0 passed, 1 failed")
+    prepared = preload_harness.prepare(args.lib, "kfence_test.c", "kfence_test", ["-O0", "-g", "-rdynamic", "-pthread", "-w"])
+    if prepared is None:
         return 1
-    out_dir = os.path.join(ROOT, ".build-preload")
-    os.makedirs(out_dir, exist_ok=True)
-    binary, error = build(out_dir)
-    if error:
-        print(f"FAIL build kfence_test: {error}")
-        print("0 passed, 1 failed")
-        return 1
+    lib, binary = prepared
     listed = subprocess.run([binary, "list"], capture_output=True, text=True).stdout.split()
     unknown = sorted(set(listed) - set(BUGS) - set(CLEAN))
     names = [name for name in listed if name in BUGS or name in CLEAN]

@@ -23,31 +23,18 @@ exits 1 when a case failed. Standard library only.
 import argparse
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_LIB = os.path.join(ROOT, ".build-preload", "libkmalloc.so")
-SOURCE = os.path.join(ROOT, "Preload", "tcache_test.c")
+import preload_harness
+
+DEFAULT_LIB = preload_harness.DEFAULT_LIB
 CASES = ["double_free", "cross_thread", "thread_exit", "fork"]
 # Cases whose exit line's slab_objects must agree between the two runs.
 COUNTED = {"thread_exit"}
 REPORT = re.compile(r"(?m)^([a-z_]+: [a-z -]+ 0x[0-9a-f]+)$")
-
-
-def build(out_dir):
-    """Compiles the test; returns (path, error)."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if not compiler:
-        return None, "no C compiler (cc) found"
-    binary = os.path.join(out_dir, "tcache_test")
-    proc = subprocess.run([compiler, "-O1", "-g", "-pthread", "-Wall", "-o", binary, SOURCE], capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None, f"{compiler} failed: {proc.stderr.strip()[-500:]}"
-    return binary, None
 
 
 def run(binary, name, env, timeout):
@@ -97,18 +84,10 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated case names")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
-    lib = os.path.abspath(args.lib)
-    if not os.path.exists(lib):
-        print(f"FAIL preload: {lib} missing (make preload)")
-        print("0 passed, 1 failed")
+    prepared = preload_harness.prepare(args.lib, "tcache_test.c", "tcache_test", ["-O1", "-g", "-pthread", "-Wall"])
+    if prepared is None:
         return 1
-    out_dir = os.path.join(ROOT, ".build-preload")
-    os.makedirs(out_dir, exist_ok=True)
-    binary, error = build(out_dir)
-    if error:
-        print(f"FAIL build tcache_test: {error}")
-        print("0 passed, 1 failed")
-        return 1
+    lib, binary = prepared
     wanted = [name for name in args.only.split(",") if name]
     names = [name for name in CASES if not wanted or name in wanted]
     env = dict(os.environ)
