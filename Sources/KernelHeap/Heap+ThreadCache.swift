@@ -24,17 +24,14 @@ extension Heap {
   ///   bitmap word.
   @inline(__always)
   public func sizeClass(ofObject pointer: UnsafeMutableRawPointer) -> Int {
-    guard let slab = slabHolding(pointer) else { return -1 }
-    // The geometry fields are `let`s of the cache: read without its lock.
-    let geometry = slab.cache.snapshot
-    guard geometry.pointee.kind == SlabCache.kindSizeClass,
-      let index = SlabCache.objectIndex(
-        UInt(bitPattern: pointer), in: slab, firstOffset: geometry.pointee.firstOffset,
-        objectsBytes: geometry.pointee.objectsBytes, reciprocal: geometry.pointee.reciprocal,
-        slotSize: geometry.pointee.slotSize),
-      slab.isAllocated(index)
+    // A size class's slab (an object cache's carries `Slab.objectCacheMark` as well),
+    // then kfree's own object-start and bitmap checks.
+    guard let slab = slabRun(holding: pointer),
+      slab.check == Slab.checkWord(slab.address, slab.cacheAddress, config.pointee.slabSecret),
+      case .slabObject? = try? HeapCore.locateObject(pointer, inCheckedSlab: slab)
     else { return -1 }
-    return Int(config.pointee.classOfGranule[geometry.pointee.slotSize &>> 4])
+    // The slot size is a `let` of the cache: read without its lock.
+    return Int(config.pointee.classOfGranule[slab.cache.snapshot.pointee.slotSize &>> 4])
   }
 
   /// Allocates up to `count` objects of size class `sizeClass` from the calling CPU's
@@ -94,8 +91,8 @@ extension Heap {
           while index < count {
             let pointer = objects[index]
             guard let slab = index == first ? firstSlab : slabHolding(pointer),
+              // A size class's slab: an object cache's carries `Slab.objectCacheMark` too.
               slab.check == Slab.checkWord(slab.address, cache.address, secret),
-              cache.kind == SlabCache.kindSizeClass,
               let object = cache.objectIndex(UInt(bitPattern: pointer), in: slab), slab.isAllocated(object)
             else { break }
             slabFree(&cache, slab, index: object)
