@@ -1,5 +1,5 @@
 // The generic timer's virtual counter, for timing and for counting guest instructions.
-#if arch(arm64) && os(none)
+#if os(none)
 import ArchSupport
 import KernelPlatform
 

@@ -1,7 +1,7 @@
 // The kernel's printing functions as free functions, for code outside the boot flow
 // (the test kernel, exception paths, the debugger's commands): each is the board's
 // `ConsoleOutput` function (KernelPlatform), so the formatting lives in one place.
-#if arch(arm64) && os(none)
+#if os(none)
 import KernelPlatform
 
 /// Writes a static string; `\n` becomes CR LF.

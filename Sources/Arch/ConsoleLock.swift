@@ -1,5 +1,5 @@
 // The console lock: whole lines from different cores, never interleaved characters.
-#if arch(arm64) && os(none)
+#if os(none)
 import ArchSupport
 import KernelSync
 
@@ -12,7 +12,7 @@ private var consoleLock: TicketLocked<Void> { TicketLocked(at: arch_console_lock
 /// Output without the lock (kput outside `withConsoleLock`, exception reports, panics)
 /// is not held back and may still land inside a locked line.
 ///
-/// Preconditions: TPIDR_EL1 points at the calling core's block (true from boot.S on).
+/// Preconditions: the per-CPU register points at the calling core's block (true from boot.S on).
 /// A `body` that calls `withConsoleLock` again prints without waiting (the lock refuses
 /// the recursive acquire) instead of deadlocking.
 /// - Complexity: O(1) plus the wait for the cores ahead plus `body`.

@@ -1,14 +1,15 @@
 // What the kernel map says about the address of a data or instruction abort, for the
-// exception report (ArchSupport/exception.c calls it after the report line): a stack
+// exception report (ArchSupport's exception.c calls it after the report line): a stack
 // overflow into a guard page, a vmalloc guard page, an unmapped address, or a
 // permission fault against a named section.
-#if arch(arm64) && os(none)
+#if os(none)
 import VirtualMemory
 
-/// Prints one line describing `far` for an abort with syndrome `esr` (nothing before
-/// the kernel map is in use). Reads the tables without their lock.
+/// Prints one line describing `far` for a fault on an access that was a write
+/// (`isWrite` non-zero), a read, or an instruction fetch (`instruction` non-zero);
+/// nothing before the kernel map is in use. Reads the tables without their lock.
 @_cdecl("arch_describe_fault")
-func archDescribeFault(_ far: UInt, _ esr: UInt64, _ instruction: Int32) {
+func archDescribeFault(_ far: UInt, _ isWrite: Int32, _ instruction: Int32) {
   guard let space = kernelAddressSpace, let regions = kernelMapRegions else { return }
   switch space.describeFault(at: far, regions: regions) {
   case .stackOverflow(let cpu, let guardPage):
@@ -36,9 +37,8 @@ func archDescribeFault(_ far: UInt, _ esr: UInt64, _ instruction: Int32) {
     kputHex(far)
     kput(" is not mapped\n")
   case .permission(let region, let start, let end, let attributes):
-    // ESR bit 6 (WnR) tells a data abort's write from its read.
     kput("  permission fault: ")
-    kput(instruction != 0 ? "instruction fetch from " : (esr & (1 << 6) != 0 ? "write to " : "read from "))
+    kput(instruction != 0 ? "instruction fetch from " : (isWrite != 0 ? "write to " : "read from "))
     kput(region)
     kput(" [")
     kputHex(start)

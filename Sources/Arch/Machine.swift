@@ -1,5 +1,5 @@
 // The machine as a whole: leaving it (QEMU exits with the status the guest chose), the panic line, and the semihosting command line.
-#if arch(arm64) && os(none)
+#if os(none)
 import ArchSupport
 import KernelPlatform
 

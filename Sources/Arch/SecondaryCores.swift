@@ -1,9 +1,11 @@
 // Bringing up the other cores: each is numbered (the boot core 0, the others in /cpus
 // order), gets a kernel stack (with a canary at its low end) and an exception stack
-// from the page frames, is started (PSCI CPU_ON, a spin table, or boot.S's holding
-// pen), takes boot.S's path to EL1 with the boot core's translation tables, prints
-// "cpu N online" and runs the entry it was given. The C half is ArchSupport/smp.c.
-#if arch(arm64) && os(none)
+// from the page frames, is started as the architecture says (AArch64: PSCI CPU_ON, a
+// spin table, or boot.S's holding pen; RISC-V: SBI HSM hart_start), takes boot.S's
+// path to the kernel's privilege level with the boot core's translation tables, prints
+// "cpu N online" and runs the entry it was given. The C half is ArchSupport's cores.c
+// and <arch>/smp.c.
+#if os(none)
 import ArchSupport
 import FlattenedDeviceTree
 import KernelPlatform
@@ -15,13 +17,7 @@ private let stateArriving = UInt32(ARCH_CPU_ARRIVING)
 private let stateOnline = UInt32(ARCH_CPU_ONLINE)
 private let stateAbandoned = UInt32(ARCH_CPU_ABANDONED)
 
-/// MIDR_EL1: the primary part number field and the parts the boards use.
-private let midrPartShift: UInt64 = 4
-private let midrPartMask: UInt64 = 0xFFF
-private let partCortexA53: UInt64 = 0xD03
-private let partCortexA72: UInt64 = 0xD08
-
-extension AArch64Platform {
+extension BareMetalPlatform {
   /// How long the boot core waits for a started core to come online, in milliseconds.
   public static var coreOnlineTimeLimitMilliseconds: UInt64 { 1000 }
 
@@ -79,30 +75,15 @@ extension AArch64Platform {
         pastMaximum += 1
         return
       }
-      var method = ARCH_START_HOLDING_PEN
-      var releaseAddress: UInt64 = 0
-      switch cores.start(of: core) {
-      case .psci(let conduit): method = conduit == .hvc ? ARCH_START_PSCI_HVC : ARCH_START_PSCI_SMC
-      case .spinTable(let address):
-        // The word is written through the identity map: it must lie below its end and,
-        // once the kernel map is in use, be mapped writable there (not in a no-map
-        // reservation, say).
-        let writable = kernelAddressSpace.map { space in
-          space.translate(UInt(truncatingIfNeeded: address))?.attributes.contains(.write) ?? false
-        } ?? true
-        guard address != 0, address & 7 == 0, address < UInt64(mappedLimit), writable else {
-          reportCore(cpu, "no way to start it: cpu-release-addr not an aligned mapped word", Int(bitPattern: UInt(address)),
-                     hex: true)
-          return
-        }
-        method = ARCH_START_SPIN_TABLE
+      let method: Int32
+      let releaseAddress: UInt64
+      switch startMethod(of: core, in: cores, coresWaitAtEntry: penWaiting) {
+      case .start(let how, let address):
+        method = how
         releaseAddress = address
-      case .none:
-        guard penWaiting else {
-          reportCore(cpu, "no way to start it: no /psci conduit, no spin-table, no core waiting at the entry; MPIDR",
-                     Int(bitPattern: UInt(core.mpidr)), hex: true)
-          return
-        }
+      case .refused(let reason, let value):
+        reportCore(cpu, reason, Int(bitPattern: UInt(truncatingIfNeeded: value)), hex: true)
+        return
       }
       guard let stack = allocateStack(cpu, false) else {
         reportCore(cpu, "no memory for its kernel stack (bytes)", stackBytes)
@@ -123,7 +104,7 @@ extension AArch64Platform {
       let status = arch_cpu_start(UInt(cpu), method, releaseAddress)
       guard status == 0 else {
         _ = arch_cpu_transition(UInt(cpu), stateReleased, stateOff)
-        reportCore(cpu, method == ARCH_START_SPIN_TABLE ? "bad cpu-release-addr" : "PSCI CPU_ON refused (status)",
+        reportCore(cpu, method == ARCH_START_SPIN_TABLE ? "bad cpu-release-addr" : "the firmware refused to start it (status)",
                    method == ARCH_START_SPIN_TABLE ? Int(bitPattern: UInt(releaseAddress)) : status,
                    hex: method == ARCH_START_SPIN_TABLE)
         freeStack(cpu, exceptionStack, true)
@@ -204,34 +185,26 @@ extension AArch64Platform {
   }
 }
 
-/// The core's name from its MIDR_EL1.
-private func coreName(_ midr: UInt64) -> StaticString {
-  switch (midr >> midrPartShift) & midrPartMask {
-  case partCortexA53: return "Cortex-A53"
-  case partCortexA72: return "Cortex-A72"
-  default: return "unknown core"
-  }
-}
-
 /// A started core, from boot.S at EL1 with its stacks, block and MMU set up: claims
 /// its start (an abandoned core returns at once and parks), prints `cpu N online`, is
 /// online, then runs its entry. boot.S parks the core when this returns.
 ///
-/// Preconditions: called by boot.S only, on core `cpu`, with TPIDR_EL1 at its block.
+/// Preconditions: called by boot.S only, on core `cpu`, with the per-CPU register at its block.
 /// - Complexity: O(1) plus the wait for the console lock plus the entry.
 @_cdecl("arch_secondary_main")
 public func secondaryMain(_ cpu: Int) {
   let index = UInt(cpu)
   guard let block = arch_cpu_block(index), arch_cpu_transition(index, stateReleased, stateArriving) != 0 else { return }
-  let enteredAt = UInt(block.pointee.entry_el)
-  let name = coreName(block.pointee.midr)
+  let board = BoardPlatform()
+  let enteredAt = board.privilegeName(UInt(block.pointee.entry_el))
+  let name = board.coreName(block.pointee)
   withConsoleLock {
     kput("cpu ")
     kputDecimal(index)
     kput(" online (")
     kput(name)
-    kput(", entered at EL")
-    kputDecimal(enteredAt)
+    kput(", entered at ")
+    kput(enteredAt)
     kput(")\n")
   }
   _ = arch_cpu_transition(index, stateArriving, stateOnline)

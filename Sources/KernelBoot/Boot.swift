@@ -61,10 +61,10 @@ extension Platform {
       kputHex(UInt(model.revision))
       kput(")")
     }
-    kput(", entered at EL")
-    kputDecimal(entryLevel)
-    kput(", running at EL")
-    kputDecimal(runningLevel)
+    kput(", entered at ")
+    kput(privilegeName(entryLevel))
+    kput(", running at ")
+    kput(privilegeName(runningLevel))
     kput("\n")
 
     // 2. Discover RAM and firmware's reservations: the device tree (from x0 or where QEMU

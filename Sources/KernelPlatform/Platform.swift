@@ -82,10 +82,13 @@ public protocol Platform: ConsoleOutput {
   var boardName: StaticString { get }
   /// The model the firmware reports, or nil when it reports none.
   func boardModel() -> BoardModel?
-  /// The privilege level the kernel was entered at (AArch64: the exception level).
+  /// The privilege level the kernel was entered at (0 least privileged; the
+  /// architecture's own numbering).
   var entryLevel: UInt { get }
   /// The privilege level the kernel runs at.
   var runningLevel: UInt { get }
+  /// A privilege level's name as the architecture spells it ("EL1", "S-mode").
+  func privilegeName(_ level: UInt) -> StaticString
 
   // MARK: Time
 
@@ -161,6 +164,17 @@ public protocol Platform: ConsoleOutput {
 }
 
 extension Platform {
+  /// "level 0" ... "level 3" (a platform without names of its own).
+  /// - Complexity: O(1).
+  public func privilegeName(_ level: UInt) -> StaticString {
+    switch level {
+    case 0: return "level 0"
+    case 1: return "level 1"
+    case 2: return "level 2"
+    default: return "level 3"
+    }
+  }
+
   /// No MMU: no kernel map.
   public var translationMaintenance: TranslationMaintenance? { nil }
   /// The whole image read-write and executable (a platform without sections).

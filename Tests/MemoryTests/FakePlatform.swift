@@ -67,6 +67,8 @@ final class FakePlatform: Platform {
   func boardModel() -> BoardModel? { BoardModel(name: "Fake Board", memoryBytes: 64 << 20, revision: 0xF4CE) }
   var entryLevel: UInt { 2 }
   var runningLevel: UInt { 1 }
+  /// Named as AArch64's exception levels.
+  func privilegeName(_ level: UInt) -> StaticString { level == 2 ? "EL2" : "EL1" }
   /// A microsecond a reading.
   var counter: UInt64 {
     ticks += 1

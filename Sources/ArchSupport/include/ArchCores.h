@@ -36,6 +36,8 @@
 #define ARCH_START_PSCI_SMC 2
 #define ARCH_START_SPIN_TABLE 3
 #define ARCH_START_HOLDING_PEN 4
+/// RISC-V: the SBI's Hart State Management extension, hart_start (target: the hart id).
+#define ARCH_START_SBI_HSM 5
 
 /// The Raspberry Pi spin table (the firmware's armstub8, QEMU's boot stub for a raw
 /// image and boot.S's park loop all use it): core n waits for a non-zero entry address

@@ -1,5 +1,7 @@
-// ArchSupport: the C and assembly half of the Arch layer (AArch64, bare metal).
-// On the host every definition compiles away; only the Swift Arch module uses these.
+// ArchSupport: the C and assembly half of the Arch layer, bare metal only: one folder
+// per architecture (aarch64/, riscv64/) behind the same functions, and the parts they
+// share (libc.c, cores.c, report.c, symbols.c). On the host every definition compiles
+// away; only the Swift Arch module uses these.
 #ifndef ARCH_SUPPORT_H
 #define ARCH_SUPPORT_H
 
@@ -10,6 +12,10 @@
 
 #if defined(__aarch64__) && !defined(__linux__) && !defined(__APPLE__)
 #define ARCH_BARE_METAL 1
+#define ARCH_AARCH64 1
+#elif defined(__riscv) && __riscv_xlen == 64 && !defined(__linux__)
+#define ARCH_BARE_METAL 1
+#define ARCH_RISCV64 1
 #endif
 
 #ifdef __cplusplus

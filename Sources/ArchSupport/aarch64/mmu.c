@@ -4,7 +4,7 @@
 // Device memory, where unaligned accesses and `dc zva` fault.
 #include "ArchSupport.h"
 
-#ifdef ARCH_BARE_METAL
+#ifdef ARCH_AARCH64
 
 // This file runs before the MMU is on, when unaligned accesses fault: its functions are
 // compiled with strict alignment. Everything else runs with the MMU on (Normal memory),

@@ -4,7 +4,7 @@
 // shareable (IS) forms, so one core's change is complete on all of them.
 #include "ArchSupport.h"
 
-#ifdef ARCH_BARE_METAL
+#ifdef ARCH_AARCH64
 
 // What a core started later turns its MMU on with (0: the early map). Written by the
 // boot core, cleaned to memory: a started core reads it with its MMU off.

@@ -7,7 +7,7 @@
 #if defined(__aarch64__) && !defined(__linux__)
 
 #include "ArchCores.h"
-#include "cpu_block.h"
+#include "../cpu_block.h"
 
 #define SCR_EL3_NS      (1 << 0)
 #define SCR_EL3_RW      (1 << 10)

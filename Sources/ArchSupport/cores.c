@@ -1,6 +1,8 @@
-// The cores: their per-CPU blocks, starting them (PSCI CPU_ON on virt, the spin table
-// on the Raspberry Pis), parking them, and the canaries at the low end of their stacks.
-// The Swift half (what to start, the wait, "cpu N online") is Arch/SecondaryCores.swift.
+// The cores' per-CPU blocks, shared by every architecture: numbering, the state
+// machine the boot core and a started core move through, the kernel stacks' canaries.
+// How a core is started and parked is the architecture's (aarch64/smp.c,
+// riscv64/smp.c); the Swift half (what to start, the wait, "cpu N online") is
+// Arch/SecondaryCores.swift.
 #include "ArchSupport.h"
 #include "cpu_block.h"
 #include "report.h"
@@ -20,23 +22,9 @@ _Static_assert(__builtin_offsetof(struct arch_cpu, midr) == CPU_BLOCK_MIDR, "mid
 _Static_assert(__builtin_offsetof(struct arch_cpu, mpidr) == CPU_BLOCK_MPIDR, "mpidr offset");
 _Static_assert(ARCH_MAX_CPUS <= 64, "the started cores are one 64-bit mask");
 
-// PSCI 0.2+ function identifiers (SMC64 calling convention) and a status.
-#define PSCI_CPU_ON_64 0xC4000003u
-#define PSCI_CPU_OFF 0x84000002u
-#define PSCI_INVALID_PARAMETERS (-2)
-
 /// The blocks, in .bss: zero (cpu 0, off) until boot.S fills block 0 and
 /// arch_cpu_prepare the others. One cache line each.
 struct arch_cpu arch_cpus[ARCH_MAX_CPUS] __attribute__((aligned(CPU_BLOCK_BYTES)));
-
-/// How each core was started (ARCH_START_...), for arch_cpu_park; 0 before.
-static uint8_t start_method[ARCH_MAX_CPUS];
-
-/// The conduit the device tree's /psci names (ARCH_START_PSCI_...), 0 for none.
-int arch_psci_conduit;
-
-/// boot.S: 1 once a core waits in the holding pen (written with the MMU off).
-extern uint32_t arch_pen_waiting;
 
 /// Bit n set: cpu n's overwritten canary has been reported.
 static uint64_t canary_reported;
@@ -81,81 +69,6 @@ int arch_cpu_prepare(unsigned long cpu, uint64_t mpidr, uintptr_t stack, size_t 
   arch_cache_clean_invalidate((const void *)stack, bytes);
   arch_cache_clean_invalidate((const void *)exception_stack, exception_bytes);
   return 0;
-}
-
-int arch_cores_waiting_at_entry(void) {
-  arch_cache_invalidate(&arch_pen_waiting, sizeof arch_pen_waiting);
-  return __atomic_load_n(&arch_pen_waiting, __ATOMIC_ACQUIRE) != 0;
-}
-
-void arch_set_psci_conduit(int method) {
-  arch_psci_conduit = method == ARCH_START_PSCI_HVC || method == ARCH_START_PSCI_SMC ? method : 0;
-}
-
-// A PSCI call over the conduit `method` names. SMCCC lets the callee change x4-x17.
-long arch_psci_call(uint64_t function, uint64_t a1, uint64_t a2, uint64_t a3, int method) {
-  register uint64_t x0 __asm__("x0") = function;
-  register uint64_t x1 __asm__("x1") = a1;
-  register uint64_t x2 __asm__("x2") = a2;
-  register uint64_t x3 __asm__("x3") = a3;
-  if (method == ARCH_START_PSCI_SMC) {
-    __asm__ volatile("smc #0"
-                     : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3)
-                     :
-                     : "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15", "x16",
-                       "x17", "memory");
-  } else {
-    __asm__ volatile("hvc #0"
-                     : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(x3)
-                     :
-                     : "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15", "x16",
-                       "x17", "memory");
-  }
-  return (long)x0;
-}
-
-long arch_cpu_start(unsigned long cpu, int method, uint64_t release_address) {
-  if (cpu == 0 || cpu >= ARCH_MAX_CPUS) return PSCI_INVALID_PARAMETERS;
-  uintptr_t entry = (uintptr_t)arch_secondary_entry;
-  switch (method) {
-  case ARCH_START_PSCI_HVC:
-  case ARCH_START_PSCI_SMC:
-    start_method[cpu] = (uint8_t)method;
-    // Target: the core's MPIDR; context id: its block.
-    return arch_psci_call(PSCI_CPU_ON_64, arch_cpus[cpu].mpidr, entry, (uintptr_t)&arch_cpus[cpu], method);
-  case ARCH_START_SPIN_TABLE: {
-    if (release_address == 0 || (release_address & 7) != 0) return PSCI_INVALID_PARAMETERS;
-    start_method[cpu] = (uint8_t)method;
-    volatile uint64_t *slot = (volatile uint64_t *)(uintptr_t)release_address;
-    *slot = entry;
-    // The core polls its slot with its MMU off: the entry must be in memory.
-    arch_cache_clean_invalidate((const void *)slot, sizeof *slot);
-    __asm__ volatile("sev" : : : "memory");
-    return 0;
-  }
-  case ARCH_START_HOLDING_PEN:
-    // The block is prepared and cleaned: the core in the pen finds it at its next look.
-    start_method[cpu] = (uint8_t)method;
-    __asm__ volatile("dsb sy\n sev" : : : "memory");
-    return 0;
-  default:
-    return PSCI_INVALID_PARAMETERS;
-  }
-}
-
-void arch_cpu_park(void) {
-  uint64_t block;
-  __asm__ volatile("mrs %0, tpidr_el1" : "=r"(block));
-  unsigned long cpu = ((const struct arch_cpu *)(uintptr_t)block)->cpu;
-  int method = cpu < ARCH_MAX_CPUS ? start_method[cpu] : 0;
-  if (method == ARCH_START_PSCI_HVC || method == ARCH_START_PSCI_SMC) {
-    arch_psci_call(PSCI_CPU_OFF, 0, 0, 0, method);  // returns only on failure
-  }
-  for (;;) __asm__ volatile("wfi");
-}
-
-void arch_cpu_relax(void) {
-  __asm__ volatile("yield" : : : "memory");
 }
 
 unsigned arch_check_stack_canaries(const char *where) {

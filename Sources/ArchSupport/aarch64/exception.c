@@ -2,9 +2,9 @@
 // exception arrives through vectors.S, and how it leaves the machine without
 // semihosting.
 #include "ArchSupport.h"
-#include "report.h"
+#include "../report.h"
 
-#ifdef ARCH_BARE_METAL
+#ifdef ARCH_AARCH64
 
 // The frame vectors.S pushes: x0-x30, the interrupted SP, ELR, SPSR, ESR, FAR.
 enum { FRAME_SP = 31, FRAME_ELR = 32, FRAME_SPSR = 33, FRAME_ESR = 34, FRAME_FAR = 35 };
@@ -76,7 +76,7 @@ static void halt(void) {
   for (;;) __asm__ volatile("wfi");
 }
 
-extern void arch_describe_fault(uint64_t far, uint64_t esr, int instruction) __attribute__((weak));
+extern void arch_describe_fault(uint64_t far, int is_write, int instruction) __attribute__((weak));
 extern int kernel_describe_pool_fault(uint64_t far, int is_write) __attribute__((weak));
 
 // Called by vectors.S with the frame it pushed. Returns only for a handled probe.
@@ -129,7 +129,7 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
     described = kernel_describe_pool_fault(frame[FRAME_FAR], (esr >> 6) & 1);
   }
   if (!described && (kind & 3) == 0 && (ec == EC_DABT_SAME || ec == EC_IABT_SAME) && arch_describe_fault) {
-    arch_describe_fault(frame[FRAME_FAR], esr, ec == EC_IABT_SAME);
+    arch_describe_fault(frame[FRAME_FAR], (esr >> 6) & 1, ec == EC_IABT_SAME);  // ESR bit 6: WnR
   }
   for (int i = 0; i < 31; i++) {
     report_put(i % 4 == 0 ? "  x" : " x");
