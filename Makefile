@@ -1,5 +1,5 @@
 # SwiftKernelMemory: build, boot and test the Embedded Swift memory subsystem.
-#   make run  [BOARD=raspi3b|raspi4b|virt] [MEM=1G] [SEMIHOSTING=0]   boot the kernel under QEMU, show the memory map
+#   make run  [BOARD=raspi3b|raspi4b|virt|riscv64-virt] [MEM=1G] [SEMIHOSTING=0]   boot the kernel under QEMU, show the memory map
 #   make test                                 host swift test + every QEMU boot test
 #   make matrix [ONLY=text] [JOBS=2]         kernel + test kernel over 77 QEMU configurations, against QEMU's -m, hashes, -d guest_errors
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
@@ -21,7 +21,11 @@
 BOARD ?= raspi3b
 MEM ?= 1G
 SWIFT ?= swift
-QEMU ?= qemu-system-aarch64
+# The architecture each board is: its target triple and its QEMU.
+TRIPLE_riscv64-virt = riscv64-none-none-eabi
+QEMU_BINARY_riscv64-virt = qemu-system-riscv64
+TRIPLE = $(or $(TRIPLE_$(BOARD)),aarch64-none-none-elf)
+QEMU ?= $(or $(QEMU_BINARY_$(BOARD)),qemu-system-aarch64)
 PYTHON ?= python3
 SECONDS ?= 60
 
@@ -32,7 +36,7 @@ TESTKERNEL = $(SCRATCH)/release/testkernel
 # includes, found on the -L path) is named here by absolute path, so the build works
 # from any folder (`make -C`).
 LINKER_DIR = $(CURDIR)/Sources/ArchSupport/linker
-EMBEDDED_BUILD = $(SWIFT) build --triple aarch64-none-none-elf --toolset $(CURDIR)/qemu/$(BOARD).json -c release \
+EMBEDDED_BUILD = $(SWIFT) build --triple $(TRIPLE) --toolset $(CURDIR)/qemu/$(BOARD).json -c release \
   --package-path $(CURDIR) --scratch-path $(CURDIR)/$(SCRATCH) \
   -Xlinker -T -Xlinker $(LINKER_DIR)/$(BOARD).ld -Xlinker -L -Xlinker $(LINKER_DIR)
 
@@ -41,6 +45,10 @@ QEMU_raspi4b = -M raspi4b
 # virt with four cores, as the Pis have: QEMU starts the secondaries powered off and the
 # kernel brings them up with PSCI CPU_ON (HVC, as /psci says).
 QEMU_virt = -M virt -cpu cortex-a53 -m $(MEM) -smp 4
+# riscv64 virt with four harts under OpenSBI (-bios default: QEMU's own build of it),
+# which enters the kernel in S-mode at 0x80200000; the kernel starts the other harts
+# with SBI HSM hart_start.
+QEMU_riscv64-virt = -M virt -m $(MEM) -smp 4 -bios default
 # SEMIHOSTING=0: QEMU without semihosting; the kernel finds that out at boot and powers
 # off instead (PSCI on virt, the PM watchdog on the Pis), so QEMU still ends with 0.
 SEMIHOSTING ?= 1
@@ -84,7 +92,7 @@ symbolize:
 	@$(PYTHON) scripts/symbolize $(ELF)
 
 run: qemu kernel
-	@$(if $(filter virt,$(BOARD)),$(PYTHON) scripts/check_ram.py $(KERNEL) $(MEM),true)
+	@$(if $(filter virt riscv64-virt,$(BOARD)),$(PYTHON) scripts/check_ram.py $(KERNEL) $(MEM),true)
 	$(QEMU) $(QEMU_FLAGS) -kernel $(KERNEL)
 
 debug: qemu kernel

@@ -3,7 +3,8 @@
 
     scripts/check_ram.py ELF MEM        (MEM as QEMU's -m: 2M, 512M, 1G, ...)
 
-virt's RAM starts at 0x40000000 and the image is linked 2 MiB above it. With less RAM
+virt's RAM starts at 0x40000000 (riscv64 virt's at 0x80000000) and the image is
+linked 2 MiB above it. With less RAM
 than the image needs (`-m 2M`), QEMU still starts the CPU at an address with no memory
 behind it: the fetch faults before any kernel code runs, so the kernel cannot report
 anything and QEMU loops until killed. This check reports it instead and exits 2.
@@ -22,7 +23,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 from toolchain import toolchain_tool  # noqa: E402
 
-RAM_BASE = 0x40000000
+IMAGE_OFFSET = 0x200000       # the image is linked 2 MiB above the RAM base
 PAGE = 4096
 PAGE_ENTRY_BYTES = 16          # PageEntry's size (the pages.entry_is_16_bytes scenario)
 HEAP_INITIAL_BYTES = 1 << 20   # MemInit's kernelHeapInitialBytes
@@ -37,14 +38,15 @@ def main():
     symbols = subprocess.run([toolchain_tool("llvm-nm") or "llvm-nm", elf], capture_output=True, text=True, check=True).stdout
     start = int(re.search(r"^([0-9a-f]+) \w __kernel_start$", symbols, re.M).group(1), 16)
     end = int(re.search(r"^([0-9a-f]+) \w __end$", symbols, re.M).group(1), 16)
+    ram_base = start - IMAGE_OFFSET
     # memInit places the page array and the heap at the first fit after __end.
     array = -(-(ram // PAGE) * PAGE_ENTRY_BYTES // PAGE) * PAGE
     needed = end + array + HEAP_INITIAL_BYTES
-    if needed > RAM_BASE + ram:
+    if needed > ram_base + ram:
         print(f"make run: the kernel image [{start:#x}, {end:#x}) and its heap do not fit in -m {mem} "
-              f"(RAM [{RAM_BASE:#x}, {RAM_BASE + ram:#x})): QEMU would start the CPU where there is no "
-              f"RAM and the kernel could report nothing. It needs {needed - RAM_BASE:#x} bytes of RAM: "
-              f"MEM={-(-(needed - RAM_BASE) // (1 << 20))}M or more.", file=sys.stderr)
+              f"(RAM [{ram_base:#x}, {ram_base + ram:#x})): QEMU would start the CPU where there is no "
+              f"RAM and the kernel could report nothing. It needs {needed - ram_base:#x} bytes of RAM: "
+              f"MEM={-(-(needed - ram_base) // (1 << 20))}M or more.", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,6 +1,6 @@
 // `make run`: boot, bring up memory, show the map, prove the heap serves Swift's
 // runtime, and exit with status 0.
-#if arch(arm64) && os(none)
+#if os(none)
 import KernelMemory
 import Arch
 import KernelBoot

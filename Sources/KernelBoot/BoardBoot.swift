@@ -1,6 +1,6 @@
 // The boot flow on the board this image was built for: what the kernel and the test
 // kernel call.
-#if arch(arm64) && os(none)
+#if os(none)
 import Arch
 
 /// `Platform.bootMemory(secondaryEntry:kfenceInterval:)` on `BoardPlatform`: `kfenceInterval`

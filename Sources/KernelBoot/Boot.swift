@@ -228,7 +228,7 @@ extension Platform {
       case .none: break
       }
     }
-    #if arch(arm64) && os(none)
+    #if os(none)
     // The pool's hooks are the MMU's and the console's (KernelGuardedPool.swift).
     if kfence > 0 { setUpKernelGuardedPool(interval: kfence) }
     #endif

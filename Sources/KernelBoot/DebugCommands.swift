@@ -2,7 +2,7 @@
 // the debug buffer (putchar's capture, ArchSupport/libc.c) and returns its address,
 // which gdb reads as a string. They only read the structures; the checks are the same
 // ones `heapCheck()` and `checkInvariants()` run.
-#if arch(arm64) && os(none)
+#if os(none)
 import KernelMemory
 import Arch
 import ArchSupport

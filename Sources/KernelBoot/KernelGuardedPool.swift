@@ -2,7 +2,7 @@
 // stretch of the kernel's address space, above the vmalloc range, with a page frame
 // behind each slot that is mapped while the slot holds an object. `kfence=N` on the
 // command line samples one allocation in N per CPU; 0 (the default) leaves it off.
-#if arch(arm64) && os(none)
+#if os(none)
 import Arch
 import ArchSupport
 import KernelHeap

@@ -1,7 +1,7 @@
 // The test kernel's semihosting command line, checked word by word: a word it does not
 // know, or a value out of range, stops the boot with the list of valid words and exit
 // status 2 instead of being ignored or read as the default.
-#if arch(arm64) && os(none)
+#if os(none)
 import Arch
 
 /// The deliberate faults `fault=` may name.

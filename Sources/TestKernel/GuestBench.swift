@@ -1,7 +1,7 @@
 // `make bench-qemu`: guest instructions per operation, counted with QEMU's
 // `-icount shift=0` (one virtual nanosecond per instruction, deterministic). Each figure
 // includes its loop's few instructions of overhead.
-#if arch(arm64) && os(none)
+#if os(none)
 import KernelMemory
 import Arch
 import ArchSupport

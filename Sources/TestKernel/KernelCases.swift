@@ -1,6 +1,6 @@
 // Cases that need the real kernel: the assembly bzero, the kernel's own page allocator
 // and heap, the bad-input handler, and Swift's runtime allocating through kmalloc.
-#if arch(arm64) && os(none)
+#if os(none)
 import KernelMemory
 import Arch
 import ArchSupport

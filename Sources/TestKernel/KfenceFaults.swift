@@ -2,7 +2,7 @@
 // an object in the guarded pool and misuses it; the detector's report must name the bug
 // (run_tests.py checks its key, the object and the stacks) and the kernel exit with
 // status 4. Each bug's name is its `fault=kfence-` value.
-#if arch(arm64) && os(none)
+#if os(none)
 import Arch
 import ArchSupport
 import KernelHeap

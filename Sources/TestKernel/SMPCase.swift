@@ -2,7 +2,7 @@
 // (`Scenarios.SMPStress`, the workload the host runs with threads) on the kernel's own
 // heap and page frames at once; then the boot core drains every cache and checks with
 // `SMPStress.verify` that nothing was lost or handed out twice.
-#if arch(arm64) && os(none)
+#if os(none)
 import KernelMemory
 import Arch
 import ArchSupport

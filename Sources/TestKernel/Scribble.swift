@@ -5,7 +5,7 @@
 // pattern and hashes again. A page handed out that was not free (one of the tree's, the
 // initrd's or the image's) changes a hash. The hashes are printed, so the test runner
 // can compare the initrd's and the image's with the files it gave QEMU.
-#if arch(arm64) && os(none)
+#if os(none)
 import KernelMemory
 import Arch
 import ArchSupport

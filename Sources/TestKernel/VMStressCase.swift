@@ -4,7 +4,7 @@
 // again; then all cores take turns remapping one shared address while every core reads
 // it after each turn. A translation a TLB kept past its invalidation (TLBI VAE1IS must
 // reach every core) shows as the previous round's pattern.
-#if arch(arm64) && os(none)
+#if os(none)
 import Arch
 import KernelMemory
 import Scenarios

@@ -15,7 +15,7 @@
 // time does not grow with RAM; `scribble` (with `text=HEX`) fills every free page and
 // checks the hashes taken at entry (Scribble.swift). Any other word, or a value out of
 // range, is refused with the valid words and exit status 2 (Arguments.swift).
-#if arch(arm64) && os(none)
+#if os(none)
 import KernelMemory
 import Arch
 import ArchSupport

@@ -132,7 +132,12 @@ const char *arch_debug_buffer(void);
 /// Writes one byte to the board's PL011 UART (Swift, Arch/Uart.swift).
 void arch_uart_putc(uint8_t byte);
 
-/// Current exception level (1 after boot).
+/// RISC-V: whether the SBI firmware offers Hart State Management (hart_start), and the
+/// time counter's frequency (the device tree's timebase-frequency; 10 MHz until set).
+int arch_sbi_has_hsm(void);
+extern uint64_t arch_timebase_frequency;
+
+/// Current exception level (1 after boot; RISC-V: 1, S-mode).
 uint64_t arch_current_el(void);
 
 /// Virtual counter and its frequency, for coarse timing.
@@ -142,6 +147,14 @@ uint64_t arch_counter_frequency(void);
 /// Reads an MMIO register with a single 32-bit load that the compiler may not elide.
 static inline uint32_t arch_mmio_read32(uintptr_t address) {
   return *(volatile uint32_t *)address;
+}
+
+/// Reads / writes a byte-wide MMIO register (the NS16550's) with one access.
+static inline uint8_t arch_mmio_read8(uintptr_t address) {
+  return *(volatile uint8_t *)address;
+}
+static inline void arch_mmio_write8(uintptr_t address, uint8_t value) {
+  *(volatile uint8_t *)address = value;
 }
 
 /// Writes an MMIO register with a single 32-bit store that the compiler may not elide.
