@@ -31,8 +31,8 @@ let package = Package(
     .target(name: "KernelSync", dependencies: ["KernelSyncAtomics"]),
     .target(name: "PageFrames", dependencies: ["KernelSync", "KernelSyncAtomics"]),
     .target(name: "KernelHeap", dependencies: ["PageFrames", "KernelSync"]),
-    // ARMv8-A stage-1 translation tables from page frames: map, unmap, protect, vmalloc
-    // and guard-paged stacks; portable over the platform's TLB maintenance.
+    // Translation tables from page frames: map, unmap, protect, vmalloc and guard-paged
+    // stacks; portable over the platform's descriptor format and TLB maintenance.
     .target(name: "VirtualMemory", dependencies: ["PageFrames", "KernelSync", "KernelSyncAtomics"]),
     // The C names (malloc, free, posix_memalign, ...) over KernelHeap; bare metal only.
     .target(name: "KernelHeapRuntime"),
@@ -45,7 +45,8 @@ let package = Package(
     // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
     .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "KernelSync"]),
 
-    // Architecture and board code (AArch64; raspi3b and virt). Empty on the host.
+    // Architecture and board code (AArch64; raspi3b and virt). On the host only the
+    // translation-table formats (AArch64's and RISC-V's Sv39), for the tests.
     .target(name: "ArchSupport", exclude: ["linker"]),
     .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "VirtualMemory"]),
 
@@ -58,7 +59,7 @@ let package = Package(
     .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
 
     // Host-only benchmark (`make bench`).
-    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "Scenarios", "KernelSyncAtomics", "VirtualMemory"]),
+    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "Scenarios", "KernelSyncAtomics", "VirtualMemory", "Arch"]),
 
     // Host-only libFuzzer target (`make fuzz`); a plain build replays inputs.
     .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios", "FuzzReplay"]),
@@ -67,7 +68,7 @@ let package = Package(
     // Host only: what a plain build of a fuzz target does with files (replays them).
     .target(name: "FuzzReplay"),
 
-    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot", "KernelMemory", "VirtualMemory"]),
+    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot", "KernelMemory", "VirtualMemory", "Arch"]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -181,12 +181,13 @@ extension Platform {
     // 4. The kernel map, built from page frames in place of the early identity map
     //    (identity still, so nothing moves): text read-execute, rodata read-only, data,
     //    .bss, the direct map of RAM read-write and never executable, the boot stack's
-    //    guard page unmapped, MMIO from the tree and the board as Device-nGnRE, and the
-    //    vmalloc range for stacks and vmalloc.
+    //    guard page unmapped, MMIO from the tree and the board as device memory, and
+    //    the vmalloc range for stacks and vmalloc, in the platform's table format.
     guard let frames = kernelMemory.frames else { panic("bootMemory", KernelMemory.notSetUpReason, 0) }
     if let maintenance = translationMaintenance {
       let mapStart = counter
-      var devices = DeviceWindows()
+      let format = translationFormat
+      var devices = DeviceWindows(limit: format.addressLimit)
       addBoardDevices(to: &devices)
       if let flattenedTree {
         do throws(DeviceTreeError) {
@@ -207,9 +208,9 @@ extension Platform {
       }
       kernelMapRegions = regions
       do throws(VirtualMemoryError) {
-        let space = try AddressSpace(frames: frames, maintenance: maintenance)
+        let space = try AddressSpace(frames: frames, maintenance: maintenance, format: format)
         try space.map(regions)
-        try space.setVmallocRange(base: kernelVmallocRange.lowerBound, limit: kernelVmallocRange.upperBound)
+        try space.setVmallocRange(base: format.vmallocWindow.lowerBound, limit: format.vmallocWindow.upperBound)
         activateTranslation(root: space.root)
         kernelAddressSpace = space
       } catch {

@@ -11,7 +11,7 @@ import PageFrames
 import VirtualMemory
 
 /// The first guard page of the kernel's guarded pool: just above the vmalloc range.
-public let kernelGuardedPoolBase: UInt = kernelVmallocRange.upperBound
+public var kernelGuardedPoolBase: UInt { BoardPlatform().translationFormat.vmallocWindow.upperBound }
 
 /// Sets the detector up over the kernel heap: `slots` slots (each a page between guard
 /// pages), one allocation in `interval` per CPU sampled. Prints one line saying so.

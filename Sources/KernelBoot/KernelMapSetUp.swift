@@ -11,8 +11,8 @@ extension Platform {
   /// RAM range of `frames` outside the image as the read-write, never executable direct
   /// map, less the reservations of `memory` that are not to be mapped as RAM: `no-map`
   /// children of /reserved-memory (listed, left unmapped, as Linux leaves them out of
-  /// its linear map) and MMIO inside RAM (Device-nGnRE); and the MMIO windows
-  /// (`devices`, rounded out to 2 MiB) outside RAM as Device-nGnRE.
+  /// its linear map) and MMIO inside RAM (device memory); and the MMIO windows
+  /// (`devices`, rounded out to 2 MiB) outside RAM as device memory.
   /// - Returns: whether they fit `regions` (appended to): false when they need more than
   ///   the list's `capacity` (or more than `PhysicalRanges.capacity` no-map and
   ///   MMIO reservations).
@@ -50,7 +50,7 @@ extension Platform {
     }
     // MMIO in 2 MiB blocks: outside RAM nothing else lives at those addresses, and one
     // level-3 table less per window.
-    let windows = devices.rounded(to: Descriptor.span(level: 2))
+    let windows = devices.rounded(to: TranslationFormat.span(level: 2))
     for index in 0..<windows.count {
       let window = windows[index]
       guard regions.append(window.start, window.end, outside: ram, attributes: .kernelDevice, name: "MMIO") else {

@@ -150,6 +150,10 @@ public protocol Platform: ConsoleOutput {
   /// The barriers and TLB invalidations of this CPU, or nil where no MMU walks the
   /// tables (a hosted fake): then the boot flow builds no kernel map.
   var translationMaintenance: TranslationMaintenance? { get }
+  /// The descriptor format of the kernel map's tables, the one this CPU's MMU walks
+  /// (Arch defines each architecture's); its `vmallocWindow` is where the kernel map
+  /// puts vmalloc areas and kernel stacks.
+  var translationFormat: TranslationFormat { get }
   /// Appends the kernel image's regions with the attributes the kernel map gives them:
   /// text read-execute, rodata read-only, data read-write, and any guard page (empty
   /// attributes) left unmapped.

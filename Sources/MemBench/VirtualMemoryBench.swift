@@ -1,3 +1,4 @@
+import Arch
 import PageFrames
 import VirtualMemory
 
@@ -20,7 +21,7 @@ struct VMFigures {
 }
 
 func vmFigures(frames: PageFrameAllocator, iterations: Int, repetitions: Int) -> VMFigures {
-  let space = try! AddressSpace(frames: frames, maintenance: .hosted)
+  let space = try! AddressSpace(frames: frames, maintenance: .hosted, format: .armv8Stage1)
   defer { space.destroy() }
   let va: UInt = 0x40_0000_0000
   let physical: UInt = 0x8000_0000

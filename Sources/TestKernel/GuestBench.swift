@@ -158,7 +158,7 @@ func virtualMemoryBench() {
   // image's sections, the direct map around them, the UART; built, then given back.
   let image = BoardPlatform().kernelImage
   let start = Clock.ticks
-  if let map = try? AddressSpace(frames: space.frames, maintenance: .hosted) {
+  if let map = try? AddressSpace(frames: space.frames, maintenance: .hosted, format: space.format) {
     let storage = UnsafeMutablePointer<KernelMapRegion>.allocate(capacity: 16)
     defer { storage.deallocate() }
     var regions = KernelMapRegions(storage: storage, capacity: 16)

@@ -29,11 +29,12 @@ struct PendingChanges {
 }
 
 extension AddressSpace {
-  /// Bytes of `pages` pages at `address`, or the error for the range.
-  func checkedRange(_ address: UInt, pages: Int) throws(VirtualMemoryError) -> UInt {
+  /// Bytes of `pages` pages at `address`, or the error for the range: it must end at or
+  /// below `limit` (by default the virtual addresses the tables cover).
+  func checkedRange(_ address: UInt, pages: Int, limit: UInt? = nil) throws(VirtualMemoryError) -> UInt {
     guard address & UInt(Page.size - 1) == 0 else { throw VirtualMemoryError(.misaligned, address) }
     guard pages > 0 else { throw VirtualMemoryError(.badCount, address) }
-    let limit = Descriptor.addressLimit
+    let limit = limit ?? format.addressLimit
     guard address < limit, UInt(pages) <= (limit - address) >> 12 else { throw VirtualMemoryError(.outOfRange, address) }
     return UInt(pages) << 12
   }
@@ -127,20 +128,20 @@ extension AddressSpace {
   /// The first address in `[start, end)` that is mapped (`mapped`) or not mapped
   /// (`!mapped`) below `table` at `level`, whose first entry maps `base`.
   func firstAddress(mapped: Bool, table: UInt, level: Int, base: UInt, start: UInt, end: UInt) -> UInt? {
-    let span = Descriptor.span(level: level)
-    var index = Descriptor.index(start, level: level)
+    let span = TranslationFormat.span(level: level)
+    var index = TranslationFormat.index(start, level: level)
     var entryBase = base + UInt(index) * span
-    while index < Descriptor.entries && entryBase < end {
+    while index < TranslationFormat.entries && entryBase < end {
       let from = max(start, entryBase)
       let bits = load(table, index)
-      if Descriptor.isTable(bits, level: level) {
+      if format.isTable(bits, level: level) {
         let to = min(end, entryBase + span)
         if let found = firstAddress(
-          mapped: mapped, table: Descriptor.address(bits), level: level + 1, base: entryBase, start: from, end: to)
+          mapped: mapped, table: format.address(bits), level: level + 1, base: entryBase, start: from, end: to)
         {
           return found
         }
-      } else if Descriptor.isLeaf(bits, level: level) == mapped {
+      } else if format.isLeaf(bits, level: level) == mapped {
         return from
       }
       index += 1
@@ -152,10 +153,10 @@ extension AddressSpace {
   /// Table pages the splits at boundary `address` need: a block that maps it but does
   /// not start there splits down to the level whose span `address` is a multiple of.
   func splitsNeeded(at address: UInt) -> Int {
-    guard let level = leaf(address)?.level, level < 3, address & (Descriptor.span(level: level) - 1) != 0 else {
+    guard let level = leaf(address)?.level, level < 3, address & (TranslationFormat.span(level: level) - 1) != 0 else {
       return 0
     }
-    return level == 1 && address & (Descriptor.span(level: 2) - 1) != 0 ? 2 : 1
+    return level == 1 && address & (TranslationFormat.span(level: 2) - 1) != 0 ? 2 : 1
   }
 
   /// Replaces the block at `index` of `table` (`level`, mapping `base`) with a table of
@@ -167,15 +168,16 @@ extension AddressSpace {
   {
     guard let child = newTable(&changes) else { return nil }
     let bits = load(table, index)
-    let childSpan = Descriptor.span(level: level + 1)
-    let kept = bits & ~Descriptor.addressMask & ~Descriptor.tableOrPage
-    let kind = level + 1 == 3 ? Descriptor.tableOrPage : 0
-    let output = Descriptor.address(bits)
+    // The block's own bits, with the page bit the next level's leaves need; the output
+    // address steps by one child's span, encoded.
+    var entry = bits & ~format.pageBit | (level + 1 == 3 ? format.pageBit : 0)
+    let step = format.encodedAddress(TranslationFormat.span(level: level + 1))
     let entries = self.table(child)
-    for entry in 0..<Descriptor.entries {
-      entries[entry] = kept | kind | UInt64(output + UInt(entry) * childSpan)
+    for index in 0..<TranslationFormat.entries {
+      entries[index] = entry
+      entry &+= step
     }
-    adjustCount(child, by: Descriptor.entries)
+    adjustCount(child, by: TranslationFormat.entries)
     maintenance.orderTableWrites()
     // Between the break and the make nothing but the TLB maintenance touches memory:
     // the state page may lie inside the block being split.
@@ -183,7 +185,7 @@ extension AddressSpace {
     maintenance.beforeInvalidation()
     maintenance.invalidatePage(base)
     maintenance.completeInvalidation()
-    store(table, index, Descriptor.table(child))
+    store(table, index, format.table(child))
     state.pageInvalidations += 1
     state.tablePages += 1
     state.blockSplits += 1

@@ -12,10 +12,10 @@ extension AddressSpace {
   @inline(__always)
   func levelThreeTable(_ address: UInt) -> UInt? {
     var current = root
-    for level in 0..<3 {
-      let bits = load(current, Descriptor.index(address, level: level))
-      guard Descriptor.isTable(bits, level: level) else { return nil }
-      current = Descriptor.address(bits)
+    for level in format.firstLevel..<3 {
+      let bits = load(current, TranslationFormat.index(address, level: level))
+      guard format.isTable(bits, level: level) else { return nil }
+      current = format.address(bits)
     }
     return current
   }
@@ -24,7 +24,7 @@ extension AddressSpace {
   /// table) and is not a whole, aligned block `map` would use instead.
   @inline(__always)
   func withinOneTable(_ address: UInt, bytes: UInt) -> Bool {
-    let span = Descriptor.span(level: 2)
+    let span = TranslationFormat.span(level: 2)
     return bytes < span && address / span == (address + bytes - 1) / span
   }
 
@@ -34,15 +34,18 @@ extension AddressSpace {
     -> VirtualMemoryError??
   {
     guard withinOneTable(virtualAddress, bytes: bytes), let table = levelThreeTable(virtualAddress) else { return nil }
-    let first = Descriptor.index(virtualAddress, level: 3)
+    let first = TranslationFormat.index(virtualAddress, level: 3)
     let count = Int(bytes >> 12)
     let entries = self.table(table)
-    for index in first..<(first + count) where ks_load_relaxed64(entries + index) & Descriptor.valid != 0 {
+    let valid = format.valid
+    for index in first..<(first + count) where ks_load_relaxed64(entries + index) & valid != 0 {
       return .some(VirtualMemoryError(.alreadyMapped, virtualAddress + UInt(index - first) << 12))
     }
-    let template = Descriptor.leaf(physical, attributes, level: 3)
+    var entry = format.leaf(physical, attributes, level: 3)
+    let step = format.encodedAddress(UInt(Page.size))
     for offset in 0..<count {
-      ks_store_relaxed64(entries + first + offset, template &+ UInt64(offset) << 12)
+      ks_store_relaxed64(entries + first + offset, entry)
+      entry &+= step
     }
     adjustCount(table, by: count)
     state.mappedBytes += bytes
@@ -54,17 +57,18 @@ extension AddressSpace {
   /// unmapped, or nil when the general path must do it.
   func unmapFast(_ virtualAddress: UInt, bytes: UInt, _ state: inout SpaceState) -> UInt? {
     guard withinOneTable(virtualAddress, bytes: bytes), let table = levelThreeTable(virtualAddress) else { return nil }
-    let first = Descriptor.index(virtualAddress, level: 3)
+    let first = TranslationFormat.index(virtualAddress, level: 3)
     let count = Int(bytes >> 12)
     let entries = self.table(table)
+    let valid = format.valid
     var mapped = 0
-    for index in first..<(first + count) where ks_load_relaxed64(entries + index) & Descriptor.valid != 0 { mapped += 1 }
+    for index in first..<(first + count) where ks_load_relaxed64(entries + index) & valid != 0 { mapped += 1 }
     // Past the batch, only a range that is all (or mostly) mapped is simple: one flush.
     let batch = AddressSpace.invalidationBatch
     guard mapped < entryCount(table), count <= batch || mapped > batch else { return nil }
     guard mapped > 0 else { return 0 }
     var cleared: UInt32 = 0
-    for offset in 0..<count where ks_load_relaxed64(entries + first + offset) & Descriptor.valid != 0 {
+    for offset in 0..<count where ks_load_relaxed64(entries + first + offset) & valid != 0 {
       ks_store_relaxed64(entries + first + offset, 0)
       if offset < 32 { cleared |= 1 << UInt32(offset) }
     }

@@ -19,7 +19,8 @@ extension AddressSpace {
   /// Checks the tables against their bookkeeping, under the lock:
   /// - every table page is owned by `.pageTable` in the page frames;
   /// - its tag equals its number of valid entries, and only the root may be empty;
-  /// - level 0 holds only tables; every leaf's output address is aligned to its span;
+  /// - every valid entry is a table or a leaf the format allows at its level (none at
+  ///   level 0), and every leaf's output address is aligned to its span;
   /// - the table pages and mapped bytes found equal the counts kept;
   /// - vmalloc areas are sorted, inside the vmalloc range, apart by their guard pages,
   ///   and every page of each is mapped.
@@ -30,7 +31,7 @@ extension AddressSpace {
     locked.withLock(cpu: CPU.current) { state -> AddressSpaceInvariantError? in
       var tables = 0
       var mapped: UInt = 0
-      if let error = check(table: root, level: 0, &tables, &mapped) { return error }
+      if let error = check(table: root, level: format.firstLevel, &tables, &mapped) { return error }
       if tables != state.tablePages { return AddressSpaceInvariantError(reason: "table page count differs", address: root) }
       if mapped != state.mappedBytes { return AddressSpaceInvariantError(reason: "mapped bytes differ", address: root) }
       return checkAreas(state)
@@ -43,15 +44,15 @@ extension AddressSpace {
       return AddressSpaceInvariantError(reason: "table page not owned by .pageTable", address: table)
     }
     var valid = 0
-    for index in 0..<Descriptor.entries {
+    for index in 0..<TranslationFormat.entries {
       let bits = load(table, index)
-      guard bits & Descriptor.valid != 0 else { continue }
+      guard format.isValid(bits) else { continue }
       valid += 1
-      if Descriptor.isTable(bits, level: level) {
-        if let error = check(table: Descriptor.address(bits), level: level + 1, &tables, &mapped) { return error }
-      } else if Descriptor.isLeaf(bits, level: level) {
-        let span = Descriptor.span(level: level)
-        guard Descriptor.address(bits) & (span - 1) == 0 else {
+      if format.isTable(bits, level: level) {
+        if let error = check(table: format.address(bits), level: level + 1, &tables, &mapped) { return error }
+      } else if format.isLeaf(bits, level: level) {
+        let span = TranslationFormat.span(level: level)
+        guard format.address(bits) & (span - 1) == 0 else {
           return AddressSpaceInvariantError(reason: "leaf output address not aligned to its span", address: table)
         }
         mapped += span

@@ -6,8 +6,9 @@ extension AddressSpace {
   /// with `attributes`; 1 GiB and 2 MiB blocks wherever both addresses and the rest of
   /// the length allow, 4 KiB pages elsewhere.
   ///
-  /// - Throws: `misaligned` (either address), `badCount`, `outOfRange` (either range
-  ///   past 2^48), `badAttributes`, `alreadyMapped` (the first mapped page; use
+  /// - Throws: `misaligned` (either address), `badCount`, `outOfRange` (the virtual
+  ///   range past `format.addressLimit`, the physical one past `format.outputLimit`),
+  ///   `badAttributes`, `alreadyMapped` (the first mapped page; use
   ///   `unmap` or `protect` first), `outOfMemory` (no frame for a table: what this call
   ///   mapped is taken out again), `reentered`. Nothing changes when one is thrown.
   /// - Complexity: O(pages / block size + tables created), plus the check that the
@@ -16,7 +17,7 @@ extension AddressSpace {
     throws(VirtualMemoryError)
   {
     let bytes = try checkedRange(virtualAddress, pages: pages)
-    _ = try checkedRange(physical, pages: pages)
+    _ = try checkedRange(physical, pages: pages, limit: format.outputLimit)
     guard attributes.isValid else { throw VirtualMemoryError(.badAttributes, virtualAddress) }
     let failure = locked.withLock(cpu: CPU.current) { state -> VirtualMemoryError? in
       mapLocked(virtualAddress, physical, bytes: bytes, attributes, &state)
@@ -30,7 +31,7 @@ extension AddressSpace {
   {
     if let done = mapFast(virtualAddress, physical, bytes: bytes, attributes, &state) { return done }
     let end = virtualAddress + bytes
-    if let mapped = firstAddress(mapped: true, table: root, level: 0, base: 0, start: virtualAddress, end: end) {
+    if let mapped = firstAddress(mapped: true, table: root, level: format.firstLevel, base: 0, start: virtualAddress, end: end) {
       return VirtualMemoryError(.alreadyMapped, mapped)
     }
     var changes = begin(&state)
@@ -40,7 +41,7 @@ extension AddressSpace {
       let output = physical + offset
       var level = 3
       for candidate in 1...2 {
-        let span = Descriptor.span(level: candidate)
+        let span = TranslationFormat.span(level: candidate)
         if (address | output) & (span - 1) == 0 && bytes - offset >= span {
           level = candidate
           break
@@ -49,13 +50,13 @@ extension AddressSpace {
       guard let table = tableFor(address, level: level, &changes, &state) else {
         // Out of table pages: take out what this call mapped (the range was empty) and
         // the tables it created.
-        _ = clear(table: root, level: 0, base: 0, start: virtualAddress, end: end, nil, &changes, &state)
+        _ = clear(table: root, level: format.firstLevel, base: 0, start: virtualAddress, end: end, nil, &changes, &state)
         settle(&changes, &state)
         return VirtualMemoryError(.outOfMemory, address)
       }
-      store(table, Descriptor.index(address, level: level), Descriptor.leaf(output, attributes, level: level))
+      store(table, TranslationFormat.index(address, level: level), format.leaf(output, attributes, level: level))
       adjustCount(table, by: 1)
-      let span = Descriptor.span(level: level)
+      let span = TranslationFormat.span(level: level)
       state.mappedBytes += span
       offset += span
     }
@@ -67,16 +68,16 @@ extension AddressSpace {
   /// missing; nil when no table page is left, or a block is in the way.
   func tableFor(_ address: UInt, level target: Int, _ changes: inout PendingChanges, _ state: inout SpaceState) -> UInt? {
     var current = root
-    for level in 0..<target {
-      let index = Descriptor.index(address, level: level)
+    for level in format.firstLevel..<target {
+      let index = TranslationFormat.index(address, level: level)
       let bits = load(current, index)
-      if Descriptor.isTable(bits, level: level) {
-        current = Descriptor.address(bits)
+      if format.isTable(bits, level: level) {
+        current = format.address(bits)
         continue
       }
-      guard bits & Descriptor.valid == 0, let child = newTable(&changes) else { return nil }
+      guard !format.isValid(bits), let child = newTable(&changes) else { return nil }
       maintenance.orderTableWrites()
-      store(current, index, Descriptor.table(child))
+      store(current, index, format.table(child))
       adjustCount(current, by: 1)
       state.tablePages += 1
       current = child

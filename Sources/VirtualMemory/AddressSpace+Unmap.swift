@@ -31,7 +31,7 @@ extension AddressSpace {
       return .failure(VirtualMemoryError(.outOfMemory, virtualAddress))
     }
     let before = state.mappedBytes
-    _ = clear(table: root, level: 0, base: 0, start: virtualAddress, end: end, nil, &changes, &state)
+    _ = clear(table: root, level: format.firstLevel, base: 0, start: virtualAddress, end: end, nil, &changes, &state)
     settle(&changes, &state)
     return .success(before - state.mappedBytes)
   }
@@ -48,7 +48,7 @@ extension AddressSpace {
     guard attributes.isValid else { throw VirtualMemoryError(.badAttributes, virtualAddress) }
     let failure = locked.withLock(cpu: CPU.current) { state -> VirtualMemoryError? in
       let end = virtualAddress + bytes
-      if let hole = firstAddress(mapped: false, table: root, level: 0, base: 0, start: virtualAddress, end: end) {
+      if let hole = firstAddress(mapped: false, table: root, level: format.firstLevel, base: 0, start: virtualAddress, end: end) {
         return VirtualMemoryError(.notMapped, hole)
       }
       var changes = begin(&state)
@@ -56,7 +56,7 @@ extension AddressSpace {
         settle(&changes, &state)
         return VirtualMemoryError(.outOfMemory, virtualAddress)
       }
-      _ = clear(table: root, level: 0, base: 0, start: virtualAddress, end: end, attributes, &changes, &state)
+      _ = clear(table: root, level: format.firstLevel, base: 0, start: virtualAddress, end: end, attributes, &changes, &state)
       settle(&changes, &state)
       return nil
     } ?? VirtualMemoryError(.reentered, virtualAddress)
@@ -70,14 +70,14 @@ extension AddressSpace {
     table: UInt, level: Int, base: UInt, start: UInt, end: UInt, _ attributes: MapAttributes?,
     _ changes: inout PendingChanges, _ state: inout SpaceState
   ) -> Bool {
-    let span = Descriptor.span(level: level)
-    var index = Descriptor.index(start, level: level)
+    let span = TranslationFormat.span(level: level)
+    var index = TranslationFormat.index(start, level: level)
     var entryBase = base + UInt(index) * span
-    while index < Descriptor.entries && entryBase < end {
+    while index < TranslationFormat.entries && entryBase < end {
       let bits = load(table, index)
       let entryEnd = entryBase + span
-      if Descriptor.isTable(bits, level: level) {
-        let child = Descriptor.address(bits)
+      if format.isTable(bits, level: level) {
+        let child = format.address(bits)
         let queuedBefore = changes.count
         guard
           clear(
@@ -90,19 +90,19 @@ extension AddressSpace {
           store(child, 0, UInt64(changes.retired))
           changes.retired = child
           state.tablePages -= 1
-          // TLBI VAE1IS (not the last-level form) drops every level's cached entries
-          // for its address, so an invalidation queued below, inside this entry's
-          // range, covers the table too; only a table that emptied with nothing queued
+          // A page invalidation drops every level's cached entries for its address
+          // (walk caches included), so one queued below, inside this entry's range,
+          // covers the table too; only a table that emptied with nothing queued
           // (created by a `map` that ran out of frames) needs one of its own.
           if !changes.flushAll && changes.count == queuedBefore { changes.invalidate(entryBase) }
         }
-      } else if Descriptor.isLeaf(bits, level: level) {
+      } else if format.isLeaf(bits, level: level) {
         if start <= entryBase && entryEnd <= end {
           if let attributes {
-            let replacement = Descriptor.leaf(Descriptor.address(bits), attributes, level: level)
-            if (bits ^ replacement) & Descriptor.memoryTypeMask != 0 {
-              // A new memory type (Normal and Device): break-before-make, as a split.
-              // Permissions alone may change in place (Arm ARM D8.16.1).
+            let replacement = format.leaf(format.address(bits), attributes, level: level)
+            if (bits ^ replacement) & format.memoryTypeMask != 0 {
+              // A new memory type (normal and device): break-before-make, as a split.
+              // Permissions alone may change in place.
               store(table, index, 0)
               maintenance.beforeInvalidation()
               maintenance.invalidatePage(entryBase)

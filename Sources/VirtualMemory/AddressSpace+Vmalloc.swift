@@ -36,15 +36,15 @@ extension AddressSpace {
 
   /// Gives vmalloc and `allocateStack` the virtual range `[base, limit)`; it must hold
   /// no mapping (nothing checks that later mappings stay out of it).
-  /// - Throws: `misaligned`, `outOfRange` (past 2^48, or `limit <= base`),
+  /// - Throws: `misaligned`, `outOfRange` (past `format.addressLimit`, or `limit <= base`),
   ///   `alreadyMapped` (set before, or a page in it is mapped), `reentered`.
   /// - Complexity: O(tables the range spans).
   public func setVmallocRange(base: UInt, limit: UInt) throws(VirtualMemoryError) {
     guard (base | limit) & UInt(Page.size - 1) == 0 else { throw VirtualMemoryError(.misaligned, base) }
-    guard base < limit, limit <= Descriptor.addressLimit else { throw VirtualMemoryError(.outOfRange, base) }
+    guard base < limit, limit <= format.addressLimit else { throw VirtualMemoryError(.outOfRange, base) }
     let failure = locked.withLock(cpu: CPU.current) { state -> VirtualMemoryError? in
       if state.vmallocLimit != 0 { return VirtualMemoryError(.alreadyMapped, state.vmallocBase) }
-      if let mapped = firstAddress(mapped: true, table: root, level: 0, base: 0, start: base, end: limit) {
+      if let mapped = firstAddress(mapped: true, table: root, level: format.firstLevel, base: 0, start: base, end: limit) {
         return VirtualMemoryError(.alreadyMapped, mapped)
       }
       state.vmallocBase = base

@@ -2,9 +2,9 @@ import KernelSync
 import KernelSyncAtomics
 import PageFrames
 
-/// One set of ARMv8-A stage-1 translation tables (4 KiB granule, 48-bit addresses,
-/// four levels) built from page frames, with one lock: `map`, `unmap`, `protect` and
-/// `translate`, safe on every CPU at once.
+/// One set of translation tables (4 KiB pages, 512 entries a table) in the descriptor
+/// format `format` gives, built from page frames, with one lock: `map`, `unmap`,
+/// `protect` and `translate`, safe on every CPU at once.
 ///
 /// - Table pages come from the page frames with owner `.pageTable`; each keeps its
 ///   number of valid entries in its page entry's tag, and goes back to the frames when
@@ -13,8 +13,7 @@ import PageFrames
 ///   the length allow. `unmap` and `protect` of part of a block split it into the next
 ///   level's table with break-before-make.
 /// - TLB maintenance is batched per call: up to `invalidationBatch` per-page
-///   invalidations (TLBI VAE1IS), past that one full flush (TLBI VMALLE1IS), as
-///   Zircon's ArmArchVmAspace does.
+///   invalidations, past that one full flush, as Zircon's address spaces do.
 ///
 /// A handle: the lock and the state live in a page taken from the frames at `init`, so
 /// copies are the same address space. `destroy` gives every page back.
@@ -29,14 +28,20 @@ public struct AddressSpace: @unchecked Sendable {
   public let frames: PageFrameAllocator
   /// The barriers and invalidations issued after a change.
   public let maintenance: TranslationMaintenance
-  /// Physical address of the level-0 table: the TTBR value (ASID 0).
+  /// How the descriptors are encoded, and the addresses the tables cover.
+  public let format: TranslationFormat
+  /// Physical address of the root table (at `format.firstLevel`): what the MMU's
+  /// translation-base register is given.
   public let root: UInt
   let locked: SpinLocked<SpaceState>
 
-  /// A new, empty address space: a root table and a page for the lock and state.
+  /// A new, empty address space with tables in `format`: a root table and a page for
+  /// the lock and state.
   /// - Throws: `outOfMemory` when the frames have no two pages (nothing is taken).
   /// - Complexity: O(1) plus zeroing two pages.
-  public init(frames: PageFrameAllocator, maintenance: TranslationMaintenance) throws(VirtualMemoryError) {
+  public init(frames: PageFrameAllocator, maintenance: TranslationMaintenance, format: TranslationFormat)
+    throws(VirtualMemoryError)
+  {
     guard let header = frames.allocPages(order: 0, owner: .pageTable) else {
       throw VirtualMemoryError(.outOfMemory, 0)
     }
@@ -46,6 +51,7 @@ public struct AddressSpace: @unchecked Sendable {
     }
     self.frames = frames
     self.maintenance = maintenance
+    self.format = format
     root = frames.physical(of: rootPage)
     locked = SpinLocked(initializing: header, to: SpaceState(root: root))
   }
@@ -75,14 +81,14 @@ public struct AddressSpace: @unchecked Sendable {
 
   /// Gives back every table page, the vmalloc pages and area list, and the state page.
   /// Nothing may use the space afterwards, through any copy.
-  /// - Precondition: no CPU translates through these tables any more (TTBR points
-  ///   elsewhere).
+  /// - Precondition: no CPU translates through these tables any more (the MMU's
+  ///   translation base points elsewhere).
   /// - Complexity: O(table pages + vmalloc pages).
   public func destroy() {
     let header = locked.address
     _ = locked.withLock(cpu: CPU.current) { state in
       freeVmallocAreas(&state)
-      freeTables(root, level: 0)
+      freeTables(root, level: format.firstLevel)
       drainPool(&state)
     }
     try? frames.freePages(table(root), order: 0, owner: .pageTable)
@@ -123,26 +129,24 @@ public struct AddressSpace: @unchecked Sendable {
     ks_store_relaxed32(word, UInt32(truncatingIfNeeded: Int(ks_load_relaxed32(word)) + delta))
   }
 
-  /// The leaf that maps `address`, found from the root.
   /// The leaf that maps `address`, found from the root. `checked`: follow a table
   /// descriptor only to a `.pageTable` page of the frames (the unlocked walk).
   func walk(_ address: UInt, checked: Bool = false) -> AddressTranslation? {
     guard let (bits, level) = leaf(address, checked: checked) else { return nil }
-    let span = Descriptor.span(level: level)
+    let span = TranslationFormat.span(level: level)
     return AddressTranslation(
-      physical: Descriptor.address(bits) | address & (span - 1), attributes: Descriptor.attributes(ofLeaf: bits),
-      bytes: span)
+      physical: format.address(bits) | address & (span - 1), attributes: format.attributes(ofLeaf: bits), bytes: span)
   }
 
   /// The leaf descriptor that maps `address` and its level, or nil where nothing does.
   func leaf(_ address: UInt, checked: Bool = false) -> (bits: UInt64, level: Int)? {
-    guard address < Descriptor.addressLimit else { return nil }
+    guard address < format.addressLimit else { return nil }
     var current = root
-    for level in 0..<Descriptor.levels {
-      let bits = load(current, Descriptor.index(address, level: level))
-      if Descriptor.isLeaf(bits, level: level) { return (bits, level) }
-      guard Descriptor.isTable(bits, level: level) else { return nil }
-      current = Descriptor.address(bits)
+    for level in format.firstLevel..<TranslationFormat.levels {
+      let bits = load(current, TranslationFormat.index(address, level: level))
+      if format.isLeaf(bits, level: level) { return (bits, level) }
+      guard format.isTable(bits, level: level) else { return nil }
+      current = format.address(bits)
       if checked && frames.owner(ofPhysical: current) != .pageTable { return nil }
     }
     return nil
@@ -151,10 +155,10 @@ public struct AddressSpace: @unchecked Sendable {
   /// Frees every table below `table` (not `table` itself), without maintenance.
   func freeTables(_ table: UInt, level: Int) {
     guard level < 3 else { return }
-    for index in 0..<Descriptor.entries {
+    for index in 0..<TranslationFormat.entries {
       let bits = load(table, index)
-      guard Descriptor.isTable(bits, level: level) else { continue }
-      let child = Descriptor.address(bits)
+      guard format.isTable(bits, level: level) else { continue }
+      let child = format.address(bits)
       freeTables(child, level: level + 1)
       adjustCount(child, by: -entryCount(child))
       try? frames.freePages(self.table(child), order: 0, owner: .pageTable)
@@ -178,9 +182,10 @@ public struct AddressSpaceStatistics: Equatable, Sendable {
   public let tablePages: Int
   /// Bytes mapped.
   public let mappedBytes: UInt
-  /// TLBI VAE1IS issued (block splits and batched invalidations).
+  /// Per-page invalidations issued (block splits, memory-type changes and batched
+  /// invalidations).
   public let pageInvalidations: Int
-  /// TLBI VMALLE1IS issued (batches past `invalidationBatch`).
+  /// Full flushes issued (batches past `invalidationBatch`).
   public let fullFlushes: Int
   /// Blocks split into the next level's table.
   public let blockSplits: Int

@@ -1,30 +1,33 @@
 import PageFrames
 
 /// MMIO windows from the device tree and the board, page aligned, sorted and merged,
-/// kept out of RAM. Fixed capacity: past it a new window is merged into its nearest
-/// neighbour (mapping the gap between them as device memory too).
+/// kept out of RAM, below the limit the kernel map's tables translate (the map is the
+/// identity). Fixed capacity: past it a new window is merged into its nearest neighbour
+/// (mapping the gap between them as device memory too).
 public struct DeviceWindows: Sendable {
   /// Most windows kept apart.
   public static let capacity = 48
   private var storage = InlineArray<48, PhysicalRange>(repeating: PhysicalRange(start: 0, end: 0))
   /// Windows held, sorted by start, none touching another.
   public private(set) var count = 0
+  /// One past the highest address a window may reach: the kernel map's
+  /// `TranslationFormat.addressLimit`.
+  public let limit: UInt
 
-  /// No windows.
+  /// No windows; ranges reaching past `limit` will be left out.
   /// - Complexity: O(capacity).
-  public init() {}
+  public init(limit: UInt) { self.limit = limit }
 
   /// Window `index` (`0 ..< count`).
   /// - Complexity: O(1).
   public subscript(index: Int) -> PhysicalRange { storage[index] }
 
   /// Adds `[start, end)` rounded out to pages (nothing for an empty or wrapping range, or
-  /// one reaching past the 48-bit address space), merged with every window it overlaps
-  /// or touches.
+  /// one reaching past `limit`), merged with every window it overlaps or touches.
   /// - Complexity: O(count).
   public mutating func add(start: UInt64, end: UInt64) {
     let pageMask = UInt64(Page.size - 1)
-    guard start < end, end <= UInt64(Descriptor.addressLimit) else { return }
+    guard start < end, end <= UInt64(limit) else { return }
     var low = UInt(start & ~pageMask)
     var high = UInt((end + pageMask) & ~pageMask)
     // Take out every window that overlaps or touches [low, high), widening it.
@@ -70,7 +73,7 @@ public struct DeviceWindows: Sendable {
   /// level-3 table each.
   /// - Complexity: O(count²).
   public func rounded(to alignment: UInt) -> DeviceWindows {
-    var result = DeviceWindows()
+    var result = DeviceWindows(limit: limit)
     let mask = UInt64(alignment - 1)
     for index in 0..<count {
       let window = storage[index]

@@ -138,10 +138,6 @@ extension KernelMapRegions {
   }
 }
 
-/// Where the kernel map puts vmalloc areas and kernel stacks: 1 TiB from 64 TiB, far
-/// above any RAM or MMIO the identity part maps.
-public let kernelVmallocRange: Range<UInt> = (1 << 46)..<((1 << 46) + (1 << 40))
-
 /// The kernel's address space, set by the boot sequence once the kernel map is built
 /// and in use; nil before (and in tests that do not build one).
 public nonisolated(unsafe) var kernelAddressSpace: AddressSpace? = nil

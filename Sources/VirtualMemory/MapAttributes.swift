@@ -1,12 +1,13 @@
-/// What a mapping allows and what kind of memory it is: the portable form of a stage-1
-/// descriptor's permission and memory-type bits.
+/// What a mapping allows and what kind of memory it is: the portable form of a leaf
+/// descriptor's permission and memory-type bits, which a `TranslationFormat` encodes.
 ///
-/// Every mapping is readable (AArch64 stage 1 has no write-only or execute-only kernel
-/// page), so `.read` is required. `.write` together with `.execute` is refused (W^X).
-/// `.user` makes the page reachable from EL0; an executable user page is never
-/// executable by the kernel (PXN). `.device` maps MMIO as Device-nGnRE, otherwise the
-/// page is Normal write-back memory, inner shareable. `.global` pages are shared by
-/// every address space (nG clear); others belong to the address space's ASID.
+/// Every mapping is readable (not every format has write-only or execute-only pages),
+/// so `.read` is required. `.write` together with `.execute` is refused (W^X). `.user`
+/// makes the page reachable from user mode; an executable user page is never
+/// executable by the kernel. `.device` maps MMIO as device memory (uncached, accesses in
+/// order) where the format has memory types, otherwise the page is normal write-back
+/// memory. `.global` pages are shared by every address space; others belong to the
+/// address space's identifier.
 public struct MapAttributes: OptionSet, Hashable, Sendable {
   /// The set's bits: `read` 1, `write` 2, `execute` 4, `user` 8, `device` 16,
   /// `global` 32.
@@ -20,11 +21,11 @@ public struct MapAttributes: OptionSet, Hashable, Sendable {
   public static let read = MapAttributes(rawValue: 1 << 0)
   /// Stores are allowed.
   public static let write = MapAttributes(rawValue: 1 << 1)
-  /// Instruction fetches are allowed (the kernel's, or EL0's with `.user`).
+  /// Instruction fetches are allowed (the kernel's, or user mode's with `.user`).
   public static let execute = MapAttributes(rawValue: 1 << 2)
-  /// EL0 may use the page.
+  /// User mode may use the page.
   public static let user = MapAttributes(rawValue: 1 << 3)
-  /// Device-nGnRE memory (MMIO): never executable, never cached.
+  /// Device memory (MMIO): never executable, never cached.
   public static let device = MapAttributes(rawValue: 1 << 4)
   /// The translation is shared by every address space (kernel mappings).
   public static let global = MapAttributes(rawValue: 1 << 5)
@@ -35,15 +36,15 @@ public struct MapAttributes: OptionSet, Hashable, Sendable {
   public static let kernelReadOnly: MapAttributes = [.read, .global]
   /// Kernel data, stacks, heap and the direct map: read and write, never execute.
   public static let kernelData: MapAttributes = [.read, .write, .global]
-  /// Kernel MMIO: Device-nGnRE, read and write, never execute.
+  /// Kernel MMIO: device memory, read and write, never execute.
   public static let kernelDevice: MapAttributes = [.read, .write, .device, .global]
 
   /// The permissions as the boot log prints them: `r-x`, `r--`, `rw-`, or
-  /// `rw- device nGnRE` for MMIO; `---` for the empty set.
+  /// `rw- device` for MMIO; `---` for the empty set.
   /// - Complexity: O(1).
   public var permissions: StaticString {
     if isEmpty { return "---" }
-    if contains(.device) { return "rw- device nGnRE" }
+    if contains(.device) { return "rw- device" }
     if contains(.execute) { return "r-x" }
     return contains(.write) ? "rw-" : "r--"
   }

@@ -1,10 +1,10 @@
 /// The barriers and TLB invalidations an address space issues after it changes its
-/// tables, as C functions the platform supplies: on AArch64 Arch's `aarch64` value
-/// issues the instructions; `hosted` (tables no MMU walks: host tests and tools) does
-/// nothing. The address space counts what it asked for itself (`statistics`), so a
-/// test needs no counters of its own here.
+/// tables, as C functions the platform supplies: in a kernel, the architecture's
+/// instructions (Arch gives each format's); `hosted` (tables no MMU walks: host tests
+/// and tools) does nothing. The address space counts what it asked for itself
+/// (`statistics`), so a test needs no counters of its own here.
 ///
-/// The order an operation uses them in (Arm ARM D8.13, "Translation table maintenance"):
+/// The order an operation uses them in:
 /// - a new table page zeroed → `orderTableWrites` → the descriptor that links it;
 /// - descriptors cleared or changed → `beforeInvalidation` → `invalidatePage` for each
 ///   page (or one `invalidateAll`) → `completeInvalidation` → only then are table pages
@@ -16,20 +16,21 @@ public struct TranslationMaintenance: Sendable {
   /// An operation on the page holding a virtual address.
   public typealias PageOperation = @convention(c) (UInt) -> Void
 
-  /// DMB ISHST: a new table's zeroed contents reach every walker before the
-  /// descriptor that links it.
+  /// A new table's zeroed contents reach every CPU's table walker before the
+  /// descriptor that links it (a store barrier).
   public var orderTableWrites: Operation
-  /// DSB ISH + ISB: new descriptors are seen by this CPU's next access and every other
-  /// CPU's next walk.
+  /// New descriptors are seen by this CPU's next access and every other CPU's next
+  /// walk.
   public var publish: Operation
-  /// DSB ISHST: descriptor writes complete before the invalidations that follow.
+  /// Descriptor writes complete before the invalidations that follow.
   public var beforeInvalidation: Operation
-  /// TLBI VAE1IS: every CPU drops its cached translations of the page holding the
-  /// address, at every level (walk caches included).
+  /// Every CPU drops its cached translations of the page holding the address, at
+  /// every level (walk caches included).
   public var invalidatePage: PageOperation
-  /// TLBI VMALLE1IS: every CPU drops every EL1&0 translation it caches.
+  /// Every CPU drops every translation of the kernel's and user mode's it caches.
   public var invalidateAll: Operation
-  /// DSB ISH + ISB: the invalidations have finished on every CPU.
+  /// The invalidations have finished on every CPU, and this CPU's next instruction
+  /// sees their effect.
   public var completeInvalidation: Operation
 
   /// Maintenance from six C functions (see each property).

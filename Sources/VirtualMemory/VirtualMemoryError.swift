@@ -10,7 +10,7 @@ public enum VirtualMemoryFailure: UInt8, FailureReason {
   case misaligned
   /// A page count that is not positive, or a size of 0.
   case badCount
-  /// The range runs past the 48-bit address space (or wraps).
+  /// The range runs past the addresses the tables translate (or wraps).
   case outOfRange
   /// Attributes without `.read`, writable and executable at once, or executable device.
   case badAttributes
@@ -31,7 +31,7 @@ public enum VirtualMemoryFailure: UInt8, FailureReason {
     switch self {
     case .misaligned: return "misaligned address"
     case .badCount: return "page count or size not positive"
-    case .outOfRange: return "range outside the 48-bit address space"
+    case .outOfRange: return "range outside the translated address space"
     case .badAttributes: return "attributes not readable, or writable and executable"
     case .alreadyMapped: return "page already mapped"
     case .notMapped: return "page not mapped"

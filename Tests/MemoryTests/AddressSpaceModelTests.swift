@@ -1,3 +1,4 @@
+import Arch
 import Glibc
 import KernelSync
 import PageFrames
@@ -27,7 +28,7 @@ final class VMFixture {
     _ = try frames.release(start: metadataEnd, end: Self.ramBase + UInt(bytes)).get()
   }
 
-  func space() throws -> AddressSpace { try AddressSpace(frames: frames, maintenance: .hosted) }
+  func space() throws -> AddressSpace { try AddressSpace(frames: frames, maintenance: .hosted, format: .armv8Stage1) }
 
   /// The independent walker over `space`'s tables. Every word it reads must lie in a
   /// page the frames say is a page table (else the read is refused as a fault).
@@ -437,9 +438,9 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     return space.translate(va) == nil
   }
 
-  @Test("MAIR: Descriptor.mair is the MAIR_EL1 the walker decodes (Normal WB at 0, Device-nGnRE at 1)")
+  @Test("MAIR: ARMv8Stage1.mair is the MAIR_EL1 the walker decodes (Normal WB at 0, Device-nGnRE at 1)")
   func mair() {
-    #expect(Descriptor.mair == TranslationWalker.mair)
+    #expect(ARMv8Stage1.mair == TranslationWalker.mair)
   }
 
   @Test("a 1 GiB-aligned map is one level-1 leaf, a 2 MiB-aligned one a level-2 leaf, a page-aligned physical address level-3 pages")

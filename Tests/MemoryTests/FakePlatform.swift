@@ -1,3 +1,4 @@
+import Arch
 import FlattenedDeviceTree
 import Glibc
 import KernelBoot
@@ -8,6 +9,8 @@ import KernelBoot
 /// `bootMPIDR`, 0; the others in /cpus order) and those numbered below `maximumCores`
 /// that the tree names a way to start (PSCI or a spin table) are started, each given a
 /// stack from the boot flow; the fake records what it was asked and runs no entry.
+/// With `maintenance` set (`.hosted`: no MMU walks the tables) the boot flow builds the
+/// kernel map in `format`, over the simulated RAM.
 final class FakePlatform: Platform {
   /// RAM as the test describes it; the mapping spans from `ramBase` to the highest end.
   let ramBase: UInt
@@ -21,6 +24,10 @@ final class FakePlatform: Platform {
   var highMemory: (base: UInt, size: UInt)? = nil
   /// Where the board says its RAM ends (`boardRAMEnd`); nil: it does not say.
   var ramEnd: UInt? = nil
+  /// The translation maintenance the boot flow is given; nil: no kernel map.
+  var maintenance: TranslationMaintenance? = nil
+  /// The kernel map's table format.
+  var format: TranslationFormat = .armv8Stage1
 
   /// Everything written to the console.
   private(set) var output: [UInt8] = []
@@ -104,4 +111,7 @@ final class FakePlatform: Platform {
   }
   func isCoreOnline(_ cpu: Int) -> Bool { cpu == 0 || startedCores.contains { $0.cpu == cpu } }
   var cpuNumbering: CPUNumbering { .threads }
+
+  var translationMaintenance: TranslationMaintenance? { maintenance }
+  var translationFormat: TranslationFormat { format }
 }

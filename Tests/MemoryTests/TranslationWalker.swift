@@ -8,12 +8,12 @@ import VirtualMemory
 /// clear, hardware access-flag management off.
 ///
 /// It is independent of `VirtualMemory`: it decodes every descriptor bit itself and never
-/// calls `Descriptor`'s helpers or `AddressSpace`'s walk, so a test can hold the tables
+/// calls `TranslationFormat`'s helpers or `AddressSpace`'s walk, so a test can hold the tables
 /// against it. Memory is read through `read`, a 64-bit load at a physical address.
 struct TranslationWalker {
   /// MAIR_EL1 as the kernel programs it for these tables: Attr0 = 0xff (Normal,
   /// inner/outer write-back non-transient, read/write-allocate), Attr1 = 0x04
-  /// (Device-nGnRE). A test checks `Descriptor.mair` against it.
+  /// (Device-nGnRE). A test checks `ARMv8Stage1.mair` against it.
   static let mair: UInt64 = 0x04ff
 
   /// Why a walk faulted (the Arm ARM's fault kinds the walker can meet).
