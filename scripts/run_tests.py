@@ -40,10 +40,20 @@ CORES_ONLINE = [r"(?m)^cpu 1 online \(Cortex-A\d+, entered at EL\d\)$", r"(?m)^c
 # an object cache and page allocations, a third of its frees handed to another core
 # (at least a quarter of all frees must cross cores); three seeds on every board. Each
 # boot takes about 2 s under MTTCG on a 2-core host (README: All four cores).
-SMP_SEEDS = {"virt": (1, 2, 3), "raspi3b": (1, 2, 3), "raspi4b": (1, 2, 3)}
+SMP_SEEDS = {"virt": (1, 2, 3), "raspi3b": (1, 2, 3), "raspi4b": (1, 2, 3), "riscv64-virt": (1, 2)}
 SMP_TIMEOUT = 300
+# RISC-V has no broadcast TLB invalidation: every unmap of the kernel map stress is a
+# remote fence through OpenSBI (IPIs to the other harts), ~12 ms each under QEMU on two
+# host cores, so its private rounds are 200 per hart there (2,000 elsewhere).
+SMP_EXTRA = {"riscv64-virt": ["vm-rounds=200"]}
 SMP_OPS = 250_000
 SMP_CHECKS = CORES_ONLINE + [r"(?m)^smp: \d+ ops on 4 cores, \d+ of \d+ frees cross-core, ok$"]
+
+# riscv64 virt under OpenSBI: four harts started with SBI HSM.
+HARTS_ONLINE = [r"(?m)^cpu 1 online \(RISC-V hart, entered at S-mode\)$", r"(?m)^cpu 2 online \(", r"(?m)^cpu 3 online \(",
+                r"(?m)^cores online: 4$"]
+# OpenSBI's own region, from /reserved-memory, stays out of the free pages.
+OPENSBI_RESERVED = r"(?m)^  no-map +\[0x80000000, 0x800[0-9a-f]{5}\) \d+ pages"
 
 NUMA = ["-object", "memory-backend-ram,id=m0,size=1G", "-object", "memory-backend-ram,id=m1,size=1G",
         "-numa", "node,memdev=m0", "-numa", "node,memdev=m1"]
@@ -104,8 +114,18 @@ BOOTS = [
       r"(?m)^RAM \[0x40000000, 0x80000000\) 1024 MiB, from the board revision$",
       r"(?m)^  no-map +\[0x3b000000, 0x3b001000\) 1 pages --- not mapped$",
       lambda out: dtb_region_check(out, high=False)]),
-] + [(board, "1G", "testkernel", ["smp", f"seed={seed}", f"ops={SMP_OPS}"], True, SMP_TIMEOUT, [], "SMP stress", SMP_CHECKS)
-      for board in ("virt", "raspi3b", "raspi4b") for seed in SMP_SEEDS[board]] + [
+    # RISC-V 64 (QEMU virt, OpenSBI, S-mode): the demo kernel with 128 MiB and 2 GiB,
+    # the whole test kernel, four harts each time.
+    ("riscv64-virt", "128M", "kernel", [], True, 60, [], "", [*HARTS_ONLINE, OPENSBI_RESERVED,
+     r"(?m)^SwiftKernelMemory: board riscv64-virt, entered at S-mode, running at S-mode$",
+     r"(?m)^RAM \[0x80000000, 0x88000000\) 128 MiB, from the device tree$"]),
+    ("riscv64-virt", "2G", "kernel", [], True, 60, [], "", [*HARTS_ONLINE, OPENSBI_RESERVED,
+     r"(?m)^RAM \[0x80000000, 0x100000000\) 2048 MiB, from the device tree$"]),
+    ("riscv64-virt", "1G", "testkernel", [], True, 600, [], "", [*HARTS_ONLINE, OPENSBI_RESERVED]),
+] + [(board, "1G", "testkernel", ["smp", f"seed={seed}", f"ops={SMP_OPS}", *SMP_EXTRA.get(board, [])], True, SMP_TIMEOUT, [],
+      "SMP stress",
+      SMP_CHECKS if board != "riscv64-virt" else HARTS_ONLINE + SMP_CHECKS[-1:])
+      for board in ("virt", "raspi3b", "raspi4b", "riscv64-virt") for seed in SMP_SEEDS[board]] + [
     # The sampling detector on: from /chosen/bootargs in the kernel; every allocation of
     # the SMP stress sampled (frees from other cores included) with no report.
     ("virt", "1G", "kernel", [], True, 60, ["-append", "kfence=1"], "kfence=1 in /chosen/bootargs",
@@ -114,13 +134,17 @@ BOOTS = [
      "SMP stress, every allocation sampled",
      SMP_CHECKS + [r"(?m)^kfence: 255 slots at \[0x[0-9a-f]+, 0x[0-9a-f]+\), one allocation in 1 per cpu$"])]
 
-BOARDS = ("raspi3b", "raspi4b", "virt")
+BOARDS = ("raspi3b", "raspi4b", "virt", "riscv64-virt")
 
 
 def qemu_has(board):
-    """Whether the installed QEMU models `board` (raspi4b needs QEMU 9.0 or later)."""
-    listing = subprocess.run(["qemu-system-aarch64", "-M", "help"], capture_output=True, text=True).stdout
-    return re.search(rf"(?m)^{board}\s", listing) is not None
+    """Whether the installed QEMU models `board` (raspi4b needs QEMU 9.0 or later;
+    riscv64-virt needs qemu-system-riscv64 and its OpenSBI)."""
+    binary = "qemu-system-riscv64" if board == "riscv64-virt" else "qemu-system-aarch64"
+    if shutil.which(binary) is None:
+        return False
+    listing = subprocess.run([binary, "-M", "help"], capture_output=True, text=True).stdout
+    return re.search(rf"(?m)^{'virt' if board == 'riscv64-virt' else board}\s", listing) is not None
 
 
 def dtb_region_check(out, high):
@@ -222,15 +246,19 @@ def qemu_command(board, mem, product, args, extra=(), semihosting=True):
     (an ELF, or a raw image `<product>.img` booted like a Linux Image); without
     semihosting when `semihosting` is false."""
     machine = ["-M", board] if board.startswith("raspi") else ["-M", "virt", "-cpu", "cortex-a53", "-m", mem, "-smp", "4"]
+    binary = "qemu-system-aarch64"
+    if board == "riscv64-virt":
+        machine = ["-M", "virt", "-m", mem, "-smp", "4", "-bios", "default"]
+        binary = "qemu-system-riscv64"
     config = ["-semihosting-config", "enable=on,target=native,arg=" + product + "".join(",arg=" + a for a in args)]
-    return ["qemu-system-aarch64", *machine, *extra, "-display", "none", "-monitor", "none", "-serial", "stdio",
+    return [binary, *machine, *extra, "-display", "none", "-monitor", "none", "-serial", "stdio",
             *(config if semihosting else []), "-kernel", f".build-{board}/release/{product}"]
 
 
 def boot(board, mem, product, args, expect_success, timeout, extra, what, checks):
     global passed, failed
     # The Pis have their fixed RAM; only virt is given -m.
-    label = f"boot {product} on {board}" + (f" -m {mem}" if board == "virt" else "") + (" " + " ".join(args) if args else "")
+    label = f"boot {product} on {board}" + (f" -m {mem}" if board.endswith("virt") else "") + (" " + " ".join(args) if args else "")
     if what:
         label += f" ({what})"
     print(f"== {label}", flush=True)
@@ -375,6 +403,21 @@ FAULTS = [
                                     r"  kernel stack overflow on cpu 0 \(guard page at 0x402[0-9a-f]{5}\)$"),
     ("raspi3b", "stack-overflow", r"(?m)^  kernel stack overflow on cpu 0 \(guard page at 0x4000[0-9a-f]{8}\)$"),
     ("raspi3b", "write-text", r"(?m)^  permission fault: write to \.text \[0x[0-9a-f]+, 0x[0-9a-f]+\) r-x$"),
+    # RISC-V: a load from an address no Sv39 table can map, an illegal instruction, an
+    # ebreak; each with scause decoded.
+    ("riscv64-virt", "data-abort", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(scause 0xd: load page fault, stval 0x1000000000000\)$"),
+    ("riscv64-virt", "undefined", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(scause 0x2: illegal instruction, stval 0x[0-9a-f]+\)$"),
+    ("riscv64-virt", "brk", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(scause 0x3: breakpoint, stval 0x[0-9a-f]+\)$"),
+    # The Sv39 kernel map's faults, described as on AArch64 (vmalloc from 128 GiB).
+    ("riscv64-virt", "stack-overflow", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(scause 0xf: store page fault, stval 0x20[0-9a-f]{8}\)\n"
+                                       r"  kernel stack overflow on cpu 0 \(guard page at 0x20[0-9a-f]{8}\)$"),
+    ("riscv64-virt", "write-text", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(scause 0xf: store page fault, stval 0x80200040\)\n"
+                                   r"  permission fault: write to \.text \[0x80200000, 0x[0-9a-f]+\) r-x$"),
+    ("riscv64-virt", "exec-heap", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(scause 0xc: instruction page fault, stval 0x[0-9a-f]+\)\n"
+                                  r"  permission fault: instruction fetch from direct map \[0x[0-9a-f]+, 0x[0-9a-f]+\) rw-$"),
+    ("riscv64-virt", "vmalloc-guard", r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(scause 0xf: store page fault, stval 0x20[0-9a-f]{8}\)\n"
+                                      r"  guard page of vmalloc area \[0x20[0-9a-f]{8}, 0x20[0-9a-f]{8}\)$"),
+    ("riscv64-virt", "boot-stack-overflow", r"(?m)^  kernel stack overflow on cpu 0 \(guard page at 0x802[0-9a-f]{5}\)$"),
 ]
 
 
@@ -418,7 +461,9 @@ def kfence_boot(bug, line, what, size, cache, faults, freed, tail="", board="vir
                                                               size=size, cache=cache, tail=re.escape(tail))
     if not re.search(expected, out):
         problems.append("no report line matching " + expected)
-    if faults and not re.search(r"(?m)^exception: synchronous at 0x[0-9a-f]+ \(ESR 0x96[0-9a-f]{6}: data abort, FAR 0x[0-9a-f]+\)$", out):
+    data_abort = (r"\(scause 0x[df]: (load|store) page fault, stval 0x[0-9a-f]+\)" if board == "riscv64-virt"
+                  else r"\(ESR 0x96[0-9a-f]{6}: data abort, FAR 0x[0-9a-f]+\)")
+    if faults and not re.search(r"(?m)^exception: synchronous at 0x[0-9a-f]+ " + data_abort + "$", out):
         problems.append("no data abort reported before the detector's line")
     stacks = ["allocated"] + (["freed"] if freed else [])
     for stack in stacks:
@@ -462,13 +507,14 @@ def fault_boot(board, fault, expected):
         problems.append(f"exit status {status}, expected 4")
     if not re.search(expected, out):
         problems.append("no report line matching " + expected)
-    if not re.search(r"(?m)^  backtrace: 0x[0-9a-f]+( 0x[0-9a-f]+)+$", out) or not re.search(r"(?m)^  x0  0x[0-9a-f]{16} ", out):
+    if not re.search(r"(?m)^  backtrace: 0x[0-9a-f]+( 0x[0-9a-f]+)+$", out) or \
+            not re.search(r"(?m)^  (x0  |ra  )0x[0-9a-f]{16} ", out):
         problems.append("no registers or backtrace after the report line")
     if fault == "brk" and not problems:
         # scripts/symbolize turns the report into function file:line.
         lines = subprocess.run([sys.executable, "scripts/symbolize", f".build-{board}/release/testkernel"], input=out,
                                capture_output=True, text=True).stdout
-        if not re.search(r"arch_fault_brk +Sources/ArchSupport/exception\.c:\d+", lines) or \
+        if not re.search(r"arch_fault_brk +Sources/ArchSupport/(aarch64|riscv64)/exception\.c:\d+", lines) or \
                 not re.search(r"TestKernel_main +Sources/TestKernel/main\.swift:\d+", lines):
             problems.append("scripts/symbolize did not name arch_fault_brk and the test kernel's main:\n" + lines)
     for problem in problems:
@@ -739,10 +785,12 @@ def main():
         kfence_boot(*bug)
     # The same detector on a Pi's kernel map.
     for bug in KFENCE_BUGS[:1] + KFENCE_BUGS[5:6]:
-        if qemu_has("raspi3b"):
-            kfence_boot(*bug, board="raspi3b")
-    for board in ("virt", "raspi3b"):
-        canary_boot(board)
+        for board in ("raspi3b", "riscv64-virt"):
+            if qemu_has(board):
+                kfence_boot(*bug, board=board)
+    for board in ("virt", "raspi3b", "riscv64-virt"):
+        if qemu_has(board):
+            canary_boot(board)
     for board in BOARDS:
         if qemu_has(board):
             no_semihosting_boot(board)

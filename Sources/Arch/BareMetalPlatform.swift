@@ -76,8 +76,6 @@ extension BareMetalPlatform {
       beforeInvalidation: arch_vm_before_invalidation, invalidatePage: arch_vm_invalidate_page,
       invalidateAll: arch_vm_invalidate_all, completeInvalidation: arch_vm_complete_invalidation)
   }
-  /// ARMv8-A stage-1 descriptors, 4 KiB granule, 48-bit addresses (AArch64/TranslationFormat+AArch64.swift).
-  public var translationFormat: TranslationFormat { .armv8Stage1 }
 
   /// The linker script's page-aligned sections: .text read-execute, .rodata read-only,
   /// .data and .bss read-write, the boot stack's guard page unmapped (cpu 0's), the boot

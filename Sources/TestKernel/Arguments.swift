@@ -19,7 +19,7 @@ let badArgumentsExitStatus: Int32 = 2
 
 /// The valid words, printed with every refusal.
 let validArguments: StaticString =
-  "quick, scribble, text=HEX (end of .rodata, with scribble), smp, seed=N and ops=N (1000 to 10000000; with smp), bench, fault=data-abort|undefined|brk|stack-canary|stack-overflow|boot-stack-overflow|write-text|exec-heap|vmalloc-guard|kfence-BUG (with kfence=N; BUG: see KfenceFaults.swift), kfence=N, fail-on-purpose"
+  "quick, scribble, text=HEX (end of .rodata, with scribble), smp, seed=N and ops=N (1000 to 10000000; with smp), vm-rounds=N (10 to 2000; with smp), bench, fault=data-abort|undefined|brk|stack-canary|stack-overflow|boot-stack-overflow|write-text|exec-heap|vmalloc-guard|kfence-BUG (with kfence=N; BUG: see KfenceFaults.swift), kfence=N, fail-on-purpose"
 
 /// What the command line asks for. The first word is the program's name (QEMU's
 /// `arg=testkernel`) and is not checked.
@@ -31,6 +31,8 @@ struct TestArguments {
   var smp = false
   var seed: UInt64? = nil
   var operations: Int? = nil
+  /// `vm-rounds=N`: the kernel map stress's private rounds per core.
+  var vmRounds: Int? = nil
   var bench = false
   var fault: DeliberateFault? = nil
   /// `fault=kfence-...`: a planted memory bug for the sampling detector (KfenceFaults.swift).
@@ -60,8 +62,8 @@ struct TestArguments {
         if problem == nil { problem = (start, cursor - start, reason) }
       }
     }
-    if problem == nil && (seed != nil || operations != nil) && !smp {
-      problem = (0, 0, "seed= and ops= apply only with smp")
+    if problem == nil && (seed != nil || operations != nil || vmRounds != nil) && !smp {
+      problem = (0, 0, "seed=, ops= and vm-rounds= apply only with smp")
     }
     let modes = (smp ? 1 : 0) + (bench ? 1 : 0) + (fault != nil ? 1 : 0) + (plantedBug != nil ? 1 : 0)
     if problem == nil && modes > 1 {
@@ -101,6 +103,13 @@ struct TestArguments {
         smpOperationsRange.contains(Int(number))
       else { return "ops= needs a decimal number from 1000 to 10000000" }
       operations = Int(number)
+      return nil
+    }
+    if let value = value(of: word, after: "vm-rounds=") {
+      guard let number = parseNumber(value, radix: 10), number <= UInt64(vmPrivateRoundsRange.upperBound),
+        vmPrivateRoundsRange.contains(Int(number))
+      else { return "vm-rounds= needs a decimal number from 10 to 2000" }
+      vmRounds = Int(number)
       return nil
     }
     if let value = value(of: word, after: "text=") {

@@ -99,6 +99,7 @@ func virtualMemoryBench() {
   }
   reportBench("vm kernel map at boot", instructions: bootKernelMapNanoseconds, operations: 1)
   let physical = space.frames.physical(of: frame)
+  let vmStressBase = vmStressBase
   let pairs = 10_000
   // With a neighbour mapped, so the page's tables stay: the steady state of a mapping
   // area (vmalloc, stacks).

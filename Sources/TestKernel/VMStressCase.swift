@@ -13,13 +13,22 @@ import KernelSyncAtomics
 import PageFrames
 import VirtualMemory
 
-/// Rounds of the private remap per core, and of the shared one.
-let vmPrivateRounds = 2_000
+/// Rounds of the private remap per core (`vm-rounds=N` chooses from
+/// `vmPrivateRoundsRange`: where each invalidation is an IPI through firmware, as on
+/// RISC-V, the default takes minutes under QEMU), and of the shared one.
+let vmDefaultPrivateRounds = 2_000
+let vmPrivateRoundsRange = 10...2_000
+nonisolated(unsafe) var vmPrivateRounds = vmDefaultPrivateRounds
 let vmSharedRounds = 300
-/// Where the stress maps: a 2 MiB window per worker from 32 TiB (outside the direct
-/// map and the vmalloc range), the shared page above the last window.
-let vmStressBase: UInt = 1 << 45
-let vmSharedAddress: UInt = vmStressBase + (UInt(CPU.maximum) << 21)
+/// Where the stress maps: a 2 MiB window per worker from the start of the top eighth of
+/// the addresses the table format translates (224 TiB with 48-bit addresses, 224 GiB
+/// with Sv39's 38), above the direct map, the vmalloc range and the guarded pool; the
+/// shared page above the last window.
+var vmStressBase: UInt {
+  let limit = BoardPlatform().translationFormat.addressLimit
+  return limit - limit >> 3
+}
+var vmSharedAddress: UInt { vmStressBase + (UInt(CPU.maximum) << 21) }
 
 /// Per worker: [failures, checks], set up by the boot core before the start.
 nonisolated(unsafe) var vmStressResults: UnsafeMutablePointer<UInt64>? = nil

@@ -79,6 +79,7 @@ if smpRequested {
     kputDecimal(UInt(online))
     kput(" online)\n")
   } else {
+    if let rounds = arguments.vmRounds { vmPrivateRounds = rounds }
     let e = smpStressCase(seed: arguments.seed ?? 1, operations: arguments.operations ?? smpDefaultOperations)
     report("kernel.smp_stress", e)
   }

@@ -21,6 +21,9 @@ private let partCortexA72: UInt64 = 0xD08
 public protocol AArch64Platform: BareMetalPlatform {}
 
 extension AArch64Platform {
+  /// ARMv8-A stage-1 descriptors, 4 KiB granule, 48-bit addresses (TranslationFormat+AArch64.swift).
+  public var translationFormat: TranslationFormat { .armv8Stage1 }
+
   /// "EL0" ... "EL3".
   /// - Complexity: O(1).
   public func privilegeName(_ level: UInt) -> StaticString {

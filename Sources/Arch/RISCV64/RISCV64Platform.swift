@@ -71,8 +71,8 @@ public struct RISCVVirt: BareMetalPlatform {
     return .start(method: ARCH_START_SBI_HSM, releaseAddress: 0)
   }
 
-  /// TEMPORARY until the Sv39 format lands: no kernel map.
-  public var translationMaintenance: TranslationMaintenance? { nil }
+  /// Sv39 page tables (TranslationFormat+Sv39.swift).
+  public var translationFormat: TranslationFormat { .sv39 }
 
   /// "RISC-V hart".
   /// - Complexity: O(1).

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#if defined(__riscv)
+
 #define SBI_EXT_BASE 0x10
 #define SBI_EXT_HSM 0x48534D          // "HSM": hart_start, hart_stop
 #define SBI_EXT_SRST 0x53525354       // "SRST": system reset
@@ -45,4 +47,5 @@ static inline int sbi_has_extension(unsigned long extension) {
   return answer.error == 0 && answer.value != 0;
 }
 
+#endif
 #endif

@@ -1,6 +1,9 @@
 // VirtualMemory's TranslationMaintenance on RISC-V: fences for the table writes, and
 // SFENCE.VMA for this hart plus the SBI's remote SFENCE.VMA for the others once any
 // was started (RISC-V has no broadcast TLB invalidation; the firmware sends the IPIs).
+// A change's page invalidations (at most AddressSpace.invalidationBatch) are fenced on
+// this hart at once and gathered into one range, which completeInvalidation sends to
+// the other harts in one remote fence: one round of IPIs per change.
 #include "ArchSupport.h"
 #include "sbi.h"
 
@@ -26,16 +29,42 @@ void arch_vm_publish(void) {
 
 void arch_vm_before_invalidation(void) { __asm__ volatile("fence rw, rw" : : : "memory"); }
 
+// Per hart: the pages invalidated since the last completeInvalidation, as [start, end).
+static struct {
+  uintptr_t start, end;
+} pending[ARCH_MAX_CPUS];
+
+static unsigned this_cpu(void) {
+  const struct arch_cpu *block;
+  __asm__ volatile("mv %0, tp" : "=r"(block));
+  return (unsigned)block->cpu % ARCH_MAX_CPUS;
+}
+
 void arch_vm_invalidate_page(uintptr_t address) {
   __asm__ volatile("sfence.vma %0, zero" : : "r"(address) : "memory");
-  remote_fence(address & ~(PAGE_BYTES - 1), PAGE_BYTES);
+  uintptr_t page = address & ~(PAGE_BYTES - 1);
+  unsigned cpu = this_cpu();
+  if (pending[cpu].end == 0) {
+    pending[cpu].start = page;
+    pending[cpu].end = page + PAGE_BYTES;
+  } else {
+    if (page < pending[cpu].start) pending[cpu].start = page;
+    if (page + PAGE_BYTES > pending[cpu].end) pending[cpu].end = page + PAGE_BYTES;
+  }
 }
 
 void arch_vm_invalidate_all(void) {
   __asm__ volatile("sfence.vma" : : : "memory");
+  pending[this_cpu()].end = 0;
   remote_fence(0, (uintptr_t)-1);
 }
 
-void arch_vm_complete_invalidation(void) { __asm__ volatile("fence rw, rw" : : : "memory"); }
+void arch_vm_complete_invalidation(void) {
+  __asm__ volatile("fence rw, rw" : : : "memory");
+  unsigned cpu = this_cpu();
+  if (pending[cpu].end == 0) return;
+  remote_fence(pending[cpu].start, pending[cpu].end - pending[cpu].start);
+  pending[cpu].end = 0;
+}
 
 #endif
