@@ -122,6 +122,9 @@ BOOTS = [
     ("riscv64-virt", "2G", "kernel", [], True, 60, [], "", [*HARTS_ONLINE, OPENSBI_RESERVED,
      r"(?m)^RAM \[0x80000000, 0x100000000\) 2048 MiB, from the device tree$"]),
     ("riscv64-virt", "1G", "testkernel", [], True, 600, [], "", [*HARTS_ONLINE, OPENSBI_RESERVED]),
+    # The raw image (the Linux RISC-V image header) as OpenSBI's next stage, with an initrd.
+    ("riscv64-virt", "1G", "testkernel.img", ["quick"], True, 300, ["-initrd", f"{DT}/initrd.img"], "raw image with -initrd",
+     [r"(?m)^  initrd +\[0x[0-9a-f]+, 0x[0-9a-f]+\) 74 pages rw-$", OPENSBI_RESERVED]),
 ] + [(board, "1G", "testkernel", ["smp", f"seed={seed}", f"ops={SMP_OPS}", *SMP_EXTRA.get(board, [])], True, SMP_TIMEOUT, [],
       "SMP stress",
       SMP_CHECKS if board != "riscv64-virt" else HARTS_ONLINE + SMP_CHECKS[-1:])
