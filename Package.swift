@@ -27,7 +27,7 @@ let package = Package(
     // Portable: no architecture code, host Swift and Embedded Swift from one source.
     // Locks that own their data (SpinLocked, TicketLocked, IRQSavingLocked) and the CPU
     // number, over the compiler's atomics (LDAXR/STLXR on the A53 and A72). Portable.
-    .target(name: "KernelSyncAtomics"),
+    .target(name: "KernelSyncAtomics", dependencies: ["ArchPerCPU"]),
     .target(name: "KernelSync", dependencies: ["KernelSyncAtomics"]),
     .target(name: "PageFrames", dependencies: ["KernelSync", "KernelSyncAtomics"]),
     .target(name: "KernelHeap", dependencies: ["PageFrames", "KernelSync"]),
@@ -45,10 +45,16 @@ let package = Package(
     // The shared test scenarios: run by `swift test` and by the QEMU test kernel.
     .target(name: "Scenarios", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "KernelSync"]),
 
-    // Architecture and board code (AArch64; raspi3b and virt). On the host only the
-    // translation-table formats (AArch64's and RISC-V's Sv39), for the tests.
+    // Architecture and board code, one folder per architecture (AArch64: raspi3b,
+    // raspi4b, virt; RISCV64: riscv64-virt). On the host only the translation-table
+    // formats (AArch64's and RISC-V's Sv39), for the tests.
     .target(name: "ArchSupport", exclude: ["linker"]),
-    .target(name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "VirtualMemory"]),
+    .target(
+      name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "VirtualMemory"],
+      exclude: ["PerCPU"]),
+    // The per-CPU register read and the spin-wait hint, per architecture, header only:
+    // all that the portable modules take from an architecture (through KernelSyncAtomics).
+    .target(name: "ArchPerCPU", path: "Sources/Arch/PerCPU"),
 
     // What the boot flow needs from the machine: the boards implement it in Arch, host tests with a fake.
     .target(name: "KernelPlatform", dependencies: ["PageFrames", "FlattenedDeviceTree", "KernelSync", "VirtualMemory"]),

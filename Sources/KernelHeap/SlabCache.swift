@@ -15,7 +15,7 @@ import PageFrames
 /// `keepEmpty` go back to the page allocator.
 struct SlabCache {
   // The fields the fast paths read come first, in the pairs they read together (one
-  // load-pair instruction each on AArch64).
+  // load-pair instruction each where the CPU has one).
 
   /// Slab being allocated from (its address), or 0.
   var current: UInt = 0

@@ -2,7 +2,7 @@
 // forwarding to the Swift heap (KernelHeap/RuntimeAllocator.swift).
 #include "KernelHeapRuntime.h"
 
-#if (defined(__aarch64__) || (defined(__riscv) && __riscv_xlen == 64)) && !defined(__linux__) && !defined(__APPLE__)
+#if !defined(__linux__) && !defined(__APPLE__) && !defined(_WIN32)  // bare metal (no operating system) only
 #include <stddef.h>
 
 int kheap_posix_memalign(void **result, size_t alignment, size_t size);

@@ -10,7 +10,8 @@ public enum CPUNumbering {
   /// One CPU: every caller is CPU 0. What a kernel that runs no other CPU installs.
   case single
   /// Bare metal: the architecture's per-CPU register holds the address of a block whose
-  /// first 32-bit word is the CPU's number (AArch64: TPIDR_EL1; RISC-V: `tp`). The
+  /// first 32-bit word is the CPU's number (the register KernelSyncAtomics's
+  /// `ks_cpu_block` reads, the one the kernel's architecture reserves for it). The
   /// kernel points the register at the block on each CPU before that CPU calls into
   /// the package. The fastest kind: a register read and one load, inline.
   case perCPURegister
@@ -144,8 +145,8 @@ public enum CPU {
     return number == .max ? nil : Int(number)
   }
 
-  /// The hint for one turn of a wait loop: `yield` on AArch64, `pause` on x86, and on
-  /// hosted builds the thread gives up its time slice (the awaited thread may be
+  /// The hint for one turn of a wait loop: the CPU's spin-wait hint on bare metal, and
+  /// on hosted builds the thread gives up its time slice (the awaited thread may be
   /// descheduled on the same core).
   /// - Complexity: O(1).
   @inlinable @inline(__always)

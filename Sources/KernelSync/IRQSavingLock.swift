@@ -1,5 +1,5 @@
-/// How a CPU masks its interrupts: the kernel's platform masks DAIF on AArch64, host
-/// tests record what happened. Static, so a lock needs no stored callback.
+/// How a CPU masks its interrupts: the kernel's platform masks them with its
+/// architecture's interrupt mask, host tests record what happened. Static, so a lock needs no stored callback.
 public protocol InterruptMasking {
   /// Masks interrupts on this CPU and returns the previous mask, for `restore`.
   static func save() -> UInt

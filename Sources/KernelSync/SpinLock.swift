@@ -4,8 +4,8 @@ import KernelSyncAtomics
 /// test-and-test-and-set spinlock in one 32-bit word: 0 when free, the holder's CPU
 /// number + 1 when held. Every allocator lock is one: a CPU's page cache and the global
 /// page lock, the size-class and object caches, the heap lock, the object-cache list.
-/// Uncontended, taking it is one exclusive load/store pair (LDAXR/STXR) and dropping it
-/// one release store. Waiters spin on a plain load and try again when the word is 0.
+/// Uncontended, taking it is one atomic compare-and-swap with acquire ordering and
+/// dropping it one release store. Waiters spin on a plain load and try again when the word is 0.
 ///
 /// Why not a ticket lock for the contended ones: a ticket lock hands itself to the next
 /// ticket, and when that CPU is not running (a vCPU its host descheduled: QEMU's MTTCG

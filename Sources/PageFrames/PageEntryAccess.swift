@@ -3,7 +3,7 @@ import KernelSyncAtomics
 // Atomic access to the page array. Entries are the source of truth for who owns a page,
 // and CPUs read them without a lock (ownership lookups on a free path, the run scan), so
 // every field is read and written with relaxed atomics: plain loads and stores on
-// AArch64, visible as atomic to the compiler and to ThreadSanitizer.
+// the CPU, visible as atomic to the compiler and to ThreadSanitizer.
 extension UnsafeMutablePointer where Pointee == PageEntry {
   @inlinable @inline(__always)
   func nextPointer(_ index: Int) -> UnsafeMutablePointer<UInt32> {

@@ -1,10 +1,14 @@
-// The atomic operations the kernel's locks are built on, as compiler builtins: on
-// AArch64 without LSE (Cortex-A53, A72) they compile to LDAXR/STLXR loops and LDAR/STLR,
-// on the host to the host's atomics. Header only, for host and bare metal alike.
+// The atomic operations the kernel's locks are built on, as compiler builtins (the
+// CPU's exclusive or atomic instructions, acquire and release where asked), the same
+// on the host. The two things only an architecture knows, the per-CPU register and the
+// spin-wait hint, come from Arch/PerCPU (ArchPerCPU.h). Header only, for host and bare
+// metal alike.
 #ifndef KERNEL_SYNC_ATOMICS_H
 #define KERNEL_SYNC_ATOMICS_H
 
 #include <stdint.h>
+
+#include <ArchPerCPU.h>
 
 // Always inlined: the kernel builds pass -ffreestanding -fno-builtin to Swift's clang
 // importer too, which marks these functions "no-builtins", and LLVM does not inline such
@@ -52,19 +56,14 @@ KS_INLINE void ks_store_relaxed(uint32_t *word, uint32_t value) {
 #include <sched.h>
 #endif
 
-/// A hint while spinning: `yield` on bare-metal AArch64 (not `wfe`, which waits for an
-/// event a release store does not send). Hosted, where threads outnumber cores and a
-/// lock holder may be descheduled, the thread gives up its time slice instead.
+/// A hint while spinning: the CPU's spin-wait hint on bare metal (`arch_spin_hint`).
+/// Hosted, where threads outnumber cores and a lock holder may be descheduled, the
+/// thread gives up its time slice instead.
 KS_INLINE void ks_spin_hint(void) {
 #if defined(__linux__) || defined(__APPLE__)
   sched_yield();
-#elif defined(__aarch64__)
-  __asm__ volatile("yield" ::: "memory");
-#elif defined(__x86_64__)
-  __asm__ volatile("pause" ::: "memory");
-#elif defined(__riscv)
-  // Zihintpause's PAUSE (a FENCE hint: a no-op on cores without the extension).
-  __asm__ volatile(".insn i 0x0F, 0, x0, x0, 0x010" ::: "memory");
+#else
+  arch_spin_hint();  // Arch/PerCPU
 #endif
 }
 
@@ -141,19 +140,7 @@ unsigned ks_current_cpu(void);
 #else
 /// The calling CPU's per-CPU block, from the architecture's per-CPU register: its first
 /// word is the CPU's number (`KS_CPU_REGISTER`).
-KS_INLINE const uint32_t *ks_cpu_block(void) {
-#if defined(__aarch64__)
-  return (const uint32_t *)__builtin_arm_rsr64("tpidr_el1");
-#elif defined(__riscv)
-  // `tp` holds the per-CPU block's address in the kernel (Linux keeps its current
-  // task there; here nothing else uses it).
-  const uint32_t *block;
-  __asm__("mv %0, tp" : "=r"(block));
-  return block;
-#else
-#error "ks_cpu_block: no per-CPU register for this bare-metal architecture"
-#endif
-}
+KS_INLINE const uint32_t *ks_cpu_block(void) { return arch_per_cpu_block(); }  // Arch/PerCPU
 
 KS_INLINE unsigned ks_current_cpu(void) {
   uint32_t limit = ks_cpu_numbering.register_limit;
