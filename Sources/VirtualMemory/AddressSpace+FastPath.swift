@@ -12,7 +12,9 @@ extension AddressSpace {
   @inline(__always)
   func levelThreeTable(_ address: UInt) -> UInt? {
     var current = root
-    for level in format.firstLevel..<3 {
+    // Constant bounds (the loop unrolls); the levels above the format's root skipped.
+    let first = format.firstLevel
+    for level in 0..<3 where level >= first {
       let bits = load(current, TranslationFormat.index(address, level: level))
       guard format.isTable(bits, level: level) else { return nil }
       current = format.address(bits)

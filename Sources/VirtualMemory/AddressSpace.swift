@@ -28,12 +28,24 @@ public struct AddressSpace: @unchecked Sendable {
   public let frames: PageFrameAllocator
   /// The barriers and invalidations issued after a change.
   public let maintenance: TranslationMaintenance
-  /// How the descriptors are encoded, and the addresses the tables cover.
-  public let format: TranslationFormat
   /// Physical address of the root table (at `format.firstLevel`): what the MMU's
   /// translation-base register is given.
   public let root: UInt
   let locked: SpinLocked<SpaceState>
+  /// Where the format lies: in the state page, after the lock and the state, so the
+  /// handle stays a few words (it is copied wherever a copy of the space is taken).
+  let formatAddress: UnsafePointer<TranslationFormat>
+
+  /// How the descriptors are encoded, and the addresses the tables cover.
+  public var format: TranslationFormat {
+    @inline(__always) unsafeAddress { formatAddress }
+  }
+
+  /// Bytes from the state page's start to the format.
+  static var formatOffset: Int {
+    let alignment = MemoryLayout<TranslationFormat>.alignment
+    return (SpinLocked<SpaceState>.byteCount + alignment - 1) / alignment * alignment
+  }
 
   /// A new, empty address space with tables in `format`: a root table and a page for
   /// the lock and state.
@@ -51,9 +63,12 @@ public struct AddressSpace: @unchecked Sendable {
     }
     self.frames = frames
     self.maintenance = maintenance
-    self.format = format
     root = frames.physical(of: rootPage)
     locked = SpinLocked(initializing: header, to: SpaceState(root: root))
+    assert(AddressSpace.formatOffset + MemoryLayout<TranslationFormat>.size <= Page.size)
+    let formatStorage = (header + AddressSpace.formatOffset).bindMemory(to: TranslationFormat.self, capacity: 1)
+    formatStorage.initialize(to: format)
+    formatAddress = UnsafePointer(formatStorage)
   }
 
   /// What the tables hold, and the maintenance they have cost so far.
@@ -142,14 +157,15 @@ public struct AddressSpace: @unchecked Sendable {
   func leaf(_ address: UInt, checked: Bool = false) -> (bits: UInt64, level: Int)? {
     guard address < format.addressLimit else { return nil }
     var current = root
-    for level in format.firstLevel..<TranslationFormat.levels {
+    var level = format.firstLevel
+    // Tables down to the leaf; level 3 holds no table, so the walk ends there at most.
+    while true {
       let bits = load(current, TranslationFormat.index(address, level: level))
-      if format.isLeaf(bits, level: level) { return (bits, level) }
-      guard format.isTable(bits, level: level) else { return nil }
+      guard format.isTable(bits, level: level) else { return format.isLeaf(bits, level: level) ? (bits, level) : nil }
       current = format.address(bits)
       if checked && frames.owner(ofPhysical: current) != .pageTable { return nil }
+      level += 1
     }
-    return nil
   }
 
   /// Frees every table below `table` (not `table` itself), without maintenance.

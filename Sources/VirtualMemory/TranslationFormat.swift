@@ -58,13 +58,15 @@ public struct TranslationFormat: Equatable, Sendable {
   /// Bytes one entry at `level` maps: 512 GiB, 1 GiB, 2 MiB, 4 KiB.
   /// - Complexity: O(1).
   @inline(__always)
-  public static func span(level: Int) -> UInt { 1 << UInt(39 - 9 * level) }
+  public static func span(level: Int) -> UInt { 1 &<< UInt(truncatingIfNeeded: 39 &- 9 &* level) }
 
   /// The index of `address` in a table at `level`: its nine address bits above
   /// `span(level)`'s.
   /// - Complexity: O(1).
   @inline(__always)
-  public static func index(_ address: UInt, level: Int) -> Int { Int(truncatingIfNeeded: (address >> UInt(39 - 9 * level)) & 511) }
+  public static func index(_ address: UInt, level: Int) -> Int {
+    Int(truncatingIfNeeded: (address &>> UInt(truncatingIfNeeded: 39 &- 9 &* level)) & 511)
+  }
 
   // MARK: The walk
 
@@ -163,12 +165,12 @@ public struct TranslationFormat: Equatable, Sendable {
   /// `physical` (page aligned) as a descriptor holds it.
   /// - Complexity: O(1).
   @inline(__always)
-  public func encodedAddress(_ physical: UInt) -> UInt64 { UInt64(physical) >> addressShift & addressMask }
+  public func encodedAddress(_ physical: UInt) -> UInt64 { UInt64(physical) &>> addressShift & addressMask }
 
   /// The output (or next-table) address of a valid descriptor.
   /// - Complexity: O(1).
   @inline(__always)
-  public func address(_ bits: UInt64) -> UInt { UInt(truncatingIfNeeded: bits & addressMask) << UInt(addressShift) }
+  public func address(_ bits: UInt64) -> UInt { UInt(truncatingIfNeeded: (bits & addressMask) &<< addressShift) }
 
   /// A table descriptor pointing at the table page at `physical`.
   /// - Complexity: O(1).
@@ -196,6 +198,7 @@ public struct TranslationFormat: Equatable, Sendable {
   /// The attributes a leaf grants (the inverse of `leaf` for what the format
   /// expresses).
   /// - Complexity: O(1).
+  @inline(__always)
   public func attributes(ofLeaf bits: UInt64) -> MapAttributes {
     var attributes: MapAttributes = .read
     if write.isPresent(in: bits) { attributes.insert(.write) }
@@ -243,6 +246,6 @@ public struct TranslationFormat: Equatable, Sendable {
   @inline(__always)
   public func isLeaf(_ bits: UInt64, level: Int) -> Bool {
     let kind = bits & kindMask
-    return level == 3 ? pageKinds >> kind & 1 != 0 : (level >= 1 && blockKinds >> kind & 1 != 0)
+    return level == 3 ? pageKinds &>> kind & 1 != 0 : (level >= 1 && blockKinds &>> kind & 1 != 0)
   }
 }

@@ -7,14 +7,19 @@ import Testing
 @testable import VirtualMemory
 
 /// Page frames over simulated RAM for address-space tests: the tables come from them,
-/// and the walker reads the tables through them.
+/// in the format under test, and the walker reads the tables through them.
 final class VMFixture {
   static let ramBase: UInt = 0x4000_0000
   let ram: SimulatedRAM
   let frames: PageFrameAllocator
+  /// The table format under test, and so the walk that reads the tables back.
+  let tested: TestedFormat
+  var format: TranslationFormat { tested.format }
 
-  /// `bytes` of RAM at `ramBase`: the page metadata at its start, the rest free.
-  init(bytes: Int = 64 << 20) throws {
+  /// `bytes` of RAM at `ramBase`: the page metadata at its start, the rest free; spaces
+  /// with tables in `format`.
+  init(bytes: Int = 64 << 20, format: TestedFormat) throws {
+    tested = format
     ram = SimulatedRAM(bytes: bytes)
     var ranges = PhysicalRanges()
     ranges.append(PhysicalRange(start: Self.ramBase, end: Self.ramBase + UInt(bytes)))
@@ -28,13 +33,13 @@ final class VMFixture {
     _ = try frames.release(start: metadataEnd, end: Self.ramBase + UInt(bytes)).get()
   }
 
-  func space() throws -> AddressSpace { try AddressSpace(frames: frames, maintenance: .hosted, format: .armv8Stage1) }
+  func space() throws -> AddressSpace { try AddressSpace(frames: frames, maintenance: .hosted, format: format) }
 
   /// The independent walker over `space`'s tables. Every word it reads must lie in a
   /// page the frames say is a page table (else the read is refused as a fault).
   func walker(_ space: AddressSpace) -> TranslationWalker {
     let frames = self.frames
-    return TranslationWalker(root: space.root) { physical in
+    return TranslationWalker(root: space.root, scheme: tested) { physical in
       guard frames.owner(ofPhysical: physical) == .pageTable else {
         Issue.record("the walk read \(hex(physical)), not in a .pageTable page")
         return 0
@@ -53,6 +58,19 @@ final class VMFixture {
 }
 
 func hex(_ value: UInt) -> String { "0x" + String(value, radix: 16) }
+
+/// Expects `body` to throw `reason` (at `address`, when given); an issue if it does not.
+func expectRefused(
+  _ reason: VirtualMemoryFailure, at address: UInt? = nil, _ comment: Comment, _ body: () throws(VirtualMemoryError) -> Void
+) {
+  do throws(VirtualMemoryError) {
+    try body()
+    Issue.record("accepted: \(comment.rawValue)")
+  } catch {
+    #expect(error.reason == reason, comment)
+    if let address { #expect(error.address == address, comment) }
+  }
+}
 
 /// The model: virtual page number → (physical page number, attributes) for every page
 /// of a bounded window. Semantically a dictionary keyed by virtual page number; stored
@@ -236,7 +254,12 @@ struct Agreement {
       }
     }
     for outside in [windowStart - 4096, windowEnd] {
-      guard case .failure(.translation) = walker.walk(outside), space.translate(outside) == nil else {
+      // Past the top of the translated range (a window at the end of it), the walk
+      // faults on the address itself.
+      let walked = walker.walk(outside)
+      var faults = walked == .failure(.addressSize)
+      if case .failure(.translation) = walked { faults = true }
+      guard faults, space.translate(outside) == nil else {
         Issue.record("\(context()): \(hex(outside)), outside the window, is mapped")
         return false
       }
@@ -260,25 +283,30 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
 }
 
 @Suite struct AddressSpaceModelTests {
-  /// The window: 4 GiB from 510 GiB, across the 512 GiB boundary (two level-0 entries).
-  static let windowBase: UInt = 510 << 30
+  /// The window's 4 GiB: from 510 GiB, across the 512 GiB boundary (two level-0
+  /// entries) in a four-level format; in a three-level one (no 512 GiB boundary below
+  /// its limit) the last 4 GiB its tables translate, up to the limit.
+  static func windowBase(_ format: TranslationFormat) -> UInt {
+    format.firstLevel == 0 ? 510 << 30 : format.addressLimit - windowBytes
+  }
   static let windowBytes: UInt = 4 << 30
   /// Where linear mappings lead: window offset + this (1 GiB aligned, not RAM).
   static let linearPhysical: UInt = 0x40_0000_0000
   static let operations = 1_000_000
   static let fullCheckEvery = 10_000
 
-  @Test("a million random map/unmap/protect calls against a page model, the walker and translate")
-  func randomModel() throws {
-    let fixture = try VMFixture(bytes: 64 << 20)
+  @Test("a million random map/unmap/protect calls against a page model, the walker and translate", arguments: TestedFormat.allCases)
+  func randomModel(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 64 << 20, format: tested)
     let frames = fixture.frames
     let freeBefore = frames.freePageCount
     let space = try fixture.space()
-    let model = PageModel(base: Self.windowBase, bytes: Self.windowBytes)
+    let windowBase = Self.windowBase(fixture.format)
+    let model = PageModel(base: windowBase, bytes: Self.windowBytes)
     let agreement = Agreement(space: space, walker: fixture.walker(space), model: model)
     var rng = SplitMix(seed: 0x7AB1E5)
     let windowPages = Int(Self.windowBytes >> 12)
-    let firstPage = Self.windowBase >> 12
+    let firstPage = windowBase >> 12
     var focus = 0   // page offset of the 32 MiB region most calls land in
     var counts = (map: 0, mapped: 0, already: 0, unmap: 0, protect: 0, notMapped: 0, badAttributes: 0, gigabytes: 0)
     var operation = 0
@@ -345,7 +373,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
           try space.map(va, physical << 12, pages: count, attributes)
           #expect(!badAttributes, "\(context): map took bad attributes")
           #expect(model.firstPage(mapped: true, from: page, count: count) == nil, "\(context): map over mapped pages")
-          model.map(page, count: count, physicalPage: physical, attributes)
+          model.map(page, count: count, physicalPage: physical, fixture.format.expressible(attributes))
           counts.mapped += 1
         } catch {
           if badAttributes {
@@ -373,7 +401,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
         do throws(VirtualMemoryError) {
           try space.protect(va, pages: count, attributes)
           #expect(hole == nil, "\(context): protect over a hole at \(hex((hole ?? 0) << 12))")
-          model.protect(page, count: count, attributes)
+          model.protect(page, count: count, fixture.format.expressible(attributes))
           counts.protect += 1
         } catch {
           #expect(error.reason == .notMapped && error.address == (hole ?? 0) << 12, "\(context): \(error)")
@@ -397,14 +425,14 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     }
     #expect(!failed)
     print(
-      "AddressSpace model: \(operation) calls: \(counts); tables \(space.statistics.tablePages), splits \(space.statistics.blockSplits), flushes \(space.statistics.fullFlushes)"
+      "AddressSpace model, \(tested): \(operation) calls: \(counts); tables \(space.statistics.tablePages), splits \(space.statistics.blockSplits), flushes \(space.statistics.fullFlushes)"
     )
     // The interesting cases happened.
     #expect(counts.already > 1000 && counts.notMapped > 1000 && counts.mapped > 1000 && counts.gigabytes > 0)
     #expect(space.statistics.blockSplits > 100)
 
     // Everything out in one call, then nothing may be left but the root.
-    let removed = try space.unmap(Self.windowBase, pages: windowPages)
+    let removed = try space.unmap(windowBase, pages: windowPages)
     #expect(removed == UInt(model.mapped) << 12)
     model.unmap(firstPage, count: windowPages)
     #expect(agreement.checkAll("after unmapping the window"))
@@ -443,9 +471,9 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(ARMv8Stage1.mair == TranslationWalker.mair)
   }
 
-  @Test("a 1 GiB-aligned map is one level-1 leaf, a 2 MiB-aligned one a level-2 leaf, a page-aligned physical address level-3 pages")
-  func blockLevels() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("a 1 GiB-aligned map is one level-1 leaf, a 2 MiB-aligned one a level-2 leaf, a page-aligned physical address level-3 pages", arguments: TestedFormat.allCases)
+  func blockLevels(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let space = try fixture.space()
     let walker = fixture.walker(space)
     let (gib, twoMiB, page) = (Self.gib, Self.twoMiB, Self.page)
@@ -483,18 +511,20 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(isUnmapped(walker, space, 13 * gib + twoMiB + 3 * page))
 
     // Root, one level-1 table, level-2 tables for 8, 10 and 13 GiB, level-3 tables for
-    // 10 GiB and 13 GiB + 2 MiB: 7, as the frames count them (less the state page).
-    #expect(fixture.pageTablePages(space) - 1 == 7)
-    #expect(space.statistics.tablePages == 7)
+    // 10 GiB and 13 GiB + 2 MiB: 7, as the frames count them (less the state page); 6
+    // where the root is the level-1 table.
+    let tables = 7 - fixture.format.firstLevel
+    #expect(fixture.pageTablePages(space) - 1 == tables)
+    #expect(space.statistics.tablePages == tables)
     #expect(space.statistics.mappedBytes == 2 * gib + 3 * twoMiB + 3 * page)
     #expect(space.checkInvariants() == nil)
     space.destroy()
     #expect(fixture.frames.count(.pageTable) == 0)
   }
 
-  @Test("unmapping one page in the middle of a 2 MiB block splits it: the neighbours still translate, as level-3 pages")
-  func splitTwoMiB() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("unmapping one page in the middle of a 2 MiB block splits it: the neighbours still translate, as level-3 pages", arguments: TestedFormat.allCases)
+  func splitTwoMiB(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let space = try fixture.space()
     let walker = fixture.walker(space)
     let va = Self.gib + 2 * Self.twoMiB, pa: UInt = 0x80_0000_0000 + 5 * Self.twoMiB
@@ -516,9 +546,9 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     space.destroy()
   }
 
-  @Test("one page out of a 1 GiB block: two splits; the other 2 MiB pieces stay level-2 blocks")
-  func splitGigabyte() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("one page out of a 1 GiB block: two splits; the other 2 MiB pieces stay level-2 blocks", arguments: TestedFormat.allCases)
+  func splitGigabyte(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let space = try fixture.space()
     let walker = fixture.walker(space)
     let va = 7 * Self.gib, pa = 2 * Self.gib
@@ -540,9 +570,9 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     space.destroy()
   }
 
-  @Test("protect of one page inside a 2 MiB block splits it; only that page changes")
-  func protectSplits() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("protect of one page inside a 2 MiB block splits it; only that page changes", arguments: TestedFormat.allCases)
+  func protectSplits(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let space = try fixture.space()
     let walker = fixture.walker(space)
     let va = 5 * Self.gib + Self.twoMiB, pa = 3 * Self.gib + 7 * Self.twoMiB
@@ -561,9 +591,9 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     space.destroy()
   }
 
-  @Test("an unmap of 512 single pages is one full flush; of 16 pages or fewer, per-page invalidations and no full flush")
-  func flushBatching() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("an unmap of 512 single pages is one full flush; of 16 pages or fewer, per-page invalidations and no full flush", arguments: TestedFormat.allCases)
+  func flushBatching(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let space = try fixture.space()
     let walker = fixture.walker(space)
     let va = 9 * Self.gib
@@ -603,22 +633,23 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     space.destroy()
   }
 
-  @Test("16 pages alone in their tables: the unmap that empties three tables is still 16 page invalidations, no full flush")
-  func flushWhenTablesEmpty() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("16 pages alone in their tables: the unmap that empties the tables below the root is still 16 page invalidations, no full flush", arguments: TestedFormat.allCases)
+  func flushWhenTablesEmpty(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
+    let firstLevel = fixture.format.firstLevel
     let space = try fixture.space()
     let walker = fixture.walker(space)
     let va = 9 * Self.gib
     try space.map(va, 0x100_0000_0000 + Self.page, pages: 16, .kernelData)
-    #expect(space.statistics.tablePages == 4)
+    #expect(space.statistics.tablePages == 4 - firstLevel)
     let before = space.statistics
     try space.unmap(va, pages: 16)
     #expect(space.statistics.pageInvalidations == before.pageInvalidations + 16)
     #expect(space.statistics.fullFlushes == before.fullFlushes)
     #expect(space.statistics.tablePages == 1)
     #expect(fixture.pageTablePages(space) == 2)
-    #expect(walker.walk(va) == .failure(.translation(level: 0)))
-    // One page alone: one invalidation covers its three tables.
+    #expect(walker.walk(va) == .failure(.translation(level: firstLevel)))
+    // One page alone: one invalidation covers the tables below the root.
     try space.map(va, 0x100_0000_0000, pages: 1, .kernelData)
     try space.unmap(va, pages: 1)
     #expect(space.statistics.pageInvalidations == before.pageInvalidations + 17)
@@ -647,9 +678,9 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     }
   }
 
-  @Test("bad input: misaligned, no pages, past 2^48, W+X, no .read, over a mapping: the typed error, nothing changed")
-  func badInput() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("bad input: misaligned, no pages, past the address limit, W+X, no .read, over a mapping: the typed error, nothing changed", arguments: TestedFormat.allCases)
+  func badInput(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let space = try fixture.space()
     let walker = fixture.walker(space)
     let (gib, twoMiB, page) = (Self.gib, Self.twoMiB, Self.page)
@@ -658,25 +689,21 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     try space.map(6 * gib, 7 * gib, pages: 512, .kernelReadOnly)   // a 2 MiB block
     let probes = [va, va + 7 * page, va + 8 * page, 6 * gib, 6 * gib + twoMiB - page, 6 * gib + twoMiB]
     let before = Snapshot(fixture, space, walker, probes)
-    let top: UInt = 1 << 48
+    // The first address past the virtual range (2^48, 2^38) and past the physical one.
+    let top = fixture.format.addressLimit
+    let physicalTop = fixture.format.outputLimit
 
     func refused(_ reason: VirtualMemoryFailure, at address: UInt?, _ comment: Comment, _ body: () throws(VirtualMemoryError) -> Void) {
-      do throws(VirtualMemoryError) {
-        try body()
-        Issue.record("accepted: \(comment.rawValue)")
-      } catch {
-        #expect(error.reason == reason, comment)
-        if let address { #expect(error.address == address, comment) }
-      }
+      expectRefused(reason, at: address, comment, body)
       #expect(Snapshot(fixture, space, walker, probes) == before, comment)
     }
     refused(.misaligned, at: va + 1, "map, virtual +1") { () throws(VirtualMemoryError) in try space.map(va + 1, 0x8000_0000, pages: 1, .kernelData) }
     refused(.misaligned, at: 0x8000_0800, "map, physical +0x800") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0800, pages: 1, .kernelData) }
     refused(.badCount, at: nil, "map, 0 pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 0, .kernelData) }
     refused(.badCount, at: nil, "map, -1 pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: -1, .kernelData) }
-    refused(.outOfRange, at: nil, "map at 2^48") { () throws(VirtualMemoryError) in try space.map(top, 0x8000_0000, pages: 1, .kernelData) }
-    refused(.outOfRange, at: nil, "map of 2 pages from 2^48 - 4 KiB") { () throws(VirtualMemoryError) in try space.map(top - page, 0x8000_0000, pages: 2, .kernelData) }
-    refused(.outOfRange, at: nil, "map to physical 2^48 - 4 KiB, 2 pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, top - page, pages: 2, .kernelData) }
+    refused(.outOfRange, at: nil, "map at the limit") { () throws(VirtualMemoryError) in try space.map(top, 0x8000_0000, pages: 1, .kernelData) }
+    refused(.outOfRange, at: nil, "map of 2 pages from the limit - 4 KiB") { () throws(VirtualMemoryError) in try space.map(top - page, 0x8000_0000, pages: 2, .kernelData) }
+    refused(.outOfRange, at: nil, "map to the physical limit - 4 KiB, 2 pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, physicalTop - page, pages: 2, .kernelData) }
     refused(.outOfRange, at: nil, "map of Int.max pages") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0, pages: Int.max, .kernelData) }
     refused(.badAttributes, at: nil, "map [.read, .write, .execute]") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 1, [.read, .write, .execute]) }
     refused(.badAttributes, at: nil, "map [.write, .execute]") { () throws(VirtualMemoryError) in try space.map(8 * gib, 0x8000_0000, pages: 1, [.write, .execute]) }
@@ -689,7 +716,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     refused(.alreadyMapped, at: 6 * gib, "map of 1 GiB over the block") { () throws(VirtualMemoryError) in try space.map(6 * gib, 9 * gib, pages: 1 << 18, .kernelData) }
     refused(.misaligned, at: va + 4, "unmap misaligned") { () throws(VirtualMemoryError) in try space.unmap(va + 4, pages: 1) }
     refused(.badCount, at: nil, "unmap 0 pages") { () throws(VirtualMemoryError) in try space.unmap(va, pages: 0) }
-    refused(.outOfRange, at: nil, "unmap past 2^48") { () throws(VirtualMemoryError) in try space.unmap(top - 2 * page, pages: 3) }
+    refused(.outOfRange, at: nil, "unmap past the limit") { () throws(VirtualMemoryError) in try space.unmap(top - 2 * page, pages: 3) }
     refused(.notMapped, at: va + 8 * page, "protect past the 8 pages") { () throws(VirtualMemoryError) in try space.protect(va, pages: 9, .kernelReadOnly) }
     refused(.notMapped, at: va - page, "protect from below the 8 pages") { () throws(VirtualMemoryError) in try space.protect(va - page, pages: 2, .kernelReadOnly) }
     refused(.notMapped, at: 6 * gib + twoMiB, "protect of the block and one page more") { () throws(VirtualMemoryError) in try space.protect(6 * gib + page, pages: 512, .kernelData) }
@@ -697,7 +724,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     refused(.misaligned, at: nil, "protect misaligned") { () throws(VirtualMemoryError) in try space.protect(va + 12, pages: 1, .kernelData) }
     refused(.badCount, at: nil, "protect 0 pages") { () throws(VirtualMemoryError) in try space.protect(va, pages: 0, .kernelData) }
     refused(.misaligned, at: nil, "vmalloc range misaligned") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: 100 * gib + 1, limit: 101 * gib) }
-    refused(.outOfRange, at: nil, "vmalloc range past 2^48") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: top - gib, limit: top + gib) }
+    refused(.outOfRange, at: nil, "vmalloc range past the limit") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: top - gib, limit: top + gib) }
     refused(.outOfRange, at: nil, "vmalloc range empty") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: 100 * gib, limit: 100 * gib) }
     refused(.alreadyMapped, at: va, "vmalloc range over a mapping") { () throws(VirtualMemoryError) in try space.setVmallocRange(base: 4 * gib, limit: 5 * gib) }
     refused(.outOfMemory, at: nil, "vmalloc before a range is set") { () throws(VirtualMemoryError) in _ = try space.vmalloc(4096) }
@@ -715,15 +742,16 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     return held
   }
 
-  @Test("out of table pages: map throws outOfMemory, maps nothing and keeps no table page; a split that finds no frame too")
-  func outOfMemory() throws {
-    let fixture = try VMFixture(bytes: 2 << 20)
+  @Test("out of table pages: map throws outOfMemory, maps nothing and keeps no table page; a split that finds no frame too", arguments: TestedFormat.allCases)
+  func outOfMemory(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 2 << 20, format: tested)
     let frames = fixture.frames
     let space = try fixture.space()
     let walker = fixture.walker(space)
     let (gib, twoMiB, page) = (Self.gib, Self.twoMiB, Self.page)
-    // A 2 MiB block to split later, while frames are still there (root's level-1 and
-    // level-2 tables).
+    // A 2 MiB block to split later, while frames are still there (the level-1 table
+    // below the root, where the root is not the level-1 table itself, and a level-2
+    // table).
     try space.map(2 * gib, 3 * gib, pages: 512, .kernelData)
     var held = exhaust(frames, leaving: 3)
     #expect(frames.freePageCount == 3)
@@ -762,7 +790,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     // Unmapping the whole block needs no frame.
     #expect(try space.unmap(2 * gib, pages: 512) == twoMiB)
     space.releasePooledTables()
-    #expect(frames.freePageCount == 2, "the emptied level-1 and level-2 tables came back")
+    #expect(frames.freePageCount == 2 - fixture.format.firstLevel, "the emptied level-1 (not the root) and level-2 tables came back")
     for page in held { try frames.freePages(page, order: 0) }
     try space.map(start, 0x5000_0000 + page, pages: 1024 + 8, .kernelData)
     #expect(leaf(walker, 5 * gib + twoMiB + 3 * page)?.physical == 0x5000_0000 + page + (2 * twoMiB + 7 * page))
@@ -772,15 +800,16 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(frames.checkInvariants() == nil)
   }
 
-  @Test("destroy with mappings, blocks and vmalloc areas live gives every page back; a new space on the frames works")
-  func destroyLive() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("destroy with mappings, blocks and vmalloc areas live gives every page back; a new space on the frames works", arguments: TestedFormat.allCases)
+  func destroyLive(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let frames = fixture.frames
     let freeBefore = frames.freePageCount
     let space = try fixture.space()
     try space.map(Self.gib, 0, pages: (1 << 18) + 600, .kernelData)
     try space.map(40 * Self.gib + Self.page, 0x1000, pages: 100, .kernelText)
-    try space.setVmallocRange(base: 0x7000_0000_0000, limit: 0x7000_4000_0000)
+    let vmalloc = fixture.format.vmallocWindow.lowerBound
+    try space.setVmallocRange(base: vmalloc, limit: vmalloc + Self.gib)
     for bytes in [1, 4096, 5000, 65536] { _ = try space.vmalloc(bytes) }
     _ = try space.allocateStack(bytes: 16384, cpu: 1)
     #expect(frames.count(.vmalloc) > 0)
@@ -798,8 +827,11 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
 
 /// vmalloc, vfree and guard-paged stacks, read back through the walker and the frames.
 @Suite struct VmallocTests {
-  static let base: UInt = 0x7f00_0000_0000
-  static let limit: UInt = 0x7f00_4000_0000
+  /// The range the tests give vmalloc: 1 GiB from the start of the format's window.
+  static func range(_ fixture: VMFixture) -> (base: UInt, limit: UInt) {
+    let base = fixture.format.vmallocWindow.lowerBound
+    return (base, base + (1 << 30))
+  }
 
   /// The physical address behind `va`, by the independent walker.
   func physical(_ walker: TranslationWalker, _ va: UInt) -> UInt? {
@@ -807,14 +839,15 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     return nil
   }
 
-  @Test("vmalloc(16 KiB): page aligned in the range, four .vmalloc frames, kernel data, zeroed; the page after is a guard")
-  func sixteenKiB() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("vmalloc(16 KiB): page aligned in the range, four .vmalloc frames, kernel data, zeroed; the page after is a guard", arguments: TestedFormat.allCases)
+  func sixteenKiB(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let frames = fixture.frames
     let space = try fixture.space()
     let walker = fixture.walker(space)
-    try space.setVmallocRange(base: Self.base, limit: Self.limit)
-    #expect(space.vmallocRange == Self.base..<Self.limit)
+    let (base, limit) = Self.range(fixture)
+    try space.setVmallocRange(base: base, limit: limit)
+    #expect(space.vmallocRange == base..<limit)
     // The first area also allocates the area list; take that out of the count.
     try space.vfree(try space.vmalloc(1))
     let freeBefore = frames.freePageCount
@@ -822,7 +855,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
 
     let pointer = try space.vmalloc(16 << 10)
     let start = UInt(bitPattern: pointer)
-    #expect(start & 0xfff == 0 && start >= Self.base && start + (16 << 10) <= Self.limit)
+    #expect(start & 0xfff == 0 && start >= base && start + (16 << 10) <= limit)
     #expect(frames.count(.vmalloc) == vmallocBefore + 4)
     var seen: Set<UInt> = []
     for index: UInt in 0..<4 {
@@ -856,7 +889,7 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(space.checkInvariants() == nil)
 
     // vfree of anything but the start is refused.
-    for wrong in [start + 4096, start + 8, end, Self.base - 4096] {
+    for wrong in [start + 4096, start + 8, end, base - 4096] {
       do throws(VirtualMemoryError) {
         try space.vfree(UnsafeMutableRawPointer(bitPattern: wrong)!)
         Issue.record("vfree(\(hex(wrong))) accepted")
@@ -882,17 +915,18 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     #expect(frames.count(.vmalloc) == 0)
   }
 
-  @Test("allocateStack: a guard page below and above, the CPU in the description; two stacks never share a guard")
-  func stacks() throws {
-    let fixture = try VMFixture(bytes: 16 << 20)
+  @Test("allocateStack: a guard page below and above, the CPU in the description; two stacks never share a guard", arguments: TestedFormat.allCases)
+  func stacks(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 16 << 20, format: tested)
     let space = try fixture.space()
     let walker = fixture.walker(space)
-    try space.setVmallocRange(base: Self.base, limit: Self.limit)
+    let (base, limit) = Self.range(fixture)
+    try space.setVmallocRange(base: base, limit: limit)
     let first = try space.allocateStack(bytes: 16 << 10, cpu: 3)
     let second = try space.allocateStack(bytes: 8 << 10, cpu: 0)
     for (stack, bytes, cpu) in [(first, UInt(16 << 10), 3), (second, UInt(8 << 10), 0)] {
       #expect(stack.top - stack.bottom == bytes)
-      #expect(stack.bottom & 0xfff == 0 && stack.bottom >= Self.base + 4096 && stack.top < Self.limit)
+      #expect(stack.bottom & 0xfff == 0 && stack.bottom >= base + 4096 && stack.top < limit)
       #expect(physical(walker, stack.bottom) != nil && physical(walker, stack.top - 8) != nil)
       #expect(physical(walker, stack.bottom - 8) == nil, "the guard page below")
       #expect(physical(walker, stack.top) == nil, "the guard page above")
@@ -914,14 +948,15 @@ func modelAllows(_ attributes: MapAttributes) -> Bool {
     space.destroy()
   }
 
-  @Test("300 areas of 1 to 40 pages and stacks, freed in random order with more allocated between: invariants hold, no frame lost")
-  func manyAreas() throws {
-    let fixture = try VMFixture(bytes: 64 << 20)
+  @Test("300 areas of 1 to 40 pages and stacks, freed in random order with more allocated between: invariants hold, no frame lost", arguments: TestedFormat.allCases)
+  func manyAreas(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 64 << 20, format: tested)
     let frames = fixture.frames
     let freeStart = frames.freePageCount
     let space = try fixture.space()
     let walker = fixture.walker(space)
-    try space.setVmallocRange(base: Self.base, limit: Self.base + (64 << 20))
+    let base = Self.range(fixture).base
+    try space.setVmallocRange(base: base, limit: base + (64 << 20))
     var rng = SplitMix(seed: 0x5EED_7AB1E)
     var live: [(start: UInt, pages: Int, stamp: UInt64)] = []
     var stamp: UInt64 = 1

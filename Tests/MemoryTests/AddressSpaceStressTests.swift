@@ -21,7 +21,6 @@ import VirtualMemory
   static let windowBase: UInt = 64 << 30
   static let windowBytes: UInt = 64 << 20
   static let windowStride: UInt = 128 << 20
-  static let vmallocBase: UInt = 0x7f00_0000_0000
 
   /// What a thread found wrong (threads record no issues themselves; the test reads these).
   struct Outcome {
@@ -193,13 +192,15 @@ import VirtualMemory
     return outcome
   }
 
-  @Test("4 threads map, unmap, protect and translate in their windows and share vmalloc: models agree, nothing leaks")
-  func stress() throws {
-    let fixture = try VMFixture(bytes: 64 << 20)
+  // One format at a time: each run binds its threads to CPUs 0 to 3.
+  @Test("4 threads map, unmap, protect and translate in their windows and share vmalloc: models agree, nothing leaks", .serialized, arguments: TestedFormat.allCases)
+  func stress(_ tested: TestedFormat) throws {
+    let fixture = try VMFixture(bytes: 64 << 20, format: tested)
     let frames = fixture.frames
     let freeBefore = frames.freePageCount
     let space = try fixture.space()
-    try space.setVmallocRange(base: Self.vmallocBase, limit: Self.vmallocBase + (1 << 30))
+    let vmallocBase = fixture.format.vmallocWindow.lowerBound
+    try space.setVmallocRange(base: vmallocBase, limit: vmallocBase + (1 << 30))
     let models = (0..<Self.threads).map {
       PageModel(base: Self.windowBase + UInt($0) * Self.windowStride, bytes: Self.windowBytes)
     }
@@ -231,7 +232,7 @@ import VirtualMemory
     }
     #expect(calls == Self.threads * Self.operations)
     #expect(vmallocs > 1000 && crossFrees > 100, "\(vmallocs) vmallocs, \(crossFrees) freed by another thread")
-    print("AddressSpace stress: \(calls) calls, \(vmallocs) vmallocs, \(crossFrees) freed by another thread; \(space.statistics)")
+    print("AddressSpace stress, \(tested): \(calls) calls, \(vmallocs) vmallocs, \(crossFrees) freed by another thread; \(space.statistics)")
 
     // The walker over every window against its thread's model; the mailbox's areas.
     let walker = fixture.walker(space)

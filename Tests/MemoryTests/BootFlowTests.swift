@@ -1,5 +1,6 @@
 import KernelMemory
 import FlattenedDeviceTree
+import VirtualMemory
 import KernelBoot
 import KernelHeap
 import Testing
@@ -130,6 +131,51 @@ extension KernelGlobalsTests {
     kfree(p + 16)
     kfree(p)
     #expect(fake.badInputs.count == 1 && fake.badInputs.first?.hasPrefix("kfree: ") == true)
+  }
+
+  @Test("bootMemory with a kernel map (hosted maintenance): tables in the platform's format, vmalloc and the cores' stacks in its window", arguments: TestedFormat.allCases)
+  func bootWithKernelMap(_ tested: TestedFormat) throws {
+    let blob = Self.bootTree(cpus: 4, method: "hvc")
+    let fake = FakePlatform(ramBase: Self.ramBase, ramBytes: Int(Self.bootRAM[1].end - Self.ramBase), tree: blob,
+                            treeAddress: Self.treeAddress, kernel: Self.bootKernel)
+    fake.maintenance = .hosted
+    fake.format = tested.format
+    defer {
+      kernelAddressSpace = nil
+      kernelMapRegions = nil
+      kernelMemory = KernelMemory()
+      badInputHandler = { _ in }
+    }
+    fake.bootMemory()
+    let space = try #require(kernelAddressSpace)
+    let window = tested.format.vmallocWindow
+    #expect(space.format == tested.format)
+    #expect(space.vmallocRange == window)
+    #expect(fake.lines.contains(
+      "  vmalloc and stacks [0x\(String(window.lowerBound, radix: 16)), 0x\(String(window.upperBound, radix: 16))) rw- on demand, guard pages unmapped"))
+    // Each started core's stack: from vmalloc, in the window, with its guard page below.
+    #expect(fake.startedCores.map(\.cpu) == [1, 2, 3])
+    for (cpu, stack) in fake.startedCores {
+      let bottom = UInt(bitPattern: stack)
+      #expect(window.contains(bottom) && space.vmallocArea(containing: bottom)?.stackOfCPU == cpu)
+      #expect(space.vmallocArea(containing: bottom - 1)?.inGuardPage == true)
+    }
+    // The identity map, read back by the format's own walk: the image (the fake's one
+    // region, read-execute), the direct map read-write; nothing in the RAM hole.
+    let maybeFrames = kernelMemory.frames
+    let frames = try #require(maybeFrames)
+    let walker = TranslationWalker(root: space.root, scheme: tested) { frames.pointer(toPhysical: $0).load(as: UInt64.self) }
+    for (address, expected) in [(Self.bootKernel.start, MapAttributes([.read, .execute, .global])), (Self.ramBase, .kernelData),
+                                (Self.bootRAM[1].start + 0x1000, .kernelData)] {
+      guard case .success(let leaf) = walker.walk(address) else {
+        Issue.record("\(hex(address)) not mapped")
+        continue
+      }
+      #expect(leaf.physical == address && leaf.mapAttributes == expected, "\(hex(address))")
+      #expect(space.translate(address)?.attributes == expected)
+    }
+    #expect(space.translate(Self.bootRAM[0].end) == nil)
+    #expect(space.checkInvariants() == nil)
   }
 
   @Test("bootMemory on the fake platform: RAM the tree claims at or above where the board says its RAM ends is left out, and said")

@@ -1,32 +1,61 @@
+import Arch
+import Testing
 import VirtualMemory
 
-/// A software stage-1 table walk written from the Arm ARM's translation pseudo-code
+/// The formats every address-space test runs over, each read back by its own walk.
+enum TestedFormat: String, CaseIterable, Sendable, CustomTestStringConvertible {
+  case armv8Stage1
+  case sv39
+
+  /// The format the address space is given.
+  var format: TranslationFormat {
+    switch self {
+    case .armv8Stage1: return .armv8Stage1
+    case .sv39: return .sv39
+    }
+  }
+
+  var testDescription: String { rawValue }
+}
+
+/// Software table walks written from the architectures' specifications, one for each
+/// tested format: `walkARMv8` here, `walkSv39` (Sv39Walker.swift). Both give the same
+/// `Translation` and `Fault`, with levels numbered as `TranslationFormat` numbers them
+/// (3: 4 KiB pages, 2: 2 MiB, 1: 1 GiB, 0: 512 GiB).
+///
+/// The ARMv8-A walk follows the Arm ARM's translation pseudo-code
 /// (AArch64.TranslationTableWalk, D8 "VMSAv8-64 translation"), for the EL1&0 regime
 /// with TTBR0, a 4 KiB granule, T0SZ = 16 (48-bit input) and so a start at level 0;
 /// no LPA/LPA2 (48-bit output), hierarchical permissions ignored (APTable, XNTable,
 /// PXNTable are not set by the tables under test and are not modelled), SCTLR_EL1.WXN
 /// clear, hardware access-flag management off.
 ///
-/// It is independent of `VirtualMemory`: it decodes every descriptor bit itself and never
-/// calls `TranslationFormat`'s helpers or `AddressSpace`'s walk, so a test can hold the tables
-/// against it. Memory is read through `read`, a 64-bit load at a physical address.
+/// The walks are independent of `VirtualMemory`: they decode every descriptor bit
+/// themselves and never call `TranslationFormat`'s helpers or `AddressSpace`'s walk,
+/// so a test can hold the tables against them. Memory is read through `read`, a 64-bit
+/// load at a physical address.
 struct TranslationWalker {
-  /// MAIR_EL1 as the kernel programs it for these tables: Attr0 = 0xff (Normal,
+  /// MAIR_EL1 as the kernel programs it for ARMv8-A tables: Attr0 = 0xff (Normal,
   /// inner/outer write-back non-transient, read/write-allocate), Attr1 = 0x04
   /// (Device-nGnRE). A test checks `ARMv8Stage1.mair` against it.
   static let mair: UInt64 = 0x04ff
 
-  /// Why a walk faulted (the Arm ARM's fault kinds the walker can meet).
+  /// Why a walk faulted (the fault kinds the walks can meet).
   enum Fault: Error, Equatable {
-    /// Input address outside the 48-bit TTBR0 range (bits 63:48 not zero).
+    /// Input address outside the range the root translates. ARMv8-A: bits 63:48 not
+    /// zero (TTBR0). Sv39: bits 63:39 not all equal to bit 38.
     case addressSize
-    /// An invalid descriptor (bit 0 clear), a block at level 0, or a level-3 descriptor
-    /// with bit 1 clear (reserved).
+    /// No translation. ARMv8-A: an invalid descriptor (bit 0 clear), a block at level
+    /// 0, or a level-3 descriptor with bit 1 clear (reserved). Sv39: V clear, W without
+    /// R, reserved bits set, a pointer entry at the last level or with A, D or U set.
     case translation(level: Int)
-    /// A leaf with AF (bit 10) clear: the access-flag fault with hardware AF off.
+    /// A leaf the hardware would have to update first. ARMv8-A: AF (bit 10) clear,
+    /// with hardware AF off. Sv39: A clear, or D clear in a writable leaf (hardware
+    /// A/D updating off).
     case accessFlag(level: Int)
-    /// An output (or next-table) address with bits set above bit 47 (output address
-    /// size fault), or a block whose output bits below its span are not zero (RES0).
+    /// A bad output address. ARMv8-A: bits set above bit 47 (output address size
+    /// fault), or a block whose output bits below its span are not zero (RES0). Sv39:
+    /// a misaligned superpage (PPN bits below its span not zero).
     case outputAddress(level: Int)
   }
 
@@ -42,9 +71,11 @@ struct TranslationWalker {
     var userReadable: Bool
     var userWritable: Bool
     var userExecutable: Bool
-    /// Device memory (MAIR attribute's high nibble 0000); Normal memory otherwise.
+    /// Device memory (ARMv8-A: MAIR attribute's high nibble 0000); Normal memory
+    /// otherwise. Always false in Sv39, where the physical memory attributes decide.
     var device: Bool
-    /// nG clear: the translation is global (not tagged with an ASID).
+    /// The translation is global, not tagged with an address-space identifier
+    /// (ARMv8-A: nG clear; Sv39: G set).
     var global: Bool
 
     /// Bytes the leaf maps.
@@ -53,18 +84,29 @@ struct TranslationWalker {
 
   /// Reads the 64-bit word at a physical address.
   let read: (UInt) -> UInt64
-  /// Physical address of the level-0 table (TTBR0_EL1.BADDR).
+  /// Physical address of the root table (TTBR0_EL1.BADDR; satp.PPN × 4096).
   let root: UInt
+  /// Which walk.
+  let scheme: TestedFormat
   let mair: UInt64
 
-  init(root: UInt, mair: UInt64 = TranslationWalker.mair, read: @escaping (UInt) -> UInt64) {
+  init(root: UInt, scheme: TestedFormat, mair: UInt64 = TranslationWalker.mair, read: @escaping (UInt) -> UInt64) {
     self.root = root
+    self.scheme = scheme
     self.mair = mair
     self.read = read
   }
 
   /// The walk for input address `va`.
   func walk(_ va: UInt) -> Result<Translation, Fault> {
+    switch scheme {
+    case .armv8Stage1: return walkARMv8(va)
+    case .sv39: return walkSv39(va)
+    }
+  }
+
+  /// The ARMv8-A stage-1 walk for input address `va`.
+  func walkARMv8(_ va: UInt) -> Result<Translation, Fault> {
     // TTBR0 with T0SZ = 16: bits 63:48 must be zero.
     guard va >> 48 == 0 else { return .failure(.addressSize) }
     // Level 0 .. 3 each resolve 9 bits: 47:39, 38:30, 29:21, 20:12.
