@@ -12,6 +12,8 @@ let package = Package(
     .library(name: "MemInit", targets: ["MemInit"]),
     .library(name: "KernelSync", targets: ["KernelSync"]),
     .library(name: "VirtualMemory", targets: ["VirtualMemory"]),
+    // The architectures' table formats for VirtualMemory: .armv8Stage1 and .sv39.
+    .library(name: "TranslationFormats", targets: ["TranslationFormats"]),
     .library(name: "KernelMemory", targets: ["KernelMemory"]),
     // malloc, free, calloc, realloc, posix_memalign and aligned_alloc over the kernel's
     // memory object, for the Swift runtime (bare-metal AArch64; kernels with their own
@@ -50,8 +52,14 @@ let package = Package(
     // formats (AArch64's and RISC-V's Sv39), for the tests.
     .target(name: "ArchSupport", exclude: ["linker"]),
     .target(
-      name: "Arch", dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "VirtualMemory"],
-      exclude: ["PerCPU"]),
+      name: "Arch",
+      dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "VirtualMemory", "TranslationFormats"],
+      exclude: ["PerCPU", "AArch64/TranslationFormat+AArch64.swift", "RISCV64/TranslationFormat+Sv39.swift"]),
+    // Each architecture's translation-table format (ARMv8-A stage 1, Sv39), from its
+    // folder of Sources/Arch: for the kernel map, the host tests and kernels of one's own.
+    .target(
+      name: "TranslationFormats", dependencies: ["VirtualMemory"], path: "Sources/Arch",
+      sources: ["AArch64/TranslationFormat+AArch64.swift", "RISCV64/TranslationFormat+Sv39.swift"]),
     // The per-CPU register read and the spin-wait hint, per architecture, header only:
     // all that the portable modules take from an architecture (through KernelSyncAtomics).
     .target(name: "ArchPerCPU", path: "Sources/Arch/PerCPU"),
@@ -65,7 +73,7 @@ let package = Package(
     .executableTarget(name: "TestKernel", dependencies: ["KernelBoot", "Scenarios"]),
 
     // Host-only benchmark (`make bench`).
-    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "Scenarios", "KernelSyncAtomics", "VirtualMemory", "Arch"]),
+    .executableTarget(name: "MemBench", dependencies: ["PageFrames", "KernelHeap", "MemInit", "KernelMemory", "Scenarios", "KernelSyncAtomics", "VirtualMemory", "TranslationFormats"]),
 
     // Host-only libFuzzer target (`make fuzz`); a plain build replays inputs.
     .executableTarget(name: "HeapFuzz", dependencies: ["PageFrames", "Scenarios", "FuzzReplay"]),
@@ -74,7 +82,7 @@ let package = Package(
     // Host only: what a plain build of a fuzz target does with files (replays them).
     .target(name: "FuzzReplay"),
 
-    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot", "KernelMemory", "VirtualMemory", "Arch"]),
+    .testTarget(name: "MemoryTests", dependencies: ["PageFrames", "KernelHeap", "MemInit", "Scenarios", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "KernelBoot", "KernelMemory", "VirtualMemory", "TranslationFormats"]),
   ],
   swiftLanguageModes: [.v5]
 )

@@ -52,8 +52,37 @@ SMP_CHECKS = CORES_ONLINE + [r"(?m)^smp: \d+ ops on 4 cores, \d+ of \d+ frees cr
 # riscv64 virt under OpenSBI: four harts started with SBI HSM.
 HARTS_ONLINE = [r"(?m)^cpu 1 online \(RISC-V hart, entered at S-mode\)$", r"(?m)^cpu 2 online \(", r"(?m)^cpu 3 online \(",
                 r"(?m)^cores online: 4$"]
-# OpenSBI's own region, from /reserved-memory, stays out of the free pages.
-OPENSBI_RESERVED = r"(?m)^  no-map +\[0x80000000, 0x800[0-9a-f]{5}\) \d+ pages"
+
+
+def opensbi_check(out):
+    """OpenSBI's own account of what S-mode may not touch (its banner's `Domain0
+    RegionNN: start-end M: (...) S/U: ()` lines inside RAM), against the kernel's map:
+    each such range lies in `no-map` (or `reserved`) runs, none in pages the kernel uses
+    or hands out; and RAM between OpenSBI's regions and the kernel is free (the SBI
+    firmware describes all it keeps)."""
+    protected = [(int(a, 16), int(b, 16) + 1) for a, b in
+                 re.findall(r"(?m)^Domain0 Region\d+ +: 0x([0-9a-f]+)-0x([0-9a-f]+) M: \([A-Z,]*\) S/U: \(\)$", out)]
+    protected = [(a, b) for a, b in protected if a >= 0x80000000]
+    if not protected:
+        return "no OpenSBI domain region closed to S-mode inside RAM in the output (the banner is the oracle)"
+    runs = [(kind, int(a, 16), int(b, 16)) for kind, a, b in
+            re.findall(r"(?m)^  ([a-z-]+) +\[0x([0-9a-f]+), 0x([0-9a-f]+)\) \d+ pages", out)]
+    for start, end in protected:
+        for kind, a, b in runs:
+            if a < end and start < b and kind not in ("no-map", "reserved"):
+                return f"OpenSBI's region [{start:#x}, {end:#x}) overlaps the kernel's {kind} run [{a:#x}, {b:#x})"
+        covered = sum(min(b, end) - max(a, start) for kind, a, b in runs
+                      if kind in ("no-map", "reserved") and a < end and start < b)
+        if covered != end - start:
+            return f"OpenSBI's region [{start:#x}, {end:#x}) is not wholly reserved in the kernel's map"
+    top = max(end for _, end in protected)
+    kernel = next((a for kind, a, _ in runs if kind == "kernel"), None)
+    if kernel is not None and top < kernel and not any(kind == "free" and a == top and b == kernel for kind, a, b in runs):
+        return f"RAM [{top:#x}, {kernel:#x}) between OpenSBI and the kernel is not one free run"
+    return None
+
+
+OPENSBI_RESERVED = opensbi_check
 
 NUMA = ["-object", "memory-backend-ram,id=m0,size=1G", "-object", "memory-backend-ram,id=m1,size=1G",
         "-numa", "node,memdev=m0", "-numa", "node,memdev=m1"]

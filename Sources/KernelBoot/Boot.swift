@@ -162,6 +162,7 @@ extension Platform {
     // The slab secret: the counter's value at this point differs from boot to boot on
     // hardware (and under QEMU without -icount); it is a tamper check, not cryptography.
     config.secretSeed = UInt(truncatingIfNeeded: counter)
+    config.reservesMemoryBelowKernel = !firmwareDescribesItsMemory
     let layout: BootLayout
     let memInitStart = counter
     do {

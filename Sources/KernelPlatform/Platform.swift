@@ -113,6 +113,10 @@ public protocol Platform: ConsoleOutput {
   /// the board revision's, their RAM starting at 0), or nil when it reports none. RAM a
   /// device tree claims at or above it is left out, and said.
   func boardRAMEnd() -> UInt?
+  /// Whether the firmware names every range it keeps (reservations, `no-map` regions),
+  /// so that RAM below the kernel image is free unless reserved; false: that RAM is
+  /// taken as firmware's (boards that leave stubs there unsaid).
+  var firmwareDescribesItsMemory: Bool { get }
   /// What to add to a physical address to reach it (0 with an identity map).
   var directMapOffset: Int { get }
   /// Zeroes bytes: the fastest way the platform has.
@@ -178,6 +182,9 @@ extension Platform {
     default: return "level 3"
     }
   }
+
+  /// False: RAM below the kernel image is firmware's.
+  public var firmwareDescribesItsMemory: Bool { false }
 
   /// No MMU: no kernel map.
   public var translationMaintenance: TranslationMaintenance? { nil }

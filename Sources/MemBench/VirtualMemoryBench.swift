@@ -1,4 +1,4 @@
-import Arch
+import TranslationFormats
 import PageFrames
 import VirtualMemory
 

@@ -42,6 +42,11 @@ public struct MemInitConfig {
   /// Mixed into the heap's slab secret (`Heap.init(secretSeed:)`): a boot-time counter,
   /// say. 0 leaves the secret to the heap's address alone.
   public var secretSeed: UInt = 0
+  /// Whether RAM below the kernel image is firmware's (true, the default: reserved as
+  /// `.firmware`, as on boards whose firmware leaves its stubs and tables there without
+  /// saying so) or free unless a reservation says otherwise (false: firmware that
+  /// describes everything it keeps, as RISC-V's SBI firmware does in /reserved-memory).
+  public var reservesMemoryBelowKernel = true
   /// CPU slots of the page frames' and the heap's per-CPU parts: a power of two in
   /// 1 ... `CPU.maximum`. nil (the default): `CPU.slots`, one per installed CPU.
   public var cpuSlots: Int? = nil
@@ -253,9 +258,12 @@ public func planLayout(_ config: MemInitConfig) throws(MemInitError) -> BootLayo
   }
   let pageCount = memory.ram.totalPages
   let ramEnd = memory.ram[memory.ram.count - 1].end
-  // Low memory below the kernel and the kernel itself, then the first fit after __end
+  // Low memory below the kernel (unless firmware describes its own) and the kernel
+  // itself, then the first fit after __end
   // that overlaps nothing: the page array, and the heap right after it.
-  try memory.reservePlanned(start: kernelRange.start, end: config.kernelStart, as: .firmware)
+  if config.reservesMemoryBelowKernel {
+    try memory.reservePlanned(start: kernelRange.start, end: config.kernelStart, as: .firmware)
+  }
   try memory.reservePlanned(start: config.kernelStart, end: config.kernelEnd, as: .kernel)
   // Each step is checked, so no configuration can wrap an address.
   let metadataBytes = Page.roundUp(UInt(PageFrameAllocator.metadataBytes(pageCount: pageCount, slots: cpuSlots)))

@@ -1,4 +1,4 @@
-import Arch
+import TranslationFormats
 import Glibc
 import KernelSync
 import PageFrames

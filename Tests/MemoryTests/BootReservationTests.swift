@@ -92,3 +92,55 @@ extension MemInitConfig {
     UnsafeMutableRawPointer(bitPattern: Int(bitPattern: address) &+ directMapOffset)!
   }
 }
+
+/// RAM below the kernel image: firmware's by default, free when the firmware describes
+/// everything it keeps (`reservesMemoryBelowKernel` false, RISC-V's SBI firmware).
+struct LowMemoryTests {
+  let tests = BootMemoryTests()
+  static let base = BootMemoryTests.base
+
+  @Test("below the kernel: firmware's by default; free but for the reservations when firmware describes its memory")
+  func memoryBelowKernel() throws {
+    // 16 MiB; firmware keeps [0, 384 KiB) no-map, as OpenSBI does; the kernel at 2 MiB.
+    let firmwareBytes: UInt = 0x6_0000
+    let reserved: [(UInt, UInt, PageOwner)] = [(0, firmwareBytes, .noMap)]
+    let kernelOffset = BootMemoryTests.kernelStart - Self.base
+    for describes in [false, true] {
+      let m = try tests.machine(ram: [(0, 16 << 20)], reserved: reserved)
+      var config = m.config
+      config.reservesMemoryBelowKernel = !describes
+      let layout = try planLayout(config)
+      let frames = try buildPageFrames(config, layout)
+      #expect(frames.checkInvariants() == nil)
+      // Every page below the kernel: the reservation's, then free or firmware's.
+      var free = 0
+      var firmware = 0
+      for offset in stride(from: UInt(0), to: kernelOffset, by: 4096) {
+        let owner = frames.owner(ofPhysical: Self.base + offset)
+        if offset < firmwareBytes {
+          #expect(owner == .noMap)
+        } else if owner == .free {
+          free += 1
+        } else if owner == .firmware {
+          firmware += 1
+        }
+      }
+      let between = Int((kernelOffset - firmwareBytes) / 4096)
+      #expect(free == (describes ? between : 0), "free pages below the kernel")
+      #expect(firmware == (describes ? 0 : between), "firmware pages below the kernel")
+      // Those free pages are handed out like any other.
+      if describes {
+        var seen = 0
+        var taken: [UnsafeMutableRawPointer] = []
+        while let page = frames.allocPages(order: 0, owner: .allocated) {
+          taken.append(page)
+          let physical = frames.physical(of: page)
+          if physical >= Self.base + firmwareBytes && physical < BootMemoryTests.kernelStart { seen += 1 }
+        }
+        #expect(seen == between)
+        for page in taken { try frames.freePages(page, order: 0, owner: .allocated) }
+      }
+      withExtendedLifetime(m.span) {}
+    }
+  }
+}

@@ -1,4 +1,4 @@
-import Arch
+import TranslationFormats
 import FlattenedDeviceTree
 import Glibc
 import KernelBoot

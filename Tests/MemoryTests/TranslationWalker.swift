@@ -1,4 +1,4 @@
-import Arch
+import TranslationFormats
 import Testing
 import VirtualMemory
 

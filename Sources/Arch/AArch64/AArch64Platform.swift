@@ -7,6 +7,7 @@
 import ArchSupport
 import FlattenedDeviceTree
 import KernelPlatform
+import TranslationFormats
 import KernelSync
 import PageFrames
 import VirtualMemory

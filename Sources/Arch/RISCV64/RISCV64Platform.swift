@@ -6,6 +6,7 @@
 import ArchSupport
 import FlattenedDeviceTree
 import KernelPlatform
+import TranslationFormats
 
 /// QEMU's riscv64 virt machine (any number of harts; the kernel runs up to `maximumCores`).
 public struct RISCVVirt: BareMetalPlatform {
@@ -29,6 +30,9 @@ public struct RISCVVirt: BareMetalPlatform {
   /// Nil: virt reports its RAM in the tree only.
   /// - Complexity: O(1).
   public func boardRAMEnd() -> UInt? { nil }
+  /// True: an SBI firmware names what it keeps in /reserved-memory (OpenSBI: its own
+  /// region, `no-map`), so RAM below the kernel is free unless reserved.
+  public var firmwareDescribesItsMemory: Bool { true }
   /// Only the boot hart: the others are known from the tree alone.
   public var coresWithoutTree: Int { 1 }
 
