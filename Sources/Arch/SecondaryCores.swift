@@ -18,8 +18,10 @@ private let stateOnline = UInt32(ARCH_CPU_ONLINE)
 private let stateAbandoned = UInt32(ARCH_CPU_ABANDONED)
 
 extension BareMetalPlatform {
-  /// How long the boot core waits for a started core to come online, in milliseconds.
-  public static var coreOnlineTimeLimitMilliseconds: UInt64 { 1000 }
+  /// How long the boot core waits for the started cores to come online, in milliseconds:
+  /// 5 s, as Linux waits for a started CPU. Under QEMU with many more vCPUs than host
+  /// cores (64 harts on two), a core can take more than a second to arrive.
+  public static var coreOnlineTimeLimitMilliseconds: UInt64 { 5000 }
 
   /// Starts the other cores `coresToStart` names, waits until each is online or the
   /// time limit has passed, and returns how many cores are online, the boot core
@@ -162,7 +164,17 @@ extension BareMetalPlatform {
             kputDecimal(UInt(cpu))
             kput(" did not come online (")
             kputDecimal(UInt(Self.coreOnlineTimeLimitMilliseconds))
-            kput(" ms)\n")
+            kput(" ms")
+            let state = arch_cpu_firmware_state(UInt(cpu))
+            if state.pointee != 0 {
+              kput("; the firmware says: ")
+              var cursor = state
+              while cursor.pointee != 0 {
+                write(UInt8(bitPattern: cursor.pointee))
+                cursor += 1
+              }
+            }
+            kput(")\n")
           }
         }
       }

@@ -91,6 +91,11 @@ void arch_cpu_park(void) {
   for (;;) __asm__ volatile("wfi");
 }
 
+const char *arch_cpu_firmware_state(unsigned long cpu) {
+  (void)cpu;
+  return "";  // PSCI's AFFINITY_INFO is not asked
+}
+
 void arch_cpu_relax(void) {
   __asm__ volatile("yield" : : : "memory");
 }

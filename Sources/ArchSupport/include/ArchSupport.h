@@ -264,6 +264,11 @@ unsigned arch_check_stack_canaries(const char *where);
 /// is 0 and a stack canary is overwritten (reported as for arch_check_stack_canaries).
 int arch_exit_status(int code);
 
+/// What the firmware says of core `cpu`'s state, for the report of a core that did not
+/// come online (RISC-V: SBI HSM hart_get_status, "start pending" ...); "" when it is
+/// not asked (AArch64).
+const char *_Nonnull arch_cpu_firmware_state(unsigned long cpu);
+
 /// A hint inside a spin-wait loop (`yield`).
 void arch_cpu_relax(void);
 

@@ -23,6 +23,16 @@ long arch_cpu_start(unsigned long cpu, int method, uint64_t release_address) {
 
 int arch_sbi_has_hsm(void) { return sbi_has_extension(SBI_EXT_HSM); }
 
+const char *arch_cpu_firmware_state(unsigned long cpu) {
+  static const char *const states[] = {"started", "stopped", "start pending", "stop pending",
+                                       "suspended", "suspend pending", "resume pending"};
+  struct arch_cpu *block = arch_cpu_block(cpu);
+  if (block == 0) return "";
+  struct sbi_answer answer = sbi_call(SBI_EXT_HSM, SBI_HSM_HART_GET_STATUS, block->mpidr, 0, 0, 0);
+  if (answer.error != 0) return "no status";
+  return answer.value >= 0 && answer.value < 7 ? states[answer.value] : "unknown status";
+}
+
 void arch_cpu_park(void) {
   sbi_call(SBI_EXT_HSM, SBI_HSM_HART_STOP, 0, 0, 0, 0);  // returns only on failure
   for (;;) __asm__ volatile("wfi");
