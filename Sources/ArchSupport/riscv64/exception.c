@@ -34,6 +34,9 @@ static volatile int probing;
 static uint64_t reporting;
 // The core printing a report, plus one; 0 when none.
 static uint32_t report_owner;
+// Per hart: the page fault (sepc, stval) last retried, so that a second one there is
+// reported (see arch_exception).
+static uint64_t retried_pc[ARCH_MAX_CPUS], retried_address[ARCH_MAX_CPUS];
 // The time counter's frequency: the device tree's timebase-frequency (QEMU virt: 10 MHz).
 uint64_t arch_timebase_frequency = 10000000;
 
@@ -93,7 +96,8 @@ static const char *const register_names[32] = {
   "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5", "t6",
 };
 
-// Called by trap.S with the frame it pushed. Returns only for a handled probe.
+// Called by trap.S with the frame it pushed. Returns only for a handled probe or a page
+// fault retried once.
 void arch_exception(uint64_t *frame) {
   uint64_t cause = frame[FRAME_SCAUSE];
   // The semihosting probe: its ebreak traps as a breakpoint when QEMU was not given
@@ -102,6 +106,21 @@ void arch_exception(uint64_t *frame) {
     arch_semihosting = 0;
     frame[FRAME_SEPC] += 4;
     return;
+  }
+  // A page fault is retried once after a local SFENCE.VMA of its address: a hart may
+  // keep a translation's old invalid entry after another hart mapped the page (vmalloc;
+  // the mapping hart fences only itself on a new entry), as Linux's RISC-V port retries
+  // a fault on a new vmalloc mapping. The same fault again is a real one.
+  if (cause == CAUSE_LOAD_PAGE_FAULT || cause == CAUSE_STORE_PAGE_FAULT || cause == CAUSE_FETCH_PAGE_FAULT) {
+    unsigned hart = (unsigned)(this_cpu()->cpu % ARCH_MAX_CPUS);
+    if (retried_pc[hart] != frame[FRAME_SEPC] || retried_address[hart] != frame[FRAME_STVAL]) {
+      retried_pc[hart] = frame[FRAME_SEPC];
+      retried_address[hart] = frame[FRAME_STVAL];
+      __asm__ volatile("sfence.vma %0, zero" : : "r"(frame[FRAME_STVAL]) : "memory");
+      return;
+    }
+    retried_pc[hart] = 0;
+    retried_address[hart] = 0;
   }
   const uint64_t cpu_bit = (uint64_t)1 << (this_cpu()->cpu & 63);
   if (__atomic_load_n(&reporting, __ATOMIC_RELAXED) & cpu_bit) {

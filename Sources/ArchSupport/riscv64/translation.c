@@ -22,7 +22,9 @@ static void remote_fence(uintptr_t start, uintptr_t size) {
 
 void arch_vm_order_table_writes(void) { __asm__ volatile("fence rw, rw" : : : "memory"); }
 
-// A new valid entry: a hart may have cached the invalid one (the spec allows it).
+// A new valid entry, fenced on this hart only: another hart that kept the old invalid
+// entry takes a page fault there once, which the trap handler retries after a local
+// fence (exception.c), instead of every map costing a round of IPIs.
 void arch_vm_publish(void) {
   __asm__ volatile("fence rw, rw\n sfence.vma" : : : "memory");
 }

@@ -3,7 +3,8 @@
 // top while the kernel runs), so that a kernel stack overflow into its guard page is
 // still reported, saves the registers, sepc, sstatus, scause and stval in a frame, and
 // calls arch_exception (exception.c) with it. That returns only for a handled
-// semihosting probe: then the registers are restored and sret resumes at sepc.
+// semihosting probe or a page fault it retries once: then the registers are restored
+// and sret resumes at sepc.
 #if defined(__riscv) && __riscv_xlen == 64 && !defined(__linux__)
 
 #include "ArchCores.h"
