@@ -516,6 +516,21 @@ def kfence_boot(bug, line, what, size, cache, faults, freed, tail="", board="vir
     count(not problems, f"{label}: exit {status}, {elapsed:.1f} s")
 
 
+def softfloat_check():
+    """The riscv64 kernel's own soft-float routines against the host's hardware
+    (scripts/softfloat_check.py): one test."""
+    label = "softfloat routines of the riscv64 kernel against the host's hardware"
+    print(f"== {label}", flush=True)
+    started = time.time()
+    proc = subprocess.run([sys.executable, "scripts/softfloat_check.py"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    ok = proc.returncode == 0 and re.search(r"(?m)^softfloat: \d+ cases, 0 differ$", proc.stdout) is not None
+    if not ok:
+        print(proc.stdout[-2000:])
+    count(ok, f"{label}: {proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else 'no output'}, "
+              f"{time.time() - started:.1f} s")
+
+
 def run_qemu(cmd, timeout):
     """(output, exit status or None on a hang, seconds)."""
     started = time.time()
@@ -830,6 +845,7 @@ def main():
         if qemu_has(board):
             wrong_address_boot(board)
     machine_configuration_boots()
+    softfloat_check()
     too_little_ram()
     matrix_subset()
     gdb_session()
