@@ -205,7 +205,7 @@ preload-tcache: preload
 # so does a public symbol without a doc comment summary (scripts/check_doc_coverage.py,
 # over the symbol graphs the plugin extracted), and a bad-input table in the KernelMemory
 # catalog that differs from README's (scripts/check_bad_input_table.py).
-DOC_MODULES = KernelSync PageFrames KernelHeap FlattenedDeviceTree MemInit KernelPlatform KernelMemory VirtualMemory
+DOC_MODULES = KernelSync PageFrames KernelHeap FlattenedDeviceTree MemInit KernelPlatform KernelMemory VirtualMemory TranslationFormats
 DOCS = .build-docs
 DOCS_ARCHIVE = $(DOCS)/SwiftKernelMemory.doccarchive
 docs:
