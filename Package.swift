@@ -50,7 +50,7 @@ let package = Package(
     // Architecture and board code, one folder per architecture (AArch64: raspi3b,
     // raspi4b, virt; RISCV64: riscv64-virt). On the host only the translation-table
     // formats (AArch64's and RISC-V's Sv39), for the tests.
-    .target(name: "ArchSupport", exclude: ["linker"]),
+    .target(name: "ArchSupport", dependencies: ["ArchPerCPU"], exclude: ["linker"]),
     .target(
       name: "Arch",
       dependencies: ["ArchSupport", "KernelSync", "FlattenedDeviceTree", "KernelPlatform", "VirtualMemory", "TranslationFormats"],

@@ -77,6 +77,14 @@ struct TestArguments {
     }
   }
 
+  /// `value` as a decimal number inside `range`, or nil.
+  private func decimal(_ value: UnsafeRawBufferPointer, in range: ClosedRange<Int>) -> Int? {
+    guard let number = parseNumber(value, radix: 10), number <= UInt64(range.upperBound), range.contains(Int(number)) else {
+      return nil
+    }
+    return Int(number)
+  }
+
   /// Records one word; the reason it is refused, or nil.
   private mutating func take(_ word: UnsafeRawBufferPointer) -> StaticString? {
     if equals(word, "quick") { quick = true; return nil }
@@ -99,17 +107,13 @@ struct TestArguments {
       return nil
     }
     if let value = value(of: word, after: "ops=") {
-      guard let number = parseNumber(value, radix: 10), number <= UInt64(smpOperationsRange.upperBound),
-        smpOperationsRange.contains(Int(number))
-      else { return "ops= needs a decimal number from 1000 to 10000000" }
-      operations = Int(number)
+      guard let number = decimal(value, in: smpOperationsRange) else { return "ops= needs a decimal number from 1000 to 10000000" }
+      operations = number
       return nil
     }
     if let value = value(of: word, after: "vm-rounds=") {
-      guard let number = parseNumber(value, radix: 10), number <= UInt64(vmPrivateRoundsRange.upperBound),
-        vmPrivateRoundsRange.contains(Int(number))
-      else { return "vm-rounds= needs a decimal number from 10 to 2000" }
-      vmRounds = Int(number)
+      guard let number = decimal(value, in: vmPrivateRoundsRange) else { return "vm-rounds= needs a decimal number from 10 to 2000" }
+      vmRounds = number
       return nil
     }
     if let value = value(of: word, after: "text=") {

@@ -22,11 +22,6 @@ enum {
 // -1 before the probe, then 1 (semihosting answers `hlt #0xf000`) or 0 (it traps).
 volatile int arch_semihosting = -1;
 static volatile int probing;
-// Bit n: core n is printing a report (an exception there now is a nested one).
-static uint64_t reporting;
-// The core printing a report, plus one; 0 when none. One report at a time: a second
-// core's exception waits until the first report has ended the run.
-static uint32_t report_owner;
 
 const char *arch_exception_kind(uint64_t kind) {
   static const char *const kinds[4] = {"synchronous", "IRQ", "FIQ", "SError"};
@@ -57,24 +52,6 @@ const char *arch_exception_class(uint64_t esr) {
   }
 }
 
-// The calling core's per-CPU block (TPIDR_EL1, set by boot.S before any C code).
-static const struct arch_cpu *this_cpu(void) {
-  uint64_t block;
-  __asm__ volatile("mrs %0, tpidr_el1" : "=r"(block));
-  return (const struct arch_cpu *)(uintptr_t)block;
-}
-
-// Whether [address, address + 16) lies on the calling core's kernel stack (frame
-// records live there).
-static int on_stack(uint64_t address) {
-  const struct arch_cpu *cpu = this_cpu();
-  return (address & 15) == 0 && address >= cpu->stack_bottom && address + 16 <= cpu->stack_top;
-}
-
-static void halt(void) __attribute__((noreturn));
-static void halt(void) {
-  for (;;) __asm__ volatile("wfi");
-}
 
 extern void arch_describe_fault(uint64_t far, int is_write, int instruction) __attribute__((weak));
 extern int kernel_describe_pool_fault(uint64_t far, int is_write) __attribute__((weak));
@@ -90,24 +67,7 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
     frame[FRAME_ELR] += 4;
     return;
   }
-  const uint64_t cpu_bit = (uint64_t)1 << (this_cpu()->cpu & 63);
-  if (__atomic_load_n(&reporting, __ATOMIC_RELAXED) & cpu_bit) {
-    report_put("\nexception: another exception while reporting one, at ");
-    report_hex(frame[FRAME_ELR]);
-    report_put(" (ESR ");
-    report_hex(esr);
-    report_put("); halted\n");
-    if (arch_semihosting == 1) arch_exit(4);
-    halt();
-  }
-  __atomic_fetch_or(&reporting, cpu_bit, __ATOMIC_RELAXED);
-  uint32_t none = 0;
-  while (!__atomic_compare_exchange_n(&report_owner, &none, (uint32_t)this_cpu()->cpu + 1, 0, __ATOMIC_ACQUIRE,
-                                      __ATOMIC_RELAXED)) {
-    none = 0;
-    __asm__ volatile("yield");
-  }
-  arch_check_stack_canaries("exception");
+  report_begin(frame[FRAME_ELR], "ESR", esr);
   report_put("\nexception: ");
   report_put(arch_exception_kind(kind));
   if (kind >= 4) report_put(kind >= 8 ? " from a lower EL" : " on the exception stack");
@@ -141,27 +101,12 @@ void arch_exception(uint64_t kind, uint64_t *frame) {
   report_put(" sp  ");
   report_padded_hex(frame[FRAME_SP]);
   report_put("\n  cpu ");
-  report_decimal((unsigned)this_cpu()->cpu);
+  report_decimal((unsigned)report_this_cpu()->cpu);
   report_put("\n  spsr ");
   report_padded_hex(frame[FRAME_SPSR]);
-  report_put("\n  backtrace: ");
-  report_hex(frame[FRAME_ELR]);
-  report_put(" ");
-  report_hex(frame[30]);
-  // Frame records: [x29] = the caller's x29, [x29 + 8] = the return address.
-  uint64_t fp = frame[29];
-  for (int depth = 0; depth < 32 && on_stack(fp); depth++) {
-    const uint64_t *record = (const uint64_t *)fp;
-    if (record[1] == 0) break;
-    report_put(" ");
-    report_hex(record[1]);
-    if (record[0] <= fp) break;  // frames grow towards the stack top
-    fp = record[0];
-  }
   report_put("\n");
-  if (arch_semihosting == 1) arch_exit(4);
-  report_put("halted (no semihosting to report a status)\n");
-  halt();
+  report_backtrace(frame[FRAME_ELR], frame[30], frame[29]);
+  report_end();
 }
 
 // Cache maintenance by virtual address, 64-byte lines (Cortex-A53 and A72).
@@ -185,21 +130,9 @@ void arch_cache_invalidate(const volatile void *ptr, size_t size) {
   __asm__ volatile("dsb sy" : : : "memory");
 }
 
-// Deliberate faults for the test kernel's `fault=...` boots.
-void arch_fault_data_abort(void) {
-  // Bit 48 set: outside the 48-bit range of both translation tables.
-  volatile uint64_t *unmapped = (volatile uint64_t *)0x0001000000000000ull;
-  (void)*unmapped;
-}
+// Deliberate faults for the test kernel's `fault=...` boots (the others: trap_report.c).
 void arch_fault_undefined(void) { __asm__ volatile("udf #0"); }
 
-// Recurses with a 4 KiB frame until the stack runs into its guard page.
-__attribute__((noinline)) uint64_t arch_fault_recurse(volatile uint8_t *caller, uint64_t depth) {
-  volatile uint8_t frame[4096];
-  frame[0] = (uint8_t)depth;
-  frame[4095] = caller ? caller[0] : 0;
-  return arch_fault_recurse(frame, depth + 1) + frame[4095];
-}
 
 void arch_fault_stack_overflow(uintptr_t stack_top) {
   if (stack_top != 0) {
@@ -208,10 +141,6 @@ void arch_fault_stack_overflow(uintptr_t stack_top) {
   }
   arch_fault_recurse(0, 0);
 }
-
-void arch_fault_write(uintptr_t address) { *(volatile uint32_t *)address = 0; }
-
-uint8_t arch_fault_read(uintptr_t address) { return *(volatile uint8_t *)address; }
 
 void arch_fault_execute(uintptr_t address) {
   // `ret`, made visible to instruction fetch, then called.
@@ -266,23 +195,9 @@ void arch_power_off(void) {
   arch_mmio_write32(wdog, password | 10);
   arch_mmio_write32(rstc, password | (arch_mmio_read32(rstc) & ~0x30u) | 0x20);
 #endif
-  halt();
+  report_halt();
 }
 
-// The return addresses of the calling stack, innermost first, by its frame records
-// (bounded by this core's stack, as the exception report's backtrace).
-long arch_capture_stack(uint64_t *out, long capacity) {
-  uint64_t fp = (uint64_t)__builtin_frame_address(0);
-  long depth = 0;
-  while (depth < capacity && on_stack(fp)) {
-    const uint64_t *record = (const uint64_t *)fp;
-    if (record[1] == 0) break;
-    out[depth++] = record[1];
-    if (record[0] <= fp) break;
-    fp = record[0];
-  }
-  return depth;
-}
 
 #endif
 

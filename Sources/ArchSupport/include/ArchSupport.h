@@ -13,9 +13,14 @@
 #if defined(__aarch64__) && !defined(__linux__) && !defined(__APPLE__)
 #define ARCH_BARE_METAL 1
 #define ARCH_AARCH64 1
+/// Where a frame's record [caller's frame pointer, return address] lies from its frame
+/// pointer: at x29.
+#define ARCH_FRAME_RECORD_OFFSET 0
 #elif defined(__riscv) && __riscv_xlen == 64 && !defined(__linux__)
 #define ARCH_BARE_METAL 1
 #define ARCH_RISCV64 1
+/// RISC-V: below s0/fp, [fp - 16] the caller's fp and [fp - 8] the return address.
+#define ARCH_FRAME_RECORD_OFFSET (-16)
 #endif
 
 #ifdef __cplusplus

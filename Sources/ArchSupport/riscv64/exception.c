@@ -30,10 +30,6 @@ extern char arch_semihosting_break[];
 // -1 before the probe, then 1 (semihosting answers) or 0 (the ebreak traps).
 volatile int arch_semihosting = -1;
 static volatile int probing;
-// Bit n: core n is printing a report (a trap there now is a nested one).
-static uint64_t reporting;
-// The core printing a report, plus one; 0 when none.
-static uint32_t report_owner;
 // Per hart: the page fault (sepc, stval) last retried, so that a second one there is
 // reported (see arch_exception).
 static uint64_t retried_pc[ARCH_MAX_CPUS], retried_address[ARCH_MAX_CPUS];
@@ -69,23 +65,6 @@ static const char *cause_name(uint64_t cause) {
   }
 }
 
-// The calling hart's per-CPU block (tp, set by boot.S before any C code).
-static const struct arch_cpu *this_cpu(void) {
-  const struct arch_cpu *block;
-  __asm__ volatile("mv %0, tp" : "=r"(block));
-  return block;
-}
-
-// Whether the frame record below `fp` ([fp - 16, fp)) lies on this hart's kernel stack.
-static int on_stack(uint64_t fp) {
-  const struct arch_cpu *cpu = this_cpu();
-  return (fp & 7) == 0 && fp - 16 >= cpu->stack_bottom && fp <= cpu->stack_top && fp >= 16;
-}
-
-static void halt(void) __attribute__((noreturn));
-static void halt(void) {
-  for (;;) __asm__ volatile("wfi");
-}
 
 extern void arch_describe_fault(uint64_t far, int is_write, int instruction) __attribute__((weak));
 extern int kernel_describe_pool_fault(uint64_t far, int is_write) __attribute__((weak));
@@ -112,7 +91,7 @@ void arch_exception(uint64_t *frame) {
   // the mapping hart fences only itself on a new entry), as Linux's RISC-V port retries
   // a fault on a new vmalloc mapping. The same fault again is a real one.
   if (cause == CAUSE_LOAD_PAGE_FAULT || cause == CAUSE_STORE_PAGE_FAULT || cause == CAUSE_FETCH_PAGE_FAULT) {
-    unsigned hart = (unsigned)(this_cpu()->cpu % ARCH_MAX_CPUS);
+    unsigned hart = (unsigned)(report_this_cpu()->cpu % ARCH_MAX_CPUS);
     if (retried_pc[hart] != frame[FRAME_SEPC] || retried_address[hart] != frame[FRAME_STVAL]) {
       retried_pc[hart] = frame[FRAME_SEPC];
       retried_address[hart] = frame[FRAME_STVAL];
@@ -122,24 +101,7 @@ void arch_exception(uint64_t *frame) {
     retried_pc[hart] = 0;
     retried_address[hart] = 0;
   }
-  const uint64_t cpu_bit = (uint64_t)1 << (this_cpu()->cpu & 63);
-  if (__atomic_load_n(&reporting, __ATOMIC_RELAXED) & cpu_bit) {
-    report_put("\nexception: another exception while reporting one, at ");
-    report_hex(frame[FRAME_SEPC]);
-    report_put(" (scause ");
-    report_hex(cause);
-    report_put("); halted\n");
-    if (arch_semihosting == 1) arch_exit(4);
-    halt();
-  }
-  __atomic_fetch_or(&reporting, cpu_bit, __ATOMIC_RELAXED);
-  uint32_t none = 0;
-  while (!__atomic_compare_exchange_n(&report_owner, &none, (uint32_t)this_cpu()->cpu + 1, 0, __ATOMIC_ACQUIRE,
-                                      __ATOMIC_RELAXED)) {
-    none = 0;
-    arch_cpu_relax();
-  }
-  arch_check_stack_canaries("exception");
+  report_begin(frame[FRAME_SEPC], "scause", cause);
   report_put("\nexception: ");
   report_put(cause & CAUSE_INTERRUPT ? "interrupt" : "synchronous");
   report_put(" at ");
@@ -170,29 +132,14 @@ void arch_exception(uint64_t *frame) {
     if ((i - 1) % 4 == 3 || i == 31) report_put("\n");
   }
   report_put("  cpu ");
-  report_decimal((unsigned)this_cpu()->cpu);
+  report_decimal((unsigned)report_this_cpu()->cpu);
   report_put(" (hart ");
-  report_decimal((unsigned)this_cpu()->mpidr);
+  report_decimal((unsigned)report_this_cpu()->mpidr);
   report_put(")\n  sstatus ");
   report_padded_hex(frame[FRAME_SSTATUS]);
-  report_put("\n  backtrace: ");
-  report_hex(frame[FRAME_SEPC]);
-  report_put(" ");
-  report_hex(frame[FRAME_RA]);
-  // Frame records: [fp - 8] = the return address, [fp - 16] = the caller's fp.
-  uint64_t fp = frame[FRAME_FP];
-  for (int depth = 0; depth < 32 && on_stack(fp); depth++) {
-    const uint64_t *record = (const uint64_t *)(uintptr_t)(fp - 16);
-    if (record[1] == 0) break;
-    report_put(" ");
-    report_hex(record[1]);
-    if (record[0] <= fp) break;  // frames grow towards the stack top
-    fp = record[0];
-  }
   report_put("\n");
-  if (arch_semihosting == 1) arch_exit(4);
-  report_put("halted (no semihosting to report a status)\n");
-  halt();
+  report_backtrace(frame[FRAME_SEPC], frame[FRAME_RA], frame[FRAME_FP]);
+  report_end();
 }
 
 // RISC-V keeps instruction-fetch-independent data caches coherent between harts and
@@ -221,22 +168,10 @@ uint64_t arch_counter(void) {
 }
 uint64_t arch_counter_frequency(void) { return arch_timebase_frequency ? arch_timebase_frequency : 10000000; }
 
-// Deliberate faults for the test kernel's `fault=...` boots.
-void arch_fault_data_abort(void) {
-  // Bit 48 set: not a canonical Sv39 address, so no table can map it.
-  volatile uint64_t *unmapped = (volatile uint64_t *)0x0001000000000000ull;
-  (void)*unmapped;
-}
+// Deliberate faults for the test kernel's `fault=...` boots (the others: trap_report.c).
 void arch_fault_undefined(void) { __asm__ volatile("unimp"); }
 void arch_fault_brk(void) { __asm__ volatile("ebreak"); }
 
-// Recurses with a 4 KiB frame until the stack runs into its guard page.
-__attribute__((noinline)) uint64_t arch_fault_recurse(volatile uint8_t *caller, uint64_t depth) {
-  volatile uint8_t frame[4096];
-  frame[0] = (uint8_t)depth;
-  frame[4095] = caller ? caller[0] : 0;
-  return arch_fault_recurse(frame, depth + 1) + frame[4095];
-}
 
 void arch_fault_stack_overflow(uintptr_t stack_top) {
   if (stack_top != 0) {
@@ -244,10 +179,6 @@ void arch_fault_stack_overflow(uintptr_t stack_top) {
   }
   arch_fault_recurse(0, 0);
 }
-
-void arch_fault_write(uintptr_t address) { *(volatile uint32_t *)address = 0; }
-
-uint8_t arch_fault_read(uintptr_t address) { return *(volatile uint8_t *)address; }
 
 void arch_fault_execute(uintptr_t address) {
   // `ret` (jalr x0, 0(ra)), made visible to instruction fetch, then called.
@@ -299,22 +230,8 @@ static void power_off_status(int status) {
     sbi_call(SBI_EXT_LEGACY_SHUTDOWN, 0, 0, 0, 0, 0);
     report_put("power-off: no SBI system reset, and the legacy shutdown returned; halted\n");
   }
-  halt();
+  report_halt();
 }
 
-// The return addresses of the calling stack, innermost first, by its frame records
-// (bounded by this hart's stack, as the trap report's backtrace).
-long arch_capture_stack(uint64_t *out, long capacity) {
-  uint64_t fp = (uint64_t)(uintptr_t)__builtin_frame_address(0);
-  long depth = 0;
-  while (depth < capacity && on_stack(fp)) {
-    const uint64_t *record = (const uint64_t *)(uintptr_t)(fp - 16);
-    if (record[1] == 0) break;
-    out[depth++] = record[1];
-    if (record[0] <= fp) break;
-    fp = record[0];
-  }
-  return depth;
-}
 
 #endif

@@ -4,6 +4,8 @@
 // A change's page invalidations (at most AddressSpace.invalidationBatch) are fenced on
 // this hart at once and gathered into one range, which completeInvalidation sends to
 // the other harts in one remote fence: one round of IPIs per change.
+#include <ArchPerCPU.h>
+
 #include "ArchSupport.h"
 #include "sbi.h"
 
@@ -37,9 +39,7 @@ static struct {
 } pending[ARCH_MAX_CPUS];
 
 static unsigned this_cpu(void) {
-  const struct arch_cpu *block;
-  __asm__ volatile("mv %0, tp" : "=r"(block));
-  return (unsigned)block->cpu % ARCH_MAX_CPUS;
+  return *arch_per_cpu_block() % ARCH_MAX_CPUS;  // the block's first word: the CPU's number
 }
 
 void arch_vm_invalidate_page(uintptr_t address) {
