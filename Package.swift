@@ -2,6 +2,7 @@
 // One package, two builds from the same sources:
 //  - host: `swift test` and `swift run -c release membench`
 //  - kernel: `swift build --triple aarch64-none-none-elf --toolset qemu/<board>.json -c release`
+//    (riscv64-virt: `--triple riscv64-none-none-eabi`; `make kernel BOARD=...` picks it)
 import PackageDescription
 
 let package = Package(

@@ -2,7 +2,7 @@
 // the console through putchar (the UART, or the debugger's capture buffer), exit
 // (semihosting, else the firmware's power-off), the counter, the linker's image bounds
 // and sections, the per-CPU blocks, the translation maintenance and table switch of
-// ArchSupport. Each architecture's protocol (AArch64Platform, RISCV64Platform) adds how
+// ArchSupport. Each architecture's boards (AArch64Platform; RISCVVirt) add how
 // it finds its device tree, names its privilege levels and cores, and starts cores.
 #if os(none)
 import ArchSupport

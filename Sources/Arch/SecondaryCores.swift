@@ -27,23 +27,21 @@ extension BareMetalPlatform {
   /// time limit has passed, and returns how many cores are online, the boot core
   /// included.
   ///
-  /// Every core is told apart by its full MPIDR affinity (Aff0-Aff3). The boot core is
-  /// logical cpu 0; the others get 1, 2, ... in /cpus order (`DeviceTreeCores.forEachCore`;
-  /// on the Pis without a tree, the spin table's order). Those numbered
-  /// `maximumCores` or more stay off and are named (by MPIDR) in one line. Each of the
-  /// others is started as its node and /psci say (`DeviceTreeCores.start(of:)`): PSCI
-  /// CPU_ON over /psci's conduit with its MPIDR as the target, or the spin table at its
-  /// cpu-release-addr (8-byte aligned, below `mappedLimit`, else reported); a core the
-  /// tree names no way for is released from boot.S's holding pen when cores wait there
-  /// (virt without firmware starts every core at the kernel's entry), else reported
-  /// ("cpu N: no way to start it ..."). Each started core gets a
-  /// kernel stack and an exception stack from `allocateStack`, drops
-  /// to EL1 as the boot core did, enables FP/SIMD, installs the vectors and both stacks
-  /// (SP_EL1, SP_EL0 with a canary word at its low end), finds its per-CPU block by its
-  /// MPIDR (TPIDR_EL1), turns the MMU and caches on with the boot core's tables, prints
-  /// `cpu N online (core, entered at ELn)` under the console lock, then runs `entry`
-  /// (nil: nothing) and parks. A core that is not online within
-  /// `coreOnlineTimeLimitMilliseconds` is reported ("cpu N did not come online") and
+  /// Every core is told apart by its hardware id (AArch64: the full MPIDR affinity,
+  /// Aff0-Aff3; RISC-V: the hart id), the tree's cpu `reg`. The boot core is logical
+  /// cpu 0; the others get 1, 2, ... in /cpus order (`DeviceTreeCores.forEachCore`; on
+  /// the Pis without a tree, the spin table's order). Those numbered `maximumCores` or
+  /// more stay off and are named (by id) in one line. Each of the others is started as
+  /// the architecture's `startMethod` says (AArch64: PSCI CPU_ON over /psci's conduit,
+  /// the spin table at its cpu-release-addr, or boot.S's holding pen; RISC-V: SBI HSM
+  /// hart_start), else reported ("cpu N: no way to start it ..."). Each started core
+  /// gets a kernel stack and an exception stack from `allocateStack`, takes boot.S's
+  /// path to the kernel's privilege level, installs its trap vectors and both stacks
+  /// (with a canary word at the kernel stack's low end), finds its per-CPU block, turns
+  /// the MMU on with the boot core's tables, prints `cpu N online (core, entered at
+  /// level)` under the console lock, then runs `entry` (nil: nothing) and parks. A core
+  /// that is not online within `coreOnlineTimeLimitMilliseconds` is reported ("cpu N
+  /// did not come online", with what the firmware says of it where it can be asked) and
   /// not waited for; should it arrive later, it parks without running `entry`. Its
   /// stacks stay allocated.
   ///
