@@ -516,6 +516,32 @@ def kfence_boot(bug, line, what, size, cache, faults, freed, tail="", board="vir
     count(not problems, f"{label}: exit {status}, {elapsed:.1f} s")
 
 
+# The memory modules name no architecture: what one architecture needs lives in
+# Sources/Arch and Sources/ArchSupport (docs/architectures.md).
+MEMORY_MODULES = ["PageFrames", "KernelHeap", "MemInit", "KernelSync", "KernelSyncAtomics", "KernelMemory", "VirtualMemory"]
+ARCHITECTURE_WORDS = re.compile(r"aarch64|arm64|armv[78]|\barm\b|risc-?v|\bsv39\b|tpidr|ldaxr|stlxr|\bEL[0-3]\b|tlbi|"
+                                r"\bmair|ttbr|x86|cortex|\bpsci\b|mpidr|sfence|\bsatp\b|opensbi|\bsbi\b|\bhart", re.I)
+
+
+def architecture_names_check():
+    """No architecture is named in the memory modules' sources (code, comments and
+    their DocC catalogs): one test."""
+    label = "no architecture named in " + ", ".join(MEMORY_MODULES)
+    print(f"== {label}", flush=True)
+    found = []
+    for module in MEMORY_MODULES:
+        for folder, _, files in os.walk(os.path.join("Sources", module)):
+            for name in files:
+                path = os.path.join(folder, name)
+                with open(path, errors="replace") as f:
+                    for number, line in enumerate(f, 1):
+                        if ARCHITECTURE_WORDS.search(line):
+                            found.append(f"  {path}:{number}: {line.strip()[:120]}")
+    for line in found[:20]:
+        print(line)
+    count(not found, f"{label}: {len(found)} lines name one")
+
+
 def softfloat_check():
     """The riscv64 kernel's own soft-float routines against the host's hardware
     (scripts/softfloat_check.py): one test."""
@@ -846,6 +872,7 @@ def main():
             wrong_address_boot(board)
     machine_configuration_boots()
     softfloat_check()
+    architecture_names_check()
     too_little_ram()
     matrix_subset()
     gdb_session()

@@ -45,7 +45,7 @@ public struct MemInitConfig {
   /// Whether RAM below the kernel image is firmware's (true, the default: reserved as
   /// `.firmware`, as on boards whose firmware leaves its stubs and tables there without
   /// saying so) or free unless a reservation says otherwise (false: firmware that
-  /// describes everything it keeps, as RISC-V's SBI firmware does in /reserved-memory).
+  /// describes everything it keeps in its device tree's reservations).
   public var reservesMemoryBelowKernel = true
   /// CPU slots of the page frames' and the heap's per-CPU parts: a power of two in
   /// 1 ... `CPU.maximum`. nil (the default): `CPU.slots`, one per installed CPU.

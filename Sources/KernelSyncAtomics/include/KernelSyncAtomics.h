@@ -98,7 +98,7 @@ enum {
   KS_CPU_UNSET = 0,
   /// One CPU, installed on purpose: always 0, nothing said.
   KS_CPU_SINGLE = 1,
-  /// Bare metal: the architecture's per-CPU register (AArch64 TPIDR_EL1, RISC-V tp)
+  /// Bare metal: the architecture's per-CPU register (ArchPerCPU's arch_per_cpu_block)
   /// holds the address of a block whose first 32-bit word is the number.
   KS_CPU_REGISTER = 2,
   /// A function of the kernel's returns it (`function`).
