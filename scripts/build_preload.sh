@@ -51,7 +51,7 @@ compile() {
 mkdir -p "$OUT/cmodules/KernelSyncAtomics"
 printf 'module KernelSyncAtomics {\n  header "%s"\n  export *\n}\n' \
   "$ROOT/Sources/KernelSyncAtomics/include/KernelSyncAtomics.h" > "$OUT/cmodules/KernelSyncAtomics/module.modulemap"
-SWIFT_FLAGS+=(-I "$OUT/cmodules/KernelSyncAtomics")
+SWIFT_FLAGS+=(-I "$OUT/cmodules/KernelSyncAtomics" -Xcc -I -Xcc "$ROOT/Sources/Arch/PerCPU/include")
 
 compile KernelSync "$ROOT"/Sources/KernelSync/*.swift
 compile PageFrames "$ROOT"/Sources/PageFrames/*.swift
@@ -65,7 +65,7 @@ compile KernelMallocPreload "$ROOT"/Preload/PreloadSetup.swift "$ROOT"/Preload/P
 echo "clang libkmalloc.so"
 flock "$LOCK" "$CLANG" -shared -fPIC -O2 -fvisibility=hidden -ftls-model=initial-exec -std=c11 -Wall -Wextra \
   -I "$ROOT/Preload/include" \
-  -I "$ROOT/Sources/KernelSyncAtomics/include" "$ROOT/Preload/cpu.c" "$ROOT/Sources/KernelSyncAtomics/serials.c" "$ROOT/Sources/KernelSyncAtomics/numbering.c" \
+  -I "$ROOT/Sources/KernelSyncAtomics/include" -I "$ROOT/Sources/Arch/PerCPU/include" "$ROOT/Preload/cpu.c" "$ROOT/Sources/KernelSyncAtomics/serials.c" "$ROOT/Sources/KernelSyncAtomics/numbering.c" \
   "$ROOT/Preload/shim.c" "$ROOT/Preload/tcache.c" "$OUT/obj/KernelSync.o" "$OUT/obj/PageFrames.o" "$OUT/obj/KernelHeap.o" \
   "$OUT/obj/FlattenedDeviceTree.o" "$OUT/obj/MemInit.o" "$OUT/obj/VirtualMemory.o" "$OUT/obj/KernelMemory.o" "$OUT/obj/KernelMallocPreload.o" \
   -Wl,--version-script="$ROOT/Preload/exports.map" -Wl,-z,now -Wl,--no-undefined -lpthread \
