@@ -1,7 +1,7 @@
 # SwiftKernelMemory: build, boot and test the Embedded Swift memory subsystem.
 #   make run  [BOARD=raspi3b|raspi4b|virt|riscv64-virt] [MEM=1G] [SEMIHOSTING=0]   boot the kernel under QEMU, show the memory map
 #   make test                                 host swift test + every QEMU boot test
-#   make matrix [ONLY=text] [JOBS=2]         kernel + test kernel over 77 QEMU configurations, against QEMU's -m, hashes, -d guest_errors
+#   make matrix [ONLY=text] [JOBS=2]         kernel + test kernel over 101 QEMU configurations, against QEMU's -m, hashes, -d guest_errors
 #   make debug [BOARD=..]                     QEMU waits for gdb on :1234
 #   make symbolize [BOARD=..] [ELF=..] < report   an exception report as function file:line
 #   make bench [JSON=1] [ONLY=threads] [QUICK=1]  host benchmark against the seed list, glibc, jemalloc and mimalloc; instructions per pair (callgrind)
@@ -104,13 +104,15 @@ test: qemu tools
 	$(PYTHON) scripts/run_tests.py
 
 # Every configuration of scripts/matrix.py (docs/testing.md lists them): RAM sizes,
-# NUMA nodes, cores, exception levels, initrds, trees, CPUs and boards, each checked
-# against what QEMU was given. Needs the three boards' kernels, test kernels and images.
+# NUMA nodes, cores, exception levels, initrds, trees, CPUs and boards (riscv64-virt
+# among them), each checked against what QEMU was given. Needs the four boards' kernels,
+# test kernels and images.
 JOBS ?= 2
 matrix: qemu
 	$(MAKE) -s kernel testkernel image BOARD=raspi3b
 	$(MAKE) -s kernel testkernel image BOARD=raspi4b
 	$(MAKE) -s kernel testkernel image BOARD=virt
+	$(MAKE) -s kernel testkernel image BOARD=riscv64-virt
 	$(PYTHON) scripts/matrix.py --jobs $(JOBS) $(if $(ONLY),--only "$(ONLY)",)
 
 host-test:
