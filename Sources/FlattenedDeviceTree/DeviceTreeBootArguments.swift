@@ -6,19 +6,27 @@ extension FlattenedDeviceTree {
   /// - Throws: `DeviceTreeError` for a malformed structure block.
   /// - Complexity: O(structure block).
   public func bootArguments() throws(DeviceTreeError) -> UnsafeRawBufferPointer? {
+    guard let value = try property("bootargs", ofNode: "chosen")?.value else { return nil }
+    var length = value.count
+    while length > 0 && value[length - 1] == 0 { length -= 1 }
+    return UnsafeRawBufferPointer(rebasing: value[0..<length])
+  }
+
+  /// Property `name` of the root's child node `node` (matched by its whole name, as
+  /// `chosen` or `cpus`), or nil when the tree has no such property.
+  /// - Throws: `DeviceTreeError` for a malformed structure block.
+  /// - Complexity: O(structure block).
+  public func property(_ name: StaticString, ofNode node: StaticString) throws(DeviceTreeError) -> DeviceTreeProperty? {
     var walker = walk()
-    var inChosen = false
+    var inNode = false
     while let token = try walker.next() {
       switch token {
-      case .beginNode(let name):
-        if walker.depth == 2 { inChosen = name.equals("chosen") }
+      case .beginNode(let nodeName):
+        if walker.depth == 2 { inNode = nodeName.equals(node) }
       case .endNode:
-        if walker.depth < 2 { inChosen = false }
+        if walker.depth < 2 { inNode = false }
       case .property(let property):
-        guard inChosen, walker.depth == 2, property.name.equals("bootargs") else { continue }
-        var length = property.value.count
-        while length > 0 && property.value[length - 1] == 0 { length -= 1 }
-        return UnsafeRawBufferPointer(rebasing: property.value[0..<length])
+        if inNode, walker.depth == 2, property.name.equals(name) { return property }
       }
     }
     return nil

@@ -7,20 +7,7 @@ extension FlattenedDeviceTree {
   /// - Throws: `DeviceTreeError` for a malformed structure block.
   /// - Complexity: O(structure block).
   public func timebaseFrequency() throws(DeviceTreeError) -> UInt64? {
-    var walker = walk()
-    var inCPUs = false
-    while let token = try walker.next() {
-      switch token {
-      case .beginNode(let name):
-        if walker.depth == 2 { inCPUs = name.equals("cpus") }
-      case .endNode:
-        if walker.depth < 2 { inCPUs = false }
-      case .property(let property):
-        guard inCPUs, walker.depth == 2, property.name.equals("timebase-frequency") else { continue }
-        guard let hz = property.number, hz != 0 else { return nil }
-        return hz
-      }
-    }
-    return nil
+    guard let hz = try property("timebase-frequency", ofNode: "cpus")?.number, hz != 0 else { return nil }
+    return hz
   }
 }
