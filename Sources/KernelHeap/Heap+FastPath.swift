@@ -30,11 +30,14 @@ extension Heap {
   /// `allocateFast` under the cache's lock.
   @inline(__always)
   private func pop(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
+    // Fields read together are neighbours: one load pair each.
     let current = cache.current
-    guard cache.sampleCountdown > 1, current != 0 else { return nil }
+    let countdown = cache.sampleCountdown
+    guard countdown > 1, current != 0 else { return nil }
     let slab = Slab(address: current)
     guard slab.check == current ^ cache.slabCheckBase else { return nil }
     let index = slab.headIndex
+    let inUse = slab.inUse
     // `noObject` (an empty list) fails this compare too.
     guard UInt(index) < UInt(bitPattern: cache.capacity) else { return nil }
     let object = cache.objectAddress(Int(index), in: slab)
@@ -43,10 +46,10 @@ extension Heap {
     guard next == Slab.endOfList || next < UInt(slab.fresh) && next != UInt(index) && !slab.isAllocated(Int(next)) else {
       return nil
     }
-    cache.sampleCountdown &-= 1
-    slab.headIndex = UInt32(truncatingIfNeeded: next)
+    cache.sampleCountdown = countdown &- 1
     slab.bitmapWord(Int(index)).pointee |= Slab.bit(Int(index))
-    slab.inUse = slab.inUse &+ 1
+    slab.headIndex = UInt32(truncatingIfNeeded: next)
+    slab.inUse = inUse &+ 1
     return UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped
   }
 
@@ -77,11 +80,12 @@ extension Heap {
     guard slab.check == check else { return false }
     let object = UInt(bitPattern: pointer)
     guard let index = cache.objectIndex(object, in: slab), slab.isAllocated(index) else { return false }
+    let head = slab.headIndex
     let inUse = slab.inUse &- 1
     let list = slab.list
     guard list == Slab.listCurrent || list == Slab.listPartial && inUse != 0 else { return false }
     slab.bitmapWord(index).pointee &= ~Slab.bit(index)
-    pointer.storeBytes(of: cache.encode(SlabCache.link(slab.headIndex), at: object), as: UInt.self)
+    pointer.storeBytes(of: cache.encode(SlabCache.link(head), at: object), as: UInt.self)
     slab.headIndex = UInt32(truncatingIfNeeded: index)
     slab.inUse = inUse
     return true

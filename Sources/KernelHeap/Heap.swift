@@ -279,6 +279,29 @@ public struct Heap {
     try deallocateGenerally(pointer)
   }
 
+  /// Frees `pointer` as `deallocate` does, and reports a refused free to
+  /// `badInputHandler` as "`function`: reason address" instead of throwing: a kernel's
+  /// `kfree`. Its usual case runs without a stack frame (the fast path inline, a tail
+  /// call for the rest), which a throwing call would need.
+  /// - Parameters:
+  ///   - pointer: anything; bad input is reported and changes nothing.
+  ///   - function: the name the report starts with.
+  /// - Complexity: as `deallocate`.
+  public func free(_ pointer: UnsafeMutableRawPointer, reportingAs function: StaticString) {
+    if freeFast(pointer) { return }
+    freeGenerally(pointer, reportingAs: function)
+  }
+
+  /// `free(_:reportingAs:)` past its fast path.
+  @inline(never)
+  private func freeGenerally(_ pointer: UnsafeMutableRawPointer, reportingAs function: StaticString) {
+    do {
+      try deallocateGenerally(pointer)
+    } catch {
+      badInputHandler(error.report(function))
+    }
+  }
+
   /// `deallocate` past its fast path: every case, the usual one included.
   @inline(never)
   func deallocateGenerally(_ pointer: UnsafeMutableRawPointer) throws(HeapError) {

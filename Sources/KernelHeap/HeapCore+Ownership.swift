@@ -156,7 +156,7 @@ extension HeapCore {
     let geometry = slab.cache.snapshot
     guard let index = SlabCache.objectIndex(
       address, in: slab, firstOffset: geometry.pointee.firstOffset, objectsBytes: geometry.pointee.objectsBytes,
-      reciprocal: geometry.pointee.reciprocal, slotSize: geometry.pointee.slotSize)
+      reciprocal: geometry.pointee.reciprocal)
     else { throw HeapError(.interiorPointer, address) }
     guard slab.isAllocated(index) else { throw HeapError(.doubleFree, address) }
     return .slabObject(slab, index: index)

@@ -7,10 +7,11 @@ import KernelSync
 ///                     overwritten (or a forged one) fails it
 ///     +8   cache      the `SlabCache` the slab belongs to
 ///     +16  headIndex  the index of the first free object, `noObject` when none (UInt32)
-///     +20  4 bytes unused
+///     +20  inUse      objects handed out (UInt32; beside the head, so that a fast path
+///                     reads and writes the two with one load pair and one store pair)
 ///     +24  next       links of the partial or full list (slab addresses)
 ///     +32  previous
-///     +40  inUse      objects handed out (UInt32)
+///     +40  4 bytes unused
 ///     +44  fresh      objects never handed out yet start at this index (UInt16)
 ///     +46  list       where the slab is: `listFull`, `listPartial`, `listCurrent` (UInt8)
 ///     +47  quarantined  1 when its free list was found overwritten and cut (UInt8)
@@ -72,8 +73,8 @@ struct Slab {
     @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 32, as: UInt.self) }
   }
   var inUse: Int {
-    @inline(__always) get { Int(base.load(fromByteOffset: 40, as: UInt32.self)) }
-    @inline(__always) nonmutating set { base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 40, as: UInt32.self) }
+    @inline(__always) get { Int(base.load(fromByteOffset: 20, as: UInt32.self)) }
+    @inline(__always) nonmutating set { base.storeBytes(of: UInt32(truncatingIfNeeded: newValue), toByteOffset: 20, as: UInt32.self) }
   }
   var fresh: Int {
     @inline(__always) get { Int(base.load(fromByteOffset: 44, as: UInt16.self)) }

@@ -38,8 +38,7 @@ struct SlabCache {
   let kind: UInt
   /// `capacity * slotSize`: offsets from object 0 below this are inside some object.
   let objectsBytes: UInt
-  /// floor(2^32 / slotSize) + 1: object index = offset * reciprocal >> 32, exact for
-  /// every offset inside a slab (offset * (reciprocal * slotSize - 2^32) < 2^15 * 2^12).
+  /// floor(2^32 / slotSize) + 1, for `objectIndex`'s division without a divide.
   let reciprocal: UInt64
 
   /// Newest slab on the partial list, or 0.
@@ -147,18 +146,23 @@ struct SlabCache {
   /// object).
   @inline(__always)
   func objectIndex(_ address: UInt, in slab: Slab) -> Int? {
-    SlabCache.objectIndex(address, in: slab, firstOffset: firstOffset, objectsBytes: objectsBytes, reciprocal: reciprocal, slotSize: slotSize)
+    SlabCache.objectIndex(address, in: slab, firstOffset: firstOffset, objectsBytes: objectsBytes, reciprocal: reciprocal)
   }
 
   /// `objectIndex` from the cache's geometry.
   @inline(__always)
-  static func objectIndex(_ address: UInt, in slab: Slab, firstOffset: Int, objectsBytes: UInt, reciprocal: UInt64, slotSize: Int) -> Int? {
+  static func objectIndex(_ address: UInt, in slab: Slab, firstOffset: Int, objectsBytes: UInt, reciprocal: UInt64) -> Int? {
     // No arithmetic here can wrap: offsets and indices are below a slab's size.
     let offset = address &- (slab.address &+ UInt(bitPattern: firstOffset))
     guard offset < objectsBytes else { return nil }
-    let index = UInt(truncatingIfNeeded: (UInt64(offset) &* reciprocal) >> 32)
-    guard index &* UInt(bitPattern: slotSize) == offset else { return nil }
-    return Int(bitPattern: index)
+    // With offset = q * slotSize + r, r < slotSize, and reciprocal = (2^32 + e) / slotSize
+    // (1 <= e <= slotSize), offset * reciprocal = q * 2^32 + q * e + r * reciprocal:
+    // its high half is q, and its low half is q * e < 2^17 (offsets are below 2^17)
+    // when r = 0, and at least `reciprocal` (> 2^20, slots are at most 4 KiB) otherwise,
+    // without reaching 2^32. One multiply divides and tests for an object start.
+    let product = UInt64(offset) &* reciprocal
+    guard UInt32(truncatingIfNeeded: product) < UInt32(truncatingIfNeeded: reciprocal) else { return nil }
+    return Int(truncatingIfNeeded: product >> 32)
   }
 
   /// The address of object `index` of `slab`.

@@ -60,18 +60,7 @@ public struct KernelMemory: ~Copyable {
   /// - Complexity: O(log ranges), as `Heap.deallocate`.
   public func free(_ pointer: UnsafeMutableRawPointer?, function: StaticString) {
     guard let pointer, let heap = ready(function, UInt(bitPattern: pointer))?.heap else { return }
-    if heap.deallocateOnFastPath(pointer) { return }
-    do {
-      try heap.deallocate(pointer)
-    } catch {
-      KernelMemory.report(error, function)
-    }
-  }
-
-  /// Reports a refused free, out of line: the free path keeps a small frame.
-  @inline(never)
-  private static func report(_ error: HeapError, _ function: StaticString) {
-    badInputHandler(error.report(function))
+    heap.free(pointer, reportingAs: function)
   }
 
   /// Resizes a heap allocation as `Heap.reallocate`; bad input is reported and gets nil.
