@@ -17,14 +17,15 @@
 
 #include "KernelSyncAtomics.h"
 
-static _Thread_local int thread_cpu = -1;
+// UINT32_MAX until the thread first asks (the header's inline read then declines).
+_Thread_local uint32_t ks_thread_number __attribute__((tls_model("initial-exec"))) = UINT32_MAX;
 
 unsigned ks_current_cpu(void) {
-  if (__builtin_expect(thread_cpu < 0, 0)) thread_cpu = (int)gettid();
-  return (unsigned)thread_cpu;
+  if (__builtin_expect(ks_thread_number == UINT32_MAX, 0)) ks_thread_number = (uint32_t)gettid();
+  return ks_thread_number;
 }
 
-void ks_bind_cpu(unsigned cpu) { thread_cpu = (int)cpu; }
+void ks_bind_cpu(unsigned cpu) { ks_thread_number = cpu; }
 
 /// The calling thread asks the kernel again on its next call (a forked child).
-void ks_forget_cpu(void) { thread_cpu = -1; }
+void ks_forget_cpu(void) { ks_thread_number = UINT32_MAX; }

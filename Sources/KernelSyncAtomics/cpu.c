@@ -8,12 +8,12 @@
 // Numbers stay below 2^31 (they wrap there, after 2^31 threads), so a lock word, which
 // holds the number + 1, never reads as free while held.
 #define KS_NO_CPU 0xFFFFFFFFu
-static _Thread_local uint32_t thread_cpu = KS_NO_CPU;
+_Thread_local uint32_t ks_thread_number __attribute__((tls_model("initial-exec"))) = KS_NO_CPU;
 static uint32_t threads_seen;
 
 unsigned ks_thread_cpu(void) {
-  if (thread_cpu == KS_NO_CPU) thread_cpu = __atomic_fetch_add(&threads_seen, 1, __ATOMIC_RELAXED) & 0x7FFFFFFFu;
-  return thread_cpu;
+  if (ks_thread_number == KS_NO_CPU) ks_thread_number = __atomic_fetch_add(&threads_seen, 1, __ATOMIC_RELAXED) & 0x7FFFFFFFu;
+  return ks_thread_number;
 }
 
 unsigned ks_current_cpu(void) {
@@ -21,5 +21,5 @@ unsigned ks_current_cpu(void) {
   return ks_thread_cpu();
 }
 
-void ks_bind_cpu(unsigned cpu) { thread_cpu = cpu & 0x7FFFFFFFu; }
+void ks_bind_cpu(unsigned cpu) { ks_thread_number = cpu & 0x7FFFFFFFu; }
 #endif

@@ -156,9 +156,20 @@ KS_INLINE unsigned ks_current_cpu(void) {
 /// `ks_current_cpu` without its calls, for fast paths that must stay leaf functions:
 /// the number when the per-CPU register's kind is installed and the number is in
 /// range, otherwise `UINT32_MAX` (the caller then takes its general path, which calls
-/// `ks_current_cpu` and so says what is wrong). Hosted: `ks_current_cpu()`.
+/// `ks_current_cpu` and so says what is wrong).
 #if defined(__linux__) || defined(__APPLE__)
-KS_INLINE uint32_t ks_current_cpu_inline(void) { return ks_current_cpu(); }
+/// Hosted: the calling thread's number once it has one, `UINT32_MAX` before (cpu.c, or
+/// Preload/cpu.c in the preload library, assigns and keeps it). Initial-exec TLS: one
+/// load off the thread pointer, with no call to the TLS resolver.
+extern _Thread_local uint32_t ks_thread_number __attribute__((tls_model("initial-exec")));
+
+/// Hosted: the thread's number read inline while threads are the numbering (the
+/// default); `UINT32_MAX` for a thread that has none yet or another numbering, whose
+/// general path then calls `ks_current_cpu`.
+KS_INLINE uint32_t ks_current_cpu_inline(void) {
+  uint32_t number = ks_thread_number;
+  return __builtin_expect(ks_cpu_numbering.kind == KS_CPU_THREADS, 1) ? number : UINT32_MAX;
+}
 #else
 KS_INLINE uint32_t ks_current_cpu_inline(void) {
   uint32_t limit = ks_cpu_numbering.register_limit;
