@@ -19,9 +19,9 @@ public struct PageEntry: Sendable {
   public static let noOrder = 0xFF
 
   /// This page is the first of a block: a free block on the free lists, or an allocated run.
-  public static let flagBlockHead: UInt8 = 1 << 0
+  public static let flagBlockHead: UInt8 = 0x01
   /// A free order-0 page waiting in the allocator's hot-page cache (not merged yet).
-  public static let flagHot: UInt8 = 1 << 1
+  public static let flagHot: UInt8 = 0x02
 
   /// By the page's state (the table above): the next free block's index, the owner's
   /// tag, the run head's index, or `none`.
