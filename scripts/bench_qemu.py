@@ -61,9 +61,10 @@ def main():
         return
     width = max(len(n) for n in names) + 2
     print("instructions per operation (QEMU -icount shift=0)")
-    print("operation".ljust(width) + "".join(b.rjust(10) for b in BOARDS))
+    column = max(len(b) for b in BOARDS) + 2
+    print("operation".ljust(width) + "".join(b.rjust(column) for b in BOARDS))
     for name in names:
-        print(name.ljust(width) + "".join(str(results[b][name]).rjust(10) for b in BOARDS))
+        print(name.ljust(width) + "".join(str(results[b][name]).rjust(column) for b in BOARDS))
 
 
 if __name__ == "__main__":
