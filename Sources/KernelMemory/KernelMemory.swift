@@ -16,7 +16,9 @@ import PageFrames
 /// Before it is set up (or after memInit failed) every entry point reports
 /// `KernelMemory.notSetUpReason` to `badInputHandler` and returns nil or does nothing.
 public struct KernelMemory: ~Copyable {
-  private let parts: (frames: PageFrameAllocator, heap: Heap)?
+  /// The heap first: its pointer is what tells a set-up object from an empty one, so an
+  /// entry point's readiness test is the load of the heap it then uses.
+  private let parts: (heap: Heap, frames: PageFrameAllocator)?
 
   /// The reason reported by every entry point used before a successful memInit.
   public static let notSetUpReason: StaticString = "memory not set up (memInit not run, or it failed)"
@@ -30,7 +32,7 @@ public struct KernelMemory: ~Copyable {
 
   /// The object over a set-up page allocator and a heap that grows from it.
   /// - Complexity: O(1).
-  public init(frames: PageFrameAllocator, heap: Heap) { parts = (frames, heap) }
+  public init(frames: PageFrameAllocator, heap: Heap) { parts = (heap, frames) }
 
   /// Whether memInit (or `init(frames:heap:)`) has set it up.
   public var isReady: Bool { parts != nil }
@@ -149,7 +151,7 @@ public struct KernelMemory: ~Copyable {
   }
 
   /// The parts, or nil after reporting that memory is not set up.
-  private func ready(_ function: StaticString, _ address: UInt) -> (frames: PageFrameAllocator, heap: Heap)? {
+  private func ready(_ function: StaticString, _ address: UInt) -> (heap: Heap, frames: PageFrameAllocator)? {
     if parts == nil { badInputHandler(BadInputReport(function: function, reason: KernelMemory.notSetUpReason, address: address)) }
     return parts
   }
