@@ -45,25 +45,43 @@ func guestBench() {
   }
 
   // The host's random workload: sizes rand(4 ..< rand(16 ..< 1000)), alloc and free
-  // 1:1 once 64 blocks are live. Slots hold the live pointers.
-  let slots = kmalloc(512 * 8)!.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: 512)
-  slots.initialize(repeating: nil, count: 512)
+  // 1:1 once 64 blocks are live. As on the host, the trace is made before the
+  // measurement (a size to allocate, or the slot to free with `freeMark` set), so the
+  // loop's count is the allocator's and the trace's read, not the generator's (whose
+  // 64-bit constants the compiler keeps in registers or rebuilds in the loop as it likes).
+  let operations = 20_000
+  let freeMark: UInt32 = 1 << 31
+  let trace = kmalloc(operations * 4)!.bindMemory(to: UInt32.self, capacity: operations)
   var rng = SplitMix(seed: 1000)
   var liveCount = 0
-  let operations = 20_000
+  for operation in 0..<operations {
+    if liveCount < 64 || (liveCount < 512 && rng.below(2) == 0) {
+      trace[operation] = UInt32(rng.inRange(4..<rng.inRange(16..<1000)))
+      liveCount += 1
+    } else {
+      trace[operation] = freeMark | UInt32(rng.below(liveCount))
+      liveCount -= 1
+    }
+  }
+  // Slots hold the live pointers.
+  let slots = kmalloc(512 * 8)!.bindMemory(to: UnsafeMutableRawPointer?.self, capacity: 512)
+  slots.initialize(repeating: nil, count: 512)
+  liveCount = 0
   measure("kmalloc/kfree random, max 1000 (per op)", operations: operations) {
-    for _ in 0..<operations {
-      if liveCount < 64 || (liveCount < 512 && rng.below(2) == 0) {
-        slots[liveCount] = kmalloc(Int(rng.inRange(4..<rng.inRange(16..<1000))))
+    for operation in 0..<operations {
+      let step = trace[operation]
+      if step & freeMark == 0 {
+        slots[liveCount] = kmalloc(Int(step))
         liveCount += 1
       } else {
-        let index = rng.below(liveCount)
+        let index = Int(step & ~freeMark)
         kfree(slots[index])
         liveCount -= 1
         slots[index] = slots[liveCount]
       }
     }
   }
+  kfree(UnsafeMutableRawPointer(trace))
   for index in 0..<liveCount { kfree(slots[index]) }
   kfree(UnsafeMutableRawPointer(slots))
 
