@@ -632,6 +632,15 @@ static void fork_parent(void) {
   pthread_mutex_unlock(&trace_lock);
 }
 
+/// Set once the library is ready with the per-thread cache on and nothing to record per
+/// call (no KMALLOC_TRACE, no KMALLOC_STATS): malloc and free then try the thread's
+/// bins first and return at once on a hit, with none of the general path's bookkeeping.
+static _Atomic bool plain_calls;
+
+static void decide_plain_calls(void) {
+  atomic_store_explicit(&plain_calls, tcache_enabled && trace_fd < 0 && !counting, memory_order_release);
+}
+
 static void fork_child(void) {
   // Released under the number they were taken with (the parent thread's id), and only
   // then the child's thread asks for its own.
@@ -648,6 +657,7 @@ static void fork_child(void) {
   }
   for (int slot = 0; slot < COUNT_SLOTS; slot++)
     for (int op = 0; op < OP_COUNT; op++) atomic_store_explicit(&counters[slot].n[op], 0, memory_order_relaxed);
+  decide_plain_calls();
 }
 
 static bool initialize(void) {
@@ -706,6 +716,7 @@ static __attribute__((noinline)) bool start_slow(void) {
     atomic_store(&state, INITIALIZING);
     bool ok = initialize();
     atomic_store(&state, ok ? READY : FAILED);
+    if (ok) decide_plain_calls();
     registerFork = ok;
   }
   pthread_mutex_unlock(&init_lock);
@@ -718,6 +729,7 @@ static inline bool started(void) {
   if (__builtin_expect(atomic_load_explicit(&state, memory_order_acquire) == READY, 1)) return true;
   return start_slow();
 }
+
 
 /// At the first pool allocation once libc is initialized: finds this library's code and
 /// calls backtrace once (its first call loads libgcc_s, which allocates; those
@@ -837,7 +849,20 @@ static void *aligned_common(size_t alignment, size_t size) {
   return result;
 }
 
+static __attribute__((noinline)) void *malloc_general(size_t size);
+
 EXPORT void *malloc(size_t size) {
+  bool plain = atomic_load_explicit(&plain_calls, memory_order_acquire);
+  if (__builtin_expect(plain && size <= TCACHE_LIMIT, 1)) {
+    // A bin holds no pool object (those are freed to the pool), so no note is due.
+    void *object = tcache_malloc_hit(size);
+    if (__builtin_expect(object != NULL, 1)) return object;
+  }
+  return malloc_general(size);
+}
+
+/// malloc past a bin hit (out of line, so that the hit needs no stack frame).
+static __attribute__((noinline)) void *malloc_general(size_t size) {
   if (!started()) return bootstrap_alloc(size, 16);
   bool locked = acquire();
   void *result = size <= TCACHE_LIMIT && tcache_enabled ? tcache_malloc(size) : NULL;
@@ -854,7 +879,18 @@ EXPORT void *malloc(size_t size) {
   return result;
 }
 
+static __attribute__((noinline)) void free_general(void *pointer, bool plain);
+
 EXPORT void free(void *pointer) {
+  // A pool object is no slab object: tcache_free declines it, and so does it a pointer
+  // into the bootstrap area, which no heap page holds.
+  bool plain = atomic_load_explicit(&plain_calls, memory_order_acquire);
+  if (__builtin_expect(plain && pointer != NULL, 1) && tcache_free(pointer)) return;
+  free_general(pointer, plain);
+}
+
+/// free past a bin push (out of line, so that the push needs no stack frame).
+static __attribute__((noinline)) void free_general(void *pointer, bool plain) {
   if (!pointer || in_bootstrap(pointer)) return;
   if (!started()) return;
   bool locked = acquire();
@@ -862,7 +898,7 @@ EXPORT void free(void *pointer) {
     capture_call();
     kheap_free(pointer);
     call_depth = 0;
-  } else if (!tcache_enabled || !tcache_free(pointer)) {
+  } else if (!tcache_enabled || plain || !tcache_free(pointer)) {
     size_t large = large_run_bytes(pointer);
     if (large) give_back(pointer, large);
     kheap_free(pointer);

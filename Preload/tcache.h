@@ -127,6 +127,31 @@ static inline __attribute__((always_inline)) void *tcache_malloc(size_t size) {
 /// free of `pointer` (not a pool object): true when the bin took it, or it was found in
 /// the bin already and reported as a double free; false when it is no live size-class
 /// object (the heap frees or reports it) or the cache is off or busy.
+/// `tcache_malloc` when it is a plain bin hit: the object, or NULL with nothing changed
+/// (the thread's cache not active, the detector's countdown due, an empty bin, a link
+/// overwritten), where the caller goes on to `tcache_malloc`, which handles each. It
+/// calls nothing, so malloc's hit needs no stack frame.
+static inline __attribute__((always_inline)) void *tcache_malloc_hit(size_t size) {
+  struct tcache *cache = &tcache_self;
+  unsigned size_class = tcache_class_of_granule[(size + 15) >> 4];
+  int32_t left = cache->sample_left[size_class] - 1;
+  if (__builtin_expect(cache->state != TCACHE_ACTIVE || left <= 0, 0)) return NULL;
+  tcache_enter(cache);
+  uintptr_t object = cache->head[size_class];
+  uintptr_t next = object ? tcache_link(*(uintptr_t *)object, object) : 1;
+  unsigned count = cache->count[size_class] - 1u;
+  if (__builtin_expect((next & 15) != 0 || (next == 0) != (count == 0), 0)) {
+    tcache_leave(cache);
+    return NULL;
+  }
+  cache->sample_left[size_class] = left;
+  cache->head[size_class] = next;
+  cache->count[size_class] = (uint16_t)count;
+  ((uintptr_t *)object)[1] = 0;
+  tcache_leave(cache);
+  return (void *)object;
+}
+
 static inline __attribute__((always_inline)) bool tcache_free(void *pointer) {
   struct tcache *cache = &tcache_self;
   if (__builtin_expect(cache->state != TCACHE_ACTIVE, 0)) return tcache_free_slow(pointer);
