@@ -134,10 +134,11 @@ public enum CPU {
   @inlinable @inline(__always)
   public static var current: Int { Int(ks_current_cpu()) }
 
-  /// The calling CPU's number as a fast path wants it: inline with no call on bare
-  /// metal, nil whenever `current` would have to call (a kind other than
-  /// `.perCPURegister`, a refused number). A path that gets nil falls back to one that
-  /// uses `current`. Hosted builds: `current`.
+  /// The calling CPU's number as a fast path wants it: inline with no call, nil whenever
+  /// `current` would have to call. On bare metal that is a kind other than
+  /// `.perCPURegister`, or a refused number; hosted, a numbering other than `.threads`,
+  /// or a thread that has no number yet (the thread's number is a thread-local word
+  /// read with one load). A path that gets nil falls back to one that uses `current`.
   /// - Complexity: O(1).
   @inlinable @inline(__always)
   public static var currentWithoutCalls: Int? {
