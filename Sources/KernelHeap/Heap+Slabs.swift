@@ -289,10 +289,20 @@ extension Heap {
   @inline(__always)
   func slabRun(holding pointer: UnsafeMutableRawPointer) -> Slab? {
     let address = UInt(bitPattern: pointer)
-    // The initial region's pages are not `.slab` pages, or not RAM at all.
-    guard address & 15 == 0, let frames = config.pointee.frames,
-      let pagesIn = frames.pagesIntoRun(at: pointer, owner: .slab)
-    else { return nil }
+    guard address & 15 == 0 else { return nil }
+    // The first range's window, copied into the heap's configuration: one load less on
+    // the way to the entry than through the frames' layout. Only a heap with frames has
+    // a window (0 bytes otherwise).
+    let offset = address &- config.pointee.firstWindowStart
+    let pagesIn: Int?
+    if offset < config.pointee.firstWindowBytes {
+      pagesIn = config.pointee.frames.unsafelyUnwrapped.pagesIntoRun(firstRangeOffset: offset, owner: .slab)
+    } else {
+      // The initial region's pages are not `.slab` pages, or not RAM at all.
+      guard let frames = config.pointee.frames else { return nil }
+      pagesIn = frames.pagesIntoRun(at: pointer, owner: .slab)
+    }
+    guard let pagesIn else { return nil }
     return Slab(address: Page.roundDown(address) &- UInt(bitPattern: pagesIn) << UInt(Page.shift))
   }
 }

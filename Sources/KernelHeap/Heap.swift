@@ -108,7 +108,8 @@ public struct Heap {
     let classCaches = withSlabs ? start + Heap.controlBytes : nil
     config = start.bindMemory(to: HeapConfig.self, capacity: 1)
     config.initialize(to: HeapConfig(
-      zeroFill: zeroFill, frames: frames, tag: tag, controlSize: controlSize, classCaches: classCaches,
+      zeroFill: zeroFill, frames: frames, firstWindowStart: frames?.firstRangeWindow.start ?? 0,
+      firstWindowBytes: frames?.firstRangeWindow.bytes ?? 0, tag: tag, controlSize: controlSize, classCaches: classCaches,
       slotMask: slots - 1, slabSecret: secret, growthCeiling: max(growthCeiling ?? ramBytes, size),
       growthStepOrder: min(Page.maxOrder, Int.bitWidth - 1 - growthStepPages.leadingZeroBitCount),
       initialStart: first, initialEnd: UInt(bitPattern: start) + UInt(size)))

@@ -7,6 +7,10 @@ struct HeapConfig {
   let zeroFill: ZeroFill
   /// Where growth runs and large allocations come from, and where ownership is looked up.
   let frames: PageFrameAllocator?
+  /// `frames`' first-range window, copied (0 and 0 without frames): kfree's lookup
+  /// compares a pointer with it without loading the frames' layout first.
+  let firstWindowStart: UInt
+  let firstWindowBytes: UInt
   /// This heap's mark in the head entry of its page runs: a number no other heap of this
   /// run has (`HeapTags`).
   let tag: UInt32

@@ -83,6 +83,23 @@ extension PageFrameAllocator {
     return pagesIntoRun(containing: UInt(bitPattern: Int(bitPattern: pointer) &- directMapOffset), owner: owner)
   }
 
+  /// The first RAM range's direct-map window: pointers `start ..< start + bytes` are its
+  /// pages, in order (what `pagesIntoRun(at:owner:)` tests first). Fixed once the
+  /// allocator is set up, so a caller may keep a copy.
+  /// - Complexity: O(1).
+  package var firstRangeWindow: (start: UInt, bytes: UInt) {
+    (layout.pointee.firstWindowStart, layout.pointee.firstWindowBytes)
+  }
+
+  /// `pagesIntoRun(at:owner:)` for a pointer `offset` bytes into the first range's
+  /// window, for a caller that has compared the offset with a copy of the window.
+  /// - Precondition: `offset < firstRangeWindow.bytes` (not checked).
+  /// - Complexity: O(1): the entry's word, and `next` for a page inside a run.
+  @inlinable @inline(__always)
+  package func pagesIntoRun(firstRangeOffset offset: UInt, owner: PageOwner) -> Int? {
+    pagesIntoRun(ofPage: Int(truncatingIfNeeded: offset >> UInt(Page.shift)), owner: owner)
+  }
+
   /// `pagesIntoRun` for entry `index` (below `pageCount`).
   @inlinable @inline(__always) @usableFromInline
   func pagesIntoRun(ofPage index: Int, owner: PageOwner) -> Int? {
