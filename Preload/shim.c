@@ -730,7 +730,6 @@ static inline bool started(void) {
   return start_slow();
 }
 
-
 /// At the first pool allocation once libc is initialized: finds this library's code and
 /// calls backtrace once (its first call loads libgcc_s, which allocates; those
 /// allocations record no stack), so that stacks are recorded from now on.
@@ -861,7 +860,9 @@ EXPORT void *malloc(size_t size) {
   return malloc_general(size);
 }
 
-/// malloc past a bin hit (out of line, so that the hit needs no stack frame).
+/// malloc past a bin hit (out of line, so that the hit needs no stack frame). Its
+/// `tcache_malloc` tries the hit again, which changed nothing the first time: cheaper
+/// on the rare miss than keeping a flag alive across every hit.
 static __attribute__((noinline)) void *malloc_general(size_t size) {
   if (!started()) return bootstrap_alloc(size, 16);
   bool locked = acquire();
@@ -889,7 +890,8 @@ EXPORT void free(void *pointer) {
   free_general(pointer, plain);
 }
 
-/// free past a bin push (out of line, so that the push needs no stack frame).
+/// free past a bin push (out of line, so that the push needs no stack frame). `plain`:
+/// the bins were tried already.
 static __attribute__((noinline)) void free_general(void *pointer, bool plain) {
   if (!pointer || in_bootstrap(pointer)) return;
   if (!started()) return;

@@ -94,7 +94,7 @@ static bool thread_start(struct tcache *cache) {
   return true;
 }
 
-uintptr_t tcache_cut(unsigned size_class, uintptr_t object) {
+static uintptr_t tcache_cut(unsigned size_class, uintptr_t object) {
   report("malloc", "free-list link overwritten (write after free)", object);
   (void)size_class;
   return 0;
@@ -148,7 +148,7 @@ static uintptr_t refill(struct tcache *cache, unsigned size_class) {
   return (uintptr_t)objects[0];
 }
 
-void *tcache_malloc_slow(size_t size, unsigned size_class, bool counted) {
+static void *tcache_malloc_slow(size_t size, unsigned size_class, bool counted) {
   struct tcache *cache = &tcache_self;
   if (!counted) {
     if (cache->state != TCACHE_NEW || !thread_start(cache)) return NULL;
@@ -176,6 +176,14 @@ void *tcache_malloc_slow(size_t size, unsigned size_class, bool counted) {
   }
   tcache_leave(cache);
   return (void *)object;
+}
+
+void *tcache_malloc_miss(size_t size) {
+  struct tcache *cache = &tcache_self;
+  unsigned size_class = tcache_class_of_granule[(size + 15) >> 4];
+  if (cache->state != TCACHE_ACTIVE) return tcache_malloc_slow(size, size_class, false);
+  cache->sample_left[size_class]--;
+  return tcache_malloc_slow(size, size_class, true);
 }
 
 bool tcache_free_slow(void *pointer) {

@@ -66,9 +66,9 @@ long kmalloc_slab_class(void *pointer);
 /// the thread-exit key. `max_count` 0 leaves the cache off; `sample_interval` is the
 /// detector's interval (0: no detector).
 void tcache_start(long max_count, long sample_interval);
-/// Slow paths of tcache_malloc and tcache_free.
-void *tcache_malloc_slow(size_t size, unsigned size_class, bool counted);
-uintptr_t tcache_cut(unsigned size_class, uintptr_t object);
+/// Slow paths of tcache_malloc (past a miss of tcache_malloc_hit, which changed nothing)
+/// and tcache_free.
+void *tcache_malloc_miss(size_t size);
 bool tcache_free_slow(void *pointer);
 bool tcache_free_checked(void *pointer, unsigned size_class);
 /// Whether `pointer` sits in the calling thread's bins (a use of a freed object): it is
@@ -91,46 +91,11 @@ static inline void tcache_leave(struct tcache *cache) {
   cache->state = TCACHE_ACTIVE;
 }
 
-/// An object for a request of `size` bytes (at most TCACHE_LIMIT) from the calling
-/// thread's bin, refilled when empty, or the sampled pool object when the class's
-/// countdown ran out; NULL when the caller must ask the heap (the cache is off or
-/// busy, or the heap had no object).
-static inline __attribute__((always_inline)) void *tcache_malloc(size_t size) {
-  struct tcache *cache = &tcache_self;
-  unsigned size_class = tcache_class_of_granule[(size + 15) >> 4];
-  if (__builtin_expect(cache->state != TCACHE_ACTIVE, 0)) return tcache_malloc_slow(size, size_class, false);
-  int32_t left = cache->sample_left[size_class] - 1;
-  cache->sample_left[size_class] = left;
-  if (__builtin_expect(left <= 0, 0)) return tcache_malloc_slow(size, size_class, true);
-  // The head is read once the cache is busy: a signal handler's malloc cannot take it
-  // in between.
-  tcache_enter(cache);
-  uintptr_t object = cache->head[size_class];
-  if (__builtin_expect(object == 0, 0)) {
-    tcache_leave(cache);
-    return tcache_malloc_slow(size, size_class, true);
-  }
-  uintptr_t next = tcache_link(*(uintptr_t *)object, object);
-  unsigned count = cache->count[size_class] - 1u;
-  // A link overwritten after free: misaligned, or disagreeing with the count.
-  if (__builtin_expect((next & 15) != 0 || (next == 0) != (count == 0), 0)) {
-    next = tcache_cut(size_class, object);
-    count = 0;
-  }
-  cache->head[size_class] = next;
-  cache->count[size_class] = (uint16_t)count;
-  ((uintptr_t *)object)[1] = 0;
-  tcache_leave(cache);
-  return (void *)object;
-}
-
-/// free of `pointer` (not a pool object): true when the bin took it, or it was found in
-/// the bin already and reported as a double free; false when it is no live size-class
-/// object (the heap frees or reports it) or the cache is off or busy.
 /// `tcache_malloc` when it is a plain bin hit: the object, or NULL with nothing changed
 /// (the thread's cache not active, the detector's countdown due, an empty bin, a link
-/// overwritten), where the caller goes on to `tcache_malloc`, which handles each. It
-/// calls nothing, so malloc's hit needs no stack frame.
+/// overwritten), where the caller goes on to `tcache_malloc_miss`, which handles each.
+/// The head is read once the cache is busy: a signal handler's malloc cannot take it in
+/// between. It calls nothing, so malloc's hit needs no stack frame.
 static inline __attribute__((always_inline)) void *tcache_malloc_hit(size_t size) {
   struct tcache *cache = &tcache_self;
   unsigned size_class = tcache_class_of_granule[(size + 15) >> 4];
@@ -152,6 +117,18 @@ static inline __attribute__((always_inline)) void *tcache_malloc_hit(size_t size
   return (void *)object;
 }
 
+/// An object for a request of `size` bytes (at most TCACHE_LIMIT) from the calling
+/// thread's bin, refilled when empty, or the sampled pool object when the class's
+/// countdown ran out; NULL when the caller must ask the heap (the cache is off or
+/// busy, or the heap had no object).
+static inline __attribute__((always_inline)) void *tcache_malloc(size_t size) {
+  void *object = tcache_malloc_hit(size);
+  return __builtin_expect(object != NULL, 1) ? object : tcache_malloc_miss(size);
+}
+
+/// free of `pointer` (not a pool object): true when the bin took it, or it was found in
+/// the bin already and reported as a double free; false when it is no live size-class
+/// object (the heap frees or reports it) or the cache is off or busy.
 static inline __attribute__((always_inline)) bool tcache_free(void *pointer) {
   struct tcache *cache = &tcache_self;
   if (__builtin_expect(cache->state != TCACHE_ACTIVE, 0)) return tcache_free_slow(pointer);
