@@ -11,28 +11,36 @@ import PageFrames
 // | the CPU number needs a call (`CPU.currentWithoutCalls` is nil) | calls `CPU.current` |
 // | the cache's lock is held (another CPU, or this one re-entered) | waits, or says `reentered` |
 // | the sampling detector's countdown would run out | samples the allocation |
-// | no current slab, its check word is wrong, its list is empty | takes a fresh object or another slab, or reports |
+// | the magazine is empty and: no current slab, its check word is wrong, its list is empty | takes a fresh object or another slab, or reports |
 // | the next link fails its check (a write after free) | reports and cuts the list |
 // | the pointer is not a size-class object whose bit is set | reports the reason |
 // | the free moves its slab (full to partial, or it empties) | moves or releases the slab |
 extension Heap {
-  /// The current slab's first free object of `size`'s class on this CPU, or nil when
+  /// The newest object of the magazine of `size`'s class on this CPU, else the current
+  /// slab's first free object, or nil when
   /// anything is unusual (see above); nothing changes then.
   /// - Complexity: O(1).
   @inline(__always)
   func allocateFast(_ size: Int) -> UnsafeMutableRawPointer? {
-    guard UInt(bitPattern: size) <= UInt(SlabClass.limit), let caches = config.pointee.classCaches,
-      let cpu = CPU.currentWithoutCalls
-    else { return nil }
-    return classCache(caches, size: size, cpu: cpu).withLockIfFree(cpu: cpu) { cache in pop(&cache) } ?? nil
+    // The bound is 0 without size-class caches: `classCaches` is set when it passes.
+    guard UInt(bitPattern: size) < config.pointee.sizeClassBound, let cpu = CPU.currentWithoutCalls else { return nil }
+    return classCache(config.pointee.classCaches.unsafelyUnwrapped, size: size, cpu: cpu).withLockIfFree(cpu: cpu) { cache in pop(&cache) } ?? nil
   }
 
   /// `allocateFast` under the cache's lock.
   @inline(__always)
   private func pop(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
     // Fields read together are neighbours: one load pair each.
-    let current = cache.current
     let countdown = cache.sampleCountdown
+    let cached = cache.magazineCount
+    // cached > 0 and countdown > 1 as one sign test: both loads come before the one
+    // branch, so they are one load pair.
+    if (cached &- 1) | (countdown &- 2) >= 0 {
+      cache.sampleCountdown = countdown &- 1
+      cache.magazineCount = cached &- 1
+      return Heap.handOut(Heap.magazineEntry(&cache, cached &- 1))
+    }
+    let current = cache.current
     guard countdown > 1, current != 0 else { return nil }
     let slab = Slab(address: current)
     guard slab.check == current ^ cache.slabCheckBase else { return nil }
@@ -64,28 +72,42 @@ extension Heap {
 
   /// `deallocateOnFastPath`, inline.
   @inline(__always)
-  func freeFast(_ pointer: UnsafeMutableRawPointer) -> Bool {
-    guard let cpu = CPU.currentWithoutCalls, let slab = slabRun(holding: pointer) else { return false }
+  func freeFast(_ pointer: UnsafeMutableRawPointer?) -> Bool {
+    // No alignment or nil test: `objectIndex` refuses whatever is not an object's start.
+    let object = UInt(bitPattern: pointer)
+    guard let cpu = CPU.currentWithoutCalls, let slab = slabRun(at: object) else { return false }
     // A size class's slab: an object cache's carries `Slab.objectCacheMark` as well.
     let check = slab.check
     guard check == Slab.checkWord(slab.address, slab.cacheAddress, config.pointee.slabSecret) else { return false }
     return SpinLocked<SlabCache>(at: UnsafeMutableRawPointer(bitPattern: slab.cacheAddress).unsafelyUnwrapped)
-      .withLockIfFree(cpu: cpu) { cache in push(pointer, slab, check, &cache) } ?? false
+      .withLockIfFree(cpu: cpu) { cache in push(object, slab, check, &cache) } ?? false
   }
 
   /// `freeFast` under the cache's lock.
   @inline(__always)
-  private func push(_ pointer: UnsafeMutableRawPointer, _ slab: Slab, _ check: UInt, _ cache: inout SlabCache) -> Bool {
+  private func push(_ object: UInt, _ slab: Slab, _ check: UInt, _ cache: inout SlabCache) -> Bool {
     // Unchanged since it was read before the lock: still this size class's slab.
     guard slab.check == check else { return false }
-    let object = UInt(bitPattern: pointer)
-    guard let index = cache.objectIndex(object, in: slab), slab.isAllocated(index) else { return false }
+    guard let index = cache.objectIndex(object, in: slab) else { return false }
+    let word = slab.bitmapWord(index)
+    let bit = Slab.bit(index)
+    guard word.pointee & bit != 0 else { return false }
+    // An object of the current slab goes to the magazine while it has room (the count
+    // and the current slab are neighbours, read with one load pair).
+    let cached = cache.magazineCount
+    let current = cache.current
+    // The slab is the current one and the magazine has room, as one test (both loads
+    // before the one branch: one load pair). The count is 0 ... `magazineSize`.
+    if (slab.address ^ current) | UInt(bitPattern: cached &>> SlabCache.magazineShift) == 0 {
+      Heap.putInMagazine(&cache, count: cached, object: object, word: word, bit: bit, index: index)
+      return true
+    }
     let head = slab.headIndex
     let inUse = slab.inUse &- 1
     let list = slab.list
     guard list == Slab.listCurrent || list == Slab.listPartial && inUse != 0 else { return false }
-    slab.bitmapWord(index).pointee &= ~Slab.bit(index)
-    pointer.storeBytes(of: cache.encode(SlabCache.link(head), at: object), as: UInt.self)
+    word.pointee &= ~bit
+    UnsafeMutableRawPointer(bitPattern: object).unsafelyUnwrapped.storeBytes(of: cache.encode(SlabCache.link(head), at: object), as: UInt.self)
     slab.headIndex = UInt32(truncatingIfNeeded: index)
     slab.inUse = inUse
     return true

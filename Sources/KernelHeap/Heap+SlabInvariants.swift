@@ -8,9 +8,12 @@ extension Heap {
   ///   the list its header names; full slabs have nothing left to hand out;
   /// - every slab heads a `.slab` page run of the cache's order tagged with this heap,
   ///   and its header's check word names the cache;
-  /// - in each slab the allocated count equals the bitmap's population, no bit is set at
-  ///   or past the never-used mark, and the free list holds exactly the other used
-  ///   objects (fewer when it was cut after a write after free), each once;
+  /// - in each slab the allocated count equals the bitmap's population (with the
+  ///   magazine's objects for the current slab), no bit is set at or past the
+  ///   never-used mark, and the free list holds exactly the other used objects (fewer
+  ///   when it was cut after a write after free), each once;
+  /// - the magazine holds distinct free objects of the current slab, none on its free
+  ///   list, each with its own address, bitmap word and bit;
   /// - the cache's slab and live-object counters equal a recount, the empty slabs on
   ///   its partial list equal `emptySlabs`;
   /// - the page array holds no slab run of this heap that no cache lists.
@@ -30,7 +33,7 @@ extension Heap {
           return HeapCheckFailure(reason: "slab cache check word wrong", address: UInt(bitPattern: handle.address))
         }
         listedPages += cache.slabs << cache.slabOrder
-        return checkCache(cache, frames)
+        return checkCache(&cache, frames)
       } ?? HeapCheckFailure(reason: "slab cache lock not held", address: UInt(bitPattern: handle.address))
     }
     if let failure { return failure }
@@ -45,16 +48,17 @@ extension Heap {
     return nil
   }
 
-  private func checkCache(_ cache: SlabCache, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
+  private func checkCache(_ cache: inout SlabCache, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
     var slabs = 0, empty = 0
     let current = cache.current
     if current != 0 {
       let slab = Slab(address: current)
       guard isSlabRun(slab, cache, frames) else { return HeapCheckFailure(reason: "slab is not a .slab page run of this heap", address: current) }
       guard slab.list == Slab.listCurrent else { return HeapCheckFailure(reason: "current slab not marked current", address: current) }
-      if let failure = checkSlab(slab, cache, frames) { return failure }
+      if let failure = checkSlab(slab, cache, frames, cached: cache.magazineCount) { return failure }
       slabs += 1
     }
+    if let failure = checkMagazine(&cache) { return failure }
     for pass in 0..<2 {
       let list = pass == 0 ? Slab.listPartial : Slab.listFull
       var address = pass == 0 ? cache.partial : cache.full
@@ -93,7 +97,9 @@ extension Heap {
       && run.pages == 1 << cache.slabOrder
   }
 
-  private func checkSlab(_ slab: Slab, _ cache: SlabCache, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
+  /// - Parameter cached: the objects of `slab` in its cache's magazine (the current
+  ///   slab's count; 0 for the others): in use to the slab, their bits clear.
+  private func checkSlab(_ slab: Slab, _ cache: SlabCache, _ frames: PageFrameAllocator, cached: Int = 0) -> HeapCheckFailure? {
     let address = slab.address
     guard slab.cacheAddress == cache.address, slab.check == address ^ cache.slabCheckBase else {
       return HeapCheckFailure(reason: "slab header check word wrong", address: address)
@@ -110,7 +116,7 @@ extension Heap {
       guard value & beyond == 0 else { return HeapCheckFailure(reason: "slab bitmap marks a never-used object", address: address) }
       bits += value.nonzeroBitCount
     }
-    guard bits == slab.inUse else { return HeapCheckFailure(reason: "slab bitmap differs from its count", address: address) }
+    guard bits &+ cached == slab.inUse else { return HeapCheckFailure(reason: "slab bitmap differs from its count", address: address) }
     // The free list: distinct used free objects (a second visit would need a freed
     // object twice, which the length bound catches).
     var listed = 0

@@ -9,11 +9,13 @@ import PageFrames
 extension Heap {
   // MARK: Allocation
 
-  /// An object from `cache`: the current slab's free-list head, else the slow path.
-  /// The link read from the object is checked before it becomes the new head.
+  /// An object from `cache`: the magazine's newest, else the current slab's free-list
+  /// head, else the slow path. The link read from the object is checked before it
+  /// becomes the new head.
   /// - Complexity: O(1); the slow path adds one page-run allocation at most.
   @inline(__always)
   func slabAllocate(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
+    if let object = Heap.takeFromMagazine(&cache) { return object }
     let current = cache.current
     if current != 0 {
       let slab = Slab(address: current)
@@ -61,6 +63,8 @@ extension Heap {
   @inline(never)
   private func abandonCurrent(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
     badInputHandler(HeapError(.corruptSlab, cache.current).report("slab_alloc"))
+    // The magazine's objects stay in the abandoned slab with it.
+    cache.magazineCount = 0
     cache.current = 0
     return slabAllocateSlow(&cache)
   }
@@ -68,6 +72,9 @@ extension Heap {
   /// The slow path: a never-used object of the current slab, else a slab from the
   /// partial list, else a new slab.
   private func slabAllocateSlow(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
+    // Callers took from the magazine first; emptied all the same, since the current
+    // slab may change below.
+    flushMagazine(&cache)
     if cache.current != 0 {
       let slab = Slab(address: cache.current)
       if slab.fresh < cache.capacity { return takeFresh(slab, &cache) }
@@ -163,7 +170,8 @@ extension Heap {
     if released != nil { cache.slabs -= 1 }
   }
 
-  /// Gives back every empty slab of `cache`, the current one included.
+  /// Gives back every empty slab of `cache`, the current one included once its magazine
+  /// is back on its free list.
   /// - Complexity: O(slabs on the partial list).
   func shrink(_ cache: inout SlabCache) {
     var address = cache.partial
@@ -176,6 +184,7 @@ extension Heap {
       }
     }
     cache.emptySlabs = 0
+    flushMagazine(&cache)
     if cache.current != 0 {
       let slab = Slab(address: cache.current)
       if slab.inUse == 0 {
@@ -212,7 +221,8 @@ extension Heap {
   /// cache-wide counter).
   /// - Complexity: O(slabs).
   func liveObjects(_ cache: SlabCache) -> Int {
-    var live = cache.current == 0 ? 0 : Slab(address: cache.current).inUse
+    // The magazine's objects are free to callers, in use to their slab.
+    var live = cache.current == 0 ? 0 : Slab(address: cache.current).inUse &- cache.magazineCount
     for list in 0..<2 {
       var address = list == 0 ? cache.partial : cache.full
       while address != 0 {
@@ -290,6 +300,14 @@ extension Heap {
   func slabRun(holding pointer: UnsafeMutableRawPointer) -> Slab? {
     let address = UInt(bitPattern: pointer)
     guard address & 15 == 0 else { return nil }
+    return slabRun(at: address)
+  }
+
+  /// `slabRun(holding:)` for any address, aligned or not (0 included): for a caller
+  /// whose own checks refuse an address that is no object's start.
+  /// - Complexity: as `slabRun(holding:)`.
+  @inline(__always)
+  func slabRun(at address: UInt) -> Slab? {
     // The first range's window, copied into the heap's configuration: one load less on
     // the way to the entry than through the frames' layout. Only a heap with frames has
     // a window (0 bytes otherwise).
@@ -299,7 +317,7 @@ extension Heap {
       pagesIn = config.pointee.frames.unsafelyUnwrapped.pagesIntoRun(firstRangeOffset: offset, owner: .slab)
     } else {
       // The initial region's pages are not `.slab` pages, or not RAM at all.
-      guard let frames = config.pointee.frames else { return nil }
+      guard let frames = config.pointee.frames, let pointer = UnsafeRawPointer(bitPattern: address) else { return nil }
       pagesIn = frames.pagesIntoRun(at: pointer, owner: .slab)
     }
     guard let pagesIn else { return nil }

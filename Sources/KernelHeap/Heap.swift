@@ -109,7 +109,8 @@ public struct Heap {
     config = start.bindMemory(to: HeapConfig.self, capacity: 1)
     config.initialize(to: HeapConfig(
       zeroFill: zeroFill, frames: frames, firstWindowStart: frames?.firstRangeWindow.start ?? 0,
-      firstWindowBytes: frames?.firstRangeWindow.bytes ?? 0, tag: tag, controlSize: controlSize, classCaches: classCaches,
+      firstWindowBytes: frames?.firstRangeWindow.bytes ?? 0, tag: tag, controlSize: controlSize,
+      sizeClassBound: withSlabs ? UInt(SlabClass.limit + 1) : 0, classCaches: classCaches,
       slotMask: slots - 1, slabSecret: secret, growthCeiling: max(growthCeiling ?? ramBytes, size),
       growthStepOrder: min(Page.maxOrder, Int.bitWidth - 1 - growthStepPages.leadingZeroBitCount),
       initialStart: first, initialEnd: UInt(bitPattern: start) + UInt(size)))
@@ -157,10 +158,13 @@ public struct Heap {
     SpinLocked(at: caches + index &* SlabCache.cellBytes)
   }
 
-  /// The size-class cache of `cpu` for a request of `size` bytes (0 ... `SlabClass.limit`).
+  /// The size-class cache of `cpu` for a request of `size` bytes.
+  /// - Precondition: `0 <= size <= SlabClass.limit` (not checked: the table's index).
   @inline(__always)
   func classCache(_ caches: UnsafeMutableRawPointer, size: Int, cpu: Int) -> SpinLocked<SlabCache> {
-    classCache(caches, (cpu & config.pointee.slotMask) &* SlabClass.count &+ Int(config.pointee.classOfGranule[(size &+ 15) &>> 4]))
+    let slot = caches + (cpu & config.pointee.slotMask) &* (SlabClass.count &* SlabCache.cellBytes)
+    let granule = Int(bitPattern: (UInt(bitPattern: size) &+ 15) &>> 4)
+    return SpinLocked(at: slot + Int(unsafe config.pointee.cacheOffsetOfGranule[unchecked: granule]))
   }
 
   /// The page allocator this heap grows from, if any.
@@ -281,25 +285,44 @@ public struct Heap {
   }
 
   /// Frees `pointer` as `deallocate` does, and reports a refused free to
-  /// `badInputHandler` as "`function`: reason address" instead of throwing: a kernel's
+  /// `badInputHandler` as "`caller`: reason address" instead of throwing: a kernel's
   /// `kfree`. Its usual case runs without a stack frame (the fast path inline, a tail
   /// call for the rest), which a throwing call would need.
   /// - Parameters:
-  ///   - pointer: anything; bad input is reported and changes nothing.
-  ///   - function: the name the report starts with.
+  ///   - pointer: anything; nil does nothing, bad input is reported and changes nothing.
+  ///   - caller: the name the report starts with (one byte to pass, where a
+  ///     `StaticString` takes three registers). Another name: `deallocate`, and report
+  ///     what it throws.
   /// - Complexity: as `deallocate`.
-  public func free(_ pointer: UnsafeMutableRawPointer, reportingAs function: StaticString) {
+  public func free(_ pointer: UnsafeMutableRawPointer?, reportingAs caller: FreeCaller) {
     if freeFast(pointer) { return }
-    freeGenerally(pointer, reportingAs: function)
+    freeGenerally(pointer, reportingAs: caller)
+  }
+
+  /// The names `free(_:reportingAs:)` reports under.
+  public enum FreeCaller: UInt8, Sendable {
+    /// A kernel's `kfree`.
+    case kfree
+    /// The C library's `free`, which the Swift runtime calls.
+    case free
+
+    /// The name as a report starts with it.
+    public var name: StaticString {
+      switch self {
+      case .kfree: return "kfree"
+      case .free: return "free"
+      }
+    }
   }
 
   /// `free(_:reportingAs:)` past its fast path.
   @inline(never)
-  private func freeGenerally(_ pointer: UnsafeMutableRawPointer, reportingAs function: StaticString) {
+  private func freeGenerally(_ pointer: UnsafeMutableRawPointer?, reportingAs caller: FreeCaller) {
+    guard let pointer else { return }
     do {
       try deallocateGenerally(pointer)
     } catch {
-      badInputHandler(error.report(function))
+      badInputHandler(error.report(caller.name))
     }
   }
 

@@ -17,6 +17,10 @@ struct HeapConfig {
   /// Bytes of the control block: `Heap.controlBytes`, plus the size-class caches when
   /// the heap has page frames.
   let controlSize: Int
+  /// `SlabClass.limit + 1` with size-class caches, 0 without: requests below it go to
+  /// a size class (one compare on kmalloc's fast path, which then needs no test of
+  /// `classCaches`).
+  let sizeClassBound: UInt
   /// The size-class caches (`SlabClass.count` per CPU slot, `SlabCache.cellBytes` each,
   /// in the control block), or nil when slabs are off (no page frames).
   let classCaches: UnsafeMutableRawPointer?
@@ -24,6 +28,9 @@ struct HeapConfig {
   let slotMask: Int
   /// `SlabClass.granuleTable()`: the size class of a request, by its 16-byte granules.
   let classOfGranule = SlabClass.granuleTable()
+  /// The same table as byte offsets of the class's cache in a CPU slot (class ×
+  /// `SlabCache.cellBytes`): one load and one add on kmalloc's fast path.
+  let cacheOffsetOfGranule = SlabClass.granuleTable(scale: SlabCache.cellBytes)
   /// The secret slab headers and free-list links are mixed with.
   let slabSecret: UInt
   let growthCeiling: Int

@@ -17,29 +17,32 @@ struct SlabCache {
   // The fields the fast paths read come first, in the pairs they read together (one
   // load-pair instruction each where the CPU has one).
 
-  /// Slab being allocated from (its address), or 0.
-  var current: UInt = 0
   /// Allocations left before the sampling detector takes one (`Heap.attach`); without a
   /// pool it starts at `Int.max` and never runs out, so the fast path is the same
   /// with the detector on or off.
   var sampleCountdown = Int.max
+  /// Entries in `magazine` (0 ... `magazineSize`); between the countdown, which
+  /// kmalloc reads with it, and `current`, which kfree reads with it.
+  var magazineCount = 0
+  /// Slab being allocated from (its address), or 0.
+  var current: UInt = 0
   /// The cache's address and the heap's slab secret mixed (and `Slab.objectCacheMark`
   /// for an object cache): a slab of this cache at `address` carries
   /// `address ^ slabCheckBase` (`Slab.checkWord`).
   let slabCheckBase: UInt
   let capacity: Int
+  /// Mixed into every free-list link this cache stores.
+  let secret: UInt
+  /// `capacity * slotSize`: offsets from object 0 below this are inside some object.
+  let objectsBytes: UInt
   /// Offset of object 0 from the slab's start: the header, rounded to the alignment.
   let firstOffset: Int
   /// Bytes from one object's start to the next (the object size rounded to the alignment).
   let slotSize: Int
-  /// Mixed into every free-list link this cache stores.
-  let secret: UInt
-  /// `kindSizeClass` (kmalloc) or `kindObjectCache`.
-  let kind: UInt
-  /// `capacity * slotSize`: offsets from object 0 below this are inside some object.
-  let objectsBytes: UInt
   /// floor(2^32 / slotSize) + 1, for `objectIndex`'s division without a divide.
   let reciprocal: UInt64
+  /// `kindSizeClass` (kmalloc) or `kindObjectCache`.
+  let kind: UInt
 
   /// Newest slab on the partial list, or 0.
   var partial: UInt = 0
@@ -59,9 +62,22 @@ struct SlabCache {
   let requestedSize: Int
   /// The address of the cache's lock and state: its identity in slab headers.
   let address: UInt
+  /// The magazine: objects of the current slab freed last, handed out first, each as
+  /// `magazineEntryWords` words (see `Heap+Magazine.swift`): `magazineSize` ×
+  /// `magazineEntryWords` words. Only the size classes use it.
+  var magazine = InlineArray<8, UInt>(repeating: 0)
 
   /// Bytes of one cache with its lock, 64-byte aligned.
   static var cellBytes: Int { (SpinLocked<SlabCache>.byteCount + 63) & ~63 }
+
+  /// Objects a magazine holds: two, so that a size-class cache with its lock stays
+  /// within 256 bytes (64 CPU slots of 48 classes take 768 KiB of the heap's first MiB).
+  static let magazineSize = 1 << magazineShift
+  /// log2 of `magazineSize`: a count is below the size when this shift makes it 0.
+  static let magazineShift = 1
+  /// Words of one magazine entry: the object's address, its bitmap word's address,
+  /// its bit, and its index (a power of two, so that an entry is one shift away).
+  static let magazineEntryWords = 4
 
   static let kindSizeClass: UInt = 0x5c1a
   static let kindObjectCache: UInt = 0x0bca

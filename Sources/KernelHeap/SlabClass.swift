@@ -44,6 +44,12 @@ public enum SlabClass {
     InlineArray { granule in UInt8(truncatingIfNeeded: index(forRequest: granule &* 16)) }
   }
 
+  /// `granuleTable()` with each class multiplied by `scale`, which keeps every product
+  /// within 16 bits (`count * scale <= 65536`).
+  static func granuleTable(scale: Int) -> InlineArray<257, UInt16> {
+    InlineArray { granule in UInt16(truncatingIfNeeded: index(forRequest: granule &* 16) &* scale) }
+  }
+
   /// The object size of class `index`.
   /// - Precondition: `0 <= index < count`.
   /// - Complexity: O(1).

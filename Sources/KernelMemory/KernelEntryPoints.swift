@@ -39,7 +39,7 @@ public func kmalloc(_ size: Int) -> UnsafeMutableRawPointer? {
 /// - Complexity: O(log ranges): one page-entry lookup decides the owner (O(1) with one
 ///   RAM range).
 public func kfree(_ pointer: UnsafeMutableRawPointer?) {
-  kernelMemory.free(pointer, function: "kfree")
+  kernelMemory.free(pointer, caller: .kfree)
 }
 
 /// `size` bytes at a multiple of `alignment` (a power of two up to 4096), or nil.

@@ -58,11 +58,15 @@ public struct KernelMemory: ~Copyable {
   }
 
   /// Frees a heap allocation; nil does nothing. Bad input is reported as
-  /// "function: reason address" and changes nothing.
+  /// "caller: reason address" and changes nothing.
   /// - Complexity: O(log ranges), as `Heap.deallocate`.
-  public func free(_ pointer: UnsafeMutableRawPointer?, function: StaticString) {
-    guard let pointer, let heap = ready(function, UInt(bitPattern: pointer))?.heap else { return }
-    heap.free(pointer, reportingAs: function)
+  public func free(_ pointer: UnsafeMutableRawPointer?, caller: Heap.FreeCaller) {
+    // The heap's free passes nil on to its general path, which ignores it: no test here.
+    guard let heap = parts?.heap else {
+      if pointer != nil { _ = ready(caller.name, UInt(bitPattern: pointer)) }
+      return
+    }
+    heap.free(pointer, reportingAs: caller)
   }
 
   /// Resizes a heap allocation as `Heap.reallocate`; bad input is reported and gets nil.

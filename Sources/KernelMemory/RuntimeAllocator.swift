@@ -58,7 +58,7 @@ public func runtimeRealloc(_ pointer: UnsafeMutableRawPointer?, _ size: Int) -> 
 /// - Complexity: O(1).
 @_cdecl("kheap_free")
 public func runtimeFree(_ pointer: UnsafeMutableRawPointer?) {
-  kernelMemory.free(pointer, function: "free")
+  kernelMemory.free(pointer, caller: .free)
 }
 
 #endif

@@ -186,20 +186,68 @@ func slabScenarios() -> [Scenario] {
       expectFreeThrows(heap, a, .doubleFree, &e, "an object of a slab given back", detail: 1)
       e.expect(heap.check() == nil && frames.checkInvariants() == nil, "structures intact after every bad input", 0)
     },
+    Scenario("slab.magazine") { memory, e in
+      guard let (frames, heap) = makeMachine(memory, &e) else { return }
+      // Frees into the current slab: the first ones go to the cache's magazine, the rest
+      // onto the slab's free list. Either way the object is free to every caller at
+      // once; the model is the set of pointers handed out and not freed.
+      var live: [UnsafeMutableRawPointer] = []
+      for _ in 0..<12 {
+        guard let p = heap.allocate(64) else { return e.expect(false, "allocation failed", 64) }
+        live.append(p)
+      }
+      let first = live[0]
+      e.expect(live.allSatisfy { slabRun(frames, $0)?.start == slabRun(frames, first)?.start }, "twelve objects of one slab", 0)
+      var freed: [UnsafeMutableRawPointer] = []
+      for step in 0..<8 {
+        let p = live.remove(at: (step * 5) % live.count)
+        try? heap.deallocate(p)
+        freed.append(p)
+        e.expect(heap.statistics.slabObjects == live.count, "live objects as the model has them", UInt(step))
+        e.expect(heap.sizeClass(ofObject: p) == -1, "a freed object is no live object", UInt(step))
+        // Every freed object, in the magazine or on the list: a second free is refused.
+        for q in freed { expectFreeThrows(heap, q, .doubleFree, &e, "a second free of a freed object", detail: UInt(step)) }
+        e.expect(heap.check() == nil, "heapCheck after each free", UInt(step))
+      }
+      // The freed objects come back before any other (the magazine's, then the list's).
+      var again: [UnsafeMutableRawPointer] = []
+      for _ in 0..<freed.count {
+        guard let p = heap.allocate(64) else { return e.expect(false, "allocation failed", 64) }
+        again.append(p)
+      }
+      e.expect(again.count == freed.count && again.allSatisfy { freed.contains($0) }, "the freed objects are handed out again", 0)
+      e.expect(heap.check() == nil && heap.statistics.slabObjects == live.count + again.count, "counts after taking them back", 0)
+      for p in live + again { try? heap.deallocate(p) }
+      e.expect(heap.statistics.slabObjects == 0 && heap.check() == nil, "every object free", 0)
+      // The magazine's objects go back to their slab before it is given back.
+      heap.releaseEmptySlabs()
+      e.expect(frames.count(.slab) == 0 && heap.statistics.slabBytes == 0, "every slab page back", UInt(frames.count(.slab)))
+      e.expect(frames.checkInvariants() == nil, "page invariants", 0)
+    },
     Scenario("slab.write_after_free") { memory, e in
       guard let (_, heap) = makeMachine(memory, &e) else { return }
       // Overwrite the link in a free object three ways; each is found when the object
       // is allocated again, and the list is cut rather than followed.
       var liveOthers: [UnsafeMutableRawPointer] = []
       for (trial, size) in [48, 96, 192].enumerated() {
-        guard let a = heap.allocate(size), let b = heap.allocate(size), let c = heap.allocate(size) else {
+        // The first frees into the current slab fill its cache's magazine, whose objects
+        // hold no link: the objects freed before a and b take those places.
+        let fill = (0..<Heap.magazineSize).compactMap { _ in heap.allocate(size) }
+        guard fill.count == Heap.magazineSize, let a = heap.allocate(size), let b = heap.allocate(size),
+          let c = heap.allocate(size)
+        else {
           return e.expect(false, "allocation failed", UInt(size))
         }
         liveOthers.append(c)
+        for p in fill { try? heap.deallocate(p) }
         try? heap.deallocate(a)
         try? heap.deallocate(b)  // the list: b -> a
         let forged: UInt = trial == 0 ? 0x4141_4141_4141_4141 : trial == 1 ? UInt(bitPattern: c) : UInt(bitPattern: a) + 16
         b.storeBytes(of: forged, as: UInt.self)  // the write after free
+        // The magazine's objects come back first, without a report.
+        let refill = (0..<Heap.magazineSize).compactMap { _ in heap.allocate(size) }
+        e.expect(refill.count == fill.count && refill.allSatisfy { fill.contains($0) }, "the magazine hands its objects back first", UInt(size))
+        liveOthers += refill
         var first: UnsafeMutableRawPointer? = nil
         let reports = collectingReports { first = heap.allocate(size) }
         e.expect(first == b, "the overwritten object is handed out first", UInt(size))
