@@ -30,17 +30,22 @@ struct SlabCache {
   /// for an object cache): a slab of this cache at `address` carries
   /// `address ^ slabCheckBase` (`Slab.checkWord`).
   let slabCheckBase: UInt
-  let capacity: Int
-  /// Mixed into every free-list link this cache stores.
-  let secret: UInt
   /// `capacity * slotSize`: offsets from object 0 below this are inside some object.
   let objectsBytes: UInt
   /// Offset of object 0 from the slab's start: the header, rounded to the alignment.
   let firstOffset: Int
-  /// Bytes from one object's start to the next (the object size rounded to the alignment).
-  let slotSize: Int
   /// floor(2^32 / slotSize) + 1, for `objectIndex`'s division without a divide.
   let reciprocal: UInt64
+  /// The magazine: objects of the current slab freed last, handed out first (see
+  /// `Heap+Magazine.swift`): `magazineSize` × `magazineEntryWords` words. Only the size
+  /// classes use it. With the lock and the fields above it fills the cache's first two
+  /// 64-byte lines, which are all the fast paths touch of it.
+  var magazine = InlineArray<8, UInt>(repeating: 0)
+  let capacity: Int
+  /// Mixed into every free-list link this cache stores.
+  let secret: UInt
+  /// Bytes from one object's start to the next (the object size rounded to the alignment).
+  let slotSize: Int
   /// `kindSizeClass` (kmalloc) or `kindObjectCache`.
   let kind: UInt
 
@@ -62,10 +67,6 @@ struct SlabCache {
   let requestedSize: Int
   /// The address of the cache's lock and state: its identity in slab headers.
   let address: UInt
-  /// The magazine: objects of the current slab freed last, handed out first, each as
-  /// `magazineEntryWords` words (see `Heap+Magazine.swift`): `magazineSize` ×
-  /// `magazineEntryWords` words. Only the size classes use it.
-  var magazine = InlineArray<8, UInt>(repeating: 0)
 
   /// Bytes of one cache with its lock, 64-byte aligned.
   static var cellBytes: Int { (SpinLocked<SlabCache>.byteCount + 63) & ~63 }
