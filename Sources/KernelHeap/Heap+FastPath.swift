@@ -37,8 +37,7 @@ extension Heap {
     // branch, so they are one load pair.
     if (cached &- 1) | (countdown &- 2) >= 0 {
       cache.sampleCountdown = countdown &- 1
-      cache.magazineCount = cached &- 1
-      return Heap.handOut(Heap.magazineEntry(&cache, cached &- 1))
+      return Heap.popMagazine(&cache, count: cached)
     }
     let current = cache.current
     guard countdown > 1, current != 0 else { return nil }
@@ -92,12 +91,11 @@ extension Heap {
     let word = slab.bitmapWord(index)
     let bit = Slab.bit(index)
     guard word.pointee & bit != 0 else { return false }
-    // An object of the current slab goes to the magazine while it has room (the count
-    // and the current slab are neighbours, read with one load pair).
+    // An object of the current slab goes to the magazine while it has room. The two
+    // tests are one (the count is 0 ... `magazineSize`): both loads come before the one
+    // branch, so the neighbours are one load pair.
     let cached = cache.magazineCount
     let current = cache.current
-    // The slab is the current one and the magazine has room, as one test (both loads
-    // before the one branch: one load pair). The count is 0 ... `magazineSize`.
     if (slab.address ^ current) | UInt(bitPattern: cached &>> SlabCache.magazineShift) == 0 {
       Heap.putInMagazine(&cache, count: cached, object: object, word: word, bit: bit, index: index)
       return true

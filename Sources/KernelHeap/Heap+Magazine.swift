@@ -7,7 +7,9 @@
 // says -1. To its slab it is still handed out: it counts in `inUse`, is not on the
 // free list and holds no link, so the slab cannot empty or move while it is cached.
 // Every object in the magazine belongs to `current`; whatever replaces or releases the
-// current slab empties the magazine into it first (`flushMagazine`).
+// current slab empties the magazine into it first (`flushMagazine`), or, for a slab
+// found overwritten, drops it; the slow path that changes slabs runs only once the
+// magazine is empty.
 //
 // An entry is four words: the object's address, its bitmap word's address, its bit and
 // its index, so that a pop is one load pair and a read-modify-write of the word, and a
@@ -30,13 +32,16 @@ extension Heap {
   static func takeFromMagazine(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
     let count = cache.magazineCount
     guard count > 0 else { return nil }
-    cache.magazineCount = count &- 1
-    return handOut(magazineEntry(&cache, count &- 1))
+    return popMagazine(&cache, count: count)
   }
 
-  /// Marks the object of a magazine entry allocated and returns it.
+  /// `takeFromMagazine` for a caller that has tested the count itself.
+  /// - Precondition: `count` is `cache.magazineCount` and above 0.
+  /// - Complexity: O(1).
   @inline(__always)
-  static func handOut(_ entry: UnsafeMutablePointer<UInt>) -> UnsafeMutableRawPointer {
+  static func popMagazine(_ cache: inout SlabCache, count: Int) -> UnsafeMutableRawPointer {
+    cache.magazineCount = count &- 1
+    let entry = magazineEntry(&cache, count &- 1)
     let word = UnsafeMutablePointer<UInt64>(bitPattern: entry[1]).unsafelyUnwrapped
     word.pointee |= UInt64(entry[2])
     return UnsafeMutableRawPointer(bitPattern: entry[0]).unsafelyUnwrapped
@@ -65,11 +70,9 @@ extension Heap {
   /// - Complexity: O(`SlabCache.magazineSize`).
   func flushMagazine(_ cache: inout SlabCache) {
     let count = cache.magazineCount
-    guard count > 0, cache.current != 0 else {
-      cache.magazineCount = 0
-      return
-    }
     cache.magazineCount = 0
+    // A magazine holds objects only while there is a current slab.
+    guard count > 0 else { return }
     let slab = Slab(address: cache.current)
     for index in 0..<count {
       // The bit is clear already; `slabFree` links the object and counts it free. The
@@ -78,13 +81,26 @@ extension Heap {
     }
   }
 
-  /// Checks `cache`'s magazine against its current slab (`current` is 0 or a slab whose
-  /// header, run and counts `checkSlab` vouches for): each entry names a distinct used
-  /// object of it whose bit is clear, with that object's address, bitmap word and bit,
-  /// and that is not on its free list.
+  /// The indices the magazine's entries name, as a bitmap like a slab's (an index
+  /// outside it is left out, for `checkMagazine` to report).
+  /// - Complexity: O(`magazineSize`).
+  func magazineIndices(_ cache: inout SlabCache) -> InlineArray<4, UInt64> {
+    var indices = InlineArray<4, UInt64>(repeating: 0)
+    for position in 0..<min(max(cache.magazineCount, 0), SlabCache.magazineSize) {
+      let index = Heap.magazineEntry(&cache, position)[3]
+      if index < UInt(Slab.maximumObjects) { indices[Int(index >> 6)] |= Slab.bit(Int(index)) }
+    }
+    return indices
+  }
+
+  /// Checks `cache`'s magazine against its current slab (`current` is 0 or a slab
+  /// `checkSlab` vouches for, which also finds the magazine's objects off its free list
+  /// and counted in its `inUse`): each entry names a used object of it whose bit is
+  /// clear, with that object's address, bitmap word and bit, and no two the same.
+  /// - Parameter indices: `magazineIndices(&cache)`.
   /// - Returns: the first failure, or nil.
-  /// - Complexity: O(`magazineSize` × free list).
-  func checkMagazine(_ cache: inout SlabCache) -> HeapCheckFailure? {
+  /// - Complexity: O(`magazineSize`).
+  func checkMagazine(_ cache: inout SlabCache, _ indices: InlineArray<4, UInt64>) -> HeapCheckFailure? {
     let count = cache.magazineCount
     guard count >= 0, count <= SlabCache.magazineSize, count == 0 || cache.current != 0 else {
       return HeapCheckFailure(reason: "slab magazine count out of range", address: cache.address)
@@ -99,21 +115,9 @@ extension Heap {
       else {
         return HeapCheckFailure(reason: "slab magazine entry is no free object of the current slab", address: entry[0])
       }
-      for earlier in 0..<position where Heap.magazineEntry(&cache, earlier)[3] == entry[3] {
-        return HeapCheckFailure(reason: "slab magazine holds an object twice", address: entry[0])
-      }
-      // Not on the free list: the walk is bounded by the slab's capacity.
-      var next = SlabCache.link(slab.headIndex)
-      var steps = 0
-      while next != Slab.endOfList, next < UInt(slab.fresh), steps < cache.capacity {
-        guard next != UInt(index) else {
-          return HeapCheckFailure(reason: "slab magazine object is on its free list", address: entry[0])
-        }
-        let object = cache.objectAddress(Int(next), in: slab)
-        next = cache.encode(UnsafeRawPointer(bitPattern: object).unsafelyUnwrapped.load(as: UInt.self), at: object)
-        steps += 1
-      }
     }
+    let distinct = indices[0].nonzeroBitCount + indices[1].nonzeroBitCount + indices[2].nonzeroBitCount + indices[3].nonzeroBitCount
+    guard distinct == count else { return HeapCheckFailure(reason: "slab magazine holds an object twice", address: cache.address) }
     return nil
   }
 }

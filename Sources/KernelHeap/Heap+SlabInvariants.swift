@@ -51,14 +51,15 @@ extension Heap {
   private func checkCache(_ cache: inout SlabCache, _ frames: PageFrameAllocator) -> HeapCheckFailure? {
     var slabs = 0, empty = 0
     let current = cache.current
+    let cached = magazineIndices(&cache)
     if current != 0 {
       let slab = Slab(address: current)
       guard isSlabRun(slab, cache, frames) else { return HeapCheckFailure(reason: "slab is not a .slab page run of this heap", address: current) }
       guard slab.list == Slab.listCurrent else { return HeapCheckFailure(reason: "current slab not marked current", address: current) }
-      if let failure = checkSlab(slab, cache, frames, cached: cache.magazineCount) { return failure }
+      if let failure = checkSlab(slab, cache, frames, cached: cached) { return failure }
       slabs += 1
     }
-    if let failure = checkMagazine(&cache) { return failure }
+    if let failure = checkMagazine(&cache, cached) { return failure }
     for pass in 0..<2 {
       let list = pass == 0 ? Slab.listPartial : Slab.listFull
       var address = pass == 0 ? cache.partial : cache.full
@@ -97,9 +98,12 @@ extension Heap {
       && run.pages == 1 << cache.slabOrder
   }
 
-  /// - Parameter cached: the objects of `slab` in its cache's magazine (the current
-  ///   slab's count; 0 for the others): in use to the slab, their bits clear.
-  private func checkSlab(_ slab: Slab, _ cache: SlabCache, _ frames: PageFrameAllocator, cached: Int = 0) -> HeapCheckFailure? {
+  /// - Parameter cached: the objects of `slab` in its cache's magazine, as a bitmap (the
+  ///   current slab's; none for the others): in use to the slab, their bits clear, not
+  ///   on its free list.
+  private func checkSlab(
+    _ slab: Slab, _ cache: SlabCache, _ frames: PageFrameAllocator, cached: InlineArray<4, UInt64> = .init(repeating: 0)
+  ) -> HeapCheckFailure? {
     let address = slab.address
     guard slab.cacheAddress == cache.address, slab.check == address ^ cache.slabCheckBase else {
       return HeapCheckFailure(reason: "slab header check word wrong", address: address)
@@ -114,9 +118,9 @@ extension Heap {
       let firstBeyond = fresh - word * 64
       let beyond: UInt64 = firstBeyond <= 0 ? ~0 : firstBeyond >= 64 ? 0 : ~0 << UInt64(firstBeyond)
       guard value & beyond == 0 else { return HeapCheckFailure(reason: "slab bitmap marks a never-used object", address: address) }
-      bits += value.nonzeroBitCount
+      bits += value.nonzeroBitCount + cached[word].nonzeroBitCount
     }
-    guard bits &+ cached == slab.inUse else { return HeapCheckFailure(reason: "slab bitmap differs from its count", address: address) }
+    guard bits == slab.inUse else { return HeapCheckFailure(reason: "slab bitmap differs from its count", address: address) }
     // The free list: distinct used free objects (a second visit would need a freed
     // object twice, which the length bound catches).
     var listed = 0
@@ -124,6 +128,9 @@ extension Heap {
     while next != Slab.endOfList {
       guard listed < fresh - slab.inUse, next < UInt(fresh), !slab.isAllocated(Int(next)) else {
         return HeapCheckFailure(reason: "slab free list holds a bad entry or loops", address: next < UInt(fresh) ? cache.objectAddress(Int(next), in: slab) : address)
+      }
+      guard cached[Int(next >> 6)] & Slab.bit(Int(next)) == 0 else {
+        return HeapCheckFailure(reason: "slab magazine object is on its free list", address: cache.objectAddress(Int(next), in: slab))
       }
       listed += 1
       let object = cache.objectAddress(Int(next), in: slab)

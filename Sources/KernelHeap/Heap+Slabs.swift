@@ -71,10 +71,8 @@ extension Heap {
 
   /// The slow path: a never-used object of the current slab, else a slab from the
   /// partial list, else a new slab.
+  /// - Precondition: the magazine is empty (the current slab may change here).
   private func slabAllocateSlow(_ cache: inout SlabCache) -> UnsafeMutableRawPointer? {
-    // Callers took from the magazine first; emptied all the same, since the current
-    // slab may change below.
-    flushMagazine(&cache)
     if cache.current != 0 {
       let slab = Slab(address: cache.current)
       if slab.fresh < cache.capacity { return takeFresh(slab, &cache) }

@@ -31,7 +31,7 @@ extension Heap {
       case .slabObject? = try? HeapCore.locateObject(pointer, inCheckedSlab: slab)
     else { return -1 }
     // The slot size is a `let` of the cache: read without its lock.
-    return Int(config.pointee.classOfGranule[slab.cache.snapshot.pointee.slotSize &>> 4])
+    return sizeClass(ofGranuleIn: slab.cache.snapshot.pointee.slotSize &>> 4)
   }
 
   /// Allocates up to `count` objects of size class `sizeClass` from the calling CPU's
@@ -138,6 +138,13 @@ extension Heap {
   /// - Complexity: O(1).
   public func sizeClass(ofGranule granule: Int) -> Int {
     guard granule >= 0, granule < SlabClass.granules else { return -1 }
-    return Int(config.pointee.classOfGranule[granule])
+    return sizeClass(ofGranuleIn: granule)
+  }
+
+  /// The size class of `granule` (`0 ..< SlabClass.granules`), from the cache-offset
+  /// table.
+  @inline(__always)
+  func sizeClass(ofGranuleIn granule: Int) -> Int {
+    Int(config.pointee.cacheOffsetOfGranule[granule]) / SlabCache.cellBytes
   }
 }

@@ -26,10 +26,9 @@ struct HeapConfig {
   let classCaches: UnsafeMutableRawPointer?
   /// CPU slots of the size-class caches, minus one: CPU `n` uses slot `n & slotMask`.
   let slotMask: Int
-  /// `SlabClass.granuleTable()`: the size class of a request, by its 16-byte granules.
-  let classOfGranule = SlabClass.granuleTable()
-  /// The same table as byte offsets of the class's cache in a CPU slot (class ×
-  /// `SlabCache.cellBytes`): one load and one add on kmalloc's fast path.
+  /// The size class of a request by its 16-byte granules, as the byte offset of the
+  /// class's cache in a CPU slot (class × `SlabCache.cellBytes`): one load and one add
+  /// on kmalloc's fast path. `Heap.sizeClass(ofGranuleIn:)` divides it back.
   let cacheOffsetOfGranule = SlabClass.granuleTable(scale: SlabCache.cellBytes)
   /// The secret slab headers and free-list links are mixed with.
   let slabSecret: UInt

@@ -23,7 +23,7 @@ public enum SlabClass {
   /// The class serving a request of `size` bytes.
   /// - Precondition: `0 <= size <= limit` (not checked).
   /// - Complexity: O(1), arithmetic; kmalloc's fast path reads a heap's copy of
-  ///   `granuleTable()` instead (one load against about ten instructions).
+  ///   `granuleTable(scale:)` instead (one load against about ten instructions).
   @inline(__always)
   public static func index(forRequest size: Int) -> Int {
     if size <= 256 { return size <= 16 ? 0 : (size &- 1) >> 4 }
@@ -36,16 +36,11 @@ public enum SlabClass {
   /// so all requests of one granule share a class. Granules 0 ... `limit` / 16.
   static let granules = limit / 16 + 1
 
-  /// The class of every granule (`index(forRequest: granule * 16)`): the fast path's
-  /// lookup, one byte load instead of the arithmetic of `index`. Each heap keeps a copy
-  /// in its control block.
+  /// The class of every granule (`index(forRequest: granule * 16)`) times `scale`: the
+  /// fast path's lookup, one load instead of the arithmetic of `index`. Each heap keeps
+  /// a copy in its control block, scaled to its caches' byte offsets in a CPU slot.
+  /// - Precondition: `count * scale <= 65536` (every product fits 16 bits).
   /// - Complexity: O(granules).
-  static func granuleTable() -> InlineArray<257, UInt8> {
-    InlineArray { granule in UInt8(truncatingIfNeeded: index(forRequest: granule &* 16)) }
-  }
-
-  /// `granuleTable()` with each class multiplied by `scale`, which keeps every product
-  /// within 16 bits (`count * scale <= 65536`).
   static func granuleTable(scale: Int) -> InlineArray<257, UInt16> {
     InlineArray { granule in UInt16(truncatingIfNeeded: index(forRequest: granule &* 16) &* scale) }
   }
